@@ -1,0 +1,67 @@
+//! The command line: one binary, one module per subcommand.
+
+mod operators;
+mod serve;
+mod tenants;
+
+use clap::{Parser, Subcommand};
+
+use crate::Result;
+use crate::config::Config;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "control-plane",
+    version,
+    about = "A database-per-tenant control plane"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP service and the provisioning reconciler.
+    Serve,
+    /// Create, inspect, suspend, resume and delete tenants (works on the owner database
+    /// directly; no running service needed).
+    #[command(subcommand)]
+    Tenants(tenants::TenantsCommand),
+    /// Manage operator accounts.
+    #[command(subcommand)]
+    Operators(operators::OperatorsCommand),
+}
+
+impl Cli {
+    pub async fn run(self, config: Config) -> Result<()> {
+        match self.command {
+            Command::Serve => serve::run(config).await,
+            Command::Tenants(cmd) => tenants::run(cmd, config).await,
+            Command::Operators(cmd) => operators::run(cmd, config).await,
+        }
+    }
+}
+
+/// Prints `value` as JSON, or the human form.
+pub(crate) fn emit(json: bool, value: &serde_json::Value, human: impl FnOnce() -> String) {
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(value).unwrap_or_default()
+        );
+    } else {
+        println!("{}", human());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,208 @@
+//! `control-plane tenants ...`: the same operations as the owner API, run against the
+//! owner database directly. `create` and `delete` wait until the work is done.
+
+use std::sync::Arc;
+
+use clap::{Args, Subcommand};
+use owner::tenants::{Tenant, TenantFilter, TenantStatus};
+use serde_json::json;
+
+use super::emit;
+use crate::app::Services;
+use crate::config::Config;
+use crate::provisioning::{Actor, CreateTenant, Faults};
+use crate::{Error, Result};
+
+#[derive(Debug, Subcommand)]
+pub enum TenantsCommand {
+    /// Create a tenant and wait until it is active.
+    Create(CreateArgs),
+    /// List tenants.
+    List {
+        /// Only tenants in this status (provisioning, active, suspended, deleting, deleted).
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one tenant, with its domains.
+    Show {
+        slug: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Refuse service to a tenant, keeping everything.
+    Suspend {
+        slug: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Serve a suspended tenant again.
+    Resume {
+        slug: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete a tenant's database, roles and files, and wait until done.
+    Delete {
+        slug: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run one reconciler pass: finish every tenant stuck part-way (what `serve` does
+    /// every few seconds).
+    Reconcile {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    #[arg(long)]
+    slug: String,
+    #[arg(long)]
+    name: String,
+    /// Plan code (default: free).
+    #[arg(long)]
+    plan: Option<String>,
+    /// Extra domain (repeatable); `<slug>.<base domain>` is always added.
+    #[arg(long = "domain")]
+    domains: Vec<String>,
+    #[arg(long)]
+    json: bool,
+}
+
+pub async fn run(cmd: TenantsCommand, config: Config) -> Result<()> {
+    let services = Services::init(config, Arc::new(Faults::default())).await?;
+    let provisioner = &services.provisioner;
+    let actor = Actor::cli();
+    match cmd {
+        TenantsCommand::Create(args) => {
+            let request = CreateTenant {
+                slug: args.slug,
+                name: args.name,
+                plan: args.plan,
+                domains: args.domains,
+            };
+            let tenant = provisioner.tenant_create(&request, &actor).await?;
+            let tenant = provisioner.drive(tenant.id).await?;
+            show(&services, tenant, args.json).await
+        }
+        TenantsCommand::List { status, json } => {
+            let status = match status.as_deref() {
+                None => None,
+                Some(s) => Some(
+                    TenantStatus::parse(s)
+                        .ok_or_else(|| Error::BadRequest(format!("unknown status {s:?}")))?,
+                ),
+            };
+            let conn = services.pool.get().await?;
+            let tenants = owner::tenants::tenant_list(
+                &**conn,
+                &TenantFilter {
+                    status,
+                    include_deleted: status == Some(TenantStatus::Deleted),
+                    limit: 10_000,
+                    offset: 0,
+                },
+            )
+            .await?;
+            emit(json, &json!(tenants), || {
+                let mut out = format!(
+                    "{:<40} {:<14} {:<10} {:>7}  {}",
+                    "SLUG", "STATUS", "PLAN", "SCHEMA", "ID"
+                );
+                for t in &tenants {
+                    out.push_str(&format!(
+                        "\n{:<40} {:<14} {:<10} {:>7}  {}",
+                        t.slug,
+                        t.status.as_str(),
+                        t.plan_code,
+                        t.schema_version
+                            .map(|v| v.to_string())
+                            .unwrap_or_else(|| "-".into()),
+                        t.id
+                    ));
+                }
+                out
+            });
+            Ok(())
+        }
+        TenantsCommand::Show { slug, json } => {
+            let tenant = by_slug(&services, &slug).await?;
+            show(&services, tenant, json).await
+        }
+        TenantsCommand::Suspend { slug, json } => {
+            let tenant = by_slug(&services, &slug).await?;
+            let tenant = provisioner.tenant_suspend(tenant.id, &actor).await?;
+            show(&services, tenant, json).await
+        }
+        TenantsCommand::Resume { slug, json } => {
+            let tenant = by_slug(&services, &slug).await?;
+            let tenant = provisioner.tenant_resume(tenant.id, &actor).await?;
+            show(&services, tenant, json).await
+        }
+        TenantsCommand::Reconcile { json } => {
+            let report = provisioner.reconcile_once().await?;
+            emit(json, &json!(report), || {
+                format!(
+                    "found {} unfinished, settled {}, skipped {} (busy elsewhere), failed {}",
+                    report.found, report.settled, report.skipped, report.failed
+                )
+            });
+            if report.failed > 0 {
+                return Err(Error::Internal(format!(
+                    "{} tenant(s) failed; see `tenants list` and the log",
+                    report.failed
+                )));
+            }
+            Ok(())
+        }
+        TenantsCommand::Delete { slug, json } => {
+            let tenant = by_slug(&services, &slug).await?;
+            provisioner.tenant_delete(tenant.id, &actor).await?;
+            let tenant = provisioner.drive(tenant.id).await?;
+            show(&services, tenant, json).await
+        }
+    }
+}
+
+async fn by_slug(services: &Services, slug: &str) -> Result<Tenant> {
+    let conn = services.pool.get().await?;
+    Ok(owner::tenants::tenant_fetch_by_slug(&**conn, slug).await?)
+}
+
+async fn show(services: &Services, tenant: Tenant, json: bool) -> Result<()> {
+    let conn = services.pool.get().await?;
+    let domains = owner::domains::domain_list_for_tenant(&**conn, tenant.id).await?;
+    let mut value = json!(tenant);
+    value["domains"] = json!(domains);
+    emit(json, &value, || {
+        format!(
+            "tenant   {}\nslug     {}\nname     {}\nstatus   {} (step {})\nplan     {}\ndatabase {}\nschema   {}\ndomains  {}{}",
+            tenant.id,
+            tenant.slug,
+            tenant.name,
+            tenant.status.as_str(),
+            tenant.provisioning_step.as_str(),
+            tenant.plan_code,
+            tenant.db_name,
+            tenant
+                .schema_version
+                .map(|v| v.to_string())
+                .unwrap_or_else(|| "-".into()),
+            domains
+                .iter()
+                .map(|d| d.domain.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+            tenant
+                .last_error
+                .as_ref()
+                .map(|e| format!("\nerror    {e}"))
+                .unwrap_or_default(),
+        )
+    });
+    Ok(())
+}

@@ -1,0 +1,39 @@
+//! The crate's one error type. `http::error` maps it to responses, in one place.
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    Config(String),
+    #[error(transparent)]
+    Owner(#[from] owner::Error),
+    #[error(transparent)]
+    Storage(#[from] storage::Error),
+    #[error(transparent)]
+    Tenant(#[from] tenant::Error),
+    #[error("database error: {}", tenant::chain(.0))]
+    Db(#[from] tokio_postgres::Error),
+    #[error("owner database pool: {0}")]
+    Pool(#[from] deadpool_postgres::PoolError),
+    #[error("crypto: {0}")]
+    Crypto(String),
+    /// A database or role exists under a tenant's name but does not carry our mark.
+    #[error("refusing to touch {0}: it was not created by this control plane")]
+    NotOurs(String),
+    #[error("injected fault at {0}")]
+    InjectedFault(String),
+    #[error("tenant {id} is {status}, which does not allow this")]
+    WrongState {
+        id: uuid::Uuid,
+        status: &'static str,
+    },
+    #[error("invalid request: {0}")]
+    BadRequest(String),
+    #[error("authentication required")]
+    Unauthenticated,
+    #[error("not allowed")]
+    Forbidden,
+    #[error("{0}")]
+    Internal(String),
+}
+
+pub type Result<T> = std::result::Result<T, Error>;

@@ -1,0 +1,118 @@
+//! The one place where errors become HTTP responses:
+//! `{"error": {"code": "...", "message": "..."}}`. 4xx bodies say what to fix; 5xx bodies
+//! are generic and their detail is logged here, once.
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::Error;
+
+/// An error response decided outside the domain (rejections, fallbacks).
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = Json(json!({ "error": { "code": self.code, "message": self.message } }));
+        let mut response = (self.status, body).into_response();
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        }
+        if self.status == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}
+
+impl From<&Error> for ApiError {
+    fn from(e: &Error) -> Self {
+        use StatusCode as S;
+        use owner::Error as O;
+        let internal = || {
+            ApiError::new(
+                S::INTERNAL_SERVER_ERROR,
+                "internal",
+                "internal error; see the server log",
+            )
+        };
+        match e {
+            Error::Owner(o) => match o {
+                O::InvalidSlug(why) => ApiError::new(
+                    S::UNPROCESSABLE_ENTITY,
+                    "invalid_slug",
+                    format!("slug {why}"),
+                ),
+                O::InvalidDomain(why) => ApiError::new(
+                    S::UNPROCESSABLE_ENTITY,
+                    "invalid_domain",
+                    format!("domain {why}"),
+                ),
+                O::InvalidEmail => {
+                    ApiError::new(S::UNPROCESSABLE_ENTITY, "invalid_email", o.to_string())
+                }
+                O::Invalid { .. } => {
+                    ApiError::new(S::UNPROCESSABLE_ENTITY, "validation_failed", o.to_string())
+                }
+                O::SlugTaken => ApiError::new(S::CONFLICT, "slug_taken", o.to_string()),
+                O::DomainTaken(_) => ApiError::new(S::CONFLICT, "domain_taken", o.to_string()),
+                O::EmailTaken => ApiError::new(S::CONFLICT, "email_taken", o.to_string()),
+                O::UnknownPlan(_) => {
+                    ApiError::new(S::UNPROCESSABLE_ENTITY, "unknown_plan", o.to_string())
+                }
+                O::NotFound => ApiError::new(S::NOT_FOUND, "not_found", "no such resource"),
+                O::Conflict => ApiError::new(S::CONFLICT, "conflict", o.to_string()),
+                O::Db(_) | O::Migration(_) => internal(),
+            },
+            Error::Storage(storage::Error::InvalidPath(_) | storage::Error::Escapes(_)) => {
+                ApiError::new(S::BAD_REQUEST, "invalid_path", e.to_string())
+            }
+            Error::Pool(deadpool_postgres::PoolError::Timeout(_)) => ApiError::new(
+                S::SERVICE_UNAVAILABLE,
+                "busy",
+                "the service is busy; retry shortly",
+            ),
+            Error::WrongState { .. } => ApiError::new(S::CONFLICT, "invalid_state", e.to_string()),
+            Error::BadRequest(msg) => ApiError::new(S::BAD_REQUEST, "bad_request", msg.clone()),
+            Error::Unauthenticated => ApiError::new(
+                S::UNAUTHORIZED,
+                "unauthenticated",
+                "a valid bearer token is required",
+            ),
+            Error::Forbidden => {
+                ApiError::new(S::FORBIDDEN, "forbidden", "your role does not allow this")
+            }
+            _ => internal(),
+        }
+    }
+}
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        let api = ApiError::from(&self);
+        if api.status.is_server_error() {
+            tracing::error!(error = %self, "request failed");
+        }
+        api.into_response()
+    }
+}

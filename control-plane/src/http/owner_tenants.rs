@@ -1,0 +1,241 @@
+//! `/api/owner/tenants`: create, list, show, suspend, resume and delete tenants.
+//!
+//! Create and delete record intent and answer 202 at once; the provisioner does the
+//! work in the background. `?wait=true` waits (up to [`WAIT_LIMIT`]) and answers with
+//! the settled tenant, which is what scripts want.
+
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use owner::domains::{TenantDomain, domain_list_for_tenant};
+use owner::tenants::{
+    Tenant, TenantFilter, TenantStatus, tenant_fetch, tenant_fetch_by_slug, tenant_list,
+};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::extract::{ApiJson, ApiQuery, ClientIp};
+use super::owner_auth::CurrentOperator;
+use crate::app::AppState;
+use crate::provisioning::CreateTenant;
+use crate::{Error, Result};
+
+/// The longest `?wait=true` holds a request.
+pub const WAIT_LIMIT: Duration = Duration::from_secs(20);
+const MAX_PAGE: i64 = 500;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/tenants", get(list).post(create))
+        .route("/tenants/{id}", get(show).delete(delete))
+        .route("/tenants/{id}/suspend", post(suspend))
+        .route("/tenants/{id}/resume", post(resume))
+        .route("/tenants/{id}/audit", get(audit))
+        .route("/plans", get(plans))
+}
+
+/// A tenant as the API shows it: the row (secrets never included) and its domains.
+#[derive(Serialize)]
+pub struct TenantView {
+    #[serde(flatten)]
+    pub tenant: Tenant,
+    pub domains: Vec<TenantDomain>,
+}
+
+async fn view(state: &AppState, tenant: Tenant) -> Result<TenantView> {
+    let conn = state.pool.get().await?;
+    let domains = domain_list_for_tenant(&**conn, tenant.id).await?;
+    Ok(TenantView { tenant, domains })
+}
+
+/// A tenant by id, or by slug among living tenants.
+async fn find(state: &AppState, key: &str) -> Result<Tenant> {
+    let conn = state.pool.get().await?;
+    let tenant = match Uuid::parse_str(key) {
+        Ok(id) => tenant_fetch(&**conn, id).await?,
+        Err(_) => tenant_fetch_by_slug(&**conn, key).await?,
+    };
+    Ok(tenant)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateRequest {
+    slug: String,
+    name: String,
+    plan: Option<String>,
+    #[serde(default)]
+    domains: Vec<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct WaitQuery {
+    #[serde(default)]
+    wait: bool,
+}
+
+async fn create(
+    State(state): State<AppState>,
+    operator: CurrentOperator,
+    ClientIp(ip): ClientIp,
+    ApiQuery(query): ApiQuery<WaitQuery>,
+    ApiJson(req): ApiJson<CreateRequest>,
+) -> Result<(StatusCode, Json<TenantView>)> {
+    operator.require_write()?;
+    let request = CreateTenant {
+        slug: req.slug,
+        name: req.name,
+        plan: req.plan,
+        domains: req.domains,
+    };
+    let tenant = state
+        .provisioner
+        .tenant_create(&request, &operator.actor(ip))
+        .await?;
+    settle(&state, tenant, query.wait).await
+}
+
+/// Starts the drive and, when asked, waits for it; 201 once active, else 202.
+async fn settle(
+    state: &AppState,
+    tenant: Tenant,
+    wait: bool,
+) -> Result<(StatusCode, Json<TenantView>)> {
+    let handle = state.provisioner.spawn_drive(tenant.id);
+    let mut tenant = tenant;
+    if wait {
+        if let Ok(Ok(Ok(settled))) = tokio::time::timeout(WAIT_LIMIT, handle).await {
+            tenant = settled;
+        } else {
+            // Failed or still running: show the row as it stands, with its last error.
+            tenant = find(state, &tenant.id.to_string()).await?;
+        }
+    }
+    let status = match tenant.status {
+        TenantStatus::Active if wait => StatusCode::CREATED,
+        TenantStatus::Deleted if wait => StatusCode::OK,
+        _ => StatusCode::ACCEPTED,
+    };
+    Ok((status, Json(view(state, tenant).await?)))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    status: Option<String>,
+    #[serde(default)]
+    include_deleted: bool,
+    limit: Option<i64>,
+    offset: Option<i64>,
+}
+
+async fn list(
+    State(state): State<AppState>,
+    _operator: CurrentOperator,
+    ApiQuery(query): ApiQuery<ListQuery>,
+) -> Result<Json<serde_json::Value>> {
+    let status = match query.status.as_deref() {
+        None | Some("") => None,
+        Some(s) => Some(
+            TenantStatus::parse(s)
+                .ok_or_else(|| Error::BadRequest(format!("unknown status {s:?}")))?,
+        ),
+    };
+    let limit = query.limit.unwrap_or(100).clamp(1, MAX_PAGE);
+    let offset = query.offset.unwrap_or(0).max(0);
+    let conn = state.pool.get().await?;
+    let tenants = tenant_list(
+        &**conn,
+        &TenantFilter {
+            status,
+            include_deleted: query.include_deleted || status == Some(TenantStatus::Deleted),
+            limit,
+            offset,
+        },
+    )
+    .await?;
+    Ok(Json(
+        serde_json::json!({ "tenants": tenants, "limit": limit, "offset": offset }),
+    ))
+}
+
+async fn show(
+    State(state): State<AppState>,
+    _operator: CurrentOperator,
+    Path(key): Path<String>,
+) -> Result<Json<TenantView>> {
+    let tenant = find(&state, &key).await?;
+    Ok(Json(view(&state, tenant).await?))
+}
+
+async fn delete(
+    State(state): State<AppState>,
+    operator: CurrentOperator,
+    ClientIp(ip): ClientIp,
+    Path(key): Path<String>,
+    ApiQuery(query): ApiQuery<WaitQuery>,
+) -> Result<(StatusCode, Json<TenantView>)> {
+    operator.require_write()?;
+    let tenant = find(&state, &key).await?;
+    let tenant = state
+        .provisioner
+        .tenant_delete(tenant.id, &operator.actor(ip))
+        .await?;
+    settle(&state, tenant, query.wait).await
+}
+
+async fn suspend(
+    State(state): State<AppState>,
+    operator: CurrentOperator,
+    ClientIp(ip): ClientIp,
+    Path(key): Path<String>,
+) -> Result<Json<TenantView>> {
+    operator.require_write()?;
+    let tenant = find(&state, &key).await?;
+    let tenant = state
+        .provisioner
+        .tenant_suspend(tenant.id, &operator.actor(ip))
+        .await?;
+    Ok(Json(view(&state, tenant).await?))
+}
+
+async fn resume(
+    State(state): State<AppState>,
+    operator: CurrentOperator,
+    ClientIp(ip): ClientIp,
+    Path(key): Path<String>,
+) -> Result<Json<TenantView>> {
+    operator.require_write()?;
+    let tenant = find(&state, &key).await?;
+    let tenant = state
+        .provisioner
+        .tenant_resume(tenant.id, &operator.actor(ip))
+        .await?;
+    Ok(Json(view(&state, tenant).await?))
+}
+
+async fn audit(
+    State(state): State<AppState>,
+    _operator: CurrentOperator,
+    Path(key): Path<String>,
+) -> Result<Json<serde_json::Value>> {
+    let tenant = find(&state, &key).await?;
+    let conn = state.pool.get().await?;
+    let events =
+        owner::audit::audit_list_for_target(&**conn, "tenant", &tenant.id.to_string(), 1000)
+            .await?;
+    Ok(Json(serde_json::json!({ "events": events })))
+}
+
+async fn plans(
+    State(state): State<AppState>,
+    _operator: CurrentOperator,
+) -> Result<Json<serde_json::Value>> {
+    let conn = state.pool.get().await?;
+    let plans = owner::plans::plan_list(&**conn).await?;
+    Ok(Json(serde_json::json!({ "plans": plans })))
+}

@@ -1,0 +1,17 @@
+//! The database-per-tenant control plane: configuration, provisioning and its
+//! reconciler, the owner API, and the CLI that drives them. See `DESIGN.md` for the map.
+
+pub mod app;
+pub mod auth;
+pub mod cli;
+pub mod config;
+mod error;
+pub mod http;
+pub mod pg;
+pub mod provisioning;
+pub mod secrets;
+pub mod telemetry;
+
+pub use app::{AppState, Application, Services};
+pub use config::Config;
+pub use error::{Error, Result};

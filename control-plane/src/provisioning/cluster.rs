@@ -1,0 +1,374 @@
+//! The PostgreSQL side of provisioning: idempotent ensure- and drop-steps for a
+//! tenant's roles, database and schema, and the template new tenants are cloned from.
+//!
+//! Every step may run again after a crash at any point, and by two processes in turn;
+//! each first looks at what exists. Nothing is adopted or dropped unless it carries our
+//! mark: a role's comment, or for a database, an owner role that carries our mark.
+
+use secrecy::SecretString;
+use tokio::sync::Mutex;
+use tokio_postgres::{Client, GenericClient};
+use uuid::Uuid;
+
+use super::names::{self, TenantNames, marker};
+use crate::pg::{connect, ident, literal};
+use crate::secrets::scram_verifier;
+use crate::{Error, Result};
+
+/// Session-level advisory locks (in the admin database) guarding the template: clones
+/// hold it shared, template builds and upgrades hold it exclusively, because
+/// `CREATE DATABASE ... TEMPLATE` fails while anyone is connected to the template.
+const TEMPLATE_LOCK: &str = "SELECT pg_advisory_lock(hashtextextended($1, 0))";
+const TEMPLATE_LOCK_SHARED: &str = "SELECT pg_advisory_lock_shared(hashtextextended($1, 0))";
+/// Held in a tenant database while its schema changes, so that provisioning, fleet
+/// migrations and single-tenant migrations never interleave on one tenant.
+pub const TENANT_MIGRATION_LOCK: &str =
+    "SELECT pg_advisory_lock(hashtextextended('cp-tenant-migration', 0))";
+
+pub struct Cluster {
+    admin: tokio_postgres::Config,
+    prefix: String,
+    installation_id: String,
+    /// Set once this process has brought the template to the latest version.
+    template_ready: Mutex<bool>,
+}
+
+/// A role as found in `pg_roles`: whether it exists and the comment it carries.
+async fn role_comment(client: &impl GenericClient, role: &str) -> Result<Option<Option<String>>> {
+    let row = client
+        .query_opt(
+            "SELECT shobj_description(oid, 'pg_authid') FROM pg_roles WHERE rolname = $1",
+            &[&role],
+        )
+        .await?;
+    Ok(row.map(|r| r.get(0)))
+}
+
+/// The owner of a database and that owner's comment, if the database exists.
+async fn database_owner(client: &Client, db: &str) -> Result<Option<(String, Option<String>)>> {
+    let row = client
+        .query_opt(
+            "SELECT r.rolname, shobj_description(r.oid, 'pg_authid') FROM pg_database d \
+             JOIN pg_roles r ON r.oid = d.datdba WHERE d.datname = $1",
+            &[&db],
+        )
+        .await?;
+    Ok(row.map(|r| (r.get(0), r.get(1))))
+}
+
+impl Cluster {
+    pub fn new(admin: tokio_postgres::Config, prefix: String, installation_id: String) -> Self {
+        Self {
+            admin,
+            prefix,
+            installation_id,
+            template_ready: Mutex::new(false),
+        }
+    }
+
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    pub fn admin_config(&self) -> &tokio_postgres::Config {
+        &self.admin
+    }
+
+    fn mark(&self, what: &str) -> String {
+        marker(&self.installation_id, what)
+    }
+
+    fn config_for(&self, db: &str) -> tokio_postgres::Config {
+        let mut config = self.admin.clone();
+        config.dbname(db);
+        config
+    }
+
+    /// Creates a role with our mark, or checks the mark of an existing one. Login roles
+    /// get their password as a SCRAM verifier so no clear text reaches the server.
+    async fn ensure_role(
+        &self,
+        client: &impl GenericClient,
+        role: &str,
+        what: &str,
+        password: Option<&SecretString>,
+        inherit: bool,
+    ) -> Result<()> {
+        let mark = self.mark(what);
+        // The owner role must inherit from pg_database_owner to use its own public
+        // schema; the runtime role inherits nothing.
+        let inherit = if inherit { "INHERIT" } else { "NOINHERIT" };
+        let login = match password {
+            Some(pw) => format!("LOGIN PASSWORD {}", literal(&scram_verifier(pw))),
+            None => "NOLOGIN".to_string(),
+        };
+        match role_comment(client, role).await? {
+            None => {
+                client
+                    .batch_execute(&format!(
+                        "CREATE ROLE {role_q} {login} NOSUPERUSER NOCREATEDB NOCREATEROLE {inherit} \
+                         NOREPLICATION NOBYPASSRLS; COMMENT ON ROLE {role_q} IS {mark_q}",
+                        role_q = ident(role),
+                        mark_q = literal(&mark),
+                    ))
+                    .await?;
+            }
+            Some(Some(comment)) if comment == mark => {
+                // Ours from an earlier attempt: make sure it has the password we stored.
+                client
+                    .batch_execute(&format!("ALTER ROLE {} {login} {inherit}", ident(role)))
+                    .await?;
+            }
+            Some(_) => return Err(Error::NotOurs(format!("role {role}"))),
+        }
+        Ok(())
+    }
+
+    /// Both roles of a tenant, created (with their marks) in one transaction.
+    pub async fn ensure_roles(
+        &self,
+        id: Uuid,
+        names: &TenantNames,
+        owner_password: &SecretString,
+        runtime_password: &SecretString,
+    ) -> Result<()> {
+        let mut client = connect(&self.admin).await?;
+        let tx = client.transaction().await?;
+        self.ensure_role(
+            &tx,
+            &names.owner_role,
+            &format!("tenant:{id}:owner"),
+            Some(owner_password),
+            true,
+        )
+        .await?;
+        self.ensure_role(
+            &tx,
+            &names.runtime_role,
+            &format!("tenant:{id}:runtime"),
+            Some(runtime_password),
+            false,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The tenant's database: cloned from the template, owned by the tenant's owner role,
+    /// closed to `PUBLIC`, its objects handed to the owner role and readable and writable
+    /// (rows only) by the runtime role. Safe to repeat.
+    pub async fn ensure_database(&self, id: Uuid, names: &TenantNames) -> Result<()> {
+        let admin = connect(&self.admin).await?;
+        match database_owner(&admin, &names.database).await? {
+            None => {
+                self.ensure_template().await?;
+                let template = names::template_database(&self.prefix);
+                admin.execute(TEMPLATE_LOCK_SHARED, &[&template]).await?;
+                let created = admin
+                    .batch_execute(&format!(
+                        "CREATE DATABASE {} TEMPLATE {} OWNER {}",
+                        ident(&names.database),
+                        ident(&template),
+                        ident(&names.owner_role)
+                    ))
+                    .await;
+                admin
+                    .execute(
+                        "SELECT pg_advisory_unlock_shared(hashtextextended($1, 0))",
+                        &[&template],
+                    )
+                    .await?;
+                created?;
+            }
+            Some((owner, comment))
+                if owner == names.owner_role
+                    && comment.as_deref()
+                        == Some(self.mark(&format!("tenant:{id}:owner")).as_str()) => {}
+            Some(_) => return Err(Error::NotOurs(format!("database {}", names.database))),
+        }
+        admin
+            .batch_execute(&format!(
+                "COMMENT ON DATABASE {db} IS {mark}; \
+                 REVOKE ALL ON DATABASE {db} FROM PUBLIC; \
+                 GRANT CONNECT ON DATABASE {db} TO {rt}",
+                db = ident(&names.database),
+                mark = literal(&self.mark(&format!("tenant:{id}:database"))),
+                rt = ident(&names.runtime_role),
+            ))
+            .await?;
+        drop(admin);
+
+        let mut tenant_db = connect(&self.config_for(&names.database)).await?;
+        let schema_role = names::template_schema_role(&self.prefix);
+        let tx = tenant_db.transaction().await?;
+        if role_comment(&tx, &schema_role).await?.is_some() {
+            tx.batch_execute(&format!(
+                "REASSIGN OWNED BY {schema} TO {owner}; REVOKE ALL ON SCHEMA public FROM {schema}",
+                schema = ident(&schema_role),
+                owner = ident(&names.owner_role),
+            ))
+            .await?;
+        }
+        tx.batch_execute(&grant_runtime_sql(names)).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Brings the tenant's schema to the latest version as its owner role, under the
+    /// tenant migration lock; returns the version.
+    pub async fn migrate(&self, names: &TenantNames) -> Result<i32> {
+        let mut client = connect(&self.config_for(&names.database)).await?;
+        client.batch_execute(TENANT_MIGRATION_LOCK).await?;
+        client
+            .batch_execute(&format!("SET ROLE {}", ident(&names.owner_role)))
+            .await?;
+        let version = tenant::migrations::migrate(&mut client).await?;
+        Ok(version)
+    }
+
+    /// Drops the tenant's database if it exists and is ours. Connected sessions are ended.
+    pub async fn drop_database(&self, id: Uuid, names: &TenantNames) -> Result<()> {
+        let admin = connect(&self.admin).await?;
+        match database_owner(&admin, &names.database).await? {
+            None => Ok(()),
+            Some((owner, comment))
+                if owner == names.owner_role
+                    && comment.as_deref()
+                        == Some(self.mark(&format!("tenant:{id}:owner")).as_str()) =>
+            {
+                admin
+                    .batch_execute(&format!(
+                        "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                        ident(&names.database)
+                    ))
+                    .await?;
+                Ok(())
+            }
+            Some(_) => Err(Error::NotOurs(format!("database {}", names.database))),
+        }
+    }
+
+    /// Drops both roles of the tenant if they exist and are ours.
+    pub async fn drop_roles(&self, id: Uuid, names: &TenantNames) -> Result<()> {
+        let admin = connect(&self.admin).await?;
+        for (role, what) in [
+            (&names.runtime_role, format!("tenant:{id}:runtime")),
+            (&names.owner_role, format!("tenant:{id}:owner")),
+        ] {
+            match role_comment(&admin, role).await? {
+                None => {}
+                Some(Some(comment)) if comment == self.mark(&what) => {
+                    admin
+                        .batch_execute(&format!("DROP ROLE IF EXISTS {}", ident(role)))
+                        .await?;
+                }
+                Some(_) => return Err(Error::NotOurs(format!("role {role}"))),
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes sure the template exists, is ours and is at the latest tenant version.
+    /// Done once per process; takes the template lock exclusively while it works.
+    pub async fn ensure_template(&self) -> Result<()> {
+        let mut ready = self.template_ready.lock().await;
+        if *ready {
+            return Ok(());
+        }
+        let template = names::template_database(&self.prefix);
+        let owner_role = names::template_owner_role(&self.prefix);
+        let schema_role = names::template_schema_role(&self.prefix);
+        let admin = connect(&self.admin).await?;
+        admin.execute(TEMPLATE_LOCK, &[&template]).await?;
+        self.ensure_role(&admin, &owner_role, "template-owner", None, false)
+            .await?;
+        self.ensure_role(&admin, &schema_role, "template-schema", None, false)
+            .await?;
+        match database_owner(&admin, &template).await? {
+            None => {
+                admin
+                    .batch_execute(&format!(
+                        "CREATE DATABASE {} OWNER {}",
+                        ident(&template),
+                        ident(&owner_role)
+                    ))
+                    .await?;
+            }
+            Some((owner, comment))
+                if owner == owner_role
+                    && comment.as_deref() == Some(self.mark("template-owner").as_str()) => {}
+            Some(_) => return Err(Error::NotOurs(format!("database {template}"))),
+        }
+        admin
+            .batch_execute(&format!(
+                "COMMENT ON DATABASE {db} IS {mark}; REVOKE ALL ON DATABASE {db} FROM PUBLIC",
+                db = ident(&template),
+                mark = literal(&self.mark("template")),
+            ))
+            .await?;
+        {
+            let mut client = connect(&self.config_for(&template)).await?;
+            client
+                .batch_execute(&format!(
+                    "GRANT USAGE, CREATE ON SCHEMA public TO {schema}; SET ROLE {schema}",
+                    schema = ident(&schema_role)
+                ))
+                .await?;
+            let version = tenant::migrations::migrate(&mut client).await?;
+            tracing::info!(template = %template, version, "template database is at the latest tenant version");
+        }
+        // The lock is released when `admin` is dropped, after the template connection.
+        drop(admin);
+        *ready = true;
+        Ok(())
+    }
+
+    /// Names of the databases and roles on the server that start with our prefix
+    /// (for tests and operators looking for leftovers).
+    pub async fn list_prefixed(&self) -> Result<(Vec<String>, Vec<String>)> {
+        let admin = connect(&self.admin).await?;
+        let pattern = format!("{}%", self.prefix.replace('_', "\\_"));
+        let dbs = admin
+            .query(
+                "SELECT datname FROM pg_database WHERE datname LIKE $1 ORDER BY 1",
+                &[&pattern],
+            )
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let roles = admin
+            .query(
+                "SELECT rolname FROM pg_roles WHERE rolname LIKE $1 ORDER BY 1",
+                &[&pattern],
+            )
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        Ok((dbs, roles))
+    }
+}
+
+/// Row-level privileges for the runtime role, now and for tables the owner role creates
+/// later. The refinery history stays out of its reach.
+fn grant_runtime_sql(names: &TenantNames) -> String {
+    let owner = ident(&names.owner_role);
+    let rt = ident(&names.runtime_role);
+    format!(
+        "REVOKE ALL ON SCHEMA public FROM PUBLIC; \
+         GRANT USAGE ON SCHEMA public TO {rt}; \
+         GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {rt}; \
+         GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {rt}; \
+         ALTER DEFAULT PRIVILEGES FOR ROLE {owner} IN SCHEMA public \
+             GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO {rt}; \
+         ALTER DEFAULT PRIVILEGES FOR ROLE {owner} IN SCHEMA public \
+             GRANT USAGE, SELECT ON SEQUENCES TO {rt}; \
+         DO $$ BEGIN \
+             IF to_regclass('public.refinery_schema_history') IS NOT NULL THEN \
+                 EXECUTE 'REVOKE ALL ON public.refinery_schema_history FROM {rt_inner}'; \
+             END IF; \
+         END $$",
+        rt_inner = rt.replace('\'', "''"),
+    )
+}

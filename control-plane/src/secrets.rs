@@ -1,0 +1,292 @@
+//! Secrets at rest: the master keyring, AES-256-GCM sealing, random passwords, SCRAM
+//! verifiers and derived signing keys.
+//!
+//! Ciphertexts are `nonce (12 bytes) || ciphertext+tag`, stored next to the key version
+//! that sealed them. The associated data binds each secret to its owner and purpose
+//! (`tenant:<id>:db-owner`), so a ciphertext copied to another row does not open.
+//! Old key versions stay readable; new secrets are sealed with the highest version.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::Path;
+
+use aes_gcm::aead::{Aead, Generate, KeyInit, Payload};
+use aes_gcm::{Aes256Gcm, Key, Nonce};
+use base64::Engine;
+use base64::prelude::{BASE64_STANDARD, BASE64_URL_SAFE_NO_PAD};
+use hmac::{Hmac, Mac};
+use secrecy::{ExposeSecret, SecretBox, SecretString};
+use sha2::Sha256;
+
+use crate::config::MasterKeySource;
+use crate::{Error, Result};
+
+const NONCE_LEN: usize = 12;
+
+/// The master keys by version. Cheap to share behind an `Arc`; `Debug` shows versions only.
+pub struct Keyring {
+    keys: BTreeMap<i32, SecretBox<[u8; 32]>>,
+    current: i32,
+}
+
+impl std::fmt::Debug for Keyring {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Keyring")
+            .field("versions", &self.keys.keys().collect::<Vec<_>>())
+            .field("current", &self.current)
+            .finish()
+    }
+}
+
+impl Keyring {
+    /// Parses `<base64>` (version 1) or `1:<base64>,2:<base64>`; each key is 32 bytes.
+    pub fn parse(spec: &str) -> Result<Self> {
+        let bad = |why: String| Error::Config(format!("invalid master key: {why}"));
+        let mut keys = BTreeMap::new();
+        for (i, part) in spec
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .enumerate()
+        {
+            let (version, b64) = match part.split_once(':') {
+                Some((v, k)) => (
+                    v.trim()
+                        .parse::<i32>()
+                        .ok()
+                        .filter(|v| *v > 0)
+                        .ok_or_else(|| bad(format!("entry {} has a bad version", i + 1)))?,
+                    k.trim(),
+                ),
+                None => (1, part),
+            };
+            let bytes = BASE64_STANDARD
+                .decode(b64)
+                .map_err(|_| bad(format!("entry {} is not base64", i + 1)))?;
+            let key: [u8; 32] = bytes
+                .try_into()
+                .map_err(|_| bad(format!("entry {} is not 32 bytes", i + 1)))?;
+            if keys
+                .insert(version, SecretBox::new(Box::new(key)))
+                .is_some()
+            {
+                return Err(bad(format!("version {version} appears twice")));
+            }
+        }
+        let current = *keys
+            .keys()
+            .next_back()
+            .ok_or_else(|| bad("no key given".into()))?;
+        Ok(Self { keys, current })
+    }
+
+    /// Loads the keyring from where the configuration says; in dev, generates the key
+    /// file once (mode 0600) and says so loudly.
+    pub fn load(source: &MasterKeySource) -> Result<Self> {
+        match source {
+            MasterKeySource::Inline(spec) => Self::parse(spec.expose_secret()),
+            MasterKeySource::File(path) => Self::parse(&read_key_file(path)?),
+            MasterKeySource::Generated(path) => {
+                if !path.exists() {
+                    generate_key_file(path)?;
+                    tracing::warn!(
+                        path = %path.display(),
+                        "DEV MODE: generated a new master key. Tenant passwords are encrypted with it; \
+                         keep this file, and set CP_MASTER_KEY or CP_MASTER_KEY_FILE in production"
+                    );
+                }
+                Self::parse(&read_key_file(path)?)
+            }
+        }
+    }
+
+    /// A fresh random keyring (tests, benchmarks).
+    pub fn random() -> Self {
+        let mut keys = BTreeMap::new();
+        keys.insert(1, SecretBox::new(Box::new(rand::random::<[u8; 32]>())));
+        Self { keys, current: 1 }
+    }
+
+    pub fn current_version(&self) -> i32 {
+        self.current
+    }
+
+    fn cipher(&self, version: i32) -> Result<Aes256Gcm> {
+        let key = self.keys.get(&version).ok_or_else(|| {
+            Error::Crypto(format!("master key version {version} is not configured"))
+        })?;
+        Ok(Aes256Gcm::new(&Key::<Aes256Gcm>::from(
+            *key.expose_secret(),
+        )))
+    }
+
+    /// Seals `plaintext` under the current key; returns the key version and the blob.
+    pub fn seal(&self, plaintext: &[u8], aad: &str) -> Result<(i32, Vec<u8>)> {
+        let nonce = Nonce::generate();
+        let ciphertext = self
+            .cipher(self.current)?
+            .encrypt(
+                &nonce,
+                Payload {
+                    msg: plaintext,
+                    aad: aad.as_bytes(),
+                },
+            )
+            .map_err(|_| Error::Crypto("encryption failed".into()))?;
+        let mut blob = nonce.to_vec();
+        blob.extend_from_slice(&ciphertext);
+        Ok((self.current, blob))
+    }
+
+    /// Opens a blob sealed by [`Keyring::seal`] with the same associated data.
+    pub fn open(&self, version: i32, blob: &[u8], aad: &str) -> Result<SecretBox<[u8]>> {
+        if blob.len() < NONCE_LEN {
+            return Err(Error::Crypto("ciphertext too short".into()));
+        }
+        let (nonce, ciphertext) = blob.split_at(NONCE_LEN);
+        let nonce = Nonce::try_from(nonce).map_err(|_| Error::Crypto("bad nonce".into()))?;
+        let plain = self
+            .cipher(version)?
+            .decrypt(
+                &nonce,
+                Payload {
+                    msg: ciphertext,
+                    aad: aad.as_bytes(),
+                },
+            )
+            .map_err(|_| {
+                Error::Crypto("decryption failed (wrong key or associated data)".into())
+            })?;
+        Ok(SecretBox::new(plain.into_boxed_slice()))
+    }
+
+    pub fn open_string(&self, version: i32, blob: &[u8], aad: &str) -> Result<SecretString> {
+        let plain = self.open(version, blob, aad)?;
+        let s = std::str::from_utf8(plain.expose_secret())
+            .map_err(|_| Error::Crypto("secret is not UTF-8".into()))?;
+        Ok(SecretString::from(s.to_string()))
+    }
+
+    /// A 32-byte key for `purpose`, derived from the current master key with HMAC-SHA256,
+    /// so signing keys never equal the encryption key and differ per purpose.
+    pub fn derive(&self, purpose: &str) -> Result<SecretBox<[u8; 32]>> {
+        let master = self
+            .keys
+            .get(&self.current)
+            .ok_or_else(|| Error::Crypto("no current master key".into()))?;
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(master.expose_secret())
+            .map_err(|_| Error::Crypto("bad master key length".into()))?;
+        mac.update(purpose.as_bytes());
+        Ok(SecretBox::new(Box::new(mac.finalize().into_bytes().into())))
+    }
+}
+
+fn read_key_file(path: &Path) -> Result<String> {
+    std::fs::read_to_string(path).map_err(|e| {
+        Error::Config(format!(
+            "cannot read master key file {}: {e}",
+            path.display()
+        ))
+    })
+}
+
+fn generate_key_file(path: &Path) -> Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| Error::Config(format!("cannot create {}: {e}", dir.display())))?;
+    }
+    let key = BASE64_STANDARD.encode(rand::random::<[u8; 32]>());
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| {
+            Error::Config(format!(
+                "cannot create master key file {}: {e}",
+                path.display()
+            ))
+        })?;
+    writeln!(file, "1:{key}").map_err(|e| {
+        Error::Config(format!(
+            "cannot write master key file {}: {e}",
+            path.display()
+        ))
+    })?;
+    Ok(())
+}
+
+/// A new random password: 32 random bytes, base64url (43 characters).
+pub fn random_password() -> SecretString {
+    SecretString::from(BASE64_URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>()))
+}
+
+/// The SCRAM-SHA-256 verifier PostgreSQL stores for `password`, computed here so the
+/// clear-text password never appears in a statement the server could log.
+pub fn scram_verifier(password: &SecretString) -> String {
+    postgres_protocol::password::scram_sha_256(password.expose_secret().as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seal_and_open_round_trip_bound_to_aad() {
+        let ring = Keyring::random();
+        let (v, blob) = ring.seal(b"s3cret", "tenant:1:db-owner").expect("seal");
+        let opened = ring.open(v, &blob, "tenant:1:db-owner").expect("open");
+        assert_eq!(opened.expose_secret(), b"s3cret");
+        assert!(
+            ring.open(v, &blob, "tenant:2:db-owner").is_err(),
+            "other aad opened it"
+        );
+        let mut tampered = blob.clone();
+        let last = tampered.len() - 1;
+        tampered[last] ^= 1;
+        assert!(ring.open(v, &tampered, "tenant:1:db-owner").is_err());
+    }
+
+    #[test]
+    fn old_versions_stay_readable_and_new_secrets_use_the_newest() {
+        let k1 = BASE64_STANDARD.encode([1u8; 32]);
+        let k2 = BASE64_STANDARD.encode([2u8; 32]);
+        let old = Keyring::parse(&format!("1:{k1}")).expect("parse");
+        let (v1, blob) = old.seal(b"x", "a").expect("seal");
+        let both = Keyring::parse(&format!("1:{k1},2:{k2}")).expect("parse");
+        assert_eq!(both.current_version(), 2);
+        assert_eq!(
+            both.open(v1, &blob, "a").expect("open").expose_secret(),
+            b"x"
+        );
+        assert_eq!(both.seal(b"y", "a").expect("seal").0, 2);
+    }
+
+    #[test]
+    fn bad_key_specs_are_refused() {
+        for bad in [
+            "",
+            "nope",
+            "1:abc",
+            &format!("0:{}", BASE64_STANDARD.encode([0u8; 32])),
+        ] {
+            assert!(Keyring::parse(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn derived_keys_differ_by_purpose() {
+        let ring = Keyring::random();
+        let a = ring.derive("owner-jwt").expect("derive");
+        let b = ring.derive("tenant-jwt:x").expect("derive");
+        assert_ne!(a.expose_secret(), b.expose_secret());
+    }
+
+    #[test]
+    fn scram_verifier_has_postgres_shape() {
+        let v = scram_verifier(&SecretString::from("pw".to_string()));
+        assert!(v.starts_with("SCRAM-SHA-256$4096:"), "{v}");
+        assert!(!v.contains("pw$"));
+    }
+}

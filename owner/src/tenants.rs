@@ -1,0 +1,376 @@
+//! `tenants`: the fleet, one row per tenant, each a persisted state machine.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use tokio_postgres::{GenericClient, Row};
+use uuid::Uuid;
+
+use crate::{Error, Result};
+
+/// Where a tenant is, or is going.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TenantStatus {
+    /// Being created; `provisioning_step` says how far it got.
+    Provisioning,
+    Active,
+    /// Kept intact but refused service.
+    Suspended,
+    /// Being removed; `provisioning_step` says how far it got.
+    Deleting,
+    /// Gone; the row stays for the audit trail.
+    Deleted,
+}
+
+impl TenantStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Provisioning => "provisioning",
+            Self::Active => "active",
+            Self::Suspended => "suspended",
+            Self::Deleting => "deleting",
+            Self::Deleted => "deleted",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "provisioning" => Self::Provisioning,
+            "active" => Self::Active,
+            "suspended" => Self::Suspended,
+            "deleting" => Self::Deleting,
+            "deleted" => Self::Deleted,
+            _ => return None,
+        })
+    }
+}
+
+/// The last step a tenant completed. Creation runs top to bottom through the first six,
+/// deletion through the last five.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Step {
+    RowInserted,
+    RolesCreated,
+    DatabaseCreated,
+    SchemaMigrated,
+    StorageCreated,
+    Ready,
+    DeleteRequested,
+    DatabaseDropped,
+    RolesDropped,
+    StorageRemoved,
+    Removed,
+}
+
+impl Step {
+    pub const ALL: [Step; 11] = [
+        Step::RowInserted,
+        Step::RolesCreated,
+        Step::DatabaseCreated,
+        Step::SchemaMigrated,
+        Step::StorageCreated,
+        Step::Ready,
+        Step::DeleteRequested,
+        Step::DatabaseDropped,
+        Step::RolesDropped,
+        Step::StorageRemoved,
+        Step::Removed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::RowInserted => "row_inserted",
+            Self::RolesCreated => "roles_created",
+            Self::DatabaseCreated => "database_created",
+            Self::SchemaMigrated => "schema_migrated",
+            Self::StorageCreated => "storage_created",
+            Self::Ready => "ready",
+            Self::DeleteRequested => "delete_requested",
+            Self::DatabaseDropped => "database_dropped",
+            Self::RolesDropped => "roles_dropped",
+            Self::StorageRemoved => "storage_removed",
+            Self::Removed => "removed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|step| step.as_str() == s)
+    }
+}
+
+/// A tenant row. The encrypted passwords are never serialised.
+#[derive(Debug, Clone, Serialize)]
+pub struct Tenant {
+    pub id: Uuid,
+    pub slug: String,
+    pub name: String,
+    pub status: TenantStatus,
+    pub provisioning_step: Step,
+    pub last_error: Option<String>,
+    pub plan_code: String,
+    pub server_id: String,
+    pub db_name: String,
+    pub owner_role: String,
+    pub runtime_role: String,
+    #[serde(skip)]
+    pub owner_password_enc: Vec<u8>,
+    #[serde(skip)]
+    pub runtime_password_enc: Vec<u8>,
+    #[serde(skip)]
+    pub secret_key_version: i32,
+    pub schema_version: Option<i32>,
+    pub settings: serde_json::Value,
+    pub features: serde_json::Value,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub activated_at: Option<DateTime<Utc>>,
+    pub deleted_at: Option<DateTime<Utc>>,
+}
+
+const COLUMNS: &str = "id, slug, name, status, provisioning_step, last_error, plan_code, \
+    server_id, db_name, owner_role, runtime_role, owner_password_enc, runtime_password_enc, \
+    secret_key_version, schema_version, settings, features, created_at, updated_at, \
+    activated_at, deleted_at";
+
+impl TryFrom<&Row> for Tenant {
+    type Error = Error;
+
+    fn try_from(row: &Row) -> Result<Self> {
+        let status: String = row.try_get("status")?;
+        let step: String = row.try_get("provisioning_step")?;
+        Ok(Tenant {
+            id: row.try_get("id")?,
+            slug: row.try_get("slug")?,
+            name: row.try_get("name")?,
+            status: TenantStatus::parse(&status).ok_or_else(|| Error::Invalid {
+                field: "tenants.status",
+                reason: status.clone(),
+            })?,
+            provisioning_step: Step::parse(&step).ok_or_else(|| Error::Invalid {
+                field: "tenants.provisioning_step",
+                reason: step.clone(),
+            })?,
+            last_error: row.try_get("last_error")?,
+            plan_code: row.try_get("plan_code")?,
+            server_id: row.try_get("server_id")?,
+            db_name: row.try_get("db_name")?,
+            owner_role: row.try_get("owner_role")?,
+            runtime_role: row.try_get("runtime_role")?,
+            owner_password_enc: row.try_get("owner_password_enc")?,
+            runtime_password_enc: row.try_get("runtime_password_enc")?,
+            secret_key_version: row.try_get("secret_key_version")?,
+            schema_version: row.try_get("schema_version")?,
+            settings: row.try_get("settings")?,
+            features: row.try_get("features")?,
+            created_at: row.try_get("created_at")?,
+            updated_at: row.try_get("updated_at")?,
+            activated_at: row.try_get("activated_at")?,
+            deleted_at: row.try_get("deleted_at")?,
+        })
+    }
+}
+
+fn rows_to_tenants(rows: &[Row]) -> Result<Vec<Tenant>> {
+    rows.iter().map(Tenant::try_from).collect()
+}
+
+/// What it takes to insert a tenant row; the names and secrets are made by the caller.
+pub struct NewTenant<'a> {
+    pub id: Uuid,
+    pub slug: &'a str,
+    pub name: &'a str,
+    pub plan_code: &'a str,
+    pub server_id: &'a str,
+    pub db_name: &'a str,
+    pub owner_role: &'a str,
+    pub runtime_role: &'a str,
+    pub owner_password_enc: &'a [u8],
+    pub runtime_password_enc: &'a [u8],
+    pub secret_key_version: i32,
+}
+
+pub async fn tenant_insert(client: &impl GenericClient, new: &NewTenant<'_>) -> Result<Tenant> {
+    let row = client
+        .query_one(
+            &format!(
+                "INSERT INTO tenants (id, slug, name, status, provisioning_step, plan_code, \
+                 server_id, db_name, owner_role, runtime_role, owner_password_enc, \
+                 runtime_password_enc, secret_key_version) \
+                 VALUES ($1, $2, $3, 'provisioning', 'row_inserted', $4, $5, $6, $7, $8, $9, $10, $11) \
+                 RETURNING {COLUMNS}"
+            ),
+            &[
+                &new.id,
+                &new.slug,
+                &new.name,
+                &new.plan_code,
+                &new.server_id,
+                &new.db_name,
+                &new.owner_role,
+                &new.runtime_role,
+                &new.owner_password_enc,
+                &new.runtime_password_enc,
+                &new.secret_key_version,
+            ],
+        )
+        .await
+        .map_err(|e| match Error::from(e) {
+            Error::UnknownPlan(_) => Error::UnknownPlan(new.plan_code.to_string()),
+            other => other,
+        })?;
+    Tenant::try_from(&row)
+}
+
+pub async fn tenant_fetch(client: &impl GenericClient, id: Uuid) -> Result<Tenant> {
+    let row = client
+        .query_opt(
+            &format!("SELECT {COLUMNS} FROM tenants WHERE id = $1"),
+            &[&id],
+        )
+        .await?
+        .ok_or(Error::NotFound)?;
+    Tenant::try_from(&row)
+}
+
+/// The living (not deleted) tenant with this slug.
+pub async fn tenant_fetch_by_slug(client: &impl GenericClient, slug: &str) -> Result<Tenant> {
+    let row = client
+        .query_opt(
+            &format!("SELECT {COLUMNS} FROM tenants WHERE slug = $1 AND status <> 'deleted'"),
+            &[&slug],
+        )
+        .await?
+        .ok_or(Error::NotFound)?;
+    Tenant::try_from(&row)
+}
+
+/// Filters for [`tenant_list`]. `include_deleted` is off by default.
+#[derive(Debug, Default, Clone)]
+pub struct TenantFilter {
+    pub status: Option<TenantStatus>,
+    pub include_deleted: bool,
+    pub limit: i64,
+    pub offset: i64,
+}
+
+pub async fn tenant_list(
+    client: &impl GenericClient,
+    filter: &TenantFilter,
+) -> Result<Vec<Tenant>> {
+    let status = filter.status.map(TenantStatus::as_str);
+    let limit = if filter.limit <= 0 { 100 } else { filter.limit };
+    let rows = client
+        .query(
+            &format!(
+                "SELECT {COLUMNS} FROM tenants \
+                 WHERE ($1::text IS NULL OR status = $1) AND ($2 OR status <> 'deleted') \
+                 ORDER BY created_at, id LIMIT $3 OFFSET $4"
+            ),
+            &[
+                &status,
+                &filter.include_deleted,
+                &limit,
+                &filter.offset.max(0),
+            ],
+        )
+        .await?;
+    rows_to_tenants(&rows)
+}
+
+/// Tenants whose status is not where it is going: provisioning or deleting.
+pub async fn tenant_list_unsettled(client: &impl GenericClient) -> Result<Vec<Tenant>> {
+    let rows = client
+        .query(
+            &format!(
+                "SELECT {COLUMNS} FROM tenants WHERE status IN ('provisioning', 'deleting') \
+                 ORDER BY updated_at"
+            ),
+            &[],
+        )
+        .await?;
+    rows_to_tenants(&rows)
+}
+
+/// Records that `step` is done, if the tenant is still in `expected` status.
+/// Returns the updated row, or [`Error::Conflict`] when the status moved meanwhile
+/// (say, a delete request arrived while provisioning ran).
+pub async fn tenant_record_step(
+    client: &impl GenericClient,
+    id: Uuid,
+    expected: TenantStatus,
+    step: Step,
+) -> Result<Tenant> {
+    let row = client
+        .query_opt(
+            &format!(
+                "UPDATE tenants SET provisioning_step = $3, last_error = NULL, updated_at = now() \
+                 WHERE id = $1 AND status = $2 RETURNING {COLUMNS}"
+            ),
+            &[&id, &expected.as_str(), &step.as_str()],
+        )
+        .await?
+        .ok_or(Error::Conflict)?;
+    Tenant::try_from(&row)
+}
+
+/// Moves a tenant from one of `from` to `to`, recording `step`. Used for the lifecycle
+/// edges: provisioning -> active, active <-> suspended, * -> deleting, deleting -> deleted.
+pub async fn tenant_transition(
+    client: &impl GenericClient,
+    id: Uuid,
+    from: &[TenantStatus],
+    to: TenantStatus,
+    step: Step,
+) -> Result<Tenant> {
+    let from: Vec<&str> = from.iter().map(|s| s.as_str()).collect();
+    let row = client
+        .query_opt(
+            &format!(
+                "UPDATE tenants SET status = $3, provisioning_step = $4, last_error = NULL, \
+                 updated_at = now(), \
+                 activated_at = CASE WHEN $3 = 'active' AND activated_at IS NULL THEN now() ELSE activated_at END, \
+                 deleted_at = CASE WHEN $3 = 'deleted' THEN now() ELSE deleted_at END \
+                 WHERE id = $1 AND status = ANY($2) RETURNING {COLUMNS}"
+            ),
+            &[&id, &from, &to.as_str(), &step.as_str()],
+        )
+        .await?
+        .ok_or(Error::Conflict)?;
+    Tenant::try_from(&row)
+}
+
+pub async fn tenant_set_error(client: &impl GenericClient, id: Uuid, error: &str) -> Result<()> {
+    client
+        .execute(
+            "UPDATE tenants SET last_error = $2, updated_at = now() WHERE id = $1",
+            &[&id, &error],
+        )
+        .await?;
+    Ok(())
+}
+
+pub async fn tenant_set_schema_version(
+    client: &impl GenericClient,
+    id: Uuid,
+    version: i32,
+) -> Result<()> {
+    client
+        .execute(
+            "UPDATE tenants SET schema_version = $2, updated_at = now() WHERE id = $1",
+            &[&id, &version],
+        )
+        .await?;
+    Ok(())
+}
+
+/// Counts of tenants by status, for readiness and dashboards.
+pub async fn tenant_count_by_status(client: &impl GenericClient) -> Result<Vec<(String, i64)>> {
+    let rows = client
+        .query(
+            "SELECT status, count(*) FROM tenants GROUP BY status ORDER BY status",
+            &[],
+        )
+        .await?;
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+}

@@ -1,0 +1,41 @@
+//! Liveness and readiness.
+
+use serde_json::Value;
+
+use crate::helpers::spawn_app;
+
+#[tokio::test]
+async fn health_and_readiness_answer() {
+    let app = spawn_app().await;
+    let health = app.get("/healthz", None).await;
+    assert_eq!(health.status(), 200);
+    let ready = app.get("/readyz", None).await;
+    assert_eq!(ready.status(), 200);
+    let body: Value = ready.json().await.expect("json");
+    assert_eq!(body["owner_database"], "ok");
+    assert!(health_has_request_id(&app).await);
+}
+
+async fn health_has_request_id(app: &crate::helpers::TestApp) -> bool {
+    app.get("/healthz", None)
+        .await
+        .headers()
+        .contains_key("x-request-id")
+}
+
+#[tokio::test]
+async fn readiness_fails_when_the_owner_database_is_gone() {
+    let app = spawn_app().await;
+    crate::helpers::pg("postgres")
+        .await
+        .batch_execute(&format!("DROP DATABASE \"{}\" WITH (FORCE)", app.owner_db))
+        .await
+        .expect("drop owner database");
+    let ready = app.get("/readyz", None).await;
+    assert_eq!(ready.status(), 503);
+    assert_eq!(
+        app.get("/healthz", None).await.status(),
+        200,
+        "the process itself is fine"
+    );
+}

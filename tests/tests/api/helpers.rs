@@ -1,0 +1,301 @@
+//! The test harness: every test gets its own owner database, its own tenant-name prefix
+//! and its own storage root, and a real service on a random port. Everything it made is
+//! dropped when the `TestApp` goes out of scope, even if the test panicked; leftovers of
+//! crashed runs are swept once per test binary before the first app starts.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use control_plane::config::MasterKeySource;
+use control_plane::provisioning::{Faults, Provisioner};
+use control_plane::{AppState, Application, Config};
+use secrecy::SecretString;
+use serde_json::{Value, json};
+use tokio::sync::OnceCell;
+use tokio_postgres::{Client, NoTls};
+use tokio_util::sync::CancellationToken;
+
+/// Everything a test run creates on the server starts with this.
+pub const TEST_PREFIX: &str = "cpt_";
+pub const PG_HOST: &str = "localhost";
+pub const OPERATOR_PASSWORD: &str = "operator-password-123";
+
+static SWEEP: OnceCell<()> = OnceCell::const_new();
+
+pub fn pg_url(db: &str) -> String {
+    let host = std::env::var("TEST_PG_HOST").unwrap_or_else(|_| PG_HOST.to_string());
+    format!("postgres://postgres@{host}:5432/{db}")
+}
+
+/// A superuser connection to `db`.
+pub async fn pg(db: &str) -> Client {
+    connect_as("postgres", db)
+        .await
+        .expect("connect as postgres")
+}
+
+/// A connection as `role` to `db` (trust auth: the server does not check passwords here,
+/// so what these tests observe is privileges, not credentials).
+pub async fn connect_as(role: &str, db: &str) -> Result<Client, tokio_postgres::Error> {
+    let mut config: tokio_postgres::Config = pg_url(db).parse().expect("url");
+    config.user(role);
+    let (client, connection) = config.connect(NoTls).await?;
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    Ok(client)
+}
+
+/// Drops every database and role whose name starts with `prefix`.
+async fn drop_prefixed(client: &Client, prefix: &str) {
+    let pattern = format!("{}%", prefix.replace('_', "\\_"));
+    let dbs = client
+        .query(
+            "SELECT datname FROM pg_database WHERE datname LIKE $1",
+            &[&pattern],
+        )
+        .await
+        .expect("list databases");
+    for row in dbs {
+        let name: String = row.get(0);
+        let _ = client
+            .batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+            .await;
+    }
+    let roles = client
+        .query(
+            "SELECT rolname FROM pg_roles WHERE rolname LIKE $1",
+            &[&pattern],
+        )
+        .await
+        .expect("list roles");
+    for row in roles {
+        let name: String = row.get(0);
+        let _ = client
+            .batch_execute(&format!("DROP ROLE IF EXISTS \"{name}\""))
+            .await;
+    }
+}
+
+pub struct TestApp {
+    pub address: String,
+    pub http: reqwest::Client,
+    /// The owner database of this test.
+    pub owner_db: String,
+    /// Prefix of this test's tenant databases and roles.
+    pub prefix: String,
+    pub storage_root: PathBuf,
+    pub state: AppState,
+    pub faults: Arc<Faults>,
+    /// A bearer token of an operator with the `owner` role.
+    pub token: String,
+    _dir: tempfile::TempDir,
+    shutdown: CancellationToken,
+    server: Option<tokio::task::JoinHandle<()>>,
+}
+
+pub async fn spawn_app() -> TestApp {
+    SWEEP
+        .get_or_init(|| async {
+            drop_prefixed(&pg("postgres").await, TEST_PREFIX).await;
+        })
+        .await;
+    let unique = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
+    let owner_db = format!("{TEST_PREFIX}{unique}");
+    let prefix = format!("{TEST_PREFIX}{unique}_");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let storage_root = dir.path().join("storage");
+    let mut config = Config::defaults().expect("defaults");
+    config.database_url = SecretString::from(pg_url(&owner_db));
+    config.admin_database_url = SecretString::from(pg_url("postgres"));
+    config.listen = "127.0.0.1:0".parse().expect("addr");
+    config.data_dir = dir.path().to_path_buf();
+    config.storage_root = storage_root.clone();
+    config.master_key = MasterKeySource::Inline(SecretString::from(random_key()));
+    config.tenant_db_prefix = prefix.clone();
+    // Background passes would race the tests' own; tests run passes explicitly.
+    config.reconcile_interval = Duration::from_secs(3600);
+    let faults = Arc::new(Faults::default());
+    let app = Application::build(config, Arc::clone(&faults))
+        .await
+        .expect("build application");
+    let port = app.port();
+    let state = app.state().clone();
+    let shutdown = CancellationToken::new();
+    let server = tokio::spawn({
+        let shutdown = shutdown.clone();
+        async move {
+            app.run(shutdown).await.expect("server");
+        }
+    });
+    let mut test_app = TestApp {
+        address: format!("http://127.0.0.1:{port}"),
+        http: reqwest::Client::new(),
+        owner_db,
+        prefix,
+        storage_root,
+        state,
+        faults,
+        token: String::new(),
+        _dir: dir,
+        shutdown,
+        server: Some(server),
+    };
+    test_app.create_operator("owner@example.com", "owner").await;
+    test_app.token = test_app.login("owner@example.com", OPERATOR_PASSWORD).await;
+    test_app
+}
+
+fn random_key() -> String {
+    use base64::Engine;
+    let bytes: Vec<u8> = (0..32)
+        .map(|_| uuid::Uuid::new_v4().as_bytes()[0])
+        .collect();
+    base64::prelude::BASE64_STANDARD.encode(bytes)
+}
+
+impl TestApp {
+    pub fn provisioner(&self) -> &Arc<Provisioner> {
+        &self.state.provisioner
+    }
+
+    pub async fn owner_client(&self) -> Client {
+        pg(&self.owner_db).await
+    }
+
+    pub async fn create_operator(&self, email: &str, role: &str) {
+        let hash = control_plane::auth::hash_password(OPERATOR_PASSWORD).expect("hash");
+        let client = self.owner_client().await;
+        client
+            .execute(
+                "INSERT INTO owner_users (id, email, password_hash, role) VALUES ($1, $2, $3, $4)",
+                &[&uuid::Uuid::new_v4(), &email, &hash, &role],
+            )
+            .await
+            .expect("insert operator");
+    }
+
+    pub async fn login(&self, email: &str, password: &str) -> String {
+        let response = self
+            .post_json(
+                "/api/owner/auth/login",
+                None,
+                &json!({ "email": email, "password": password }),
+            )
+            .await;
+        assert_eq!(response.status(), 200, "login failed");
+        let body: Value = response.json().await.expect("json");
+        body["token"].as_str().expect("token").to_string()
+    }
+
+    pub async fn post_json(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        body: &Value,
+    ) -> reqwest::Response {
+        let mut request = self.http.post(format!("{}{path}", self.address)).json(body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send().await.expect("request")
+    }
+
+    pub async fn post_raw(&self, path: &str, body: &'static str) -> reqwest::Response {
+        self.http
+            .post(format!("{}{path}", self.address))
+            .bearer_auth(&self.token)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> reqwest::Response {
+        let mut request = self.http.get(format!("{}{path}", self.address));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send().await.expect("request")
+    }
+
+    pub async fn delete(&self, path: &str, token: Option<&str>) -> reqwest::Response {
+        let mut request = self.http.delete(format!("{}{path}", self.address));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send().await.expect("request")
+    }
+
+    /// Creates a tenant through the API and waits until it is active.
+    pub async fn create_tenant(&self, slug: &str) -> Value {
+        let response = self
+            .post_json(
+                "/api/owner/tenants?wait=true",
+                Some(&self.token),
+                &json!({ "slug": slug, "name": format!("Tenant {slug}") }),
+            )
+            .await;
+        let status = response.status();
+        let body: Value = response.json().await.expect("json");
+        assert_eq!(status, 201, "create {slug}: {body}");
+        assert_eq!(body["status"], "active", "{body}");
+        body
+    }
+
+    /// Databases and roles of this test on the server.
+    pub async fn server_objects(&self) -> (Vec<String>, Vec<String>) {
+        self.provisioner()
+            .cluster()
+            .list_prefixed()
+            .await
+            .expect("list")
+    }
+
+    /// Names under `<storage root>/tenants`.
+    pub fn tenant_dirs(&self) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(self.storage_root.join("tenants"))
+            .map(|entries| {
+                entries
+                    .filter_map(|e| e.ok())
+                    .map(|e| e.file_name().to_string_lossy().to_string())
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort();
+        names
+    }
+
+    pub async fn count(&self, sql: &str) -> i64 {
+        self.owner_client()
+            .await
+            .query_one(sql, &[])
+            .await
+            .expect(sql)
+            .get(0)
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+        let server = self.server.take();
+        let owner_db = self.owner_db.clone();
+        // Async cleanup from Drop: a thread with its own runtime, joined before we return.
+        let cleanup = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            runtime.block_on(async move {
+                if let Some(server) = server {
+                    server.abort();
+                }
+                drop_prefixed(&pg("postgres").await, &owner_db).await;
+            });
+        });
+        let _ = cleanup.join();
+    }
+}

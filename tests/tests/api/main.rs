@@ -1,0 +1,11 @@
+//! Integration tests: a real PostgreSQL, the real service on a random port, real files.
+
+mod helpers;
+
+mod auth;
+mod cli;
+mod health;
+mod isolation;
+mod provisioning;
+mod recovery;
+mod validation;
