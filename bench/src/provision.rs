@@ -42,18 +42,28 @@ async fn connect(url: &str) -> anyhow::Result<tokio_postgres::Client> {
 
 async fn cleanup(admin: &tokio_postgres::Client) -> anyhow::Result<()> {
     for row in admin
-        .query("SELECT datname FROM pg_database WHERE datname LIKE 'cpbench\\_%'", &[])
+        .query(
+            "SELECT datname FROM pg_database WHERE datname LIKE 'cpbench\\_%'",
+            &[],
+        )
         .await?
     {
         let name: String = row.get(0);
-        admin.batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")).await?;
+        admin
+            .batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+            .await?;
     }
     for row in admin
-        .query("SELECT rolname FROM pg_roles WHERE rolname LIKE 'cpbench\\_%'", &[])
+        .query(
+            "SELECT rolname FROM pg_roles WHERE rolname LIKE 'cpbench\\_%'",
+            &[],
+        )
         .await?
     {
         let name: String = row.get(0);
-        admin.batch_execute(&format!("DROP ROLE IF EXISTS \"{name}\"")).await?;
+        admin
+            .batch_execute(&format!("DROP ROLE IF EXISTS \"{name}\""))
+            .await?;
     }
     Ok(())
 }
@@ -106,12 +116,16 @@ async fn main() -> anyhow::Result<()> {
         // Interleave the variants so drift on the server affects them alike.
         let name = format!("{PREFIX}bare_{i}");
         let started = Instant::now();
-        admin.batch_execute(&format!("CREATE DATABASE \"{name}\"")).await?;
+        admin
+            .batch_execute(&format!("CREATE DATABASE \"{name}\""))
+            .await?;
         bare.push(started.elapsed());
 
         let name = format!("{PREFIX}naive_{i}");
         let started = Instant::now();
-        admin.batch_execute(&format!("CREATE DATABASE \"{name}\"")).await?;
+        admin
+            .batch_execute(&format!("CREATE DATABASE \"{name}\""))
+            .await?;
         let mut db = connect(&format!("{}/{name}", args.pg)).await?;
         tenant::migrations::migrate(&mut db).await?;
         naive.push(started.elapsed());
@@ -120,19 +134,35 @@ async fn main() -> anyhow::Result<()> {
         let slug = format!("bench-{i}");
         let started = Instant::now();
         let tenant = provisioner
-            .tenant_create(&CreateTenant { slug: slug.clone(), name: slug, ..CreateTenant::default() }, &Actor::cli())
+            .tenant_create(
+                &CreateTenant {
+                    slug: slug.clone(),
+                    name: slug,
+                    ..CreateTenant::default()
+                },
+                &Actor::cli(),
+            )
             .await?;
         let tenant = provisioner.drive(tenant.id).await?;
         ours.push(started.elapsed());
         anyhow::ensure!(tenant.status.as_str() == "active", "tenant not active");
     }
 
-    println!("provisioning benchmark, {} runs each, PostgreSQL at {}", args.runs, args.pg);
+    println!(
+        "provisioning benchmark, {} runs each, PostgreSQL at {}",
+        args.runs, args.pg
+    );
     let bare = stats("bare CREATE DATABASE (baseline)", bare);
     let naive = stats("CREATE DATABASE + tenant migrations (naive)", naive);
     let ours = stats("full tenant provisioning (row..roles..clone..active)", ours);
-    println!("ratio full provisioning / bare CREATE DATABASE: {:.2}x", ms(ours) / ms(bare));
-    println!("ratio naive / bare CREATE DATABASE:             {:.2}x", ms(naive) / ms(bare));
+    println!(
+        "ratio full provisioning / bare CREATE DATABASE: {:.2}x",
+        ms(ours) / ms(bare)
+    );
+    println!(
+        "ratio naive / bare CREATE DATABASE:             {:.2}x",
+        ms(naive) / ms(bare)
+    );
 
     // Where the time of a provisioning goes, from the per-step timings in the audit log.
     let owner_db = connect(&format!("{}/{PREFIX}owner", args.pg)).await?;

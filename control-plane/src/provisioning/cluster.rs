@@ -24,6 +24,39 @@ const TEMPLATE_LOCK_SHARED: &str = "SELECT pg_advisory_lock_shared(hashtextexten
 /// migrations and single-tenant migrations never interleave on one tenant.
 pub const TENANT_MIGRATION_LOCK: &str =
     "SELECT pg_advisory_lock(hashtextextended('cp-tenant-migration', 0))";
+const TENANT_MIGRATION_UNLOCK: &str =
+    "SELECT pg_advisory_unlock(hashtextextended('cp-tenant-migration', 0))";
+
+/// Connections reused across the steps of one drive, so a tenant's creation opens one
+/// admin session and one session in its new database instead of one per step. Dropped
+/// at the end of the drive, which also releases any session-level lock they hold.
+#[derive(Default)]
+pub struct Sessions {
+    admin: Option<Client>,
+    tenant: Option<(String, Client)>,
+}
+
+impl Sessions {
+    async fn admin(&mut self, cluster: &Cluster) -> Result<&mut Client> {
+        if self.admin.as_ref().is_none_or(Client::is_closed) {
+            self.admin = Some(connect(&cluster.admin).await?);
+        }
+        self.admin
+            .as_mut()
+            .ok_or_else(|| Error::Internal("admin session missing".into()))
+    }
+
+    async fn tenant(&mut self, cluster: &Cluster, db: &str) -> Result<&mut Client> {
+        let reusable = matches!(&self.tenant, Some((name, c)) if name == db && !c.is_closed());
+        if !reusable {
+            self.tenant = Some((db.to_string(), connect(&cluster.config_for(db)).await?));
+        }
+        self.tenant
+            .as_mut()
+            .map(|(_, c)| c)
+            .ok_or_else(|| Error::Internal("tenant session missing".into()))
+    }
+}
 
 pub struct Cluster {
     admin: tokio_postgres::Config,
@@ -127,12 +160,13 @@ impl Cluster {
     /// Both roles of a tenant, created (with their marks) in one transaction.
     pub async fn ensure_roles(
         &self,
+        sessions: &mut Sessions,
         id: Uuid,
         names: &TenantNames,
         owner_password: &SecretString,
         runtime_password: &SecretString,
     ) -> Result<()> {
-        let mut client = connect(&self.admin).await?;
+        let client = sessions.admin(self).await?;
         let tx = client.transaction().await?;
         self.ensure_role(
             &tx,
@@ -157,8 +191,13 @@ impl Cluster {
     /// The tenant's database: cloned from the template, owned by the tenant's owner role,
     /// closed to `PUBLIC`, its objects handed to the owner role and readable and writable
     /// (rows only) by the runtime role. Safe to repeat.
-    pub async fn ensure_database(&self, id: Uuid, names: &TenantNames) -> Result<()> {
-        let admin = connect(&self.admin).await?;
+    pub async fn ensure_database(
+        &self,
+        sessions: &mut Sessions,
+        id: Uuid,
+        names: &TenantNames,
+    ) -> Result<()> {
+        let admin = sessions.admin(self).await?;
         match database_owner(&admin, &names.database).await? {
             None => {
                 self.ensure_template().await?;
@@ -196,9 +235,8 @@ impl Cluster {
                 rt = ident(&names.runtime_role),
             ))
             .await?;
-        drop(admin);
 
-        let mut tenant_db = connect(&self.config_for(&names.database)).await?;
+        let tenant_db = sessions.tenant(self, &names.database).await?;
         let schema_role = names::template_schema_role(&self.prefix);
         let tx = tenant_db.transaction().await?;
         if role_comment(&tx, &schema_role).await?.is_some() {
@@ -216,19 +254,28 @@ impl Cluster {
 
     /// Brings the tenant's schema to the latest version as its owner role, under the
     /// tenant migration lock; returns the version.
-    pub async fn migrate(&self, names: &TenantNames) -> Result<i32> {
-        let mut client = connect(&self.config_for(&names.database)).await?;
+    pub async fn migrate(&self, sessions: &mut Sessions, names: &TenantNames) -> Result<i32> {
+        let client = sessions.tenant(self, &names.database).await?;
         client.batch_execute(TENANT_MIGRATION_LOCK).await?;
         client
             .batch_execute(&format!("SET ROLE {}", ident(&names.owner_role)))
             .await?;
-        let version = tenant::migrations::migrate(&mut client).await?;
-        Ok(version)
+        let version = tenant::migrations::migrate(client).await;
+        client
+            .batch_execute(&format!("RESET ROLE; {TENANT_MIGRATION_UNLOCK}"))
+            .await?;
+        Ok(version?)
     }
 
     /// Drops the tenant's database if it exists and is ours. Connected sessions are ended.
-    pub async fn drop_database(&self, id: Uuid, names: &TenantNames) -> Result<()> {
-        let admin = connect(&self.admin).await?;
+    pub async fn drop_database(
+        &self,
+        sessions: &mut Sessions,
+        id: Uuid,
+        names: &TenantNames,
+    ) -> Result<()> {
+        sessions.tenant = None;
+        let admin = sessions.admin(self).await?;
         match database_owner(&admin, &names.database).await? {
             None => Ok(()),
             Some((owner, comment))
@@ -249,13 +296,18 @@ impl Cluster {
     }
 
     /// Drops both roles of the tenant if they exist and are ours.
-    pub async fn drop_roles(&self, id: Uuid, names: &TenantNames) -> Result<()> {
-        let admin = connect(&self.admin).await?;
+    pub async fn drop_roles(
+        &self,
+        sessions: &mut Sessions,
+        id: Uuid,
+        names: &TenantNames,
+    ) -> Result<()> {
+        let admin = sessions.admin(self).await?;
         for (role, what) in [
             (&names.runtime_role, format!("tenant:{id}:runtime")),
             (&names.owner_role, format!("tenant:{id}:owner")),
         ] {
-            match role_comment(&admin, role).await? {
+            match role_comment(&*admin, role).await? {
                 None => {}
                 Some(Some(comment)) if comment == self.mark(&what) => {
                     admin

@@ -30,7 +30,7 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 use uuid::Uuid;
 
-pub use cluster::{Cluster, TENANT_MIGRATION_LOCK};
+pub use cluster::{Cluster, Sessions, TENANT_MIGRATION_LOCK};
 pub use faults::{FaultPoint, Faults};
 pub use names::TenantNames;
 pub use reconciler::ReconcileReport;
@@ -395,6 +395,7 @@ impl Provisioner {
     }
 
     async fn run_steps(&self, id: Uuid) -> Result<Tenant> {
+        let mut sessions = Sessions::default();
         loop {
             let tenant = {
                 let conn = self.pool.get().await?;
@@ -430,7 +431,10 @@ impl Provisioner {
             };
             let span =
                 tracing::info_span!("provisioning_step", tenant_id = %id, step = next.as_str());
-            let details = self.run_step(&tenant, next).instrument(span).await?;
+            let details = self
+                .run_step(&mut sessions, &tenant, next)
+                .instrument(span)
+                .await?;
             self.faults.check(FaultPoint::BeforeRecord(next))?;
             match self.record(&tenant, status, next, details).await {
                 Ok(()) => {}
@@ -443,7 +447,12 @@ impl Provisioner {
     }
 
     /// Performs one step's effect; returns details for the audit entry.
-    async fn run_step(&self, tenant: &Tenant, step: Step) -> Result<serde_json::Value> {
+    async fn run_step(
+        &self,
+        sessions: &mut Sessions,
+        tenant: &Tenant,
+        step: Step,
+    ) -> Result<serde_json::Value> {
         let names = TenantNames {
             database: tenant.db_name.clone(),
             owner_role: tenant.owner_role.clone(),
@@ -456,16 +465,18 @@ impl Provisioner {
                 let owner_pw = self.open_password(tenant, "db-owner")?;
                 let runtime_pw = self.open_password(tenant, "db-runtime")?;
                 self.cluster
-                    .ensure_roles(tenant.id, &names, &owner_pw, &runtime_pw)
+                    .ensure_roles(sessions, tenant.id, &names, &owner_pw, &runtime_pw)
                     .await?;
                 details = json!({ "roles": [names.owner_role, names.runtime_role] });
             }
             Step::DatabaseCreated => {
-                self.cluster.ensure_database(tenant.id, &names).await?;
+                self.cluster
+                    .ensure_database(sessions, tenant.id, &names)
+                    .await?;
                 details = json!({ "database": names.database });
             }
             Step::SchemaMigrated => {
-                let version = self.cluster.migrate(&names).await?;
+                let version = self.cluster.migrate(sessions, &names).await?;
                 let conn = self.pool.get().await?;
                 tenants::tenant_set_schema_version(&**conn, tenant.id, version).await?;
                 details = json!({ "schema_version": version });
@@ -476,8 +487,12 @@ impl Provisioner {
                     .await
                     .map_err(|e| Error::Internal(format!("storage task failed: {e}")))??;
             }
-            Step::DatabaseDropped => self.cluster.drop_database(tenant.id, &names).await?,
-            Step::RolesDropped => self.cluster.drop_roles(tenant.id, &names).await?,
+            Step::DatabaseDropped => {
+                self.cluster
+                    .drop_database(sessions, tenant.id, &names)
+                    .await?
+            }
+            Step::RolesDropped => self.cluster.drop_roles(sessions, tenant.id, &names).await?,
             Step::StorageRemoved => {
                 let tree = self.storage.tenant(&tenant.slug)?;
                 tokio::task::spawn_blocking(move || tree.remove())
@@ -502,6 +517,14 @@ impl Provisioner {
     ) -> Result<()> {
         let mut conn = self.pool.get().await?;
         let tx = conn.transaction().await.map_err(owner::Error::from)?;
+        if !matches!(step, Step::Ready | Step::Removed) {
+            // Every step is idempotent, so losing an intermediate record to a crash only
+            // means redoing that step: no need to wait for the WAL flush. The final
+            // status change is flushed, because callers are told about it.
+            tx.batch_execute("SET LOCAL synchronous_commit = off")
+                .await
+                .map_err(owner::Error::from)?;
+        }
         match step {
             Step::Ready => {
                 tenants::tenant_transition(&*tx, tenant.id, &[status], TenantStatus::Active, step)

@@ -193,3 +193,38 @@ async fn the_reconciler_never_adopts_a_database_it_did_not_create() {
         .await
         .expect("cleanup");
 }
+
+#[tokio::test]
+async fn concurrent_drivers_of_one_tenant_do_each_step_once() {
+    let app = spawn_app().await;
+    let provisioner = app.provisioner();
+    let tenant = provisioner
+        .tenant_create(
+            &CreateTenant {
+                slug: "contested".into(),
+                name: "Contested".into(),
+                ..CreateTenant::default()
+            },
+            &Actor::cli(),
+        )
+        .await
+        .expect("create");
+    // Two blocking drivers and a reconciler pass (which skips a busy tenant) at once,
+    // as two service processes and a CLI would.
+    let (a, b, pass) = tokio::join!(
+        provisioner.drive(tenant.id),
+        provisioner.drive(tenant.id),
+        provisioner.reconcile_once()
+    );
+    assert_eq!(a.expect("first driver").status.as_str(), "active");
+    assert_eq!(b.expect("second driver").status.as_str(), "active");
+    assert_eq!(pass.expect("reconcile").failed, 0);
+    let steps = app
+        .count(&format!(
+            "SELECT count(*) FROM audit_log WHERE target_id = '{}' AND action LIKE 'tenant.step.%'",
+            tenant.id
+        ))
+        .await;
+    assert_eq!(steps, 5, "each of the five steps recorded once");
+    assert_only_tenants(&app, &[("contested", tenant.id)]).await;
+}
