@@ -198,7 +198,7 @@ impl Cluster {
         names: &TenantNames,
     ) -> Result<()> {
         let admin = sessions.admin(self).await?;
-        match database_owner(&admin, &names.database).await? {
+        match database_owner(admin, &names.database).await? {
             None => {
                 self.ensure_template().await?;
                 let template = names::template_database(&self.prefix);
@@ -276,7 +276,7 @@ impl Cluster {
     ) -> Result<()> {
         sessions.tenant = None;
         let admin = sessions.admin(self).await?;
-        match database_owner(&admin, &names.database).await? {
+        match database_owner(admin, &names.database).await? {
             None => Ok(()),
             Some((owner, comment))
                 if owner == names.owner_role
