@@ -48,7 +48,16 @@ impl Services {
                 .await?;
             owner::settings::installation_id(&**conn).await?
         };
-        let cluster = Cluster::new(admin_pg, config.tenant_db_prefix.clone(), installation_id);
+        let source = match &config.tenant_migrations_dir {
+            Some(dir) => tenant::migrations::Source::with_dir(dir)?,
+            None => tenant::migrations::Source::embedded(),
+        };
+        let cluster = Cluster::new(
+            admin_pg,
+            config.tenant_db_prefix.clone(),
+            installation_id,
+            Arc::new(source),
+        );
         let provisioner = Arc::new(Provisioner::new(
             pool.clone(),
             owner_pg,

@@ -19,6 +19,7 @@
 //! | `CP_RECONCILE_INTERVAL_SECS` | `5` | how often the reconciler looks for unfinished work |
 //! | `CP_OWNER_TOKEN_TTL_SECS` | `900` | lifetime of operator bearer tokens |
 //! | `CP_LOG_FORMAT` | `text` | `text` or `json` |
+//! | `CP_TENANT_MIGRATIONS_DIR` | none | extra tenant migrations (`V{n}__{name}.sql`) on top of the built-in ones |
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -84,6 +85,8 @@ pub struct Config {
     pub reconcile_interval: Duration,
     pub owner_token_ttl: Duration,
     pub log_format: LogFormat,
+    /// Extra tenant migrations on top of the embedded ones.
+    pub tenant_migrations_dir: Option<PathBuf>,
 }
 
 /// The raw settings as the sources give them; every field optional until validated.
@@ -102,6 +105,7 @@ struct Raw {
     reconcile_interval_secs: Option<String>,
     owner_token_ttl_secs: Option<String>,
     log_format: Option<String>,
+    tenant_migrations_dir: Option<PathBuf>,
 }
 
 fn invalid(setting: &str, why: impl std::fmt::Display) -> Error {
@@ -265,7 +269,16 @@ impl Config {
                 ));
             }
         };
+        if let Some(dir) = &raw.tenant_migrations_dir
+            && !dir.is_dir()
+        {
+            return Err(invalid(
+                "CP_TENANT_MIGRATIONS_DIR",
+                format!("{} is not a directory", dir.display()),
+            ));
+        }
         Ok(Config {
+            tenant_migrations_dir: raw.tenant_migrations_dir,
             database_url: SecretString::from(database_url),
             admin_database_url: SecretString::from(admin_database_url),
             listen,

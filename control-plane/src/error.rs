@@ -26,6 +26,8 @@ pub enum Error {
         id: uuid::Uuid,
         status: &'static str,
     },
+    #[error("another fleet migration is running{}", .0.map(|id| format!(" (run {id})")).unwrap_or_default())]
+    FleetBusy(Option<uuid::Uuid>),
     #[error("invalid request: {0}")]
     BadRequest(String),
     #[error("authentication required")]

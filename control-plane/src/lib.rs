@@ -6,6 +6,7 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 mod error;
+pub mod fleet;
 pub mod http;
 pub mod pg;
 pub mod provisioning;

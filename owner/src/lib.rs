@@ -19,6 +19,7 @@ pub mod audit;
 pub mod domains;
 mod error;
 pub mod ids;
+pub mod migration_runs;
 pub mod migrations;
 pub mod operators;
 pub mod plans;

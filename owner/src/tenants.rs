@@ -1,14 +1,14 @@
 //! `tenants`: the fleet, one row per tenant, each a persisted state machine.
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio_postgres::{GenericClient, Row};
 use uuid::Uuid;
 
 use crate::{Error, Result};
 
 /// Where a tenant is, or is going.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TenantStatus {
     /// Being created; `provisioning_step` says how far it got.
@@ -373,4 +373,26 @@ pub async fn tenant_count_by_status(client: &impl GenericClient) -> Result<Vec<(
         )
         .await?;
     Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+}
+
+/// The tenants a fleet migration looks at: in one of `statuses`, optionally only these
+/// slugs or this plan, oldest first.
+pub async fn tenant_list_for_migration(
+    client: &impl GenericClient,
+    statuses: &[TenantStatus],
+    slugs: &[String],
+    plan: Option<&str>,
+) -> Result<Vec<Tenant>> {
+    let statuses: Vec<&str> = statuses.iter().map(|s| s.as_str()).collect();
+    let rows = client
+        .query(
+            &format!(
+                "SELECT {COLUMNS} FROM tenants WHERE status = ANY($1) \
+                 AND (cardinality($2::text[]) = 0 OR slug = ANY($2)) \
+                 AND ($3::text IS NULL OR plan_code = $3) ORDER BY created_at, id"
+            ),
+            &[&statuses, &slugs, &plan],
+        )
+        .await?;
+    rows_to_tenants(&rows)
 }

@@ -11,6 +11,8 @@ pub enum Error {
     Migration(#[from] refinery::Error),
     #[error("tenant database error: {}", chain(.0))]
     Db(#[from] tokio_postgres::Error),
+    #[error("tenant migration source: {0}")]
+    Source(String),
 }
 
 /// An error and its causes on one line: refinery and tokio-postgres put the useful part

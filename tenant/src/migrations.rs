@@ -1,36 +1,179 @@
-//! The tenant schema, embedded from `migrations/tenant`.
+//! The tenant schema: the migrations embedded from `migrations/tenant`, optionally
+//! extended at run time by a folder of `V{n}__{name}.sql` files (so a tenant app's release
+//! can ship new migrations to ops without rebuilding the control plane).
 //!
-//! Every tenant database (and the template new tenants are cloned from) is brought to
-//! [`latest_version`] with [`migrate`]. Pending migrations apply in one transaction, so
-//! a tenant is either at its old version or at the new one, never in between.
+//! Pending migrations apply in one transaction, so a tenant is either at its old version
+//! or at the new one, never in between. A migration whose checksum differs from the one
+//! recorded in a tenant database aborts that tenant's migration (drift).
 
-use crate::Result;
+use std::path::Path;
+
+use refinery::{Migration, Runner};
+use serde::Serialize;
+use tokio_postgres::Client;
+
+use crate::{Error, Result};
 
 mod embedded {
     refinery::embed_migrations!("../migrations/tenant");
 }
 
-/// The highest version among the embedded migrations.
+/// A set of tenant migrations: the embedded ones, plus any from a folder.
+#[derive(Debug, Clone)]
+pub struct Source {
+    migrations: Vec<Migration>,
+    origin: String,
+}
+
+/// A migration as recorded in a tenant's `refinery_schema_history`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Applied {
+    pub version: i32,
+    pub name: String,
+    pub checksum: String,
+}
+
+/// How a tenant's recorded migrations differ from the source.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Drift {
+    /// In the source, below the tenant's version, but never applied there.
+    pub missing: Vec<i32>,
+    /// Applied in the tenant but unknown to the source.
+    pub extra: Vec<i32>,
+    /// Applied with a checksum other than the source's.
+    pub checksum_mismatch: Vec<i32>,
+}
+
+impl Drift {
+    pub fn is_empty(&self) -> bool {
+        self.missing.is_empty() && self.extra.is_empty() && self.checksum_mismatch.is_empty()
+    }
+}
+
+impl Source {
+    pub fn embedded() -> Self {
+        let mut migrations = embedded::migrations::runner().get_migrations().clone();
+        migrations.sort();
+        Self {
+            migrations,
+            origin: "embedded".into(),
+        }
+    }
+
+    /// The embedded migrations plus the `V{n}__{name}.sql` files in `dir`. A file with the
+    /// version of an embedded migration must be identical to it.
+    pub fn with_dir(dir: &Path) -> Result<Self> {
+        let mut source = Self::embedded();
+        let extra = refinery::load_sql_migrations(dir)?;
+        if extra.is_empty() {
+            return Err(Error::Source(format!(
+                "{} holds no V<n>__<name>.sql migrations",
+                dir.display()
+            )));
+        }
+        for migration in extra {
+            match source
+                .migrations
+                .iter()
+                .find(|m| m.version() == migration.version())
+            {
+                Some(existing) if existing.checksum() == migration.checksum() => {}
+                Some(existing) => {
+                    return Err(Error::Source(format!(
+                        "{} has a version {} ({}) that differs from the built-in V{}__{}",
+                        dir.display(),
+                        migration.version(),
+                        migration.name(),
+                        existing.version(),
+                        existing.name()
+                    )));
+                }
+                None => source.migrations.push(migration),
+            }
+        }
+        source.migrations.sort();
+        source.origin = format!("embedded + {}", dir.display());
+        Ok(source)
+    }
+
+    pub fn origin(&self) -> &str {
+        &self.origin
+    }
+
+    /// The highest version in the source.
+    pub fn latest_version(&self) -> i32 {
+        self.migrations
+            .iter()
+            .map(|m| m.version())
+            .max()
+            .unwrap_or(0)
+    }
+
+    pub fn migrations(&self) -> impl Iterator<Item = (i32, &str)> {
+        self.migrations.iter().map(|m| (m.version(), m.name()))
+    }
+
+    /// Applies every pending migration in one transaction; returns the version reached.
+    /// Callers hold the tenant migration lock (refinery takes none).
+    pub async fn migrate(&self, client: &mut Client) -> Result<i32> {
+        // A database ahead of this source (its template upgraded by a fleet run with
+        // newer migrations) is fine: it has everything this source knows, and more.
+        Runner::new(&self.migrations)
+            .set_grouped(true)
+            .set_abort_divergent(true)
+            .set_abort_missing(false)
+            .run_async(client)
+            .await?;
+        current_version(client).await
+    }
+
+    /// The migrations that [`Source::migrate`] would apply, changing nothing.
+    pub async fn pending(&self, client: &Client) -> Result<Vec<(i32, String)>> {
+        let applied = applied(client).await?;
+        let current = applied.iter().map(|a| a.version).max().unwrap_or(-1);
+        Ok(self
+            .migrations
+            .iter()
+            .filter(|m| m.version() > current)
+            .map(|m| (m.version(), m.name().to_string()))
+            .collect())
+    }
+
+    /// How the tenant's recorded migrations differ from this source.
+    pub async fn drift(&self, client: &Client) -> Result<Drift> {
+        let applied = applied(client).await?;
+        let current = applied.iter().map(|a| a.version).max().unwrap_or(-1);
+        let mut drift = Drift::default();
+        for a in &applied {
+            match self.migrations.iter().find(|m| m.version() == a.version) {
+                None => drift.extra.push(a.version),
+                Some(m) if m.checksum().to_string() != a.checksum => {
+                    drift.checksum_mismatch.push(a.version)
+                }
+                Some(_) => {}
+            }
+        }
+        for m in &self.migrations {
+            if m.version() < current && !applied.iter().any(|a| a.version == m.version()) {
+                drift.missing.push(m.version());
+            }
+        }
+        Ok(drift)
+    }
+}
+
+/// The highest version of the embedded migrations.
 pub fn latest_version() -> i32 {
-    embedded::migrations::runner()
-        .get_migrations()
-        .iter()
-        .map(|m| m.version())
-        .max()
-        .unwrap_or(0)
+    Source::embedded().latest_version()
 }
 
-/// Applies every pending migration in one transaction; returns the version reached.
-pub async fn migrate(client: &mut tokio_postgres::Client) -> Result<i32> {
-    embedded::migrations::runner()
-        .set_grouped(true)
-        .run_async(client)
-        .await?;
-    current_version(client).await
+/// Applies the embedded migrations (see [`Source::migrate`]).
+pub async fn migrate(client: &mut Client) -> Result<i32> {
+    Source::embedded().migrate(client).await
 }
 
-/// The version recorded in the database's refinery history (0 when none).
-pub async fn current_version(client: &tokio_postgres::Client) -> Result<i32> {
+/// The migrations recorded in the database (none when it has no history table).
+pub async fn applied(client: &Client) -> Result<Vec<Applied>> {
     let table_exists: bool = client
         .query_one(
             "SELECT to_regclass('refinery_schema_history') IS NOT NULL",
@@ -39,11 +182,55 @@ pub async fn current_version(client: &tokio_postgres::Client) -> Result<i32> {
         .await?
         .get(0);
     if !table_exists {
-        return Ok(0);
+        return Ok(Vec::new());
     }
-    let version: Option<i32> = client
-        .query_one("SELECT max(version) FROM refinery_schema_history", &[])
+    let rows = client
+        .query(
+            "SELECT version, name, checksum FROM refinery_schema_history ORDER BY version",
+            &[],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| Applied {
+            version: r.get(0),
+            name: r.get(1),
+            checksum: r.get(2),
+        })
+        .collect())
+}
+
+/// The version recorded in the database's refinery history (0 when none).
+pub async fn current_version(client: &Client) -> Result<i32> {
+    Ok(applied(client)
         .await?
-        .get(0);
-    Ok(version.unwrap_or(0))
+        .iter()
+        .map(|a| a.version)
+        .max()
+        .unwrap_or(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_folder_extends_the_embedded_migrations() {
+        let dir = std::env::temp_dir().join(format!("tenant-src-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        std::fs::write(
+            dir.join("V2__add_microchip.sql"),
+            "ALTER TABLE patients ADD COLUMN microchip text;",
+        )
+        .expect("write");
+        let source = Source::with_dir(&dir).expect("source");
+        assert_eq!(source.latest_version(), 2);
+        assert_eq!(source.migrations().count(), 2);
+        std::fs::write(dir.join("V1__initial_schema.sql"), "SELECT 1;").expect("write");
+        assert!(
+            Source::with_dir(&dir).is_err(),
+            "a conflicting V1 is refused"
+        );
+        std::fs::remove_dir_all(&dir).expect("cleanup");
+    }
 }

@@ -1,5 +1,6 @@
 //! The command line: one binary, one module per subcommand.
 
+mod migrate;
 mod operators;
 mod serve;
 mod tenants;
@@ -28,6 +29,8 @@ pub enum Command {
     /// directly; no running service needed).
     #[command(subcommand)]
     Tenants(tenants::TenantsCommand),
+    /// Run the tenant migrations across the fleet (`migrate status` shows where it is).
+    Migrate(migrate::MigrateArgs),
     /// Manage operator accounts.
     #[command(subcommand)]
     Operators(operators::OperatorsCommand),
@@ -39,6 +42,7 @@ impl Cli {
             Command::Serve => serve::run(config).await,
             Command::Tenants(cmd) => tenants::run(cmd, config).await,
             Command::Operators(cmd) => operators::run(cmd, config).await,
+            Command::Migrate(args) => migrate::run(args, config).await,
         }
     }
 }

@@ -5,6 +5,7 @@ mod error;
 mod extract;
 mod health;
 mod owner_auth;
+mod owner_migrations;
 mod owner_tenants;
 mod serve;
 
@@ -37,6 +38,7 @@ pub fn router(state: AppState) -> Router {
     let owner_api = Router::new()
         .merge(owner_auth::routes())
         .merge(owner_tenants::routes())
+        .merge(owner_migrations::routes())
         .fallback(not_found);
     Router::new()
         .merge(health::routes())

@@ -5,7 +5,10 @@
 //! each first looks at what exists. Nothing is adopted or dropped unless it carries our
 //! mark: a role's comment, or for a database, an owner role that carries our mark.
 
+use std::sync::Arc;
+
 use secrecy::SecretString;
+use tenant::migrations::Source;
 use tokio::sync::Mutex;
 use tokio_postgres::{Client, GenericClient};
 use uuid::Uuid;
@@ -62,6 +65,8 @@ pub struct Cluster {
     admin: tokio_postgres::Config,
     prefix: String,
     installation_id: String,
+    /// The tenant migrations new tenants and the template are brought to.
+    source: Arc<Source>,
     /// Set once this process has brought the template to the latest version.
     template_ready: Mutex<bool>,
 }
@@ -90,13 +95,23 @@ async fn database_owner(client: &Client, db: &str) -> Result<Option<(String, Opt
 }
 
 impl Cluster {
-    pub fn new(admin: tokio_postgres::Config, prefix: String, installation_id: String) -> Self {
+    pub fn new(
+        admin: tokio_postgres::Config,
+        prefix: String,
+        installation_id: String,
+        source: Arc<Source>,
+    ) -> Self {
         Self {
             admin,
             prefix,
             installation_id,
+            source,
             template_ready: Mutex::new(false),
         }
+    }
+
+    pub fn source(&self) -> &Arc<Source> {
+        &self.source
     }
 
     pub fn prefix(&self) -> &str {
@@ -109,6 +124,22 @@ impl Cluster {
 
     fn mark(&self, what: &str) -> String {
         marker(&self.installation_id, what)
+    }
+
+    /// A connection config for `db` logging in as `role` with `password` (same server).
+    pub fn config_as(
+        &self,
+        db: &str,
+        role: &str,
+        password: &SecretString,
+    ) -> tokio_postgres::Config {
+        use secrecy::ExposeSecret;
+        let mut config = self.admin.clone();
+        config
+            .dbname(db)
+            .user(role)
+            .password(password.expose_secret());
+        config
     }
 
     fn config_for(&self, db: &str) -> tokio_postgres::Config {
@@ -260,7 +291,7 @@ impl Cluster {
         client
             .batch_execute(&format!("SET ROLE {}", ident(&names.owner_role)))
             .await?;
-        let version = tenant::migrations::migrate(client).await;
+        let version = self.source.migrate(client).await;
         client
             .batch_execute(&format!("RESET ROLE; {TENANT_MIGRATION_UNLOCK}"))
             .await?;
@@ -323,8 +354,18 @@ impl Cluster {
     /// Makes sure the template exists, is ours and is at the latest tenant version.
     /// Done once per process; takes the template lock exclusively while it works.
     pub async fn ensure_template(&self) -> Result<()> {
+        self.ensure_template_inner(false).await
+    }
+
+    /// Brings the template to the source's latest version even if this process did so
+    /// before (a fleet run with new migrations calls this before migrating tenants).
+    pub async fn upgrade_template(&self) -> Result<()> {
+        self.ensure_template_inner(true).await
+    }
+
+    async fn ensure_template_inner(&self, force: bool) -> Result<()> {
         let mut ready = self.template_ready.lock().await;
-        if *ready {
+        if *ready && !force {
             return Ok(());
         }
         let template = names::template_database(&self.prefix);
@@ -366,7 +407,7 @@ impl Cluster {
                     schema = ident(&schema_role)
                 ))
                 .await?;
-            let version = tenant::migrations::migrate(&mut client).await?;
+            let version = self.source.migrate(&mut client).await?;
             tracing::info!(template = %template, version, "template database is at the latest tenant version");
         }
         // The lock is released when `admin` is dropped, after the template connection.

@@ -117,6 +117,10 @@ impl Provisioner {
         &self.pool
     }
 
+    pub fn owner_pg(&self) -> &tokio_postgres::Config {
+        &self.owner_pg
+    }
+
     pub fn cluster(&self) -> &Cluster {
         &self.cluster
     }
@@ -253,6 +257,11 @@ impl Provisioner {
             blob,
             &secret_aad(tenant.id, purpose),
         )
+    }
+
+    /// The owner role's password, for migrations.
+    pub fn owner_password(&self, tenant: &Tenant) -> Result<SecretString> {
+        self.open_password(tenant, "db-owner")
     }
 
     /// The runtime role's password, for the tenant's pool.

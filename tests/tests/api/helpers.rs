@@ -160,6 +160,47 @@ impl TestApp {
         &self.state.provisioner
     }
 
+    /// A second set of services on this test's owner database (as a CLI process or a
+    /// second service would have), optionally with extra tenant migrations.
+    pub async fn services_with_dir(
+        &self,
+        dir: Option<&std::path::Path>,
+    ) -> control_plane::Services {
+        let mut config = self.state.config.as_ref().clone();
+        config.tenant_migrations_dir = dir.map(|d| d.to_path_buf());
+        control_plane::Services::init(config, Arc::new(Faults::default()))
+            .await
+            .expect("services")
+    }
+
+    /// Creates `n` active tenants `<stem>-<i>` directly through the provisioner.
+    pub async fn create_tenants(&self, stem: &str, n: usize) -> Vec<owner::tenants::Tenant> {
+        use control_plane::provisioning::{Actor, CreateTenant};
+        use futures::StreamExt;
+        let provisioner = self.provisioner();
+        let mut tenants: Vec<owner::tenants::Tenant> = futures::stream::iter(0..n)
+            .map(|i| async move {
+                let slug = format!("{stem}-{i}");
+                let t = provisioner
+                    .tenant_create(
+                        &CreateTenant {
+                            slug: slug.clone(),
+                            name: slug,
+                            ..CreateTenant::default()
+                        },
+                        &Actor::cli(),
+                    )
+                    .await
+                    .expect("create");
+                provisioner.drive(t.id).await.expect("drive")
+            })
+            .buffer_unordered(4)
+            .collect()
+            .await;
+        tenants.sort_by(|a, b| a.slug.cmp(&b.slug));
+        tenants
+    }
+
     pub async fn owner_client(&self) -> Client {
         pg(&self.owner_db).await
     }

@@ -4,6 +4,7 @@ mod helpers;
 
 mod auth;
 mod cli;
+mod fleet;
 mod health;
 mod isolation;
 mod provisioning;

@@ -1,0 +1,495 @@
+//! One fleet migration run: start (lock, record, pick targets), then execute.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Instant;
+
+use futures::StreamExt;
+use owner::migration_runs as runs;
+use owner::tenants::{Tenant, TenantStatus};
+use serde::Serialize;
+use serde_json::json;
+use tokio_postgres::Client;
+use tracing::Instrument;
+use uuid::Uuid;
+
+use super::{Canary, FleetOptions, MAX_CONCURRENCY};
+use crate::pg::connect;
+use crate::provisioning::{Provisioner, TENANT_MIGRATION_LOCK};
+use crate::{Error, Result};
+
+const FLEET_LOCK: &str = "SELECT pg_try_advisory_lock(hashtextextended('cp-fleet-migration', 0))";
+
+/// Live counts, reported after every tenant.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Progress {
+    pub total: usize,
+    pub done: usize,
+    pub succeeded: usize,
+    pub failed: usize,
+    /// The tenant that just finished, and whether it succeeded.
+    pub last: Option<(String, bool)>,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunSummary {
+    pub run_id: Uuid,
+    pub status: String,
+    pub target_version: i32,
+    /// Tenants the run set out to migrate (or, in a dry run, to inspect).
+    pub total: usize,
+    pub succeeded: usize,
+    pub failed: usize,
+    /// Tenants never attempted because the run halted first.
+    pub not_attempted: usize,
+    /// Tenants already at the target version, skipped without a connection.
+    pub up_to_date: usize,
+    pub halt_reason: Option<String>,
+    pub elapsed_ms: u128,
+}
+
+/// Migrations a tenant had pending: `(version, name)`.
+type Pending = Vec<(i32, String)>;
+
+struct Target {
+    tenant: Tenant,
+    canary: bool,
+}
+
+/// A started run: it holds the fleet lock (unless a dry run) until it is executed or dropped.
+pub struct FleetRun {
+    provisioner: Arc<Provisioner>,
+    _lock: Option<Client>,
+    run: runs::MigrationRun,
+    options: FleetOptions,
+    targets: Vec<Target>,
+    up_to_date: usize,
+}
+
+enum Outcome {
+    Succeeded,
+    Failed,
+    NotAttempted,
+    Crashed,
+}
+
+impl FleetRun {
+    /// Takes the fleet lock (refusing if another run holds it), marks runs of dead
+    /// processes interrupted, picks the tenants still behind and records the run.
+    pub async fn start(
+        provisioner: Arc<Provisioner>,
+        options: FleetOptions,
+        started_by: &str,
+    ) -> Result<Self> {
+        if !(1..=MAX_CONCURRENCY).contains(&options.concurrency) {
+            return Err(Error::BadRequest(format!(
+                "concurrency must be 1 to {MAX_CONCURRENCY}"
+            )));
+        }
+        let lock = if options.dry_run {
+            None
+        } else {
+            let lock = connect(provisioner.owner_pg()).await?;
+            let got: bool = lock.query_one(FLEET_LOCK, &[]).await?.get(0);
+            if !got {
+                let conn = provisioner.pool().get().await?;
+                let running = runs::run_list(&**conn, 20)
+                    .await?
+                    .into_iter()
+                    .find(|r| r.status == "running");
+                return Err(Error::FleetBusy(running.map(|r| r.id)));
+            }
+            Some(lock)
+        };
+        let conn = provisioner.pool().get().await?;
+        if lock.is_some() {
+            let interrupted = runs::run_mark_interrupted(&**conn).await?;
+            for id in interrupted {
+                tracing::warn!(run_id = %id, "marked a run left running by a stopped process as interrupted");
+            }
+        }
+        let source = provisioner.cluster().source();
+        let target_version = source.latest_version();
+        let tenants = owner::tenants::tenant_list_for_migration(
+            &**conn,
+            &options.statuses,
+            &options.tenants,
+            options.plan.as_deref(),
+        )
+        .await?;
+        let unknown: Vec<&String> = options
+            .tenants
+            .iter()
+            .filter(|s| !tenants.iter().any(|t| &t.slug == *s))
+            .collect();
+        if !unknown.is_empty() {
+            return Err(Error::BadRequest(format!(
+                "no such tenant (or not in the selected statuses): {unknown:?}"
+            )));
+        }
+        if let Canary::Slugs(slugs) = &options.canary
+            && let Some(missing) = slugs
+                .iter()
+                .find(|s| !tenants.iter().any(|t| &t.slug == *s))
+        {
+            return Err(Error::BadRequest(format!(
+                "canary {missing:?} is not among the run's tenants"
+            )));
+        }
+        let total_selected = tenants.len();
+        let behind: Vec<Tenant> = tenants
+            .into_iter()
+            .filter(|t| t.schema_version.unwrap_or(0) < target_version)
+            .collect();
+        let up_to_date = total_selected - behind.len();
+        let mut canaries_left = match &options.canary {
+            Canary::Count(n) => *n,
+            _ => 0,
+        };
+        let targets: Vec<Target> = behind
+            .into_iter()
+            .map(|tenant| {
+                let canary = match &options.canary {
+                    Canary::None => false,
+                    Canary::Count(_) => {
+                        let c = canaries_left > 0;
+                        canaries_left = canaries_left.saturating_sub(1);
+                        c
+                    }
+                    Canary::Slugs(slugs) => slugs.contains(&tenant.slug),
+                };
+                Target { tenant, canary }
+            })
+            .collect();
+        let mut recorded = serde_json::to_value(&options).unwrap_or_else(|_| json!({}));
+        recorded["up_to_date"] = json!(up_to_date);
+        let run = runs::run_insert(
+            &**conn,
+            Uuid::now_v7(),
+            if options.dry_run {
+                "dry_run"
+            } else {
+                "running"
+            },
+            source.origin(),
+            target_version,
+            &recorded,
+            started_by,
+        )
+        .await?;
+        let rows: Vec<(Uuid, String, &'static str, Option<i32>)> = targets
+            .iter()
+            .map(|t| {
+                (
+                    t.tenant.id,
+                    t.tenant.slug.clone(),
+                    if t.canary { "canary" } else { "main" },
+                    t.tenant.schema_version,
+                )
+            })
+            .collect();
+        runs::run_tenants_insert(&**conn, run.id, &rows).await?;
+        tracing::info!(run_id = %run.id, targets = targets.len(), up_to_date, target_version, dry_run = options.dry_run, "fleet migration started");
+        Ok(Self {
+            provisioner,
+            _lock: lock,
+            run,
+            options,
+            targets,
+            up_to_date,
+        })
+    }
+
+    pub fn run(&self) -> &runs::MigrationRun {
+        &self.run
+    }
+
+    pub fn target_count(&self) -> usize {
+        self.targets.len()
+    }
+
+    /// Migrates (or, in a dry run, inspects) the targets: canaries first, then the rest.
+    pub async fn execute(self, progress: impl Fn(&Progress) + Send + Sync) -> Result<RunSummary> {
+        let span = tracing::info_span!("fleet_migration", run_id = %self.run.id);
+        self.execute_inner(&progress).instrument(span).await
+    }
+
+    async fn execute_inner(
+        mut self,
+        progress: &(impl Fn(&Progress) + Send + Sync),
+    ) -> Result<RunSummary> {
+        let started = Instant::now();
+        let total = self.targets.len();
+        let mut state = Progress {
+            total,
+            ..Progress::default()
+        };
+        let (canaries, main): (Vec<Target>, Vec<Target>) = std::mem::take(&mut self.targets)
+            .into_iter()
+            .partition(|t| t.canary);
+        let mut halt_reason = None;
+
+        if !canaries.is_empty() {
+            let crashed = self.wave(canaries, &mut state, progress, false).await?;
+            if crashed {
+                return Err(Error::InjectedFault("fleet run stopped dead".into()));
+            }
+            if state.failed > 0 {
+                halt_reason = Some(format!(
+                    "{} canary tenant(s) failed; the rest were not attempted",
+                    state.failed
+                ));
+            }
+        }
+        if halt_reason.is_none() && !self.options.dry_run {
+            // New tenants must be born at the new version: upgrade the template before
+            // the main wave (after the canaries, so a bad migration stops there).
+            if let Err(e) = self.provisioner.cluster().upgrade_template().await {
+                halt_reason = Some(format!("upgrading the template database failed: {e}"));
+            }
+        }
+        let mut halted_by_budget = false;
+        if halt_reason.is_none() && !main.is_empty() {
+            let budget_before = state.failed;
+            let crashed = self.wave(main, &mut state, progress, true).await?;
+            if crashed {
+                return Err(Error::InjectedFault("fleet run stopped dead".into()));
+            }
+            if let Some(budget) = self.options.max_failures
+                && budget.exceeded(state.failed - budget_before, total)
+            {
+                halted_by_budget = true;
+                halt_reason = Some(format!("failure budget exceeded ({} failed)", state.failed));
+            }
+        }
+        let status = if self.options.dry_run {
+            "dry_run"
+        } else if halted_by_budget {
+            "halted"
+        } else if state.failed > 0 || halt_reason.is_some() {
+            "failed"
+        } else {
+            "succeeded"
+        };
+        let conn = self.provisioner.pool().get().await?;
+        runs::run_finish(&**conn, self.run.id, status, halt_reason.as_deref()).await?;
+        let summary = RunSummary {
+            run_id: self.run.id,
+            status: status.to_string(),
+            target_version: self.run.target_version,
+            total,
+            succeeded: state.succeeded,
+            failed: state.failed,
+            not_attempted: total - state.done,
+            up_to_date: self.up_to_date,
+            halt_reason,
+            elapsed_ms: started.elapsed().as_millis(),
+        };
+        tracing::info!(?summary, "fleet migration finished");
+        Ok(summary)
+    }
+
+    /// Runs one wave with bounded concurrency. With `budgeted`, stops dispatching once
+    /// the failure budget is exceeded, letting in-flight tenants finish. Returns true if
+    /// the test-only crash switch fired.
+    async fn wave(
+        &self,
+        targets: Vec<Target>,
+        state: &mut Progress,
+        progress: &(impl Fn(&Progress) + Send + Sync),
+        budgeted: bool,
+    ) -> Result<bool> {
+        let halted = AtomicBool::new(false);
+        let started = AtomicUsize::new(0);
+        let failures_before = state.failed;
+        let mut outcomes = futures::stream::iter(targets)
+            .map(|target| {
+                let halted = &halted;
+                let started = &started;
+                async move {
+                    if halted.load(Ordering::SeqCst) {
+                        return Ok((target.tenant.slug, Outcome::NotAttempted));
+                    }
+                    let n = started.fetch_add(1, Ordering::SeqCst);
+                    if self.options.crash_after.is_some_and(|limit| n >= limit) {
+                        return Ok((target.tenant.slug, Outcome::Crashed));
+                    }
+                    let outcome = if self.options.dry_run {
+                        self.inspect_tenant(&target.tenant).await?
+                    } else {
+                        self.migrate_tenant(&target.tenant).await?
+                    };
+                    Ok::<_, Error>((target.tenant.slug, outcome))
+                }
+            })
+            .buffer_unordered(self.options.concurrency);
+        while let Some(result) = outcomes.next().await {
+            let (slug, outcome) = result?;
+            match outcome {
+                Outcome::Crashed => return Ok(true),
+                Outcome::NotAttempted => continue,
+                Outcome::Succeeded => {
+                    state.succeeded += 1;
+                    state.last = Some((slug, true));
+                }
+                Outcome::Failed => {
+                    state.failed += 1;
+                    state.last = Some((slug, false));
+                }
+            }
+            state.done += 1;
+            if budgeted
+                && let Some(budget) = self.options.max_failures
+                && budget.exceeded(state.failed - failures_before, state.total)
+            {
+                halted.store(true, Ordering::SeqCst);
+            }
+            progress(state);
+        }
+        Ok(false)
+    }
+
+    /// Migrates one tenant over its owner role's connection, under the tenant migration
+    /// lock; records the outcome. A tenant's own failure is an outcome, not an error;
+    /// only a failure to record it is.
+    async fn migrate_tenant(&self, tenant: &Tenant) -> Result<Outcome> {
+        let span =
+            tracing::info_span!("migrate_tenant", tenant_id = %tenant.id, slug = %tenant.slug);
+        async {
+            let run_id = self.run.id;
+            {
+                let conn = self.provisioner.pool().get().await?;
+                runs::run_tenant_start(&**conn, run_id, tenant.id).await?;
+            }
+            let started = Instant::now();
+            let source = self.provisioner.cluster().source();
+            let result: Result<(i32, i32, Pending)> = async {
+                let password = self.provisioner.owner_password(tenant)?;
+                let config = self.provisioner.cluster().config_as(
+                    &tenant.db_name,
+                    &tenant.owner_role,
+                    &password,
+                );
+                let mut client = connect(&config).await?;
+                client.batch_execute(TENANT_MIGRATION_LOCK).await?;
+                let from = tenant::migrations::current_version(&client).await?;
+                let pending = source.pending(&client).await?;
+                let to = source.migrate(&mut client).await?;
+                Ok((from, to, pending))
+            }
+            .await;
+            let ms = i32::try_from(started.elapsed().as_millis()).unwrap_or(i32::MAX);
+            let conn = self.provisioner.pool().get().await?;
+            match result {
+                Ok((from, to, pending)) => {
+                    owner::tenants::tenant_set_schema_version(&**conn, tenant.id, to).await?;
+                    let pending = json!(
+                        pending
+                            .iter()
+                            .map(|(v, n)| format!("V{v}__{n}"))
+                            .collect::<Vec<_>>()
+                    );
+                    runs::run_tenant_finish(
+                        &**conn,
+                        run_id,
+                        tenant.id,
+                        "succeeded",
+                        Some(from),
+                        Some(to),
+                        Some(&pending),
+                        None,
+                        ms,
+                    )
+                    .await?;
+                    tracing::info!(from, to, ms, "tenant migrated");
+                    Ok(Outcome::Succeeded)
+                }
+                Err(e) => {
+                    let message = e.to_string();
+                    runs::run_tenant_finish(
+                        &**conn,
+                        run_id,
+                        tenant.id,
+                        "failed",
+                        None,
+                        None,
+                        None,
+                        Some(&message),
+                        ms,
+                    )
+                    .await?;
+                    tracing::warn!(error = %message, "tenant migration failed");
+                    Ok(Outcome::Failed)
+                }
+            }
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// Dry run: lists the tenant's pending migrations, changing nothing.
+    async fn inspect_tenant(&self, tenant: &Tenant) -> Result<Outcome> {
+        let started = Instant::now();
+        let source = self.provisioner.cluster().source();
+        let result: Result<(i32, Pending)> = async {
+            let password = self.provisioner.owner_password(tenant)?;
+            let config = self.provisioner.cluster().config_as(
+                &tenant.db_name,
+                &tenant.owner_role,
+                &password,
+            );
+            let client = connect(&config).await?;
+            Ok((
+                tenant::migrations::current_version(&client).await?,
+                source.pending(&client).await?,
+            ))
+        }
+        .await;
+        let ms = i32::try_from(started.elapsed().as_millis()).unwrap_or(i32::MAX);
+        let conn = self.provisioner.pool().get().await?;
+        match result {
+            Ok((from, pending)) => {
+                let pending = json!(
+                    pending
+                        .iter()
+                        .map(|(v, n)| format!("V{v}__{n}"))
+                        .collect::<Vec<_>>()
+                );
+                runs::run_tenant_finish(
+                    &**conn,
+                    self.run.id,
+                    tenant.id,
+                    "skipped",
+                    Some(from),
+                    None,
+                    Some(&pending),
+                    None,
+                    ms,
+                )
+                .await?;
+                Ok(Outcome::Succeeded)
+            }
+            Err(e) => {
+                runs::run_tenant_finish(
+                    &**conn,
+                    self.run.id,
+                    tenant.id,
+                    "failed",
+                    None,
+                    None,
+                    None,
+                    Some(&e.to_string()),
+                    ms,
+                )
+                .await?;
+                Ok(Outcome::Failed)
+            }
+        }
+    }
+}
+
+/// Statuses a run includes unless told otherwise.
+pub fn default_statuses() -> Vec<TenantStatus> {
+    vec![TenantStatus::Active, TenantStatus::Suspended]
+}

@@ -1,0 +1,109 @@
+//! `migrate status`: where the fleet is, from the owner database alone, or (with
+//! `verify`) by asking every tenant database.
+
+use std::sync::Arc;
+
+use futures::StreamExt;
+use serde::Serialize;
+use tenant::migrations::Drift;
+use uuid::Uuid;
+
+use super::DEFAULT_CONCURRENCY;
+use crate::Result;
+use crate::pg::connect;
+use crate::provisioning::Provisioner;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FleetStatus {
+    pub target_version: i32,
+    pub source: String,
+    /// `(schema version, tenants)` among active and suspended tenants.
+    pub histogram: Vec<(Option<i32>, i64)>,
+    /// Tenants whose recorded version is below the target.
+    pub behind: Vec<(String, Option<i32>)>,
+    /// With `verify`: tenants whose database disagrees with the source or the record.
+    pub drift: Vec<TenantDrift>,
+    pub verified: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TenantDrift {
+    pub tenant_id: Uuid,
+    pub slug: String,
+    pub recorded_version: Option<i32>,
+    pub actual_version: Option<i32>,
+    pub drift: Option<Drift>,
+    pub error: Option<String>,
+}
+
+pub async fn fleet_status(provisioner: &Arc<Provisioner>, verify: bool) -> Result<FleetStatus> {
+    let source = provisioner.cluster().source().clone();
+    let target_version = source.latest_version();
+    let conn = provisioner.pool().get().await?;
+    let histogram = owner::migration_runs::schema_version_histogram(&**conn).await?;
+    let tenants = owner::tenants::tenant_list_for_migration(
+        &**conn,
+        &super::run::default_statuses(),
+        &[],
+        None,
+    )
+    .await?;
+    drop(conn);
+    let behind = tenants
+        .iter()
+        .filter(|t| t.schema_version.unwrap_or(0) < target_version)
+        .map(|t| (t.slug.clone(), t.schema_version))
+        .collect();
+    let mut drift = Vec::new();
+    if verify {
+        let checks = futures::stream::iter(tenants)
+            .map(|t| {
+                let source = source.clone();
+                async move {
+                    let result: Result<(i32, Drift)> = async {
+                        let password = provisioner.owner_password(&t)?;
+                        let config =
+                            provisioner
+                                .cluster()
+                                .config_as(&t.db_name, &t.owner_role, &password);
+                        let client = connect(&config).await?;
+                        Ok((
+                            tenant::migrations::current_version(&client).await?,
+                            source.drift(&client).await?,
+                        ))
+                    }
+                    .await;
+                    match result {
+                        Ok((actual, d)) if d.is_empty() && Some(actual) == t.schema_version => None,
+                        Ok((actual, d)) => Some(TenantDrift {
+                            tenant_id: t.id,
+                            slug: t.slug,
+                            recorded_version: t.schema_version,
+                            actual_version: Some(actual),
+                            drift: Some(d),
+                            error: None,
+                        }),
+                        Err(e) => Some(TenantDrift {
+                            tenant_id: t.id,
+                            slug: t.slug,
+                            recorded_version: t.schema_version,
+                            actual_version: None,
+                            drift: None,
+                            error: Some(e.to_string()),
+                        }),
+                    }
+                }
+            })
+            .buffer_unordered(DEFAULT_CONCURRENCY);
+        drift = checks.filter_map(|d| async move { d }).collect().await;
+        drift.sort_by(|a: &TenantDrift, b: &TenantDrift| a.slug.cmp(&b.slug));
+    }
+    Ok(FleetStatus {
+        target_version,
+        source: source.origin().to_string(),
+        histogram,
+        behind,
+        drift,
+        verified: verify,
+    })
+}

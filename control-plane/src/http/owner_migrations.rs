@@ -1,0 +1,150 @@
+//! `/api/owner/migrations`: start fleet migrations and watch them.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::{Json, Router};
+use owner::migration_runs as runs;
+use owner::tenants::TenantStatus;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use super::extract::ApiJson;
+use super::owner_auth::CurrentOperator;
+use crate::app::AppState;
+use crate::fleet::{Canary, DEFAULT_CONCURRENCY, FailureBudget, FleetOptions, FleetRun};
+use crate::{Error, Result};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/migrations", get(list).post(start))
+        .route("/migrations/{id}", get(show))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct StartRequest {
+    #[serde(default)]
+    dry_run: bool,
+    concurrency: Option<usize>,
+    /// A count (`5`) or a ratio (`"5%"`, `"0.05"`).
+    max_failures: Option<Value>,
+    /// A count of tenants, or a list of slugs.
+    canary: Option<Value>,
+    #[serde(default)]
+    tenants: Vec<String>,
+    plan: Option<String>,
+    #[serde(default)]
+    statuses: Vec<TenantStatus>,
+}
+
+/// Starts a run in the background: 202 with the run, 409 if one is already running.
+async fn start(
+    State(state): State<AppState>,
+    operator: CurrentOperator,
+    ApiJson(req): ApiJson<StartRequest>,
+) -> Result<(StatusCode, Json<Value>)> {
+    operator.require_write()?;
+    let max_failures = match req.max_failures {
+        None | Some(Value::Null) => None,
+        Some(Value::Number(n)) => Some(
+            FailureBudget::parse(&n.to_string())
+                .ok_or_else(|| Error::BadRequest("max_failures: not a count or ratio".into()))?,
+        ),
+        Some(Value::String(s)) => Some(
+            FailureBudget::parse(&s)
+                .ok_or_else(|| Error::BadRequest("max_failures: not a count or ratio".into()))?,
+        ),
+        Some(_) => {
+            return Err(Error::BadRequest(
+                "max_failures: not a count or ratio".into(),
+            ));
+        }
+    };
+    let canary = match req.canary {
+        None | Some(Value::Null) => Canary::None,
+        Some(Value::Number(n)) => Canary::Count(
+            n.as_u64()
+                .and_then(|n| usize::try_from(n).ok())
+                .ok_or_else(|| Error::BadRequest("canary: not a count".into()))?,
+        ),
+        Some(Value::Array(items)) => Canary::Slugs(
+            items
+                .iter()
+                .map(|v| {
+                    v.as_str()
+                        .map(str::to_string)
+                        .ok_or_else(|| Error::BadRequest("canary: slugs must be strings".into()))
+                })
+                .collect::<Result<Vec<_>>>()?,
+        ),
+        Some(_) => {
+            return Err(Error::BadRequest(
+                "canary: a count or a list of slugs".into(),
+            ));
+        }
+    };
+    let mut options = FleetOptions {
+        concurrency: req.concurrency.unwrap_or(DEFAULT_CONCURRENCY),
+        max_failures,
+        canary,
+        tenants: req.tenants,
+        plan: req.plan,
+        dry_run: req.dry_run,
+        ..FleetOptions::default()
+    };
+    if !req.statuses.is_empty() {
+        options.statuses = req.statuses;
+    }
+    let started_by = format!("operator:{}", operator.0.email);
+    let run = FleetRun::start(state.provisioner.clone(), options, &started_by).await?;
+    let record = run.run().clone();
+    {
+        let conn = state.pool.get().await?;
+        owner::audit::audit_insert(
+            &**conn,
+            &owner::audit::AuditEntry {
+                actor: &started_by,
+                action: if record.status == "dry_run" { "migration.dry_run" } else { "migration.start" },
+                target_type: "migration_run",
+                target_id: &record.id.to_string(),
+                details: json!({ "target_version": record.target_version, "options": record.options }),
+                ip: None,
+            },
+        )
+        .await?;
+    }
+    state.provisioner.tasks().spawn(async move {
+        if let Err(e) = run.execute(|_| {}).await {
+            tracing::error!(error = %e, "fleet migration failed");
+        }
+    });
+    Ok((StatusCode::ACCEPTED, Json(json!({ "run": record }))))
+}
+
+async fn list(State(state): State<AppState>, _operator: CurrentOperator) -> Result<Json<Value>> {
+    let conn = state.pool.get().await?;
+    let runs = runs::run_list(&**conn, 100).await?;
+    Ok(Json(json!({ "runs": runs })))
+}
+
+/// A run with counts by state and its per-tenant rows (failures first).
+async fn show(
+    State(state): State<AppState>,
+    _operator: CurrentOperator,
+    Path(id): Path<String>,
+) -> Result<Json<Value>> {
+    let id = Uuid::parse_str(&id).map_err(|_| owner::Error::NotFound)?;
+    let conn = state.pool.get().await?;
+    let run = runs::run_fetch(&**conn, id).await?;
+    let counts: serde_json::Map<String, Value> = runs::run_counts(&**conn, id)
+        .await?
+        .into_iter()
+        .map(|(s, n)| (s, json!(n)))
+        .collect();
+    let tenants = runs::run_tenants_list(&**conn, id, 10_000).await?;
+    Ok(Json(
+        json!({ "run": run, "counts": counts, "tenants": tenants }),
+    ))
+}

@@ -1,0 +1,427 @@
+//! Fleet migrations: every tenant brought to the new version, failures isolated and
+//! recorded, canaries, one run at a time, crash and resume, dry runs and drift.
+
+use std::sync::Arc;
+
+use control_plane::Error;
+use control_plane::fleet::{Canary, FailureBudget, FleetOptions, FleetRun, fleet_status};
+use control_plane::provisioning::{Actor, CreateTenant};
+
+use crate::helpers::{TestApp, pg, spawn_app};
+
+const V2: &str = "ALTER TABLE patients ADD COLUMN microchip text;\nCREATE INDEX patients_microchip ON patients (microchip);\n";
+
+fn migrations_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("V2__add_microchip.sql"), V2).expect("write migration");
+    dir
+}
+
+async fn versions(app: &TestApp) -> Vec<(String, Option<i32>)> {
+    app.owner_client()
+        .await
+        .query(
+            "SELECT slug, schema_version FROM tenants WHERE status = 'active' ORDER BY slug",
+            &[],
+        )
+        .await
+        .expect("versions")
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect()
+}
+
+/// The versions recorded in the tenant database itself, with how often each appears.
+async fn history(db: &str) -> Vec<(i32, i64)> {
+    pg(db)
+        .await
+        .query(
+            "SELECT version, count(*) FROM refinery_schema_history GROUP BY 1 ORDER BY 1",
+            &[],
+        )
+        .await
+        .expect("history")
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect()
+}
+
+async fn run(
+    services: &control_plane::Services,
+    options: FleetOptions,
+) -> control_plane::fleet::RunSummary {
+    FleetRun::start(Arc::clone(&services.provisioner), options, "test")
+        .await
+        .expect("start")
+        .execute(|_| {})
+        .await
+        .expect("execute")
+}
+
+#[tokio::test]
+async fn thirty_tenants_migrate_and_a_second_run_does_nothing() {
+    let app = spawn_app().await;
+    let tenants = app.create_tenants("fleet", 30).await;
+    assert!(versions(&app).await.iter().all(|(_, v)| *v == Some(1)));
+    let dir = migrations_dir();
+    let services = app.services_with_dir(Some(dir.path())).await;
+
+    let summary = run(&services, FleetOptions::default()).await;
+    assert_eq!(
+        (
+            summary.status.as_str(),
+            summary.succeeded,
+            summary.failed,
+            summary.total
+        ),
+        ("succeeded", 30, 0, 30),
+        "{summary:?}"
+    );
+    assert!(
+        versions(&app).await.iter().all(|(_, v)| *v == Some(2)),
+        "{:?}",
+        versions(&app).await
+    );
+    for t in &tenants {
+        assert_eq!(history(&t.db_name).await, [(1, 1), (2, 1)], "{}", t.slug);
+        let column: i64 = pg(&t.db_name)
+            .await
+            .query_one("SELECT count(*) FROM information_schema.columns WHERE table_name = 'patients' AND column_name = 'microchip'", &[])
+            .await
+            .expect("column")
+            .get(0);
+        assert_eq!(column, 1);
+    }
+    let recorded = app
+        .count(&format!("SELECT count(*) FROM migration_run_tenants WHERE run_id = '{}' AND status = 'succeeded' AND from_version = 1 AND to_version = 2 AND duration_ms IS NOT NULL", summary.run_id))
+        .await;
+    assert_eq!(recorded, 30);
+
+    // A table made by a new migration is usable by the tenant's runtime role.
+    let runtime = crate::helpers::connect_as(&tenants[0].runtime_role, &tenants[0].db_name)
+        .await
+        .expect("runtime");
+    runtime
+        .execute("UPDATE patients SET microchip = 'x' WHERE false", &[])
+        .await
+        .expect("runtime role uses the new column");
+
+    let again = run(&services, FleetOptions::default()).await;
+    assert_eq!(
+        (again.status.as_str(), again.total, again.up_to_date),
+        ("succeeded", 0, 30),
+        "{again:?}"
+    );
+
+    // New tenants are born at the new version (the template was upgraded).
+    let born = app.create_tenants("newborn", 1).await;
+    assert_eq!(born[0].schema_version, Some(2));
+}
+
+#[tokio::test]
+async fn a_failing_tenant_is_recorded_the_rest_migrate_and_a_rerun_fixes_only_it() {
+    let app = spawn_app().await;
+    let tenants = app.create_tenants("iso", 30).await;
+    let broken = &tenants[7];
+    // A conflicting object made beforehand: V2's index name is taken.
+    pg(&broken.db_name)
+        .await
+        .batch_execute("CREATE TABLE patients_microchip (id int)")
+        .await
+        .expect("conflict");
+    let dir = migrations_dir();
+    let services = app.services_with_dir(Some(dir.path())).await;
+
+    // Through the CLI, as ops would: the exit status says a tenant failed.
+    let config = {
+        let mut c = app.state.config.as_ref().clone();
+        c.tenant_migrations_dir = None;
+        c
+    };
+    let dir_arg = dir.path().to_str().expect("utf8").to_string();
+    let cli = <control_plane::cli::Cli as clap::Parser>::try_parse_from([
+        "control-plane",
+        "migrate",
+        "--dir",
+        &dir_arg,
+        "--json",
+    ])
+    .expect("parse");
+    let result = cli.run(config.clone()).await;
+    assert!(
+        result.is_err(),
+        "the CLI must exit non-zero when a tenant failed"
+    );
+
+    let v = versions(&app).await;
+    assert_eq!(v.iter().filter(|(_, v)| *v == Some(2)).count(), 29, "{v:?}");
+    assert!(v.iter().any(|(s, v)| s == &broken.slug && *v == Some(1)));
+    let error: String = app
+        .owner_client()
+        .await
+        .query_one(
+            "SELECT error FROM migration_run_tenants WHERE tenant_id = $1 AND status = 'failed'",
+            &[&broken.id],
+        )
+        .await
+        .expect("failure recorded")
+        .get(0);
+    assert!(
+        error.contains("patients_microchip") && error.contains("already exists"),
+        "{error}"
+    );
+    assert_eq!(
+        history(&broken.db_name).await,
+        [(1, 1)],
+        "the failed tenant stayed wholly at V1"
+    );
+
+    pg(&broken.db_name)
+        .await
+        .batch_execute("DROP TABLE patients_microchip")
+        .await
+        .expect("fix");
+    let rerun = run(&services, FleetOptions::default()).await;
+    assert_eq!(
+        (rerun.status.as_str(), rerun.succeeded, rerun.up_to_date),
+        ("succeeded", 1, 29),
+        "{rerun:?}"
+    );
+    assert!(versions(&app).await.iter().all(|(_, v)| *v == Some(2)));
+}
+
+#[tokio::test]
+async fn a_canary_failure_stops_the_run_before_the_rest() {
+    let app = spawn_app().await;
+    let tenants = app.create_tenants("bird", 6).await;
+    pg(&tenants[0].db_name)
+        .await
+        .batch_execute("CREATE TABLE patients_microchip (id int)")
+        .await
+        .expect("conflict");
+    let dir = migrations_dir();
+    let services = app.services_with_dir(Some(dir.path())).await;
+    let summary = run(
+        &services,
+        FleetOptions {
+            canary: Canary::Slugs(vec![tenants[0].slug.clone(), tenants[1].slug.clone()]),
+            ..FleetOptions::default()
+        },
+    )
+    .await;
+    assert_eq!(summary.status, "failed");
+    assert!(
+        summary
+            .halt_reason
+            .as_deref()
+            .is_some_and(|r| r.contains("canary")),
+        "{summary:?}"
+    );
+    assert_eq!(summary.not_attempted, 4, "{summary:?}");
+    let v = versions(&app).await;
+    assert_eq!(
+        v.iter().filter(|(_, v)| *v == Some(2)).count(),
+        1,
+        "only the good canary moved: {v:?}"
+    );
+    let pending = app
+        .count(&format!(
+            "SELECT count(*) FROM migration_run_tenants WHERE run_id = '{}' AND status = 'pending'",
+            summary.run_id
+        ))
+        .await;
+    assert_eq!(pending, 4);
+
+    // A failure budget halts the main wave too.
+    let halted = run(
+        &services,
+        FleetOptions {
+            concurrency: 1,
+            max_failures: Some(FailureBudget::Count(0)),
+            ..FleetOptions::default()
+        },
+    )
+    .await;
+    assert_eq!(halted.status, "halted", "{halted:?}");
+    assert!(halted.not_attempted > 0, "{halted:?}");
+}
+
+#[tokio::test]
+async fn only_one_fleet_run_at_a_time_and_creation_racing_a_run_ends_at_the_latest_version() {
+    let app = spawn_app().await;
+    app.create_tenants("lock", 4).await;
+    let dir = migrations_dir();
+    let services = app.services_with_dir(Some(dir.path())).await;
+    let first = FleetRun::start(
+        Arc::clone(&services.provisioner),
+        FleetOptions::default(),
+        "test",
+    )
+    .await
+    .expect("first");
+    let second = FleetRun::start(
+        Arc::clone(&app.services_with_dir(Some(dir.path())).await.provisioner),
+        FleetOptions::default(),
+        "test",
+    )
+    .await;
+    match second {
+        Err(e @ Error::FleetBusy(Some(id))) => {
+            assert_eq!(id, first.run().id);
+            assert!(
+                e.to_string().contains("another fleet migration is running"),
+                "{e}"
+            );
+        }
+        Err(other) => panic!("unexpected error {other}"),
+        Ok(_) => panic!("a second run started while the first held the lock"),
+    }
+    // The API says the same with a 409.
+    let response = app
+        .post_json(
+            "/api/owner/migrations",
+            Some(&app.token),
+            &serde_json::json!({}),
+        )
+        .await;
+    assert_eq!(response.status(), 409);
+
+    // A tenant created (by a process using the same migrations) while the run goes on.
+    let provisioner = Arc::clone(&services.provisioner);
+    let create = async {
+        let t = provisioner
+            .tenant_create(
+                &CreateTenant {
+                    slug: "racer".into(),
+                    name: "Racer".into(),
+                    ..CreateTenant::default()
+                },
+                &Actor::cli(),
+            )
+            .await
+            .expect("create");
+        provisioner.drive(t.id).await.expect("drive")
+    };
+    let (summary, racer) = tokio::join!(first.execute(|_| {}), create);
+    assert_eq!(summary.expect("run").failed, 0);
+    assert_eq!(racer.schema_version, Some(2));
+    assert_eq!(
+        history(&racer.db_name).await,
+        [(1, 1), (2, 1)],
+        "nothing applied twice"
+    );
+    assert!(versions(&app).await.iter().all(|(_, v)| *v == Some(2)));
+}
+
+#[tokio::test]
+async fn a_run_killed_midway_is_marked_interrupted_and_the_next_run_finishes() {
+    let app = spawn_app().await;
+    app.create_tenants("crash", 10).await;
+    let dir = migrations_dir();
+    let services = app.services_with_dir(Some(dir.path())).await;
+    let dead = FleetRun::start(
+        Arc::clone(&services.provisioner),
+        FleetOptions {
+            concurrency: 2,
+            crash_after: Some(4),
+            ..FleetOptions::default()
+        },
+        "test",
+    )
+    .await
+    .expect("start");
+    let dead_id = dead.run().id;
+    assert!(
+        dead.execute(|_| {}).await.is_err(),
+        "the crash switch fires"
+    );
+    let migrated = versions(&app)
+        .await
+        .iter()
+        .filter(|(_, v)| *v == Some(2))
+        .count();
+    assert!(migrated < 10, "the dead run did not finish: {migrated}");
+
+    let next = run(&services, FleetOptions::default()).await;
+    assert_eq!(next.status, "succeeded");
+    assert_eq!(next.succeeded + next.up_to_date, 10, "{next:?}");
+    assert_eq!(
+        next.succeeded,
+        10 - migrated,
+        "only what was still behind: {next:?}"
+    );
+    let status: String = app
+        .owner_client()
+        .await
+        .query_one(
+            "SELECT status FROM migration_runs WHERE id = $1",
+            &[&dead_id],
+        )
+        .await
+        .expect("run")
+        .get(0);
+    assert_eq!(status, "interrupted");
+    assert!(versions(&app).await.iter().all(|(_, v)| *v == Some(2)));
+}
+
+#[tokio::test]
+async fn dry_run_changes_nothing_and_status_reports_versions_and_drift() {
+    let app = spawn_app().await;
+    let tenants = app.create_tenants("dry", 3).await;
+    let dir = migrations_dir();
+    let services = app.services_with_dir(Some(dir.path())).await;
+    let summary = run(
+        &services,
+        FleetOptions {
+            dry_run: true,
+            ..FleetOptions::default()
+        },
+    )
+    .await;
+    assert_eq!((summary.status.as_str(), summary.total), ("dry_run", 3));
+    let would: Vec<serde_json::Value> = app
+        .owner_client()
+        .await
+        .query(
+            "SELECT pending FROM migration_run_tenants WHERE run_id = $1",
+            &[&summary.run_id],
+        )
+        .await
+        .expect("rows")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(
+        would
+            .iter()
+            .all(|p| p == &serde_json::json!(["V2__add_microchip"])),
+        "{would:?}"
+    );
+    assert!(versions(&app).await.iter().all(|(_, v)| *v == Some(1)));
+    for t in &tenants {
+        assert_eq!(history(&t.db_name).await, [(1, 1)]);
+    }
+
+    // A hand-made drift in one tenant.
+    pg(&tenants[1].db_name)
+        .await
+        .batch_execute("UPDATE refinery_schema_history SET checksum = '42' WHERE version = 1")
+        .await
+        .expect("drift");
+    let status = fleet_status(&services.provisioner, true)
+        .await
+        .expect("status");
+    assert_eq!(status.target_version, 2);
+    assert_eq!(status.histogram, [(Some(1), 3)]);
+    assert_eq!(status.behind.len(), 3);
+    assert_eq!(status.drift.len(), 1, "{:?}", status.drift);
+    assert_eq!(status.drift[0].slug, tenants[1].slug);
+    assert_eq!(
+        status.drift[0]
+            .drift
+            .as_ref()
+            .expect("drift")
+            .checksum_mismatch,
+        [1]
+    );
+}
