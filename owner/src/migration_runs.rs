@@ -254,3 +254,26 @@ pub async fn schema_version_histogram(
         .await?;
     Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
 }
+
+/// Records a tenant's successful migration and its new schema version in one statement.
+#[allow(clippy::too_many_arguments)]
+pub async fn run_tenant_succeeded(
+    client: &impl GenericClient,
+    run_id: Uuid,
+    tenant_id: Uuid,
+    from_version: i32,
+    to_version: i32,
+    applied: &serde_json::Value,
+    duration_ms: i32,
+) -> Result<()> {
+    client
+        .execute(
+            "WITH t AS (UPDATE tenants SET schema_version = $4, updated_at = now() WHERE id = $2) \
+             UPDATE migration_run_tenants SET status = 'succeeded', from_version = $3, to_version = $4, \
+             pending = $5, error = NULL, duration_ms = $6, finished_at = now(), \
+             started_at = coalesce(started_at, now()) WHERE run_id = $1 AND tenant_id = $2",
+            &[&run_id, &tenant_id, &from_version, &to_version, applied, &duration_ms],
+        )
+        .await?;
+    Ok(())
+}

@@ -33,6 +33,15 @@ pub struct Applied {
     pub checksum: String,
 }
 
+/// What [`Source::apply_locked`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MigrationOutcome {
+    pub from: i32,
+    pub to: i32,
+    /// `(version, name)` of each migration applied.
+    pub applied: Vec<(i32, String)>,
+}
+
 /// How a tenant's recorded migrations differ from the source.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Drift {
@@ -125,6 +134,97 @@ impl Source {
             .run_async(client)
             .await?;
         current_version(client).await
+    }
+
+    /// Takes the tenant migration lock (`lock_sql`, held for the session) and applies the
+    /// pending migrations, in three round trips whatever their number: the lock and the
+    /// history in one, then every pending migration and its history row in one
+    /// transaction. Writes the same history rows refinery does, so both paths can take
+    /// turns on one database. Returns the versions before and after, and what applied.
+    pub async fn apply_locked(
+        &self,
+        client: &mut Client,
+        lock_sql: &str,
+    ) -> Result<MigrationOutcome> {
+        use tokio_postgres::SimpleQueryMessage;
+        let messages = match client
+            .simple_query(&format!(
+                "{lock_sql}; SELECT version, name, checksum FROM refinery_schema_history ORDER BY version"
+            ))
+            .await
+        {
+            Ok(messages) => messages,
+            Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNDEFINED_TABLE) => {
+                // No history yet: let refinery create it (rare: tenants are born migrated).
+                client.batch_execute(lock_sql).await?;
+                let before = current_version(client).await?;
+                let pending = self.pending(client).await?;
+                let after = self.migrate(client).await?;
+                return Ok(MigrationOutcome { from: before, to: after, applied: pending });
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let mut applied = Vec::new();
+        for message in messages {
+            if let SimpleQueryMessage::Row(row) = message
+                && row.len() == 3
+            {
+                let version: i32 = row.get(0).and_then(|v| v.parse().ok()).ok_or_else(|| {
+                    Error::Source("unreadable refinery_schema_history.version".into())
+                })?;
+                applied.push(Applied {
+                    version,
+                    name: row.get(1).unwrap_or_default().to_string(),
+                    checksum: row.get(2).unwrap_or_default().to_string(),
+                });
+            }
+        }
+        for a in &applied {
+            if let Some(m) = self.migrations.iter().find(|m| m.version() == a.version)
+                && m.checksum().to_string() != a.checksum
+            {
+                return Err(Error::Source(format!(
+                    "applied migration V{}__{} differs from the source's (checksum mismatch); refusing to go on",
+                    a.version, a.name
+                )));
+            }
+        }
+        let current = applied.iter().map(|a| a.version).max().unwrap_or(0);
+        let pending: Vec<&Migration> = self
+            .migrations
+            .iter()
+            .filter(|m| m.version() > current)
+            .collect();
+        if pending.is_empty() {
+            return Ok(MigrationOutcome {
+                from: current,
+                to: current,
+                applied: Vec::new(),
+            });
+        }
+        let mut batch = String::from("BEGIN;\n");
+        for m in &pending {
+            batch.push_str(m.sql().unwrap_or_default());
+            batch.push_str(";\n");
+            batch.push_str(&format!(
+                "INSERT INTO refinery_schema_history (version, name, applied_on, checksum) VALUES ({}, '{}', \
+                 to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), '{}');\n",
+                m.version(),
+                m.name().replace('\'', "''"),
+                m.checksum()
+            ));
+        }
+        batch.push_str("COMMIT;");
+        client.batch_execute(&batch).await?;
+        let to = pending.iter().map(|m| m.version()).max().unwrap_or(current);
+        Ok(MigrationOutcome {
+            from: current,
+            to,
+            applied: pending
+                .iter()
+                .map(|m| (m.version(), m.name().to_string()))
+                .collect(),
+        })
     }
 
     /// The migrations that [`Source::migrate`] would apply, changing nothing.

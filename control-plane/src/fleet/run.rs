@@ -60,6 +60,11 @@ struct Target {
 /// A started run: it holds the fleet lock (unless a dry run) until it is executed or dropped.
 pub struct FleetRun {
     provisioner: Arc<Provisioner>,
+    /// Owner-database connections for the per-tenant records, with asynchronous commit:
+    /// the tenant database's own migration history is the truth, so a record lost to a
+    /// crash only makes the next run connect to that tenant, find nothing pending and
+    /// record it again. Saves a WAL flush per tenant.
+    records: deadpool_postgres::Pool,
     _lock: Option<Client>,
     run: runs::MigrationRun,
     options: FleetOptions,
@@ -191,7 +196,11 @@ impl FleetRun {
             .collect();
         runs::run_tenants_insert(&**conn, run.id, &rows).await?;
         tracing::info!(run_id = %run.id, targets = targets.len(), up_to_date, target_version, dry_run = options.dry_run, "fleet migration started");
+        let mut records_pg = provisioner.owner_pg().clone();
+        records_pg.options("-c synchronous_commit=off");
+        let records = crate::pg::owner_pool(&records_pg)?;
         Ok(Self {
+            records,
             provisioner,
             _lock: lock,
             run,
@@ -359,12 +368,12 @@ impl FleetRun {
         async {
             let run_id = self.run.id;
             {
-                let conn = self.provisioner.pool().get().await?;
+                let conn = self.records.get().await?;
                 runs::run_tenant_start(&**conn, run_id, tenant.id).await?;
             }
             let started = Instant::now();
             let source = self.provisioner.cluster().source();
-            let result: Result<(i32, i32, Pending)> = async {
+            let result: Result<tenant::migrations::MigrationOutcome> = async {
                 let password = self.provisioner.owner_password(tenant)?;
                 let config = self.provisioner.cluster().config_as(
                     &tenant.db_name,
@@ -372,37 +381,33 @@ impl FleetRun {
                     &password,
                 );
                 let mut client = connect(&config).await?;
-                client.batch_execute(TENANT_MIGRATION_LOCK).await?;
-                let from = tenant::migrations::current_version(&client).await?;
-                let pending = source.pending(&client).await?;
-                let to = source.migrate(&mut client).await?;
-                Ok((from, to, pending))
+                Ok(source
+                    .apply_locked(&mut client, TENANT_MIGRATION_LOCK)
+                    .await?)
             }
             .await;
             let ms = i32::try_from(started.elapsed().as_millis()).unwrap_or(i32::MAX);
-            let conn = self.provisioner.pool().get().await?;
+            let conn = self.records.get().await?;
             match result {
-                Ok((from, to, pending)) => {
-                    owner::tenants::tenant_set_schema_version(&**conn, tenant.id, to).await?;
-                    let pending = json!(
-                        pending
+                Ok(outcome) => {
+                    let applied = json!(
+                        outcome
+                            .applied
                             .iter()
                             .map(|(v, n)| format!("V{v}__{n}"))
                             .collect::<Vec<_>>()
                     );
-                    runs::run_tenant_finish(
+                    runs::run_tenant_succeeded(
                         &**conn,
                         run_id,
                         tenant.id,
-                        "succeeded",
-                        Some(from),
-                        Some(to),
-                        Some(&pending),
-                        None,
+                        outcome.from,
+                        outcome.to,
+                        &applied,
                         ms,
                     )
                     .await?;
-                    tracing::info!(from, to, ms, "tenant migrated");
+                    tracing::info!(from = outcome.from, to = outcome.to, ms, "tenant migrated");
                     Ok(Outcome::Succeeded)
                 }
                 Err(e) => {

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use super::extract::ApiJson;
+use super::extract::{ApiJson, ApiQuery};
 use super::owner_auth::CurrentOperator;
 use crate::app::AppState;
 use crate::fleet::{Canary, DEFAULT_CONCURRENCY, FailureBudget, FleetOptions, FleetRun};
@@ -39,10 +39,20 @@ struct StartRequest {
     statuses: Vec<TenantStatus>,
 }
 
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct WaitQuery {
+    #[serde(default)]
+    wait: bool,
+}
+
 /// Starts a run in the background: 202 with the run, 409 if one is already running.
+/// With `?wait=true`, waits (up to the tenants API's wait limit) and answers 200 with
+/// the finished run's summary.
 async fn start(
     State(state): State<AppState>,
     operator: CurrentOperator,
+    ApiQuery(query): ApiQuery<WaitQuery>,
     ApiJson(req): ApiJson<StartRequest>,
 ) -> Result<(StatusCode, Json<Value>)> {
     operator.require_write()?;
@@ -115,11 +125,22 @@ async fn start(
         )
         .await?;
     }
-    state.provisioner.tasks().spawn(async move {
-        if let Err(e) = run.execute(|_| {}).await {
+    let handle = state.provisioner.tasks().spawn(async move {
+        let result = run.execute(|_| {}).await;
+        if let Err(e) = &result {
             tracing::error!(error = %e, "fleet migration failed");
         }
+        result
     });
+    if query.wait
+        && let Ok(Ok(Ok(summary))) =
+            tokio::time::timeout(super::owner_tenants::WAIT_LIMIT, handle).await
+    {
+        return Ok((
+            StatusCode::OK,
+            Json(json!({ "run": record, "summary": summary })),
+        ));
+    }
     Ok((StatusCode::ACCEPTED, Json(json!({ "run": record }))))
 }
 

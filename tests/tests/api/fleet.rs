@@ -425,3 +425,82 @@ async fn dry_run_changes_nothing_and_status_reports_versions_and_drift() {
         [1]
     );
 }
+
+#[tokio::test]
+async fn the_owner_api_starts_and_shows_runs_and_viewers_cannot_start_them() {
+    let app = spawn_app().await;
+    app.create_tenants("api", 2).await;
+    let response = app
+        .post_json(
+            "/api/owner/migrations?wait=true",
+            Some(&app.token),
+            &serde_json::json!({ "dry_run": true, "concurrency": 2 }),
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    let body: serde_json::Value = response.json().await.expect("json");
+    let id = body["run"]["id"].as_str().expect("id").to_string();
+    assert_eq!(body["summary"]["status"], "dry_run");
+    // Nothing is behind the built-in migrations, so a dry run inspects no tenant.
+    assert_eq!(body["summary"]["up_to_date"], 2);
+
+    let shown: serde_json::Value = app
+        .get(&format!("/api/owner/migrations/{id}"), Some(&app.token))
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(shown["run"]["status"], "dry_run");
+    assert!(
+        shown["tenants"].is_array() && shown["counts"].is_object(),
+        "{shown}"
+    );
+    let listed: serde_json::Value = app
+        .get("/api/owner/migrations", Some(&app.token))
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(listed["runs"][0]["id"], id.as_str());
+    assert_eq!(
+        app.get("/api/owner/migrations/not-a-uuid", Some(&app.token))
+            .await
+            .status(),
+        404
+    );
+
+    let bad = app
+        .post_json(
+            "/api/owner/migrations",
+            Some(&app.token),
+            &serde_json::json!({ "concurrency": 0 }),
+        )
+        .await;
+    assert_eq!(bad.status(), 400);
+    let bad = app
+        .post_json(
+            "/api/owner/migrations",
+            Some(&app.token),
+            &serde_json::json!({ "canary": "five" }),
+        )
+        .await;
+    assert_eq!(bad.status(), 400);
+
+    app.create_operator("viewer@example.com", "viewer").await;
+    let viewer = app
+        .login("viewer@example.com", crate::helpers::OPERATOR_PASSWORD)
+        .await;
+    let refused = app
+        .post_json(
+            "/api/owner/migrations",
+            Some(&viewer),
+            &serde_json::json!({ "dry_run": true }),
+        )
+        .await;
+    assert_eq!(refused.status(), 403);
+    assert_eq!(
+        app.count("SELECT count(*) FROM migration_runs").await,
+        1,
+        "refused requests start nothing"
+    );
+}

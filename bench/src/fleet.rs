@@ -1,0 +1,305 @@
+//! Fleet migration benchmark: apply one small migration (an added column and an index)
+//! to N tenant databases (default 1000) with our runner, next to the ways it is done
+//! today, all in the same run on the same server:
+//!
+//! - a sequential loop that connects to each tenant database and runs the SQL
+//!   (what tenancy frameworks do);
+//! - a shell loop running `psql` once per tenant database (what ops scripts do);
+//! - concurrent `psql` sessions over all databases at our concurrency (the floor: no
+//!   bookkeeping at all);
+//! - and our no-op re-run over the up-to-date fleet.
+//!
+//! ```sh
+//! cargo run --release -p bench --bin fleet -- --tenants 1000
+//! ```
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::Parser;
+use control_plane::config::MasterKeySource;
+use control_plane::fleet::{DEFAULT_CONCURRENCY, FleetOptions, FleetRun};
+use control_plane::provisioning::{Actor, CreateTenant, Faults};
+use control_plane::{Config, Services};
+use futures::StreamExt;
+use secrecy::SecretString;
+use tokio_postgres::NoTls;
+
+#[derive(Parser)]
+struct Args {
+    #[arg(long, default_value_t = 1000)]
+    tenants: usize,
+    #[arg(long, default_value_t = DEFAULT_CONCURRENCY)]
+    concurrency: usize,
+    /// Server URL without a database name (a superuser).
+    #[arg(long, default_value = "postgres://postgres@localhost:5432")]
+    pg: String,
+    /// Keep the tenants afterwards (for repeated runs); they are reused if present.
+    #[arg(long)]
+    keep: bool,
+}
+
+const PREFIX: &str = "cpbf_";
+const OWNER_DB: &str = "cpbf_owner";
+
+fn sql(column: &str) -> String {
+    format!(
+        "ALTER TABLE patients ADD COLUMN {column} text; CREATE INDEX patients_{column} ON patients ({column});"
+    )
+}
+
+async fn connect(url: &str) -> anyhow::Result<tokio_postgres::Client> {
+    let (client, conn) = tokio_postgres::connect(url, NoTls).await?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(client)
+}
+
+fn config(
+    args: &Args,
+    storage: &std::path::Path,
+    dir: Option<&std::path::Path>,
+) -> anyhow::Result<Config> {
+    let mut config = Config::defaults()?;
+    config.database_url = SecretString::from(format!("{}/{OWNER_DB}", args.pg));
+    config.admin_database_url = SecretString::from(format!("{}/postgres", args.pg));
+    config.storage_root = storage.join("storage");
+    config.data_dir = storage.to_path_buf();
+    config.master_key = MasterKeySource::Inline(SecretString::from(
+        "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=".to_string(),
+    ));
+    config.tenant_db_prefix = PREFIX.to_string();
+    config.tenant_migrations_dir = dir.map(|d| d.to_path_buf());
+    Ok(config)
+}
+
+async fn cleanup(admin: &tokio_postgres::Client, concurrency: usize) -> anyhow::Result<()> {
+    let dbs: Vec<String> = admin
+        .query(
+            "SELECT datname FROM pg_database WHERE datname LIKE 'cpbf\\_%'",
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    futures::stream::iter(dbs)
+        .map(|name| async move {
+            admin
+                .batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+                .await
+        })
+        .buffer_unordered(concurrency)
+        .collect::<Vec<_>>()
+        .await;
+    for row in admin
+        .query(
+            "SELECT rolname FROM pg_roles WHERE rolname LIKE 'cpbf\\_%'",
+            &[],
+        )
+        .await?
+    {
+        let name: String = row.get(0);
+        admin
+            .batch_execute(&format!("DROP ROLE IF EXISTS \"{name}\""))
+            .await?;
+    }
+    Ok(())
+}
+
+fn line(label: &str, d: Duration, base: Duration) {
+    println!(
+        "{label:<62} {:>9.2} s   {:>6.2}x the floor",
+        d.as_secs_f64(),
+        d.as_secs_f64() / base.as_secs_f64()
+    );
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let admin = connect(&format!("{}/postgres", args.pg))
+        .await
+        .context("connect as admin")?;
+    let storage = tempfile::tempdir()?;
+
+    // The fleet: N tenants at version 1, made by the real provisioner.
+    let services = Services::init(
+        config(&args, storage.path(), None)?,
+        Arc::new(Faults::default()),
+    )
+    .await?;
+    let existing: i64 = {
+        let conn = services.pool.get().await?;
+        conn.query_one(
+            "SELECT count(*) FROM tenants WHERE status = 'active' AND schema_version = 1",
+            &[],
+        )
+        .await?
+        .get(0)
+    };
+    if existing as usize != args.tenants {
+        drop(services);
+        cleanup(&admin, 4).await?;
+        let services = Services::init(
+            config(&args, storage.path(), None)?,
+            Arc::new(Faults::default()),
+        )
+        .await?;
+        let started = Instant::now();
+        let provisioner = &services.provisioner;
+        let made: Vec<anyhow::Result<()>> = futures::stream::iter(0..args.tenants)
+            .map(|i| async move {
+                let slug = format!("t{i:05}");
+                let t = provisioner
+                    .tenant_create(
+                        &CreateTenant {
+                            slug: slug.clone(),
+                            name: slug,
+                            ..CreateTenant::default()
+                        },
+                        &Actor::cli(),
+                    )
+                    .await?;
+                provisioner.drive(t.id).await?;
+                Ok(())
+            })
+            .buffer_unordered(4)
+            .collect()
+            .await;
+        made.into_iter().collect::<anyhow::Result<Vec<()>>>()?;
+        eprintln!(
+            "provisioned {} tenants in {:.1} s",
+            args.tenants,
+            started.elapsed().as_secs_f64()
+        );
+    }
+    let dbs: Vec<String> = {
+        let conn = connect(&format!("{}/{OWNER_DB}", args.pg)).await?;
+        conn.query(
+            "SELECT db_name FROM tenants WHERE status = 'active' ORDER BY created_at",
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+    };
+    let n = dbs.len();
+
+    // 1. Ours.
+    let dir = tempfile::tempdir()?;
+    std::fs::write(dir.path().join("V2__add_microchip.sql"), sql("microchip"))?;
+    let ours_services = Services::init(
+        config(&args, storage.path(), Some(dir.path()))?,
+        Arc::new(Faults::default()),
+    )
+    .await?;
+    let options = FleetOptions {
+        concurrency: args.concurrency,
+        ..FleetOptions::default()
+    };
+    let started = Instant::now();
+    let summary = FleetRun::start(
+        Arc::clone(&ours_services.provisioner),
+        options.clone(),
+        "bench",
+    )
+    .await?
+    .execute(|_| {})
+    .await?;
+    let ours = started.elapsed();
+    anyhow::ensure!(
+        summary.succeeded == n && summary.failed == 0,
+        "run: {summary:?}"
+    );
+
+    // 2. Our no-op re-run over the up-to-date fleet.
+    let started = Instant::now();
+    let noop = FleetRun::start(Arc::clone(&ours_services.provisioner), options, "bench")
+        .await?
+        .execute(|_| {})
+        .await?;
+    let noop_time = started.elapsed();
+    anyhow::ensure!(noop.total == 0 && noop.up_to_date == n, "no-op: {noop:?}");
+
+    // 3. A sequential loop: connect to each database and run the SQL.
+    let started = Instant::now();
+    for db in &dbs {
+        let client = connect(&format!("{}/{db}", args.pg)).await?;
+        client.batch_execute(&sql("bench_seq")).await?;
+    }
+    let sequential = started.elapsed();
+
+    // 4. A shell loop running psql once per database.
+    let list = storage.path().join("dbs.txt");
+    std::fs::write(&list, dbs.join("\n"))?;
+    let psql_sql = sql("bench_sh");
+    let started = Instant::now();
+    let status = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(format!("while read -r db; do psql -X -q -v ON_ERROR_STOP=1 -d \"{}/$db\" -c \"{psql_sql}\" || exit 1; done < {}", args.pg, list.display()))
+        .status()?;
+    anyhow::ensure!(status.success(), "psql loop failed");
+    let shell = started.elapsed();
+
+    // 5. The floor: concurrent psql sessions at the same concurrency, no bookkeeping.
+    let psql_sql = sql("bench_par");
+    let started = Instant::now();
+    let status = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "xargs -P {} -I{{}} psql -X -q -v ON_ERROR_STOP=1 -d \"{}/{{}}\" -c \"{psql_sql}\" < {}",
+            args.concurrency,
+            args.pg,
+            list.display()
+        ))
+        .status()?;
+    anyhow::ensure!(status.success(), "parallel psql failed");
+    let floor = started.elapsed();
+
+    println!(
+        "fleet migration benchmark: {n} tenant databases, one migration (ADD COLUMN + CREATE INDEX), concurrency {}",
+        args.concurrency
+    );
+    line(
+        &format!(
+            "concurrent psql sessions, -P {} (the floor)",
+            args.concurrency
+        ),
+        floor,
+        floor,
+    );
+    line(
+        &format!(
+            "control-plane migrate, concurrency {} (ours)",
+            args.concurrency
+        ),
+        ours,
+        floor,
+    );
+    line(
+        "sequential loop: connect to each database, run the SQL",
+        sequential,
+        floor,
+    );
+    line("shell loop: psql once per database", shell, floor);
+    line(
+        "control-plane migrate, no-op re-run over the up-to-date fleet",
+        noop_time,
+        floor,
+    );
+    println!(
+        "ours vs sequential loop: {:.1}x faster; vs shell loop: {:.1}x faster",
+        sequential.as_secs_f64() / ours.as_secs_f64(),
+        shell.as_secs_f64() / ours.as_secs_f64()
+    );
+
+    drop(ours_services);
+    if !args.keep {
+        cleanup(&admin, 4).await?;
+    }
+    Ok(())
+}
