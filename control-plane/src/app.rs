@@ -95,6 +95,8 @@ pub struct AppState {
     pub pool: Pool,
     pub provisioner: Arc<Provisioner>,
     pub tokens: Arc<OwnerTokens>,
+    /// Host -> tenant -> pool, for requests on tenant domains.
+    pub gateway: Arc<crate::gateway::Gateway>,
 }
 
 /// The running service: a bound listener, the state, and the background reconciler.
@@ -120,7 +122,10 @@ impl Application {
             .local_addr()
             .map_err(|e| Error::Internal(format!("listener has no address: {e}")))?;
         let tokens = OwnerTokens::new(&services.keyring, services.config.owner_token_ttl)?;
+        let gateway =
+            crate::gateway::Gateway::new(&services.config, Arc::clone(&services.provisioner));
         let state = AppState {
+            gateway,
             config: Arc::new(services.config),
             pool: services.pool,
             provisioner: services.provisioner,

@@ -20,6 +20,11 @@
 //! | `CP_OWNER_TOKEN_TTL_SECS` | `900` | lifetime of operator bearer tokens |
 //! | `CP_LOG_FORMAT` | `text` | `text` or `json` |
 //! | `CP_TENANT_MIGRATIONS_DIR` | none | extra tenant migrations (`V{n}__{name}.sql`) on top of the built-in ones |
+//! | `CP_OWNER_HOSTS` | the base domain | comma-separated hosts that serve `/api/owner` (IP-literal hosts always do) |
+//! | `CP_TENANT_POOL_SIZE` | `5` | connections per tenant pool |
+//! | `CP_MAX_TENANT_POOLS` | `200` | tenant pools kept open at once (least recently used closed first) |
+//! | `CP_TENANT_CONNECTION_BUDGET` | `40` | tenant connections open at once, all tenants together |
+//! | `CP_TENANT_POOL_IDLE_SECS` | `300` | an unused tenant pool is closed after this long |
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -87,6 +92,13 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Extra tenant migrations on top of the embedded ones.
     pub tenant_migrations_dir: Option<PathBuf>,
+    /// Hosts that serve the owner API and are never resolved as tenants.
+    pub owner_hosts: Vec<String>,
+    pub tenant_pool_size: usize,
+    pub max_tenant_pools: u64,
+    /// Tenant connections open at once, all pools together.
+    pub tenant_connection_budget: usize,
+    pub tenant_pool_idle: Duration,
 }
 
 /// The raw settings as the sources give them; every field optional until validated.
@@ -106,6 +118,11 @@ struct Raw {
     owner_token_ttl_secs: Option<String>,
     log_format: Option<String>,
     tenant_migrations_dir: Option<PathBuf>,
+    owner_hosts: Option<String>,
+    tenant_pool_size: Option<String>,
+    max_tenant_pools: Option<String>,
+    tenant_connection_budget: Option<String>,
+    tenant_pool_idle_secs: Option<String>,
 }
 
 fn invalid(setting: &str, why: impl std::fmt::Display) -> Error {
@@ -277,7 +294,44 @@ impl Config {
                 format!("{} is not a directory", dir.display()),
             ));
         }
+        let count = |setting: &str, value: Option<String>, default: usize| -> Result<usize> {
+            match value {
+                None => Ok(default),
+                Some(v) => match v.trim().parse::<usize>() {
+                    Ok(n) if n > 0 => Ok(n),
+                    _ => Err(invalid(setting, format!("{v:?} is not a positive number"))),
+                },
+            }
+        };
+        let tenant_pool_size = count("CP_TENANT_POOL_SIZE", raw.tenant_pool_size, 5)?;
+        let max_tenant_pools = count("CP_MAX_TENANT_POOLS", raw.max_tenant_pools, 200)? as u64;
+        let tenant_connection_budget = count(
+            "CP_TENANT_CONNECTION_BUDGET",
+            raw.tenant_connection_budget,
+            40,
+        )?;
+        let tenant_pool_idle = secs(
+            "CP_TENANT_POOL_IDLE_SECS",
+            raw.tenant_pool_idle_secs,
+            Duration::from_secs(300),
+        )?;
+        let owner_hosts: Vec<String> = match raw.owner_hosts {
+            Some(list) => list
+                .split(',')
+                .map(|h| h.trim().trim_end_matches('.').to_ascii_lowercase())
+                .filter(|h| !h.is_empty())
+                .collect(),
+            None => vec![base_domain.clone()],
+        };
+        if owner_hosts.is_empty() {
+            return Err(invalid("CP_OWNER_HOSTS", "names no host"));
+        }
         Ok(Config {
+            owner_hosts,
+            tenant_pool_size,
+            max_tenant_pools,
+            tenant_connection_budget,
+            tenant_pool_idle,
             tenant_migrations_dir: raw.tenant_migrations_dir,
             database_url: SecretString::from(database_url),
             admin_database_url: SecretString::from(admin_database_url),

@@ -7,6 +7,7 @@ pub mod cli;
 pub mod config;
 mod error;
 pub mod fleet;
+pub mod gateway;
 pub mod http;
 pub mod pg;
 pub mod provisioning;

@@ -396,3 +396,22 @@ pub async fn tenant_list_for_migration(
         .await?;
     rows_to_tenants(&rows)
 }
+
+/// The tenant a domain belongs to, whatever its status.
+pub async fn tenant_fetch_by_domain(
+    client: &impl GenericClient,
+    domain: &str,
+) -> Result<Option<Tenant>> {
+    let columns = COLUMNS
+        .split(", ")
+        .map(|c| format!("t.{}", c.trim()))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let row = client
+        .query_opt(
+            &format!("SELECT {columns} FROM tenant_domains d JOIN tenants t ON t.id = d.tenant_id WHERE d.domain = $1"),
+            &[&domain],
+        )
+        .await?;
+    row.as_ref().map(Tenant::try_from).transpose()
+}

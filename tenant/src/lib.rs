@@ -3,7 +3,12 @@
 //! This crate knows nothing of other tenants or of the owner database: callers hand it a
 //! connection to one tenant's database.
 
+pub mod api;
+pub mod context;
 pub mod migrations;
+pub mod pool;
+
+pub use context::TenantContext;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

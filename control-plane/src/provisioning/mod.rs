@@ -81,6 +81,8 @@ pub struct Provisioner {
     faults: Arc<Faults>,
     nudge: Notify,
     tasks: TaskTracker,
+    /// Tenants whose status or domains changed, for caches to forget them.
+    changes: tokio::sync::broadcast::Sender<Uuid>,
 }
 
 fn secret_aad(id: Uuid, purpose: &str) -> String {
@@ -110,6 +112,7 @@ impl Provisioner {
             faults,
             nudge: Notify::new(),
             tasks: TaskTracker::new(),
+            changes: tokio::sync::broadcast::channel(1024).0,
         }
     }
 
@@ -135,6 +138,16 @@ impl Provisioner {
 
     pub fn base_domain(&self) -> &str {
         &self.base_domain
+    }
+
+    /// Tenant ids whose status or domains changed in this process.
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Uuid> {
+        self.changes.subscribe()
+    }
+
+    fn changed(&self, id: Uuid) {
+        // No receiver (the CLI) is fine.
+        let _ = self.changes.send(id);
     }
 
     /// Wakes the reconciler ahead of its timer.
@@ -234,6 +247,7 @@ impl Provisioner {
         )
         .await?;
         tx.commit().await.map_err(owner::Error::from)?;
+        self.changed(id);
         tracing::info!(tenant_id = %id, slug = %slug, "tenant creation requested");
         Ok(tenant)
     }
@@ -346,6 +360,7 @@ impl Provisioner {
         )
         .await?;
         tx.commit().await.map_err(owner::Error::from)?;
+        self.changed(id);
         tracing::info!(tenant_id = %id, action, "tenant status changed");
         Ok(tenant)
     }
@@ -562,6 +577,9 @@ impl Provisioner {
         )
         .await?;
         tx.commit().await.map_err(owner::Error::from)?;
+        if matches!(step, Step::Ready | Step::Removed) {
+            self.changed(tenant.id);
+        }
         tracing::info!(tenant_id = %tenant.id, step = step.as_str(), "provisioning step done");
         Ok(())
     }

@@ -96,6 +96,11 @@ pub struct TestApp {
 }
 
 pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// Like [`spawn_app`], with the configuration adjusted first.
+pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
     SWEEP
         .get_or_init(|| async {
             drop_prefixed(&pg("postgres").await, TEST_PREFIX).await;
@@ -116,6 +121,7 @@ pub async fn spawn_app() -> TestApp {
     config.tenant_db_prefix = prefix.clone();
     // Background passes would race the tests' own; tests run passes explicitly.
     config.reconcile_interval = Duration::from_secs(3600);
+    adjust(&mut config);
     let faults = Arc::new(Faults::default());
     let app = Application::build(config, Arc::clone(&faults))
         .await
@@ -252,6 +258,23 @@ impl TestApp {
             .send()
             .await
             .expect("request")
+    }
+
+    /// A GET as if sent to `host` (the `Host` header), plus any extra headers.
+    pub async fn get_on(
+        &self,
+        host: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> reqwest::Response {
+        let mut request = self
+            .http
+            .get(format!("{}{path}", self.address))
+            .header("host", host);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        request.send().await.expect("request")
     }
 
     pub async fn get(&self, path: &str, token: Option<&str>) -> reqwest::Response {

@@ -5,6 +5,7 @@ mod helpers;
 mod auth;
 mod cli;
 mod fleet;
+mod gateway;
 mod health;
 mod isolation;
 mod provisioning;

@@ -1,0 +1,359 @@
+//! The gateway: `Host` -> tenant -> pool, for every request on a tenant domain.
+//!
+//! - The domain cache maps a host to its tenant (or to "unknown", cached briefly so a
+//!   flood of random hosts does not reach the owner database). Entries live
+//!   [`KNOWN_TTL`] and are dropped at once when this process changes a tenant; other
+//!   processes' changes show within the TTL.
+//! - If the owner database is unreachable, tenants last known to be active keep being
+//!   served; never one last known suspended or deleted.
+//! - The pool cache holds at most `CP_MAX_TENANT_POOLS` pools, closes a pool unused for
+//!   `CP_TENANT_POOL_IDLE_SECS`, and opens each pool once however many requests arrive
+//!   for a cold tenant at once. Every open tenant connection holds a permit of
+//!   `CP_TENANT_CONNECTION_BUDGET`; when it is spent, idle connections of other pools
+//!   are closed to make room.
+
+mod host;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use moka::Expiry;
+use moka::future::Cache;
+use owner::tenants::{Tenant, TenantStatus};
+use tenant::pool::{PoolSettings, Relief, TenantPool, build_pool};
+use tokio::sync::Semaphore;
+use tower::ServiceExt;
+use uuid::Uuid;
+
+pub use host::{is_ip_literal, normalise, request_host};
+
+use crate::app::AppState;
+use crate::config::Config;
+use crate::http::ApiError;
+use crate::provisioning::Provisioner;
+
+/// How long a known domain is trusted without asking the owner database again.
+pub const KNOWN_TTL: Duration = Duration::from_secs(30);
+/// How long an unknown host is remembered as unknown.
+pub const UNKNOWN_TTL: Duration = Duration::from_secs(5);
+/// Longest a request waits for a connection of its tenant.
+pub const POOL_WAIT: Duration = Duration::from_secs(5);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(Clone)]
+pub enum Resolution {
+    Tenant(Arc<Tenant>),
+    Unknown,
+}
+
+struct ResolutionExpiry;
+
+impl Expiry<String, Resolution> for ResolutionExpiry {
+    fn expire_after_create(
+        &self,
+        _key: &String,
+        value: &Resolution,
+        _created_at: Instant,
+    ) -> Option<Duration> {
+        Some(match value {
+            Resolution::Tenant(_) => KNOWN_TTL,
+            Resolution::Unknown => UNKNOWN_TTL,
+        })
+    }
+}
+
+pub struct Gateway {
+    owner_hosts: HashSet<String>,
+    provisioner: Arc<Provisioner>,
+    domains: Cache<String, Resolution>,
+    /// The last answer for each domain, kept without expiry for owner-database outages.
+    last_known: Cache<String, Arc<Tenant>>,
+    pools: Cache<Uuid, TenantPool>,
+    budget: Arc<Semaphore>,
+    settings: PoolSettings,
+    tenant_router: axum::Router,
+}
+
+/// Why a tenant request could not be served.
+enum Refusal {
+    UnknownTenant,
+    Suspended,
+    Provisioning,
+    OwnerUnavailable,
+    TenantUnavailable(String),
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        let (status, code, message) = match self {
+            Refusal::UnknownTenant => (
+                StatusCode::NOT_FOUND,
+                "unknown_tenant",
+                "no tenant is served on this host".to_string(),
+            ),
+            Refusal::Suspended => (
+                StatusCode::FORBIDDEN,
+                "tenant_suspended",
+                "this tenant is suspended".to_string(),
+            ),
+            Refusal::Provisioning => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "tenant_provisioning",
+                "this tenant is still being set up; retry shortly".to_string(),
+            ),
+            Refusal::OwnerUnavailable => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "owner_unavailable",
+                "tenant routing is unavailable; retry shortly".to_string(),
+            ),
+            Refusal::TenantUnavailable(why) => {
+                tracing::warn!(error = %why, "tenant unavailable");
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "tenant_unavailable",
+                    "this tenant's database is unavailable; retry shortly".to_string(),
+                )
+            }
+        };
+        let mut response = ApiError::new(status, code, message).into_response();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        }
+        response
+    }
+}
+
+impl Gateway {
+    pub fn new(config: &Config, provisioner: Arc<Provisioner>) -> Arc<Self> {
+        let pools: Cache<Uuid, TenantPool> = Cache::builder()
+            .name("tenant_pools")
+            .max_capacity(config.max_tenant_pools)
+            .time_to_idle(config.tenant_pool_idle)
+            .eviction_listener(|id, pool: TenantPool, cause| {
+                // Close the idle connections now; requests still holding this pool finish
+                // normally and its last connections close when the last of them drops it.
+                // (`Pool::close` would fail those requests.)
+                tracing::debug!(tenant_id = %id, ?cause, "releasing tenant pool");
+                pool.retain(|_, _| false);
+            })
+            .build();
+        let gateway = Arc::new(Self {
+            owner_hosts: config.owner_hosts.iter().cloned().collect(),
+            provisioner: Arc::clone(&provisioner),
+            domains: Cache::builder()
+                .name("tenant_domains")
+                .max_capacity(100_000)
+                .expire_after(ResolutionExpiry)
+                .build(),
+            last_known: Cache::builder().max_capacity(100_000).build(),
+            pools,
+            budget: Arc::new(Semaphore::new(config.tenant_connection_budget)),
+            settings: PoolSettings {
+                max_size: config.tenant_pool_size,
+                wait: POOL_WAIT,
+                connect: CONNECT_TIMEOUT,
+            },
+            tenant_router: tenant::api::router(),
+        });
+        // Forget a tenant as soon as this process changes it.
+        let weak = Arc::downgrade(&gateway);
+        let mut changes = provisioner.subscribe();
+        tokio::spawn(async move {
+            loop {
+                let id = match changes.recv().await {
+                    Ok(id) => Some(id),
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => None,
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                };
+                let Some(gateway) = weak.upgrade() else {
+                    return;
+                };
+                gateway.forget(id).await;
+            }
+        });
+        gateway
+    }
+
+    /// Drops cached knowledge of a tenant (or of every tenant, for `None`).
+    pub async fn forget(&self, id: Option<Uuid>) {
+        // Domains are few per tenant and changes are rare: forgetting every domain is
+        // simpler than indexing them by tenant and just as correct.
+        self.domains.invalidate_all();
+        match id {
+            Some(id) => {
+                self.pools.invalidate(&id).await;
+                let _ = self
+                    .last_known
+                    .invalidate_entries_if(move |_, t| t.id == id);
+            }
+            None => self.pools.invalidate_all(),
+        }
+        self.domains.run_pending_tasks().await;
+    }
+
+    /// Whether `host` serves the owner API rather than a tenant.
+    pub fn is_owner_host(&self, host: &str) -> bool {
+        self.owner_hosts.contains(host) || is_ip_literal(host)
+    }
+
+    /// Tenant pools open now.
+    pub fn open_pools(&self) -> u64 {
+        self.pools.entry_count()
+    }
+
+    /// Connections the budget still allows.
+    pub fn budget_available(&self) -> usize {
+        self.budget.available_permits()
+    }
+
+    async fn resolve(&self, domain: &str) -> Result<Resolution, Refusal> {
+        let provisioner = Arc::clone(&self.provisioner);
+        let key = domain.to_string();
+        let lookup = self
+            .domains
+            .try_get_with(key.clone(), async move {
+                let conn = provisioner.pool().get().await.map_err(|e| e.to_string())?;
+                let tenant = owner::tenants::tenant_fetch_by_domain(&**conn, &key)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                Ok::<_, String>(match tenant {
+                    Some(t) => Resolution::Tenant(Arc::new(t)),
+                    None => Resolution::Unknown,
+                })
+            })
+            .await;
+        match lookup {
+            Ok(resolution) => {
+                if let Resolution::Tenant(t) = &resolution {
+                    self.last_known
+                        .insert(domain.to_string(), Arc::clone(t))
+                        .await;
+                }
+                Ok(resolution)
+            }
+            Err(e) => {
+                // The owner database is unreachable: serve a tenant last known active.
+                match self.last_known.get(domain).await {
+                    Some(t) if t.status == TenantStatus::Active => {
+                        tracing::warn!(error = %e, domain, "owner database unreachable; serving from the last known state");
+                        Ok(Resolution::Tenant(t))
+                    }
+                    _ => {
+                        tracing::warn!(error = %e, domain, "owner database unreachable");
+                        Err(Refusal::OwnerUnavailable)
+                    }
+                }
+            }
+        }
+    }
+
+    /// The tenant's pool, opened once however many requests ask at the same time.
+    async fn pool(&self, tenant: &Tenant) -> Result<TenantPool, Refusal> {
+        let password = self
+            .provisioner
+            .runtime_password(tenant)
+            .map_err(|e| Refusal::TenantUnavailable(e.to_string()))?;
+        let config =
+            self.provisioner
+                .cluster()
+                .config_as(&tenant.db_name, &tenant.runtime_role, &password);
+        let settings = self.settings;
+        let budget = Arc::clone(&self.budget);
+        let pools = self.pools.clone();
+        let relief: Relief = Arc::new(move || {
+            // Close one idle connection, the longest unused found, so each waiter frees
+            // just what it needs instead of emptying every pool.
+            let mut oldest: Option<(TenantPool, std::time::Duration)> = None;
+            for (_, pool) in pools.iter() {
+                let mut idle_for = std::time::Duration::ZERO;
+                let _ = pool.retain(|_, metrics| {
+                    idle_for = idle_for.max(metrics.last_used());
+                    true
+                });
+                if pool.status().available > 0 && oldest.as_ref().is_none_or(|(_, d)| idle_for > *d)
+                {
+                    oldest = Some((pool, idle_for));
+                }
+            }
+            if let Some((pool, _)) = oldest {
+                let mut closed = false;
+                pool.retain(|_, _| {
+                    let keep = closed;
+                    closed = true;
+                    keep
+                });
+            }
+        });
+        self.pools
+            .try_get_with(tenant.id, async move {
+                build_pool(config, settings, budget, relief)
+            })
+            .await
+            .map_err(|e| Refusal::TenantUnavailable(e.to_string()))
+    }
+}
+
+/// Middleware: requests for a tenant host are served by the tenant router with their
+/// tenant's context; requests for an owner host go on to the owner routes.
+pub async fn dispatch(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let host = match request_host(&req) {
+        Ok(host) => host,
+        Err(why) => {
+            return ApiError::new(StatusCode::BAD_REQUEST, "invalid_host", why).into_response();
+        }
+    };
+    let gateway = &state.gateway;
+    if gateway.is_owner_host(&host) {
+        return next.run(req).await;
+    }
+    match serve_tenant(gateway, &state, &host, req).await {
+        Ok(response) => response,
+        Err(refusal) => refusal.into_response(),
+    }
+}
+
+async fn serve_tenant(
+    gateway: &Gateway,
+    state: &AppState,
+    host: &str,
+    mut req: Request,
+) -> Result<Response, Refusal> {
+    let tenant = match gateway.resolve(host).await? {
+        Resolution::Unknown => return Err(Refusal::UnknownTenant),
+        Resolution::Tenant(t) => t,
+    };
+    tracing::Span::current().record("tenant_id", tracing::field::display(tenant.id));
+    match tenant.status {
+        TenantStatus::Active => {}
+        TenantStatus::Suspended => return Err(Refusal::Suspended),
+        TenantStatus::Provisioning => return Err(Refusal::Provisioning),
+        TenantStatus::Deleting | TenantStatus::Deleted => return Err(Refusal::UnknownTenant),
+    }
+    let pool = gateway.pool(&tenant).await?;
+    let tree = state
+        .provisioner
+        .storage()
+        .tenant(&tenant.slug)
+        .map_err(|e| Refusal::TenantUnavailable(e.to_string()))?;
+    req.extensions_mut().insert(tenant::TenantContext {
+        id: tenant.id,
+        slug: tenant.slug.clone(),
+        pool,
+        storage: Arc::new(tree),
+    });
+    let response = gateway
+        .tenant_router
+        .clone()
+        .oneshot(req.map(Body::new))
+        .await
+        .unwrap_or_else(|never| match never {});
+    Ok(response)
+}

@@ -1,0 +1,16 @@
+//! What a tenant request is served with. The gateway builds it; the handlers here never
+//! see another tenant's anything.
+
+use std::sync::Arc;
+
+use uuid::Uuid;
+
+use crate::pool::TenantPool;
+
+#[derive(Clone)]
+pub struct TenantContext {
+    pub id: Uuid,
+    pub slug: String,
+    pub pool: TenantPool,
+    pub storage: Arc<storage::TenantTree>,
+}

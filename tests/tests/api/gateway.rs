@@ -1,0 +1,313 @@
+//! The gateway: requests are routed by the `Host` header alone to their tenant's own
+//! database, through that tenant's runtime role; everything else is refused clearly.
+
+use serde_json::Value;
+
+use crate::helpers::{connect_as, pg, spawn_app, spawn_app_with};
+
+async fn status_on(
+    app: &crate::helpers::TestApp,
+    host: &str,
+    headers: &[(&str, &str)],
+) -> (u16, Value) {
+    let response = app.get_on(host, "/api/v1/status", headers).await;
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn each_host_reaches_its_own_tenant_through_its_runtime_role() {
+    let app = spawn_app().await;
+    let a = app.create_tenant("alpha").await;
+    let b = app.create_tenant("bravo").await;
+    for (host, t) in [
+        ("alpha.localhost", &a),
+        ("ALPHA.localhost.:8080", &a),
+        ("bravo.localhost", &b),
+    ] {
+        let (status, body) = status_on(&app, host, &[]).await;
+        assert_eq!(status, 200, "{host}: {body}");
+        assert_eq!(body["tenant"]["slug"], t["slug"], "{host}");
+        assert_eq!(body["database"], t["db_name"]);
+        assert_eq!(
+            body["role"], t["runtime_role"],
+            "served through the runtime role"
+        );
+    }
+    // Data written in A's database is seen on A's host only.
+    pg(a["db_name"].as_str().expect("db"))
+        .await
+        .execute(
+            "INSERT INTO practices (id, name) VALUES ($1, 'A only')",
+            &[&uuid::Uuid::new_v4()],
+        )
+        .await
+        .expect("insert");
+    assert_eq!(
+        status_on(&app, "alpha.localhost", &[]).await.1["practices"],
+        1
+    );
+    assert_eq!(
+        status_on(&app, "bravo.localhost", &[]).await.1["practices"],
+        0
+    );
+}
+
+#[tokio::test]
+async fn spoofed_unknown_and_owner_hosts_never_reach_another_tenant() {
+    let app = spawn_app().await;
+    app.create_tenant("alpha").await;
+    app.create_tenant("bravo").await;
+    // Forwarding headers are ignored: the Host header decides.
+    for headers in [
+        vec![("x-forwarded-host", "bravo.localhost")],
+        vec![("forwarded", "host=bravo.localhost")],
+        vec![
+            ("x-forwarded-host", "bravo.localhost"),
+            ("forwarded", "for=1.2.3.4;host=bravo.localhost"),
+        ],
+    ] {
+        let (status, body) = status_on(&app, "alpha.localhost", &headers).await;
+        assert_eq!(
+            (status, body["tenant"]["slug"].as_str()),
+            (200, Some("alpha")),
+            "{headers:?}"
+        );
+    }
+    // Unknown hosts, look-alikes (punycode of a Cyrillic a) and the bare base domain.
+    for host in [
+        "nobody.localhost",
+        "xn--lpha-4fg.localhost",
+        "alpha.localhost.evil.com",
+        "alpha",
+    ] {
+        let (status, body) = status_on(&app, host, &[]).await;
+        assert_eq!(status, 404, "{host}: {body}");
+        assert_ne!(body["tenant"]["slug"], "alpha");
+    }
+    assert_eq!(
+        status_on(&app, "nobody.localhost", &[]).await.1["error"]["code"],
+        "unknown_tenant"
+    );
+    // The owner host serves the owner API, never a tenant, whatever the forwarding headers say.
+    let (status, body) = status_on(
+        &app,
+        "localhost",
+        &[("x-forwarded-host", "alpha.localhost")],
+    )
+    .await;
+    assert_eq!(status, 404, "{body}");
+    assert!(body.get("tenant").is_none());
+    // A tenant host never serves the owner API, even with an operator's token.
+    let response = app
+        .http
+        .get(format!("{}/api/owner/tenants", app.address))
+        .header("host", "alpha.localhost")
+        .bearer_auth(&app.token)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), 404);
+    // A raw non-ASCII Host is refused outright.
+    let raw = raw_request(
+        &app,
+        "GET /api/v1/status HTTP/1.1\r\nHost: \u{430}lpha.localhost\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(raw.starts_with("HTTP/1.1 400"), "{raw}");
+}
+
+async fn raw_request(app: &crate::helpers::TestApp, request: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = app.address.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    stream.write_all(request.as_bytes()).await.expect("write");
+    let mut out = Vec::new();
+    let _ = stream.read_to_end(&mut out).await;
+    String::from_utf8_lossy(&out).to_string()
+}
+
+#[tokio::test]
+async fn suspension_provisioning_and_deletion_are_answered_at_once() {
+    let app = spawn_app().await;
+    let t = app.create_tenant("sleepy").await;
+    let id = t["id"].as_str().expect("id");
+    assert_eq!(status_on(&app, "sleepy.localhost", &[]).await.0, 200);
+    app.post_json(
+        &format!("/api/owner/tenants/{id}/suspend"),
+        Some(&app.token),
+        &serde_json::json!({}),
+    )
+    .await;
+    let (status, body) = status_on(&app, "sleepy.localhost", &[]).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (403, Some("tenant_suspended")),
+        "no stale cache"
+    );
+    app.post_json(
+        &format!("/api/owner/tenants/{id}/resume"),
+        Some(&app.token),
+        &serde_json::json!({}),
+    )
+    .await;
+    assert_eq!(status_on(&app, "sleepy.localhost", &[]).await.0, 200);
+
+    // Still provisioning: 503 with Retry-After (the request is only recorded, not driven).
+    let pending = app
+        .provisioner()
+        .tenant_create(
+            &control_plane::provisioning::CreateTenant {
+                slug: "later".into(),
+                name: "Later".into(),
+                ..Default::default()
+            },
+            &control_plane::provisioning::Actor::cli(),
+        )
+        .await
+        .expect("create");
+    let response = app.get_on("later.localhost", "/api/v1/status", &[]).await;
+    assert_eq!(response.status(), 503);
+    assert!(response.headers().contains_key("retry-after"));
+    app.provisioner().drive(pending.id).await.expect("drive");
+    assert_eq!(
+        status_on(&app, "later.localhost", &[]).await.0,
+        200,
+        "active once provisioned"
+    );
+
+    app.delete(
+        &format!("/api/owner/tenants/{id}?wait=true"),
+        Some(&app.token),
+    )
+    .await;
+    assert_eq!(status_on(&app, "sleepy.localhost", &[]).await.0, 404);
+}
+
+#[tokio::test]
+async fn a_tenant_whose_database_is_unreachable_fails_alone_and_recovers() {
+    let app = spawn_app().await;
+    let down = app.create_tenant("down").await;
+    app.create_tenant("fine").await;
+    assert_eq!(status_on(&app, "down.localhost", &[]).await.0, 200);
+    let db = down["db_name"].as_str().expect("db");
+    let admin = pg("postgres").await;
+    admin
+        .batch_execute(&format!(
+            "ALTER DATABASE \"{db}\" ALLOW_CONNECTIONS false; \
+             SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{db}'"
+        ))
+        .await
+        .expect("make unreachable");
+    let (status, body) = status_on(&app, "down.localhost", &[]).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (503, Some("tenant_unavailable")),
+        "{body}"
+    );
+    assert_eq!(
+        status_on(&app, "fine.localhost", &[]).await.0,
+        200,
+        "other tenants keep working"
+    );
+    admin
+        .batch_execute(&format!("ALTER DATABASE \"{db}\" ALLOW_CONNECTIONS true"))
+        .await
+        .expect("restore");
+    assert_eq!(
+        status_on(&app, "down.localhost", &[]).await.0,
+        200,
+        "recovers without a restart"
+    );
+}
+
+#[tokio::test]
+async fn more_tenants_than_pools_under_load_stay_within_the_connection_budget() {
+    const BUDGET: usize = 6;
+    let app = spawn_app_with(|c| {
+        c.tenant_connection_budget = BUDGET;
+        c.tenant_pool_size = 2;
+        c.max_tenant_pools = 4;
+    })
+    .await;
+    let tenants = app.create_tenants("load", 10).await;
+    let roles: Vec<String> = tenants.iter().map(|t| t.runtime_role.clone()).collect();
+    let watcher = pg("postgres").await;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = {
+        let stop = std::sync::Arc::clone(&stop);
+        let roles = roles.clone();
+        tokio::spawn(async move {
+            let mut peak = 0i64;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                let n: i64 = watcher
+                    .query_one(
+                        "SELECT count(*) FROM pg_stat_activity WHERE usename = ANY($1)",
+                        &[&roles],
+                    )
+                    .await
+                    .expect("sample")
+                    .get(0);
+                peak = peak.max(n);
+                // Pace the sampler so it does not starve the service it watches.
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+            peak
+        })
+    };
+    let requests = (0..200).map(|i| {
+        let host = format!("load-{}.localhost", i % 10);
+        let app = &app;
+        async move {
+            let response = app.get_on(&host, "/api/v1/status", &[]).await;
+            let status = response.status().as_u16();
+            let body: Value = response.json().await.unwrap_or(Value::Null);
+            (
+                status,
+                format!(
+                    "{} {}",
+                    body["error"]["code"].as_str().unwrap_or(""),
+                    body["error"]["message"].as_str().unwrap_or("")
+                ),
+            )
+        }
+    });
+    let statuses = futures::future::join_all(requests).await;
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let peak = sampler.await.expect("sampler");
+    let ok = statuses.iter().filter(|(s, _)| *s == 200).count();
+    eprintln!("served {ok} of 200; peak {peak} tenant connections (budget {BUDGET})");
+    let refused: Vec<_> = statuses.iter().filter(|(s, _)| *s != 200).collect();
+    assert!(
+        refused
+            .iter()
+            .all(|(s, code)| *s == 503 && code.starts_with("busy")),
+        "only 'busy' refusals: {refused:?}"
+    );
+    assert!(
+        ok >= 100,
+        "most requests served: {ok} of 200; refused {refused:?}"
+    );
+    assert!(
+        peak as usize <= BUDGET,
+        "peak {peak} tenant connections over the budget of {BUDGET}"
+    );
+    assert!(
+        app.state.gateway.open_pools() <= 4 + 1,
+        "pool cache bounded"
+    );
+
+    // Closing the pools closes their connections.
+    app.state.gateway.forget(None).await;
+    let left: i64 = pg("postgres")
+        .await
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity WHERE usename = ANY($1) AND state = 'idle'",
+            &[&roles],
+        )
+        .await
+        .expect("count")
+        .get(0);
+    let _ = connect_as; // (runtime-role connections are made by the service only)
+    assert!(left <= BUDGET as i64);
+}
