@@ -126,12 +126,15 @@ pub struct Tenant {
     pub updated_at: DateTime<Utc>,
     pub activated_at: Option<DateTime<Utc>>,
     pub deleted_at: Option<DateTime<Utc>>,
+    /// The first user to make in the tenant database (email, argon2 hash), until active.
+    #[serde(skip)]
+    pub initial_admin: Option<serde_json::Value>,
 }
 
 const COLUMNS: &str = "id, slug, name, status, provisioning_step, last_error, plan_code, \
     server_id, db_name, owner_role, runtime_role, owner_password_enc, runtime_password_enc, \
     secret_key_version, schema_version, settings, features, created_at, updated_at, \
-    activated_at, deleted_at";
+    activated_at, deleted_at, initial_admin";
 
 impl TryFrom<&Row> for Tenant {
     type Error = Error;
@@ -167,6 +170,7 @@ impl TryFrom<&Row> for Tenant {
             updated_at: row.try_get("updated_at")?,
             activated_at: row.try_get("activated_at")?,
             deleted_at: row.try_get("deleted_at")?,
+            initial_admin: row.try_get("initial_admin")?,
         })
     }
 }
@@ -330,7 +334,8 @@ pub async fn tenant_transition(
                 "UPDATE tenants SET status = $3, provisioning_step = $4, last_error = NULL, \
                  updated_at = now(), \
                  activated_at = CASE WHEN $3 = 'active' AND activated_at IS NULL THEN now() ELSE activated_at END, \
-                 deleted_at = CASE WHEN $3 = 'deleted' THEN now() ELSE deleted_at END \
+                 deleted_at = CASE WHEN $3 = 'deleted' THEN now() ELSE deleted_at END, \
+                 initial_admin = CASE WHEN $3 = 'provisioning' THEN initial_admin END \
                  WHERE id = $1 AND status = ANY($2) RETURNING {COLUMNS}"
             ),
             &[&id, &from, &to.as_str(), &step.as_str()],
@@ -338,6 +343,21 @@ pub async fn tenant_transition(
         .await?
         .ok_or(Error::Conflict)?;
     Tenant::try_from(&row)
+}
+
+/// Records the first user to create in the tenant's database during provisioning.
+pub async fn tenant_set_initial_admin(
+    client: &impl GenericClient,
+    id: Uuid,
+    admin: &serde_json::Value,
+) -> Result<()> {
+    client
+        .execute(
+            "UPDATE tenants SET initial_admin = $2 WHERE id = $1",
+            &[&id, admin],
+        )
+        .await?;
+    Ok(())
 }
 
 pub async fn tenant_set_error(client: &impl GenericClient, id: Uuid, error: &str) -> Result<()> {

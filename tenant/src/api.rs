@@ -11,9 +11,14 @@ use serde_json::json;
 use crate::context::TenantContext;
 use crate::pool::{ConnectError, PoolError};
 
+mod auth;
+
+pub use auth::AuthUser;
+
 pub fn router() -> Router {
     Router::new()
         .route("/api/v1/status", get(status))
+        .merge(auth::routes())
         .fallback(not_found)
 }
 
@@ -47,10 +52,43 @@ async fn not_found() -> Response {
     error(StatusCode::NOT_FOUND, "not_found", "no such route")
 }
 
-/// Failures of the tenant's own database: the tenant is unavailable, not the service.
+/// Why a tenant request failed. Failures of the tenant's own database make the tenant
+/// unavailable (503), not the service.
 pub enum ApiFailure {
     Pool(PoolError),
     Db(tokio_postgres::Error),
+    Unauthenticated,
+    Forbidden(&'static str),
+    BadRequest(&'static str, String),
+    Unprocessable(&'static str, String),
+    Internal(String),
+}
+
+impl From<tokio_postgres::Error> for ApiFailure {
+    fn from(e: tokio_postgres::Error) -> Self {
+        ApiFailure::Db(e)
+    }
+}
+
+impl From<PoolError> for ApiFailure {
+    fn from(e: PoolError) -> Self {
+        ApiFailure::Pool(e)
+    }
+}
+
+impl From<axum::extract::rejection::JsonRejection> for ApiFailure {
+    fn from(rejection: axum::extract::rejection::JsonRejection) -> Self {
+        use axum::extract::rejection::JsonRejection as J;
+        match rejection {
+            J::JsonSyntaxError(e) => ApiFailure::BadRequest("malformed_json", e.body_text()),
+            J::JsonDataError(e) => ApiFailure::Unprocessable("invalid_body", e.body_text()),
+            J::MissingJsonContentType(_) => ApiFailure::BadRequest(
+                "unsupported_media_type",
+                "send JSON with Content-Type: application/json".into(),
+            ),
+            other => ApiFailure::BadRequest("bad_request", other.body_text()),
+        }
+    }
 }
 
 impl IntoResponse for ApiFailure {
@@ -77,13 +115,49 @@ impl IntoResponse for ApiFailure {
                     "this tenant's database is unavailable; retry shortly",
                 ))
             }
+            ApiFailure::Db(e) if e.as_db_error().is_some() => {
+                tracing::error!(error = %crate::chain(&e), "tenant query failed");
+                error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "internal error; see the server log",
+                )
+            }
             ApiFailure::Db(e) => {
-                tracing::warn!(error = %crate::chain(&e), "tenant database error");
+                tracing::warn!(error = %crate::chain(&e), "tenant database unreachable");
                 retry(error(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "tenant_unavailable",
                     "this tenant's database is unavailable; retry shortly",
                 ))
+            }
+            ApiFailure::Unauthenticated => {
+                let mut r = error(
+                    StatusCode::UNAUTHORIZED,
+                    "unauthenticated",
+                    "a valid bearer token for this tenant is required",
+                );
+                r.headers_mut().insert(
+                    axum::http::header::WWW_AUTHENTICATE,
+                    axum::http::HeaderValue::from_static("Bearer"),
+                );
+                r
+            }
+            ApiFailure::Forbidden(why) => error(StatusCode::FORBIDDEN, "forbidden", why),
+            ApiFailure::BadRequest(code, why) if code == "unsupported_media_type" => {
+                error(StatusCode::UNSUPPORTED_MEDIA_TYPE, code, &why)
+            }
+            ApiFailure::BadRequest(code, why) => error(StatusCode::BAD_REQUEST, code, &why),
+            ApiFailure::Unprocessable(code, why) => {
+                error(StatusCode::UNPROCESSABLE_ENTITY, code, &why)
+            }
+            ApiFailure::Internal(why) => {
+                tracing::error!(error = %why, "tenant request failed");
+                error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "internal error; see the server log",
+                )
             }
         }
     }
@@ -103,4 +177,25 @@ fn retry(mut response: Response) -> Response {
         axum::http::HeaderValue::from_static("5"),
     );
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode};
+    use tower::ServiceExt;
+
+    #[tokio::test]
+    async fn auth_routes_exist() {
+        let response = super::router()
+            .oneshot(
+                Request::post("/api/v1/auth/login")
+                    .header("content-type", "application/json")
+                    .body(Body::from("{}"))
+                    .expect("request"),
+            )
+            .await
+            .expect("response");
+        assert_ne!(response.status(), StatusCode::NOT_FOUND);
+    }
 }

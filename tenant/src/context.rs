@@ -13,4 +13,6 @@ pub struct TenantContext {
     pub slug: String,
     pub pool: TenantPool,
     pub storage: Arc<storage::TenantTree>,
+    /// This tenant's token keys (no other tenant's key verifies its tokens).
+    pub keys: Arc<crate::auth::TenantKeys>,
 }

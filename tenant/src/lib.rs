@@ -4,9 +4,11 @@
 //! connection to one tenant's database.
 
 pub mod api;
+pub mod auth;
 pub mod context;
 pub mod migrations;
 pub mod pool;
+pub mod users;
 
 pub use context::TenantContext;
 

@@ -69,6 +69,13 @@ pub struct CreateArgs {
     /// Extra domain (repeatable); `<slug>.<base domain>` is always added.
     #[arg(long = "domain")]
     domains: Vec<String>,
+    /// The tenant's first user, an admin. Without --admin-password-stdin a one-time
+    /// password is printed once and must be changed at first login.
+    #[arg(long)]
+    admin_email: Option<String>,
+    /// Read the admin's password from the first line of stdin.
+    #[arg(long, requires = "admin_email")]
+    admin_password_stdin: bool,
     #[arg(long)]
     json: bool,
 }
@@ -85,8 +92,37 @@ pub async fn run(cmd: TenantsCommand, config: Config) -> Result<()> {
                 plan: args.plan,
                 domains: args.domains,
             };
-            let tenant = provisioner.tenant_create(&request, &actor).await?;
+            let admin = match args.admin_email {
+                None => None,
+                Some(email) => {
+                    let password = if args.admin_password_stdin {
+                        let mut line = String::new();
+                        std::io::BufRead::read_line(&mut std::io::stdin().lock(), &mut line)
+                            .map_err(|e| {
+                                Error::BadRequest(format!(
+                                    "cannot read the password from stdin: {e}"
+                                ))
+                            })?;
+                        Some(secrecy::SecretString::from(
+                            line.trim_end_matches(['\r', '\n']).to_string(),
+                        ))
+                    } else {
+                        None
+                    };
+                    Some(crate::provisioning::FirstAdmin { email, password })
+                }
+            };
+            let (tenant, one_time) = provisioner
+                .tenant_create_with_admin(&request, admin.as_ref(), &actor)
+                .await?;
             let tenant = provisioner.drive(tenant.id).await?;
+            if let Some(password) = one_time {
+                // Printed once, to stderr, so `--json` output stays clean for scripts.
+                eprintln!(
+                    "one-time password for the admin (shown once; must be changed at first login): {}",
+                    secrecy::ExposeSecret::expose_secret(&password)
+                );
+            }
             show(&services, tenant, args.json).await
         }
         TenantsCommand::List { status, json } => {

@@ -343,11 +343,19 @@ async fn serve_tenant(
         .storage()
         .tenant(&tenant.slug)
         .map_err(|e| Refusal::TenantUnavailable(e.to_string()))?;
+    let secret = state
+        .provisioner
+        .tenant_token_secret(tenant.id)
+        .map_err(|e| Refusal::TenantUnavailable(e.to_string()))?;
     req.extensions_mut().insert(tenant::TenantContext {
         id: tenant.id,
         slug: tenant.slug.clone(),
         pool,
         storage: Arc::new(tree),
+        keys: Arc::new(tenant::auth::TenantKeys::new(
+            tenant.id,
+            secrecy::ExposeSecret::expose_secret(&secret),
+        )),
     });
     let response = gateway
         .tenant_router

@@ -43,12 +43,19 @@ pub struct TenantView {
     #[serde(flatten)]
     pub tenant: Tenant,
     pub domains: Vec<TenantDomain>,
+    /// Shown once, in the answer to the create request that generated it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub one_time_password: Option<String>,
 }
 
 async fn view(state: &AppState, tenant: Tenant) -> Result<TenantView> {
     let conn = state.pool.get().await?;
     let domains = domain_list_for_tenant(&**conn, tenant.id).await?;
-    Ok(TenantView { tenant, domains })
+    Ok(TenantView {
+        tenant,
+        domains,
+        one_time_password: None,
+    })
 }
 
 /// A tenant by id, or by slug among living tenants.
@@ -69,6 +76,10 @@ struct CreateRequest {
     plan: Option<String>,
     #[serde(default)]
     domains: Vec<String>,
+    /// The tenant's first user (an admin); without `admin_password` a one-time password
+    /// is generated and returned once.
+    admin_email: Option<String>,
+    admin_password: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -92,11 +103,22 @@ async fn create(
         plan: req.plan,
         domains: req.domains,
     };
-    let tenant = state
+    if req.admin_password.is_some() && req.admin_email.is_none() {
+        return Err(Error::BadRequest("admin_password needs admin_email".into()));
+    }
+    let admin = req
+        .admin_email
+        .map(|email| crate::provisioning::FirstAdmin {
+            email,
+            password: req.admin_password.map(secrecy::SecretString::from),
+        });
+    let (tenant, one_time) = state
         .provisioner
-        .tenant_create(&request, &operator.actor(ip))
+        .tenant_create_with_admin(&request, admin.as_ref(), &operator.actor(ip))
         .await?;
-    settle(&state, tenant, query.wait).await
+    let (status, Json(mut view)) = settle(&state, tenant, query.wait).await?;
+    view.one_time_password = one_time.map(|p| secrecy::ExposeSecret::expose_secret(&p).to_string());
+    Ok((status, Json(view)))
 }
 
 /// Starts the drive and, when asked, waits for it; 201 once active, else 202.

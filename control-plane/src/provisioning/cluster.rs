@@ -298,6 +298,29 @@ impl Cluster {
         Ok(version?)
     }
 
+    /// Creates the tenant's first admin user (as the owner role) unless that email exists.
+    pub async fn ensure_first_admin(
+        &self,
+        sessions: &mut Sessions,
+        names: &TenantNames,
+        admin: &serde_json::Value,
+    ) -> Result<()> {
+        let email = admin["email"].as_str().unwrap_or_default();
+        let hash = admin["password_hash"].as_str().unwrap_or_default();
+        let must_change = admin["must_change_password"].as_bool().unwrap_or(true);
+        if email.is_empty() || hash.is_empty() {
+            return Err(Error::Internal("malformed initial admin record".into()));
+        }
+        let client = sessions.tenant(self, &names.database).await?;
+        client
+            .batch_execute(&format!("SET ROLE {}", ident(&names.owner_role)))
+            .await?;
+        let result = tenant::users::user_ensure_admin(&*client, email, hash, must_change).await;
+        client.batch_execute("RESET ROLE").await?;
+        result?;
+        Ok(())
+    }
+
     /// Drops the tenant's database if it exists and is ours. Connected sessions are ended.
     pub async fn drop_database(
         &self,

@@ -61,6 +61,14 @@ impl Actor {
     }
 }
 
+/// The first user of a new tenant.
+#[derive(Debug, Clone)]
+pub struct FirstAdmin {
+    pub email: String,
+    /// None: generate a one-time password.
+    pub password: Option<SecretString>,
+}
+
 /// A request to create a tenant, as it arrived (validated by [`Provisioner::tenant_create`]).
 #[derive(Debug, Clone, Default)]
 pub struct CreateTenant {
@@ -164,6 +172,59 @@ impl Provisioner {
     /// `provisioning`), its domains and subscription, and the audit entry, in one
     /// transaction. Nothing exists on the server yet; [`Provisioner::drive`] makes it.
     pub async fn tenant_create(&self, req: &CreateTenant, actor: &Actor) -> Result<Tenant> {
+        Ok(self.tenant_create_with_admin(req, None, actor).await?.0)
+    }
+
+    /// Like [`Provisioner::tenant_create`], also asking for the tenant's first user (an
+    /// admin) to be made in its database. Without a password, a one-time password is
+    /// generated, returned here once, and must be changed at first login. Only its
+    /// argon2 hash is kept, and only until the tenant is active.
+    pub async fn tenant_create_with_admin(
+        &self,
+        req: &CreateTenant,
+        admin: Option<&FirstAdmin>,
+        actor: &Actor,
+    ) -> Result<(Tenant, Option<SecretString>)> {
+        use secrecy::ExposeSecret;
+        let mut one_time = None;
+        let initial_admin = match admin {
+            None => None,
+            Some(admin) => {
+                let email = owner::Email::parse(&admin.email)?;
+                let (password, must_change) = match &admin.password {
+                    Some(pw) => {
+                        crate::auth::check_new_password(pw.expose_secret())?;
+                        (pw.clone(), false)
+                    }
+                    None => {
+                        let pw = SecretString::from(tenant::auth::random_token());
+                        one_time = Some(pw.clone());
+                        (pw, true)
+                    }
+                };
+                let hash = tokio::task::spawn_blocking(move || {
+                    tenant::auth::hash_password(password.expose_secret())
+                })
+                .await
+                .map_err(|e| Error::Internal(e.to_string()))?
+                .map_err(Error::Crypto)?;
+                Some(
+                    json!({ "email": email.as_str(), "password_hash": hash, "must_change_password": must_change }),
+                )
+            }
+        };
+        let tenant = self
+            .insert_tenant(req, initial_admin.as_ref(), actor)
+            .await?;
+        Ok((tenant, one_time))
+    }
+
+    async fn insert_tenant(
+        &self,
+        req: &CreateTenant,
+        initial_admin: Option<&serde_json::Value>,
+        actor: &Actor,
+    ) -> Result<Tenant> {
         let slug = TenantSlug::parse(req.slug.trim())?;
         let name = req.name.trim();
         if name.is_empty()
@@ -226,6 +287,9 @@ impl Provisioner {
             },
         )
         .await?;
+        if let Some(admin) = initial_admin {
+            tenants::tenant_set_initial_admin(&*tx, id, admin).await?;
+        }
         owner::domains::domain_insert(&*tx, id, &primary, true, true).await?;
         for domain in &extra {
             owner::domains::domain_insert(&*tx, id, domain, false, false).await?;
@@ -271,6 +335,11 @@ impl Provisioner {
             blob,
             &secret_aad(tenant.id, purpose),
         )
+    }
+
+    /// The key that signs this tenant's user tokens (and no other tenant's).
+    pub fn tenant_token_secret(&self, id: Uuid) -> Result<secrecy::SecretBox<[u8; 32]>> {
+        self.keyring.derive(&format!("tenant-jwt-v1:{id}"))
     }
 
     /// The owner role's password, for migrations.
@@ -501,6 +570,11 @@ impl Provisioner {
             }
             Step::SchemaMigrated => {
                 let version = self.cluster.migrate(sessions, &names).await?;
+                if let Some(admin) = &tenant.initial_admin {
+                    self.cluster
+                        .ensure_first_admin(sessions, &names, admin)
+                        .await?;
+                }
                 let conn = self.pool.get().await?;
                 tenants::tenant_set_schema_version(&**conn, tenant.id, version).await?;
                 details = json!({ "schema_version": version });

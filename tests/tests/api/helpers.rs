@@ -277,6 +277,28 @@ impl TestApp {
         request.send().await.expect("request")
     }
 
+    /// A request to `host` with an optional bearer token and JSON body.
+    pub async fn on(
+        &self,
+        method: reqwest::Method,
+        host: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+    ) -> reqwest::Response {
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", self.address))
+            .header("host", host);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        request.send().await.expect("request")
+    }
+
     pub async fn get(&self, path: &str, token: Option<&str>) -> reqwest::Response {
         let mut request = self.http.get(format!("{}{path}", self.address));
         if let Some(token) = token {

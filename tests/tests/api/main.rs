@@ -10,4 +10,5 @@ mod health;
 mod isolation;
 mod provisioning;
 mod recovery;
+mod tenant_auth;
 mod validation;

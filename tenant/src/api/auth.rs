@@ -1,0 +1,215 @@
+//! `/api/v1/auth/*` and `/api/v1/me`: log in, refresh, log out, change password.
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Extension, FromRequestParts};
+use axum::http::header;
+use axum::http::request::Parts;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::ApiFailure;
+use crate::auth::{
+    MIN_PASSWORD_CHARS, REFRESH_TTL, hash_password, random_token, token_hash, verify_dummy,
+    verify_password,
+};
+use crate::context::TenantContext;
+use crate::users::{self, User};
+
+pub fn routes() -> Router {
+    Router::new()
+        .route("/api/v1/auth/login", post(login))
+        .route("/api/v1/auth/refresh", post(refresh))
+        .route("/api/v1/auth/logout", post(logout))
+        .route("/api/v1/auth/password", post(change_password))
+        .route("/api/v1/me", get(me))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LoginRequest {
+    email: String,
+    password: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RefreshRequest {
+    refresh_token: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PasswordRequest {
+    current_password: String,
+    new_password: String,
+}
+
+/// Access and refresh tokens for a user, the refresh token stored hashed.
+async fn tokens_for(ctx: &TenantContext, user: &User) -> Result<Value, ApiFailure> {
+    let (access, expires_at) = ctx
+        .keys
+        .issue(user.id, &user.role, user.must_change_password)
+        .map_err(ApiFailure::Internal)?;
+    let refresh = random_token();
+    let conn = ctx.pool.get().await?;
+    users::session_create(&***conn, user.id, &token_hash(&refresh), REFRESH_TTL).await?;
+    Ok(json!({
+        "access_token": access,
+        "token_type": "Bearer",
+        "expires_at": expires_at,
+        "refresh_token": refresh,
+        "must_change_password": user.must_change_password,
+    }))
+}
+
+async fn login(
+    Extension(ctx): Extension<TenantContext>,
+    body: Result<Json<LoginRequest>, JsonRejection>,
+) -> Result<Json<Value>, ApiFailure> {
+    let Json(req) = body?;
+    let email = req.email.trim().to_lowercase();
+    let user = {
+        let conn = ctx.pool.get().await?;
+        users::user_fetch_by_email(&***conn, &email).await?
+    };
+    let password = req.password;
+    let verified = match &user {
+        Some(u) => {
+            let hash = u.password_hash.clone();
+            tokio::task::spawn_blocking(move || verify_password(&password, &hash))
+                .await
+                .unwrap_or(false)
+        }
+        None => {
+            let _ = tokio::task::spawn_blocking(move || verify_dummy(&password)).await;
+            false
+        }
+    };
+    let user = match user {
+        Some(u) if verified && u.status == "active" => u,
+        _ => return Err(ApiFailure::Unauthenticated),
+    };
+    {
+        let conn = ctx.pool.get().await?;
+        users::user_record_login(&***conn, user.id).await?;
+    }
+    Ok(Json(tokens_for(&ctx, &user).await?))
+}
+
+/// Trades a refresh token for a new pair; the old one stops working.
+async fn refresh(
+    Extension(ctx): Extension<TenantContext>,
+    body: Result<Json<RefreshRequest>, JsonRejection>,
+) -> Result<Json<Value>, ApiFailure> {
+    let Json(req) = body?;
+    let user = {
+        let conn = ctx.pool.get().await?;
+        let Some(user_id) =
+            users::session_consume(&***conn, &token_hash(&req.refresh_token)).await?
+        else {
+            return Err(ApiFailure::Unauthenticated);
+        };
+        match users::user_fetch(&***conn, user_id).await? {
+            Some(u) if u.status == "active" => u,
+            _ => return Err(ApiFailure::Unauthenticated),
+        }
+    };
+    Ok(Json(tokens_for(&ctx, &user).await?))
+}
+
+async fn logout(
+    Extension(ctx): Extension<TenantContext>,
+    body: Result<Json<RefreshRequest>, JsonRejection>,
+) -> Result<Json<Value>, ApiFailure> {
+    let Json(req) = body?;
+    let conn = ctx.pool.get().await?;
+    // Unknown or already revoked tokens log out just the same.
+    users::session_consume(&***conn, &token_hash(&req.refresh_token)).await?;
+    Ok(Json(json!({ "logged_out": true })))
+}
+
+/// Changes the caller's password (the only thing a one-time password allows) and ends
+/// every other session.
+async fn change_password(
+    Extension(ctx): Extension<TenantContext>,
+    user: AuthUser,
+    body: Result<Json<PasswordRequest>, JsonRejection>,
+) -> Result<Json<Value>, ApiFailure> {
+    let Json(req) = body?;
+    if req.new_password.chars().count() < MIN_PASSWORD_CHARS {
+        return Err(ApiFailure::Unprocessable(
+            "weak_password",
+            format!("the new password must be at least {MIN_PASSWORD_CHARS} characters"),
+        ));
+    }
+    let current = user.user.password_hash.clone();
+    let old = req.current_password;
+    if !tokio::task::spawn_blocking(move || verify_password(&old, &current))
+        .await
+        .unwrap_or(false)
+    {
+        return Err(ApiFailure::Forbidden("the current password is wrong"));
+    }
+    let new = req.new_password;
+    let hash = tokio::task::spawn_blocking(move || hash_password(&new))
+        .await
+        .map_err(|e| ApiFailure::Internal(e.to_string()))?
+        .map_err(ApiFailure::Internal)?;
+    {
+        let conn = ctx.pool.get().await?;
+        users::user_set_password(&***conn, user.user.id, &hash).await?;
+        users::session_revoke_all(&***conn, user.user.id).await?;
+    }
+    let mut updated = user.user;
+    updated.must_change_password = false;
+    Ok(Json(tokens_for(&ctx, &updated).await?))
+}
+
+async fn me(user: AuthUser) -> Result<Json<User>, ApiFailure> {
+    user.require_password_changed()?;
+    Ok(Json(user.user))
+}
+
+/// The user behind a valid access token of *this* tenant, still active.
+pub struct AuthUser {
+    pub user: User,
+}
+
+impl AuthUser {
+    /// Everything but changing the password is refused while a one-time password is in use.
+    pub fn require_password_changed(&self) -> Result<(), ApiFailure> {
+        if self.user.must_change_password {
+            return Err(ApiFailure::Forbidden(
+                "change your one-time password first (POST /api/v1/auth/password)",
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for AuthUser {
+    type Rejection = ApiFailure;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiFailure> {
+        let ctx = parts
+            .extensions
+            .get::<TenantContext>()
+            .cloned()
+            .ok_or_else(|| ApiFailure::Internal("no tenant context".into()))?;
+        let token = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim)
+            .ok_or(ApiFailure::Unauthenticated)?;
+        let claims = ctx.keys.verify(token).ok_or(ApiFailure::Unauthenticated)?;
+        let conn = ctx.pool.get().await?;
+        match users::user_fetch(&***conn, claims.sub).await? {
+            Some(user) if user.status == "active" => Ok(Self { user }),
+            _ => Err(ApiFailure::Unauthenticated),
+        }
+    }
+}

@@ -1,0 +1,158 @@
+//! `users` and `sessions` in the tenant's own database.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use tokio_postgres::{GenericClient, Row};
+use uuid::Uuid;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct User {
+    pub id: Uuid,
+    pub email: String,
+    pub name: String,
+    #[serde(skip)]
+    pub password_hash: String,
+    pub role: String,
+    pub status: String,
+    pub must_change_password: bool,
+    pub created_at: DateTime<Utc>,
+    pub last_login_at: Option<DateTime<Utc>>,
+}
+
+const COLUMNS: &str =
+    "id, email, name, password_hash, role, status, must_change_password, created_at, last_login_at";
+
+fn from_row(r: &Row) -> User {
+    User {
+        id: r.get(0),
+        email: r.get(1),
+        name: r.get(2),
+        password_hash: r.get(3),
+        role: r.get(4),
+        status: r.get(5),
+        must_change_password: r.get(6),
+        created_at: r.get(7),
+        last_login_at: r.get(8),
+    }
+}
+
+pub async fn user_fetch_by_email(
+    client: &impl GenericClient,
+    email: &str,
+) -> Result<Option<User>, tokio_postgres::Error> {
+    Ok(client
+        .query_opt(
+            &format!("SELECT {COLUMNS} FROM users WHERE email = $1"),
+            &[&email],
+        )
+        .await?
+        .map(|r| from_row(&r)))
+}
+
+pub async fn user_fetch(
+    client: &impl GenericClient,
+    id: Uuid,
+) -> Result<Option<User>, tokio_postgres::Error> {
+    Ok(client
+        .query_opt(
+            &format!("SELECT {COLUMNS} FROM users WHERE id = $1"),
+            &[&id],
+        )
+        .await?
+        .map(|r| from_row(&r)))
+}
+
+/// Creates the tenant's first admin unless a user with that email exists (idempotent,
+/// for provisioning steps that may run twice).
+pub async fn user_ensure_admin(
+    client: &impl GenericClient,
+    email: &str,
+    password_hash: &str,
+    must_change_password: bool,
+) -> Result<(), tokio_postgres::Error> {
+    client
+        .execute(
+            "INSERT INTO users (id, email, name, password_hash, role, must_change_password) \
+             VALUES ($1, $2, '', $3, 'admin', $4) ON CONFLICT (email) DO NOTHING",
+            &[
+                &Uuid::now_v7(),
+                &email,
+                &password_hash,
+                &must_change_password,
+            ],
+        )
+        .await?;
+    Ok(())
+}
+
+pub async fn user_set_password(
+    client: &impl GenericClient,
+    id: Uuid,
+    hash: &str,
+) -> Result<(), tokio_postgres::Error> {
+    client
+        .execute(
+            "UPDATE users SET password_hash = $2, must_change_password = false, updated_at = now() WHERE id = $1",
+            &[&id, &hash],
+        )
+        .await?;
+    Ok(())
+}
+
+pub async fn user_record_login(
+    client: &impl GenericClient,
+    id: Uuid,
+) -> Result<(), tokio_postgres::Error> {
+    client
+        .execute(
+            "UPDATE users SET last_login_at = now() WHERE id = $1",
+            &[&id],
+        )
+        .await?;
+    Ok(())
+}
+
+pub async fn session_create(
+    client: &impl GenericClient,
+    user_id: Uuid,
+    token_hash: &[u8],
+    ttl: std::time::Duration,
+) -> Result<Uuid, tokio_postgres::Error> {
+    let id = Uuid::now_v7();
+    let secs = ttl.as_secs() as f64;
+    client
+        .execute(
+            "INSERT INTO sessions (id, user_id, token_hash, expires_at) VALUES ($1, $2, $3, now() + make_interval(secs => $4))",
+            &[&id, &user_id, &token_hash, &secs],
+        )
+        .await?;
+    Ok(id)
+}
+
+/// Revokes a live session by its token hash and returns its user (one use only).
+pub async fn session_consume(
+    client: &impl GenericClient,
+    token_hash: &[u8],
+) -> Result<Option<Uuid>, tokio_postgres::Error> {
+    Ok(client
+        .query_opt(
+            "UPDATE sessions SET revoked_at = now() WHERE token_hash = $1 AND revoked_at IS NULL \
+             AND expires_at > now() RETURNING user_id",
+            &[&token_hash],
+        )
+        .await?
+        .map(|r| r.get(0)))
+}
+
+pub async fn session_revoke_all(
+    client: &impl GenericClient,
+    user_id: Uuid,
+) -> Result<(), tokio_postgres::Error> {
+    client
+        .execute(
+            "UPDATE sessions SET revoked_at = now() WHERE user_id = $1 AND revoked_at IS NULL",
+            &[&user_id],
+        )
+        .await?;
+    Ok(())
+}
