@@ -28,6 +28,9 @@ pub enum Error {
     },
     #[error("another fleet migration is running{}", .0.map(|id| format!(" (run {id})")).unwrap_or_default())]
     FleetBusy(Option<uuid::Uuid>),
+    /// The request conflicts with the current state: `(code, message)`.
+    #[error("{1}")]
+    Conflict(&'static str, String),
     #[error("invalid request: {0}")]
     BadRequest(String),
     #[error("authentication required")]

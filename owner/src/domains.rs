@@ -65,3 +65,63 @@ pub async fn domain_delete_for_tenant(client: &impl GenericClient, tenant_id: Uu
         )
         .await?)
 }
+
+/// Removes one non-primary domain of a tenant; true if it was removed.
+pub async fn domain_delete(
+    client: &impl GenericClient,
+    tenant_id: Uuid,
+    domain: &str,
+) -> Result<bool> {
+    Ok(client
+        .execute(
+            "DELETE FROM tenant_domains WHERE tenant_id = $1 AND domain = $2 AND NOT is_primary",
+            &[&tenant_id, &domain],
+        )
+        .await?
+        == 1)
+}
+
+/// Makes `domain` the tenant's only primary domain. False if the tenant has no such domain.
+pub async fn domain_set_primary(
+    client: &impl GenericClient,
+    tenant_id: Uuid,
+    domain: &str,
+) -> Result<bool> {
+    let exists = client
+        .query_opt(
+            "SELECT 1 FROM tenant_domains WHERE tenant_id = $1 AND domain = $2",
+            &[&tenant_id, &domain],
+        )
+        .await?
+        .is_some();
+    if !exists {
+        return Ok(false);
+    }
+    client
+        .execute(
+            "UPDATE tenant_domains SET is_primary = false WHERE tenant_id = $1 AND is_primary",
+            &[&tenant_id],
+        )
+        .await?;
+    client
+        .execute(
+            "UPDATE tenant_domains SET is_primary = true WHERE tenant_id = $1 AND domain = $2",
+            &[&tenant_id, &domain],
+        )
+        .await?;
+    Ok(true)
+}
+
+pub async fn domain_is_primary(
+    client: &impl GenericClient,
+    tenant_id: Uuid,
+    domain: &str,
+) -> Result<Option<bool>> {
+    Ok(client
+        .query_opt(
+            "SELECT is_primary FROM tenant_domains WHERE tenant_id = $1 AND domain = $2",
+            &[&tenant_id, &domain],
+        )
+        .await?
+        .map(|r| r.get(0)))
+}

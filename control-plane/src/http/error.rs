@@ -92,6 +92,7 @@ impl From<&Error> for ApiError {
                 "busy",
                 "the service is busy; retry shortly",
             ),
+            Error::Conflict(code, message) => ApiError::new(S::CONFLICT, code, message.clone()),
             Error::FleetBusy(_) => ApiError::new(S::CONFLICT, "migration_running", e.to_string()),
             Error::WrongState { .. } => ApiError::new(S::CONFLICT, "invalid_state", e.to_string()),
             Error::BadRequest(msg) => ApiError::new(S::BAD_REQUEST, "bad_request", msg.clone()),

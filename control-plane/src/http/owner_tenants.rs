@@ -34,6 +34,15 @@ pub fn routes() -> Router<AppState> {
         .route("/tenants/{id}/suspend", post(suspend))
         .route("/tenants/{id}/resume", post(resume))
         .route("/tenants/{id}/audit", get(audit))
+        .route("/tenants/{id}/domains", get(domains).post(domain_add))
+        .route(
+            "/tenants/{id}/domains/{domain}",
+            axum::routing::delete(domain_remove),
+        )
+        .route(
+            "/tenants/{id}/domains/{domain}/primary",
+            post(domain_primary),
+        )
         .route("/plans", get(plans))
 }
 
@@ -260,4 +269,75 @@ async fn plans(
     let conn = state.pool.get().await?;
     let plans = owner::plans::plan_list(&**conn).await?;
     Ok(Json(serde_json::json!({ "plans": plans })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DomainRequest {
+    domain: String,
+    #[serde(default)]
+    primary: bool,
+}
+
+async fn domains(
+    State(state): State<AppState>,
+    _operator: CurrentOperator,
+    Path(key): Path<String>,
+) -> Result<Json<Vec<TenantDomain>>> {
+    let tenant = find(&state, &key).await?;
+    let conn = state.pool.get().await?;
+    Ok(Json(domain_list_for_tenant(&**conn, tenant.id).await?))
+}
+
+/// Adds a domain (unique across the fleet); served from the next request on.
+async fn domain_add(
+    State(state): State<AppState>,
+    operator: CurrentOperator,
+    ClientIp(ip): ClientIp,
+    Path(key): Path<String>,
+    ApiJson(req): ApiJson<DomainRequest>,
+) -> Result<(StatusCode, Json<Vec<TenantDomain>>)> {
+    operator.require_write()?;
+    let tenant = find(&state, &key).await?;
+    state
+        .provisioner
+        .domain_add(tenant.id, &req.domain, req.primary, &operator.actor(ip))
+        .await?;
+    let conn = state.pool.get().await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(domain_list_for_tenant(&**conn, tenant.id).await?),
+    ))
+}
+
+async fn domain_remove(
+    State(state): State<AppState>,
+    operator: CurrentOperator,
+    ClientIp(ip): ClientIp,
+    Path((key, domain)): Path<(String, String)>,
+) -> Result<Json<Vec<TenantDomain>>> {
+    operator.require_write()?;
+    let tenant = find(&state, &key).await?;
+    state
+        .provisioner
+        .domain_remove(tenant.id, &domain, &operator.actor(ip))
+        .await?;
+    let conn = state.pool.get().await?;
+    Ok(Json(domain_list_for_tenant(&**conn, tenant.id).await?))
+}
+
+async fn domain_primary(
+    State(state): State<AppState>,
+    operator: CurrentOperator,
+    ClientIp(ip): ClientIp,
+    Path((key, domain)): Path<(String, String)>,
+) -> Result<Json<Vec<TenantDomain>>> {
+    operator.require_write()?;
+    let tenant = find(&state, &key).await?;
+    state
+        .provisioner
+        .domain_make_primary(tenant.id, &domain, &operator.actor(ip))
+        .await?;
+    let conn = state.pool.get().await?;
+    Ok(Json(domain_list_for_tenant(&**conn, tenant.id).await?))
 }

@@ -12,6 +12,7 @@
 //!            removed (status deleted; the row stays for the audit trail)
 
 mod cluster;
+mod domains;
 pub mod faults;
 pub mod names;
 mod reconciler;

@@ -311,3 +311,103 @@ async fn more_tenants_than_pools_under_load_stay_within_the_connection_budget() 
     let _ = connect_as; // (runtime-role connections are made by the service only)
     assert!(left <= BUDGET as i64);
 }
+
+#[tokio::test]
+async fn domain_changes_take_effect_on_the_next_request() {
+    let app = spawn_app().await;
+    let a = app.create_tenant("alpha").await;
+    app.create_tenant("bravo").await;
+    let id = a["id"].as_str().expect("id");
+    // Unknown first (and remembered as unknown)...
+    assert_eq!(status_on(&app, "clinic.example.com", &[]).await.0, 404);
+    let added = app
+        .post_json(
+            &format!("/api/owner/tenants/{id}/domains"),
+            Some(&app.token),
+            &serde_json::json!({ "domain": "Clinic.Example.com" }),
+        )
+        .await;
+    assert_eq!(added.status(), 201);
+    // ...then served at once.
+    let (status, body) = status_on(&app, "clinic.example.com", &[]).await;
+    assert_eq!(
+        (status, body["tenant"]["slug"].as_str()),
+        (200, Some("alpha"))
+    );
+
+    // A domain belongs to one tenant only; base-domain names are the slugs'.
+    let taken = app
+        .post_json(
+            "/api/owner/tenants/bravo/domains",
+            Some(&app.token),
+            &serde_json::json!({ "domain": "clinic.example.com" }),
+        )
+        .await;
+    assert_eq!(taken.status(), 409);
+    let squat = app
+        .post_json(
+            "/api/owner/tenants/bravo/domains",
+            Some(&app.token),
+            &serde_json::json!({ "domain": "alpha2.localhost" }),
+        )
+        .await;
+    assert_eq!(squat.status(), 422);
+
+    // One primary at a time; the primary cannot be removed.
+    let primary = app
+        .post_json(
+            &format!("/api/owner/tenants/{id}/domains/clinic.example.com/primary"),
+            Some(&app.token),
+            &serde_json::json!({}),
+        )
+        .await;
+    let list: Value = primary.json().await.expect("json");
+    let primaries: Vec<&str> = list
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter(|d| d["is_primary"] == true)
+        .map(|d| d["domain"].as_str().expect("domain"))
+        .collect();
+    assert_eq!(primaries, ["clinic.example.com"]);
+    let refused = app
+        .delete(
+            &format!("/api/owner/tenants/{id}/domains/clinic.example.com"),
+            Some(&app.token),
+        )
+        .await;
+    assert_eq!(refused.status(), 409);
+    app.post_json(
+        &format!("/api/owner/tenants/{id}/domains/alpha.localhost/primary"),
+        Some(&app.token),
+        &serde_json::json!({}),
+    )
+    .await;
+    let removed = app
+        .delete(
+            &format!("/api/owner/tenants/{id}/domains/clinic.example.com"),
+            Some(&app.token),
+        )
+        .await;
+    assert_eq!(removed.status(), 200);
+    assert_eq!(
+        status_on(&app, "clinic.example.com", &[]).await.0,
+        404,
+        "removed at once"
+    );
+
+    let audited = app.count(&format!("SELECT count(*) FROM audit_log WHERE target_id = '{id}' AND action LIKE 'tenant.domain.%'")).await;
+    assert_eq!(audited, 4);
+    app.create_operator("viewer@example.com", "viewer").await;
+    let viewer = app
+        .login("viewer@example.com", crate::helpers::OPERATOR_PASSWORD)
+        .await;
+    let refused = app
+        .post_json(
+            &format!("/api/owner/tenants/{id}/domains"),
+            Some(&viewer),
+            &serde_json::json!({ "domain": "x.example.com" }),
+        )
+        .await;
+    assert_eq!(refused.status(), 403);
+}
