@@ -96,17 +96,21 @@ impl IntoResponse for ApiFailure {
         match self {
             ApiFailure::Pool(PoolError::Timeout(kind)) => {
                 tracing::warn!(?kind, "timed out waiting for a tenant connection");
+                metrics::counter!("tenant_pool_timeouts_total").increment(1);
                 retry(error(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "busy",
                     "waited too long for a connection of this tenant; retry shortly",
                 ))
             }
-            ApiFailure::Pool(PoolError::Backend(ConnectError::Budget)) => retry(error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "busy",
-                "the service's tenant connection budget is spent; retry shortly",
-            )),
+            ApiFailure::Pool(PoolError::Backend(ConnectError::Budget)) => retry({
+                metrics::counter!("tenant_connection_budget_exhausted_total").increment(1);
+                error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "busy",
+                    "the service's tenant connection budget is spent; retry shortly",
+                )
+            }),
             ApiFailure::Pool(e) => {
                 tracing::warn!(error = %e, "tenant database unavailable");
                 retry(error(

@@ -76,6 +76,7 @@ pub struct Gateway {
     last_known: Cache<String, Arc<Tenant>>,
     pools: Cache<Uuid, TenantPool>,
     budget: Arc<Semaphore>,
+    budget_limit: usize,
     settings: PoolSettings,
     tenant_router: axum::Router,
 }
@@ -138,6 +139,8 @@ impl Gateway {
             .max_capacity(config.max_tenant_pools)
             .time_to_idle(config.tenant_pool_idle)
             .eviction_listener(|id, pool: TenantPool, cause| {
+                metrics::counter!("tenant_pool_evictions_total", "cause" => format!("{cause:?}"))
+                    .increment(1);
                 // Close the idle connections now; requests still holding this pool finish
                 // normally and its last connections close when the last of them drops it.
                 // (`Pool::close` would fail those requests.)
@@ -156,12 +159,15 @@ impl Gateway {
             last_known: Cache::builder().max_capacity(100_000).build(),
             pools,
             budget: Arc::new(Semaphore::new(config.tenant_connection_budget)),
+            budget_limit: config.tenant_connection_budget,
             settings: PoolSettings {
                 max_size: config.tenant_pool_size,
                 wait: POOL_WAIT,
                 connect: CONNECT_TIMEOUT,
             },
-            tenant_router: tenant::api::router(),
+            tenant_router: tenant::api::router().route_layer(axum::middleware::from_fn(
+                crate::http::metrics::track_tenant,
+            )),
         });
         // Forget a tenant as soon as this process changes it.
         let weak = Arc::downgrade(&gateway);
@@ -205,7 +211,9 @@ impl Gateway {
     }
 
     /// Tenant pools open now.
-    pub fn open_pools(&self) -> u64 {
+    pub async fn open_pools(&self) -> u64 {
+        // The count is eventually consistent until pending maintenance runs.
+        self.pools.run_pending_tasks().await;
         self.pools.entry_count()
     }
 
@@ -214,12 +222,20 @@ impl Gateway {
         self.budget.available_permits()
     }
 
+    /// Tenant connections open now (each holds a permit of the budget).
+    pub fn connections_open(&self) -> usize {
+        self.budget_limit
+            .saturating_sub(self.budget.available_permits())
+    }
+
     async fn resolve(&self, domain: &str) -> Result<Resolution, Refusal> {
+        metrics::counter!("gateway_domain_cache_requests_total").increment(1);
         let provisioner = Arc::clone(&self.provisioner);
         let key = domain.to_string();
         let lookup = self
             .domains
             .try_get_with(key.clone(), async move {
+                metrics::counter!("gateway_domain_cache_misses_total").increment(1);
                 let conn = provisioner.pool().get().await.map_err(|e| e.to_string())?;
                 let tenant = owner::tenants::tenant_fetch_by_domain(&**conn, &key)
                     .await
@@ -232,6 +248,12 @@ impl Gateway {
             .await;
         match lookup {
             Ok(resolution) => {
+                let outcome = match resolution {
+                    Resolution::Tenant(_) => "tenant",
+                    Resolution::Unknown => "unknown",
+                };
+                metrics::counter!("gateway_domain_lookups_total", "outcome" => outcome)
+                    .increment(1);
                 if let Resolution::Tenant(t) = &resolution {
                     self.last_known
                         .insert(domain.to_string(), Arc::clone(t))
@@ -294,6 +316,7 @@ impl Gateway {
         });
         self.pools
             .try_get_with(tenant.id, async move {
+                metrics::counter!("tenant_pools_created_total").increment(1);
                 build_pool(config, settings, budget, relief)
             })
             .await

@@ -4,6 +4,7 @@
 mod error;
 mod extract;
 mod health;
+pub mod metrics;
 mod owner_auth;
 mod owner_migrations;
 mod owner_tenants;
@@ -40,9 +41,12 @@ pub fn router(state: AppState) -> Router {
         .merge(owner_tenants::routes())
         .merge(owner_migrations::routes())
         .fallback(not_found);
+    metrics::install();
     Router::new()
         .merge(health::routes())
+        .route("/metrics", axum::routing::get(metrics::render))
         .nest("/api/owner", owner_api)
+        .route_layer(axum::middleware::from_fn(metrics::track_owner))
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -293,7 +293,7 @@ async fn more_tenants_than_pools_under_load_stay_within_the_connection_budget() 
         "peak {peak} tenant connections over the budget of {BUDGET}"
     );
     assert!(
-        app.state.gateway.open_pools() <= 4 + 1,
+        app.state.gateway.open_pools().await <= 4,
         "pool cache bounded"
     );
 
@@ -410,4 +410,42 @@ async fn domain_changes_take_effect_on_the_next_request() {
         )
         .await;
     assert_eq!(refused.status(), 403);
+}
+
+#[tokio::test]
+async fn metrics_count_requests_caches_and_pools_without_tenant_labels() {
+    let app = spawn_app().await;
+    let t = app.create_tenant("metered").await;
+    assert_eq!(status_on(&app, "metered.localhost", &[]).await.0, 200);
+    assert_eq!(status_on(&app, "metered.localhost", &[]).await.0, 200);
+    let response = app.get("/metrics", None).await;
+    assert_eq!(response.status(), 200);
+    let text = response.text().await.expect("text");
+    for expected in [
+        "http_requests_total{surface=\"tenant\",route=\"/api/v1/status\",method=\"GET\",status=\"200\"}",
+        "http_request_duration_seconds_bucket",
+        "gateway_domain_cache_requests_total",
+        "gateway_domain_cache_misses_total",
+        "tenant_pools_open",
+        "tenant_connections_open",
+        "tenant_connection_budget",
+        "tenant_pools_created_total",
+    ] {
+        assert!(text.contains(expected), "{expected} missing from:\n{text}");
+    }
+    assert!(
+        !text.contains("metered"),
+        "a tenant slug leaked into a label"
+    );
+    assert!(
+        !text.contains(t["id"].as_str().expect("id")),
+        "a tenant id leaked into a label"
+    );
+    // Tenant hosts do not expose the service's metrics.
+    assert_eq!(
+        app.get_on("metered.localhost", "/metrics", &[])
+            .await
+            .status(),
+        404
+    );
 }
