@@ -56,3 +56,17 @@ pub async fn plan_fetch_active(client: &impl GenericClient, code: &str) -> Resul
         .map(|r| from_row(&r))
         .ok_or_else(|| Error::UnknownPlan(code.to_string()))
 }
+
+/// `(max_users, max_storage_bytes)` of a plan, active or not; `None` if unknown.
+pub async fn plan_limits(
+    client: &impl GenericClient,
+    code: &str,
+) -> Result<Option<(Option<i32>, Option<i64>)>> {
+    Ok(client
+        .query_opt(
+            "SELECT max_users, max_storage_bytes FROM subscription_plans WHERE code = $1",
+            &[&code],
+        )
+        .await?
+        .map(|r| (r.get(0), r.get(1))))
+}

@@ -12,6 +12,7 @@ use crate::context::TenantContext;
 use crate::pool::{ConnectError, PoolError};
 
 mod auth;
+mod users;
 
 pub use auth::AuthUser;
 
@@ -19,6 +20,7 @@ pub fn router() -> Router {
     Router::new()
         .route("/api/v1/status", get(status))
         .merge(auth::routes())
+        .merge(users::routes())
         .fallback(not_found)
 }
 
@@ -61,6 +63,8 @@ pub enum ApiFailure {
     Forbidden(&'static str),
     BadRequest(&'static str, String),
     Unprocessable(&'static str, String),
+    Conflict(&'static str, String),
+    NotFound,
     Internal(String),
 }
 
@@ -155,6 +159,8 @@ impl IntoResponse for ApiFailure {
             ApiFailure::Unprocessable(code, why) => {
                 error(StatusCode::UNPROCESSABLE_ENTITY, code, &why)
             }
+            ApiFailure::Conflict(code, why) => error(StatusCode::CONFLICT, code, &why),
+            ApiFailure::NotFound => error(StatusCode::NOT_FOUND, "not_found", "no such resource"),
             ApiFailure::Internal(why) => {
                 tracing::error!(error = %why, "tenant request failed");
                 error(

@@ -15,4 +15,13 @@ pub struct TenantContext {
     pub storage: Arc<storage::TenantTree>,
     /// This tenant's token keys (no other tenant's key verifies its tokens).
     pub keys: Arc<crate::auth::TenantKeys>,
+    /// What the tenant's plan allows.
+    pub limits: Limits,
+}
+
+/// Plan limits; `None` means unlimited.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Limits {
+    pub max_users: Option<i32>,
+    pub max_storage_bytes: Option<i64>,
 }

@@ -10,7 +10,7 @@ pub mod migrations;
 pub mod pool;
 pub mod users;
 
-pub use context::TenantContext;
+pub use context::{Limits, TenantContext};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

@@ -156,3 +156,73 @@ pub async fn session_revoke_all(
         .await?;
     Ok(())
 }
+
+pub async fn user_list(
+    client: &impl GenericClient,
+    limit: i64,
+    offset: i64,
+) -> Result<Vec<User>, tokio_postgres::Error> {
+    Ok(client
+        .query(
+            &format!("SELECT {COLUMNS} FROM users ORDER BY created_at, id LIMIT $1 OFFSET $2"),
+            &[&limit, &offset],
+        )
+        .await?
+        .iter()
+        .map(from_row)
+        .collect())
+}
+
+pub async fn user_count(client: &impl GenericClient) -> Result<i64, tokio_postgres::Error> {
+    Ok(client
+        .query_one("SELECT count(*) FROM users WHERE status = 'active'", &[])
+        .await?
+        .get(0))
+}
+
+pub async fn user_insert(
+    client: &impl GenericClient,
+    email: &str,
+    name: &str,
+    role: &str,
+    password_hash: &str,
+) -> Result<User, tokio_postgres::Error> {
+    let row = client
+        .query_one(
+            &format!(
+                "INSERT INTO users (id, email, name, password_hash, role) VALUES ($1, $2, $3, $4, $5) RETURNING {COLUMNS}"
+            ),
+            &[&Uuid::now_v7(), &email, &name, &password_hash, &role],
+        )
+        .await?;
+    Ok(from_row(&row))
+}
+
+pub async fn user_update(
+    client: &impl GenericClient,
+    id: Uuid,
+    name: Option<&str>,
+    role: Option<&str>,
+    status: Option<&str>,
+) -> Result<Option<User>, tokio_postgres::Error> {
+    Ok(client
+        .query_opt(
+            &format!(
+                "UPDATE users SET name = coalesce($2, name), role = coalesce($3, role), \
+                 status = coalesce($4, status), updated_at = now() WHERE id = $1 RETURNING {COLUMNS}"
+            ),
+            &[&id, &name, &role, &status],
+        )
+        .await?
+        .map(|r| from_row(&r)))
+}
+
+pub async fn user_delete(
+    client: &impl GenericClient,
+    id: Uuid,
+) -> Result<bool, tokio_postgres::Error> {
+    Ok(client
+        .execute("DELETE FROM users WHERE id = $1", &[&id])
+        .await?
+        == 1)
+}

@@ -42,6 +42,8 @@ use crate::provisioning::Provisioner;
 pub const KNOWN_TTL: Duration = Duration::from_secs(30);
 /// How long an unknown host is remembered as unknown.
 pub const UNKNOWN_TTL: Duration = Duration::from_secs(5);
+/// How long plan limits are cached.
+pub const PLAN_TTL: Duration = Duration::from_secs(60);
 /// Longest a request waits for a connection of its tenant.
 pub const POOL_WAIT: Duration = Duration::from_secs(5);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -75,6 +77,8 @@ pub struct Gateway {
     /// The last answer for each domain, kept without expiry for owner-database outages.
     last_known: Cache<String, Arc<Tenant>>,
     pools: Cache<Uuid, TenantPool>,
+    /// Plan limits by plan code; plans change rarely.
+    plans: Cache<String, tenant::Limits>,
     budget: Arc<Semaphore>,
     budget_limit: usize,
     settings: PoolSettings,
@@ -158,6 +162,10 @@ impl Gateway {
                 .build(),
             last_known: Cache::builder().max_capacity(100_000).build(),
             pools,
+            plans: Cache::builder()
+                .max_capacity(1_000)
+                .time_to_live(PLAN_TTL)
+                .build(),
             budget: Arc::new(Semaphore::new(config.tenant_connection_budget)),
             budget_limit: config.tenant_connection_budget,
             settings: PoolSettings {
@@ -277,6 +285,28 @@ impl Gateway {
         }
     }
 
+    /// The limits of a plan (unlimited for an unknown plan code).
+    async fn limits(&self, plan: &str) -> Result<tenant::Limits, Refusal> {
+        let provisioner = Arc::clone(&self.provisioner);
+        let code = plan.to_string();
+        self.plans
+            .try_get_with(code.clone(), async move {
+                let conn = provisioner.pool().get().await.map_err(|e| e.to_string())?;
+                let limits = owner::plans::plan_limits(&**conn, &code)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                Ok::<_, String>(match limits {
+                    Some((max_users, max_storage_bytes)) => tenant::Limits {
+                        max_users,
+                        max_storage_bytes,
+                    },
+                    None => tenant::Limits::default(),
+                })
+            })
+            .await
+            .map_err(|_| Refusal::OwnerUnavailable)
+    }
+
     /// The tenant's pool, opened once however many requests ask at the same time.
     async fn pool(&self, tenant: &Tenant) -> Result<TenantPool, Refusal> {
         let password = self
@@ -379,6 +409,7 @@ async fn serve_tenant(
             tenant.id,
             secrecy::ExposeSecret::expose_secret(&secret),
         )),
+        limits: gateway.limits(&tenant.plan_code).await?,
     });
     let response = gateway
         .tenant_router

@@ -178,6 +178,17 @@ pub struct AuthUser {
 }
 
 impl AuthUser {
+    /// Refuses users whose role is not among `roles` (and anyone still on a one-time
+    /// password).
+    pub fn require_role(&self, roles: &[&str]) -> Result<(), ApiFailure> {
+        self.require_password_changed()?;
+        if roles.contains(&self.user.role.as_str()) {
+            Ok(())
+        } else {
+            Err(ApiFailure::Forbidden("your role does not allow this"))
+        }
+    }
+
     /// Everything but changing the password is refused while a one-time password is in use.
     pub fn require_password_changed(&self) -> Result<(), ApiFailure> {
         if self.user.must_change_password {

@@ -280,3 +280,164 @@ async fn tokens_work_only_on_their_own_tenant_and_only_when_well_formed() {
         assert_eq!(me(&app, "alpha.localhost", &token).await.0, 401, "{label}");
     }
 }
+
+#[tokio::test]
+async fn admins_manage_users_within_the_plan_and_other_roles_cannot() {
+    let app = spawn_app().await;
+    create_with_admin(&app, "team", Some(PASSWORD)).await; // plan "free": 3 users
+    create_with_admin(&app, "other", Some(PASSWORD)).await;
+    let host = "team.localhost";
+    let (_, tokens) = login(&app, "team", PASSWORD).await;
+    let admin = tokens["access_token"].as_str().expect("token").to_string();
+
+    let new_user = |email: &str, role: &str| json!({ "email": email, "name": "N", "role": role, "password": "user-password-1" });
+    let staff = app
+        .on(
+            Method::POST,
+            host,
+            "/api/v1/users",
+            Some(&admin),
+            Some(&new_user("staff@team.example", "staff")),
+        )
+        .await;
+    assert_eq!(staff.status(), 201);
+    let staff: Value = staff.json().await.expect("json");
+    let viewer = app
+        .on(
+            Method::POST,
+            host,
+            "/api/v1/users",
+            Some(&admin),
+            Some(&new_user("viewer@team.example", "viewer")),
+        )
+        .await;
+    assert_eq!(viewer.status(), 201);
+    let over = app
+        .on(
+            Method::POST,
+            host,
+            "/api/v1/users",
+            Some(&admin),
+            Some(&new_user("fourth@team.example", "staff")),
+        )
+        .await;
+    assert_eq!(over.status(), 409);
+    assert_eq!(
+        over.json::<Value>().await.expect("json")["error"]["code"],
+        "plan_limit"
+    );
+    for bad in [
+        new_user("nope", "staff"),
+        new_user("x@team.example", "root"),
+        json!({ "email": "y@team.example", "role": "staff", "password": "short" }),
+    ] {
+        let response = app
+            .on(
+                Method::POST,
+                host,
+                "/api/v1/users",
+                Some(&admin),
+                Some(&bad),
+            )
+            .await;
+        assert_eq!(response.status(), 422, "{bad}");
+    }
+
+    // Staff and viewers may not manage users.
+    let login_as = |email: &'static str| {
+        let app = &app;
+        async move {
+            let body = json!({ "email": email, "password": "user-password-1" });
+            let r: Value = app
+                .on(Method::POST, host, "/api/v1/auth/login", None, Some(&body))
+                .await
+                .json()
+                .await
+                .expect("json");
+            r["access_token"].as_str().expect("token").to_string()
+        }
+    };
+    let staff_token = login_as("staff@team.example").await;
+    assert_eq!(
+        app.on(Method::GET, host, "/api/v1/users", Some(&staff_token), None)
+            .await
+            .status(),
+        403
+    );
+    assert_eq!(me(&app, host, &staff_token).await.0, 200);
+
+    // Ids of one tenant mean nothing on another.
+    let staff_id = staff["id"].as_str().expect("id");
+    let (_, other_tokens) = login(&app, "other", PASSWORD).await;
+    let other_admin = other_tokens["access_token"].as_str().expect("token");
+    let path = format!("/api/v1/users/{staff_id}");
+    assert_eq!(
+        app.on(
+            Method::GET,
+            "other.localhost",
+            &path,
+            Some(other_admin),
+            None
+        )
+        .await
+        .status(),
+        404
+    );
+    let patch = json!({ "role": "admin" });
+    assert_eq!(
+        app.on(
+            Method::PATCH,
+            "other.localhost",
+            &path,
+            Some(other_admin),
+            Some(&patch)
+        )
+        .await
+        .status(),
+        404
+    );
+    assert_eq!(
+        app.on(
+            Method::DELETE,
+            "other.localhost",
+            &path,
+            Some(other_admin),
+            None
+        )
+        .await
+        .status(),
+        404
+    );
+
+    // Disabling a user ends their access at once.
+    let disable = json!({ "status": "disabled" });
+    let disabled = app
+        .on(Method::PATCH, host, &path, Some(&admin), Some(&disable))
+        .await;
+    assert_eq!(disabled.status(), 200);
+    assert_eq!(me(&app, host, &staff_token).await.0, 401);
+    let admin_id = me(&app, host, &admin).await.1["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let own = format!("/api/v1/users/{admin_id}");
+    assert_eq!(
+        app.on(Method::DELETE, host, &own, Some(&admin), None)
+            .await
+            .status(),
+        409,
+        "no self-deletion"
+    );
+    assert_eq!(
+        app.on(Method::DELETE, host, &path, Some(&admin), None)
+            .await
+            .status(),
+        204
+    );
+    assert_eq!(
+        app.on(Method::GET, host, &path, Some(&admin), None)
+            .await
+            .status(),
+        404
+    );
+}

@@ -1,0 +1,209 @@
+//! `/api/v1/users`: user management, for admins only. The plan's user limit applies.
+
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{Extension, Path, Query};
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio_postgres::error::SqlState;
+use uuid::Uuid;
+
+use super::{ApiFailure, AuthUser};
+use crate::auth::{MIN_PASSWORD_CHARS, hash_password};
+use crate::context::TenantContext;
+use crate::users::{self, User};
+
+pub const ROLES: [&str; 3] = ["admin", "staff", "viewer"];
+const MAX_PAGE: i64 = 200;
+
+pub fn routes() -> Router {
+    Router::new()
+        .route("/api/v1/users", get(list).post(create))
+        .route("/api/v1/users/{id}", get(show).patch(update).delete(remove))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct Page {
+    limit: Option<i64>,
+    offset: Option<i64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateUser {
+    email: String,
+    #[serde(default)]
+    name: String,
+    role: String,
+    password: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpdateUser {
+    name: Option<String>,
+    role: Option<String>,
+    status: Option<String>,
+}
+
+fn parse_id(raw: &str) -> Result<Uuid, ApiFailure> {
+    Uuid::parse_str(raw).map_err(|_| ApiFailure::NotFound)
+}
+
+fn check_role(role: &str) -> Result<(), ApiFailure> {
+    if ROLES.contains(&role) {
+        Ok(())
+    } else {
+        Err(ApiFailure::Unprocessable(
+            "invalid_role",
+            format!("role must be one of {ROLES:?}"),
+        ))
+    }
+}
+
+async fn list(
+    Extension(ctx): Extension<TenantContext>,
+    user: AuthUser,
+    page: Result<Query<Page>, QueryRejection>,
+) -> Result<Json<Value>, ApiFailure> {
+    user.require_role(&["admin"])?;
+    let Query(page) = page.map_err(|e| ApiFailure::BadRequest("invalid_query", e.body_text()))?;
+    let limit = page.limit.unwrap_or(50).clamp(1, MAX_PAGE);
+    let offset = page.offset.unwrap_or(0).max(0);
+    let conn = ctx.pool.get().await?;
+    let users = users::user_list(&***conn, limit, offset).await?;
+    Ok(Json(
+        json!({ "users": users, "limit": limit, "offset": offset }),
+    ))
+}
+
+async fn create(
+    Extension(ctx): Extension<TenantContext>,
+    user: AuthUser,
+    body: Result<Json<CreateUser>, JsonRejection>,
+) -> Result<(StatusCode, Json<User>), ApiFailure> {
+    user.require_role(&["admin"])?;
+    let Json(req) = body?;
+    let email = req.email.trim().to_lowercase();
+    let valid_email = matches!(email.split_once('@'), Some((l, d)) if !l.is_empty() && d.contains('.') && !d.starts_with('.') && !d.ends_with('.'))
+        && !email.chars().any(char::is_whitespace);
+    if !valid_email {
+        return Err(ApiFailure::Unprocessable(
+            "invalid_email",
+            "not an email address".into(),
+        ));
+    }
+    check_role(&req.role)?;
+    if req.password.chars().count() < MIN_PASSWORD_CHARS {
+        return Err(ApiFailure::Unprocessable(
+            "weak_password",
+            format!("the password must be at least {MIN_PASSWORD_CHARS} characters"),
+        ));
+    }
+    if let Some(max) = ctx.limits.max_users {
+        let conn = ctx.pool.get().await?;
+        if users::user_count(&***conn).await? >= i64::from(max) {
+            return Err(ApiFailure::Conflict(
+                "plan_limit",
+                format!("the plan allows {max} active users; upgrade the plan or disable a user"),
+            ));
+        }
+    }
+    let password = req.password;
+    let hash = tokio::task::spawn_blocking(move || hash_password(&password))
+        .await
+        .map_err(|e| ApiFailure::Internal(e.to_string()))?
+        .map_err(ApiFailure::Internal)?;
+    let conn = ctx.pool.get().await?;
+    match users::user_insert(&***conn, &email, req.name.trim(), &req.role, &hash).await {
+        Ok(created) => Ok((StatusCode::CREATED, Json(created))),
+        Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => Err(ApiFailure::Conflict(
+            "email_taken",
+            "a user with this email exists".into(),
+        )),
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn show(
+    Extension(ctx): Extension<TenantContext>,
+    user: AuthUser,
+    Path(id): Path<String>,
+) -> Result<Json<User>, ApiFailure> {
+    user.require_role(&["admin"])?;
+    let id = parse_id(&id)?;
+    let conn = ctx.pool.get().await?;
+    users::user_fetch(&***conn, id)
+        .await?
+        .map(Json)
+        .ok_or(ApiFailure::NotFound)
+}
+
+async fn update(
+    Extension(ctx): Extension<TenantContext>,
+    user: AuthUser,
+    Path(id): Path<String>,
+    body: Result<Json<UpdateUser>, JsonRejection>,
+) -> Result<Json<User>, ApiFailure> {
+    user.require_role(&["admin"])?;
+    let id = parse_id(&id)?;
+    let Json(req) = body?;
+    if let Some(role) = &req.role {
+        check_role(role)?;
+    }
+    if let Some(status) = &req.status
+        && !["active", "disabled"].contains(&status.as_str())
+    {
+        return Err(ApiFailure::Unprocessable(
+            "invalid_status",
+            "status must be active or disabled".into(),
+        ));
+    }
+    if id == user.user.id
+        && (req.role.as_deref().is_some_and(|r| r != "admin")
+            || req.status.as_deref() == Some("disabled"))
+    {
+        return Err(ApiFailure::Conflict(
+            "self_lockout",
+            "you cannot demote or disable yourself".into(),
+        ));
+    }
+    let conn = ctx.pool.get().await?;
+    let updated = users::user_update(
+        &***conn,
+        id,
+        req.name.as_deref().map(str::trim),
+        req.role.as_deref(),
+        req.status.as_deref(),
+    )
+    .await?
+    .ok_or(ApiFailure::NotFound)?;
+    if updated.status == "disabled" {
+        users::session_revoke_all(&***conn, id).await?;
+    }
+    Ok(Json(updated))
+}
+
+async fn remove(
+    Extension(ctx): Extension<TenantContext>,
+    user: AuthUser,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiFailure> {
+    user.require_role(&["admin"])?;
+    let id = parse_id(&id)?;
+    if id == user.user.id {
+        return Err(ApiFailure::Conflict(
+            "self_lockout",
+            "you cannot delete yourself".into(),
+        ));
+    }
+    let conn = ctx.pool.get().await?;
+    if users::user_delete(&***conn, id).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiFailure::NotFound)
+    }
+}
