@@ -12,6 +12,7 @@ use crate::context::TenantContext;
 use crate::pool::{ConnectError, PoolError};
 
 mod auth;
+mod records;
 mod users;
 
 pub use auth::AuthUser;
@@ -21,6 +22,7 @@ pub fn router() -> Router {
         .route("/api/v1/status", get(status))
         .merge(auth::routes())
         .merge(users::routes())
+        .merge(records::routes())
         .fallback(not_found)
 }
 

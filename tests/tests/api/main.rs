@@ -9,6 +9,7 @@ mod gateway;
 mod health;
 mod isolation;
 mod provisioning;
+mod records;
 mod recovery;
 mod tenant_auth;
 mod validation;

@@ -1,0 +1,418 @@
+//! The clinic's records: practices, patients, appointments, medical records,
+//! prescriptions and inventory, each with create, read, update, delete and a paginated
+//! list with simple filters.
+//!
+//! One descriptor per resource says which columns a client may write and filter on;
+//! PostgreSQL types and checks the values (`jsonb_populate_record` against the table's
+//! own row type), and its errors become clear 4xx answers. Table and column names come
+//! from the descriptors only, never from the request.
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Extension, Path, RawQuery};
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::{Map, Value, json};
+use tokio_postgres::error::SqlState;
+use tokio_postgres::types::ToSql;
+use uuid::Uuid;
+
+use super::{ApiFailure, AuthUser};
+use crate::context::TenantContext;
+
+struct Resource {
+    /// URL segment and table name.
+    table: &'static str,
+    /// Columns a client may set.
+    writable: &'static [&'static str],
+    /// Columns a list may be filtered on by equality.
+    filters: &'static [&'static str],
+    /// Order of lists.
+    order: &'static str,
+}
+
+const RESOURCES: [Resource; 6] = [
+    Resource {
+        table: "practices",
+        writable: &["name", "address", "phone", "email"],
+        filters: &[],
+        order: "name, id",
+    },
+    Resource {
+        table: "patients",
+        writable: &[
+            "practice_id",
+            "name",
+            "species",
+            "breed",
+            "date_of_birth",
+            "owner_name",
+            "owner_phone",
+            "owner_email",
+            "notes",
+        ],
+        filters: &["practice_id", "species"],
+        order: "name, id",
+    },
+    Resource {
+        table: "appointments",
+        writable: &[
+            "practice_id",
+            "patient_id",
+            "staff_id",
+            "starts_at",
+            "ends_at",
+            "status",
+            "reason",
+        ],
+        filters: &["practice_id", "patient_id", "staff_id", "status"],
+        order: "starts_at, id",
+    },
+    Resource {
+        table: "medical_records",
+        writable: &[
+            "patient_id",
+            "author_id",
+            "recorded_at",
+            "kind",
+            "summary",
+            "details",
+        ],
+        filters: &["patient_id", "kind"],
+        order: "recorded_at DESC, id",
+    },
+    Resource {
+        table: "prescriptions",
+        writable: &[
+            "patient_id",
+            "prescriber_id",
+            "medication",
+            "dosage",
+            "instructions",
+            "starts_on",
+            "ends_on",
+            "status",
+        ],
+        filters: &["patient_id", "status"],
+        order: "starts_on DESC, id",
+    },
+    Resource {
+        table: "inventory",
+        writable: &[
+            "practice_id",
+            "sku",
+            "name",
+            "quantity",
+            "unit",
+            "reorder_level",
+        ],
+        filters: &["practice_id", "sku"],
+        order: "name, id",
+    },
+];
+
+const MAX_PAGE: i64 = 200;
+/// Who may change records; everyone signed in may read them.
+const WRITERS: &[&str] = &["admin", "staff"];
+const READERS: &[&str] = &["admin", "staff", "viewer"];
+
+pub fn routes() -> Router {
+    let mut router = Router::new();
+    for (index, r) in RESOURCES.iter().enumerate() {
+        router = router
+            .route(
+                &format!("/api/v1/{}", r.table),
+                get(move |ctx, user, query| list(index, ctx, user, query))
+                    .post(move |ctx, user, body| create(index, ctx, user, body)),
+            )
+            .route(
+                &format!("/api/v1/{}/{{id}}", r.table),
+                get(move |ctx, user, id| show(index, ctx, user, id))
+                    .patch(move |ctx, user, id, body| update(index, ctx, user, id, body))
+                    .delete(move |ctx, user, id| remove(index, ctx, user, id)),
+            );
+    }
+    router
+}
+
+fn parse_id(raw: &str) -> Result<Uuid, ApiFailure> {
+    Uuid::parse_str(raw).map_err(|_| ApiFailure::NotFound)
+}
+
+/// The body's fields, refusing any the resource does not let clients write.
+fn fields(r: &Resource, body: Value) -> Result<Map<String, Value>, ApiFailure> {
+    let Value::Object(map) = body else {
+        return Err(ApiFailure::Unprocessable(
+            "invalid_body",
+            "the body must be a JSON object".into(),
+        ));
+    };
+    if let Some(unknown) = map.keys().find(|k| !r.writable.contains(&k.as_str())) {
+        return Err(ApiFailure::Unprocessable(
+            "invalid_body",
+            format!(
+                "unknown or read-only field {unknown:?}; writable fields: {:?}",
+                r.writable
+            ),
+        ));
+    }
+    Ok(map)
+}
+
+/// PostgreSQL's verdict on the values, as a 4xx.
+fn map_db(e: tokio_postgres::Error) -> ApiFailure {
+    let Some(db) = e.as_db_error() else {
+        return e.into();
+    };
+    let detail = db.message().to_string();
+    match *db.code() {
+        SqlState::NOT_NULL_VIOLATION => ApiFailure::Unprocessable(
+            "missing_field",
+            format!("{} is required", db.column().unwrap_or("a field")),
+        ),
+        SqlState::FOREIGN_KEY_VIOLATION => ApiFailure::Unprocessable(
+            "unknown_reference",
+            "a referenced record does not exist".into(),
+        ),
+        SqlState::CHECK_VIOLATION => ApiFailure::Unprocessable(
+            "invalid_value",
+            format!(
+                "a value is out of range ({})",
+                db.constraint().unwrap_or("check")
+            ),
+        ),
+        SqlState::UNIQUE_VIOLATION => {
+            ApiFailure::Conflict("duplicate", "a record with these values exists".into())
+        }
+        SqlState::INVALID_TEXT_REPRESENTATION
+        | SqlState::INVALID_DATETIME_FORMAT
+        | SqlState::DATETIME_FIELD_OVERFLOW
+        | SqlState::NUMERIC_VALUE_OUT_OF_RANGE
+        | SqlState::INVALID_PARAMETER_VALUE
+        | SqlState::DATATYPE_MISMATCH => ApiFailure::Unprocessable("invalid_value", detail),
+        _ => e.into(),
+    }
+}
+
+async fn list(
+    index: usize,
+    Extension(ctx): Extension<TenantContext>,
+    user: AuthUser,
+    RawQuery(query): RawQuery,
+) -> Result<Json<Value>, ApiFailure> {
+    user.require_role(READERS)?;
+    let r = &RESOURCES[index];
+    let mut limit = 50i64;
+    let mut offset = 0i64;
+    let mut filters: Vec<(&'static str, String)> = Vec::new();
+    for pair in query
+        .unwrap_or_default()
+        .split('&')
+        .filter(|p| !p.is_empty())
+    {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let value = percent_decode(value).ok_or_else(|| {
+            ApiFailure::BadRequest("invalid_query", format!("bad encoding in {key}"))
+        })?;
+        match key {
+            "limit" => {
+                limit = value.parse().map_err(|_| {
+                    ApiFailure::BadRequest("invalid_query", "limit must be a number".into())
+                })?
+            }
+            "offset" => {
+                offset = value.parse().map_err(|_| {
+                    ApiFailure::BadRequest("invalid_query", "offset must be a number".into())
+                })?
+            }
+            other => match r.filters.iter().find(|f| **f == other) {
+                Some(column) => filters.push((column, value)),
+                None => {
+                    return Err(ApiFailure::BadRequest(
+                        "invalid_query",
+                        format!(
+                            "unknown filter {other:?}; filters: {:?}, limit, offset",
+                            r.filters
+                        ),
+                    ));
+                }
+            },
+        }
+    }
+    let limit = limit.clamp(1, MAX_PAGE);
+    let offset = offset.max(0);
+    // Filters compare as text, so PostgreSQL parses nothing from the query string.
+    let mut sql = format!("SELECT to_jsonb(t) FROM {} t WHERE true", r.table);
+    let mut params: Vec<Box<dyn ToSql + Sync + Send>> = Vec::new();
+    for (column, value) in &filters {
+        params.push(Box::new(value.clone()));
+        sql.push_str(&format!(" AND t.{column}::text = ${}", params.len()));
+    }
+    params.push(Box::new(limit));
+    params.push(Box::new(offset));
+    sql.push_str(&format!(
+        " ORDER BY {} LIMIT ${} OFFSET ${}",
+        r.order,
+        params.len() - 1,
+        params.len()
+    ));
+    let refs: Vec<&(dyn ToSql + Sync)> = params
+        .iter()
+        .map(|p| p.as_ref() as &(dyn ToSql + Sync))
+        .collect();
+    let conn = ctx.pool.get().await?;
+    let rows = conn.query(&sql, &refs).await.map_err(map_db)?;
+    let items: Vec<Value> = rows.iter().map(|row| row.get(0)).collect();
+    Ok(Json(
+        json!({ "items": items, "limit": limit, "offset": offset }),
+    ))
+}
+
+async fn create(
+    index: usize,
+    Extension(ctx): Extension<TenantContext>,
+    user: AuthUser,
+    body: Result<Json<Value>, JsonRejection>,
+) -> Result<(StatusCode, Json<Value>), ApiFailure> {
+    user.require_role(WRITERS)?;
+    let r = &RESOURCES[index];
+    let Json(body) = body?;
+    let map = fields(r, body)?;
+    let columns: Vec<&str> = map.keys().map(|k| k.as_str()).collect();
+    let names = columns.join(", ");
+    let values = columns
+        .iter()
+        .map(|c| format!("r.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sql = if columns.is_empty() {
+        format!(
+            "INSERT INTO {t} (id) VALUES ($1) RETURNING to_jsonb({t}.*)",
+            t = r.table
+        )
+    } else {
+        format!(
+            "INSERT INTO {t} (id, {names}) SELECT $1, {values} FROM jsonb_populate_record(NULL::{t}, $2) r RETURNING to_jsonb({t}.*)",
+            t = r.table
+        )
+    };
+    let conn = ctx.pool.get().await?;
+    let id = Uuid::now_v7();
+    let row = if columns.is_empty() {
+        conn.query_one(&sql, &[&id]).await
+    } else {
+        conn.query_one(&sql, &[&id, &Value::Object(map)]).await
+    }
+    .map_err(map_db)?;
+    Ok((StatusCode::CREATED, Json(row.get(0))))
+}
+
+async fn show(
+    index: usize,
+    Extension(ctx): Extension<TenantContext>,
+    user: AuthUser,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiFailure> {
+    user.require_role(READERS)?;
+    let r = &RESOURCES[index];
+    let id = parse_id(&id)?;
+    let conn = ctx.pool.get().await?;
+    let row = conn
+        .query_opt(
+            &format!("SELECT to_jsonb(t) FROM {} t WHERE t.id = $1", r.table),
+            &[&id],
+        )
+        .await
+        .map_err(map_db)?
+        .ok_or(ApiFailure::NotFound)?;
+    Ok(Json(row.get(0)))
+}
+
+async fn update(
+    index: usize,
+    Extension(ctx): Extension<TenantContext>,
+    user: AuthUser,
+    Path(id): Path<String>,
+    body: Result<Json<Value>, JsonRejection>,
+) -> Result<Json<Value>, ApiFailure> {
+    user.require_role(WRITERS)?;
+    let r = &RESOURCES[index];
+    let id = parse_id(&id)?;
+    let Json(body) = body?;
+    let map = fields(r, body)?;
+    if map.is_empty() {
+        return Err(ApiFailure::Unprocessable(
+            "invalid_body",
+            "nothing to change".into(),
+        ));
+    }
+    let sets = map
+        .keys()
+        .map(|c| format!("{c} = r.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sql = format!(
+        "UPDATE {t} t SET {sets}, updated_at = now() FROM jsonb_populate_record(NULL::{t}, $2) r \
+         WHERE t.id = $1 RETURNING to_jsonb(t)",
+        t = r.table
+    );
+    let conn = ctx.pool.get().await?;
+    let row = conn
+        .query_opt(&sql, &[&id, &Value::Object(map)])
+        .await
+        .map_err(map_db)?
+        .ok_or(ApiFailure::NotFound)?;
+    Ok(Json(row.get(0)))
+}
+
+async fn remove(
+    index: usize,
+    Extension(ctx): Extension<TenantContext>,
+    user: AuthUser,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiFailure> {
+    user.require_role(WRITERS)?;
+    let r = &RESOURCES[index];
+    let id = parse_id(&id)?;
+    let conn = ctx.pool.get().await?;
+    let deleted = conn
+        .execute(&format!("DELETE FROM {} WHERE id = $1", r.table), &[&id])
+        .await
+        .map_err(|e| match e.code() {
+            Some(c) if *c == SqlState::FOREIGN_KEY_VIOLATION => ApiFailure::Conflict(
+                "in_use",
+                "other records refer to this one; delete them first".into(),
+            ),
+            _ => map_db(e),
+        })?;
+    if deleted == 1 {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiFailure::NotFound)
+    }
+}
+
+/// `%XX` and `+` decoding for query values.
+fn percent_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' => {
+                let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
+}
