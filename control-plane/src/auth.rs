@@ -6,8 +6,6 @@
 
 use std::time::Duration;
 
-use argon2::Argon2;
-use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, decode, encode};
 use owner::operators::{Operator, OperatorRole};
 use secrecy::{ExposeSecret, SecretString};
@@ -21,27 +19,11 @@ pub const OWNER_AUDIENCE: &str = "owner";
 pub const ISSUER: &str = "control-plane";
 pub const MIN_PASSWORD_CHARS: usize = 10;
 
-/// A precomputed hash verified when the email is unknown, so a login takes as long for
-/// an unknown operator as for a wrong password.
-static DUMMY_HASH: std::sync::LazyLock<String> =
-    std::sync::LazyLock::new(|| hash_password("not-a-real-password").unwrap_or_default());
+/// Operator passwords use the same argon2 settings and limits as tenant users'.
+pub use tenant::auth::{hash_password as hash_password_raw, verify_password};
 
 pub fn hash_password(password: &str) -> Result<String> {
-    Argon2::default()
-        .hash_password(password.as_bytes())
-        .map(|h| h.to_string())
-        .map_err(|e| Error::Crypto(format!("cannot hash password: {e}")))
-}
-
-pub fn verify_password(password: &str, hash: &str) -> bool {
-    Argon2::default()
-        .verify_password(password.as_bytes(), hash)
-        .is_ok()
-}
-
-/// Spends the same effort as a real verification, for unknown accounts.
-pub fn verify_dummy(password: &str) {
-    let _ = verify_password(password, &DUMMY_HASH);
+    hash_password_raw(password).map_err(Error::Crypto)
 }
 
 pub fn check_new_password(password: &str) -> Result<()> {

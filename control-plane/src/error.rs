@@ -31,6 +31,9 @@ pub enum Error {
     /// The request conflicts with the current state: `(code, message)`.
     #[error("{1}")]
     Conflict(&'static str, String),
+    /// Too much work at once (password hashing); retry shortly.
+    #[error("busy: {0}")]
+    Busy(String),
     #[error("invalid request: {0}")]
     BadRequest(String),
     #[error("authentication required")]
@@ -42,3 +45,9 @@ pub enum Error {
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
+
+impl From<tenant::auth::Busy> for Error {
+    fn from(_: tenant::auth::Busy) -> Self {
+        Error::Busy("too many password checks at once".into())
+    }
+}

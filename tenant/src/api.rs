@@ -67,12 +67,20 @@ pub enum ApiFailure {
     Unprocessable(&'static str, String),
     Conflict(&'static str, String),
     NotFound,
+    /// Too many password checks at once.
+    Busy,
     Internal(String),
 }
 
 impl From<tokio_postgres::Error> for ApiFailure {
     fn from(e: tokio_postgres::Error) -> Self {
         ApiFailure::Db(e)
+    }
+}
+
+impl From<crate::auth::Busy> for ApiFailure {
+    fn from(_: crate::auth::Busy) -> Self {
+        ApiFailure::Busy
     }
 }
 
@@ -163,6 +171,11 @@ impl IntoResponse for ApiFailure {
             }
             ApiFailure::Conflict(code, why) => error(StatusCode::CONFLICT, code, &why),
             ApiFailure::NotFound => error(StatusCode::NOT_FOUND, "not_found", "no such resource"),
+            ApiFailure::Busy => retry(error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "busy",
+                "too many sign-ins at once; retry shortly",
+            )),
             ApiFailure::Internal(why) => {
                 tracing::error!(error = %why, "tenant request failed");
                 error(

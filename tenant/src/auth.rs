@@ -26,6 +26,42 @@ pub const ACCESS_TTL: Duration = Duration::from_secs(15 * 60);
 pub const REFRESH_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
 pub const MIN_PASSWORD_CHARS: usize = 10;
 
+/// At most this many argon2 computations at once (each takes ~19 MiB and a core for tens
+/// of milliseconds); a flood of logins waits here instead of exhausting memory.
+const HASHING_SLOTS: usize = 4;
+/// Longest a login waits for a hashing slot before it is told to retry.
+const HASHING_WAIT: Duration = Duration::from_secs(5);
+
+static HASHING: std::sync::LazyLock<tokio::sync::Semaphore> =
+    std::sync::LazyLock::new(|| tokio::sync::Semaphore::new(HASHING_SLOTS));
+
+/// Too many password checks at once.
+#[derive(Debug, Clone, Copy)]
+pub struct Busy;
+
+async fn hashing<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Result<T, Busy> {
+    let _permit = tokio::time::timeout(HASHING_WAIT, HASHING.acquire())
+        .await
+        .map_err(|_| Busy)?
+        .map_err(|_| Busy)?;
+    tokio::task::spawn_blocking(work).await.map_err(|_| Busy)
+}
+
+/// [`verify_password`] off the async threads, under the hashing limit.
+pub async fn verify_password_async(password: String, hash: String) -> Result<bool, Busy> {
+    hashing(move || verify_password(&password, &hash)).await
+}
+
+/// [`verify_dummy`] off the async threads, under the hashing limit.
+pub async fn verify_dummy_async(password: String) -> Result<(), Busy> {
+    hashing(move || verify_dummy(&password)).await
+}
+
+/// [`hash_password`] off the async threads, under the hashing limit.
+pub async fn hash_password_async(password: String) -> Result<Result<String, String>, Busy> {
+    hashing(move || hash_password(&password)).await
+}
+
 static DUMMY_HASH: std::sync::LazyLock<String> =
     std::sync::LazyLock::new(|| hash_password("not-a-real-password").unwrap_or_default());
 

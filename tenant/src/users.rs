@@ -16,11 +16,14 @@ pub struct User {
     pub status: String,
     pub must_change_password: bool,
     pub created_at: DateTime<Utc>,
+    /// Tokens issued before this are void (a password, role or status change).
+    #[serde(skip)]
+    pub updated_at: DateTime<Utc>,
     pub last_login_at: Option<DateTime<Utc>>,
 }
 
 const COLUMNS: &str =
-    "id, email, name, password_hash, role, status, must_change_password, created_at, last_login_at";
+    "id, email, name, password_hash, role, status, must_change_password, created_at, last_login_at, updated_at";
 
 fn from_row(r: &Row) -> User {
     User {
@@ -33,6 +36,7 @@ fn from_row(r: &Row) -> User {
         must_change_password: r.get(6),
         created_at: r.get(7),
         last_login_at: r.get(8),
+        updated_at: r.get(9),
     }
 }
 

@@ -77,6 +77,9 @@ pub struct Gateway {
     /// The last answer for each domain, kept without expiry for owner-database outages.
     last_known: Cache<String, Arc<Tenant>>,
     pools: Cache<Uuid, TenantPool>,
+    /// Bumped by every `forget`: a lookup that started before a change must not cache
+    /// what it read.
+    generation: std::sync::atomic::AtomicU64,
     /// Plan limits by plan code; plans change rarely.
     plans: Cache<String, tenant::Limits>,
     budget: Arc<Semaphore>,
@@ -166,6 +169,7 @@ impl Gateway {
                 .max_capacity(1_000)
                 .time_to_live(PLAN_TTL)
                 .build(),
+            generation: std::sync::atomic::AtomicU64::new(0),
             budget: Arc::new(Semaphore::new(config.tenant_connection_budget)),
             budget_limit: config.tenant_connection_budget,
             settings: PoolSettings {
@@ -200,6 +204,8 @@ impl Gateway {
     pub async fn forget(&self, id: Option<Uuid>) {
         // Domains are few per tenant and changes are rare: forgetting every domain is
         // simpler than indexing them by tenant and just as correct.
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         self.domains.invalidate_all();
         match id {
             Some(id) => {
@@ -208,7 +214,10 @@ impl Gateway {
                     .last_known
                     .invalidate_entries_if(move |_, t| t.id == id);
             }
-            None => self.pools.invalidate_all(),
+            None => {
+                self.pools.invalidate_all();
+                self.last_known.invalidate_all();
+            }
         }
         self.domains.run_pending_tasks().await;
     }
@@ -237,6 +246,18 @@ impl Gateway {
     }
 
     async fn resolve(&self, domain: &str) -> Result<Resolution, Refusal> {
+        // A lookup that overlapped a change may have read the old row: drop it and
+        // look again (once; a second overlap is served as read, and expires in time).
+        let before = self.generation.load(std::sync::atomic::Ordering::SeqCst);
+        let first = self.resolve_once(domain).await;
+        if self.generation.load(std::sync::atomic::Ordering::SeqCst) == before {
+            return first;
+        }
+        self.domains.invalidate(domain).await;
+        self.resolve_once(domain).await
+    }
+
+    async fn resolve_once(&self, domain: &str) -> Result<Resolution, Refusal> {
         metrics::counter!("gateway_domain_cache_requests_total").increment(1);
         let provisioner = Arc::clone(&self.provisioner);
         let key = domain.to_string();

@@ -92,6 +92,11 @@ impl From<&Error> for ApiError {
                 "busy",
                 "the service is busy; retry shortly",
             ),
+            Error::Busy(_) => ApiError::new(
+                S::SERVICE_UNAVAILABLE,
+                "busy",
+                "too many sign-ins at once; retry shortly",
+            ),
             Error::Conflict(code, message) => ApiError::new(S::CONFLICT, code, message.clone()),
             Error::FleetBusy(_) => ApiError::new(S::CONFLICT, "migration_running", e.to_string()),
             Error::WrongState { .. } => ApiError::new(S::CONFLICT, "invalid_state", e.to_string()),

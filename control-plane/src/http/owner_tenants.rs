@@ -125,9 +125,26 @@ async fn create(
         .provisioner
         .tenant_create_with_admin(&request, admin.as_ref(), &operator.actor(ip))
         .await?;
-    let (status, Json(mut view)) = settle(&state, tenant, query.wait).await?;
-    view.one_time_password = one_time.map(|p| secrecy::ExposeSecret::expose_secret(&p).to_string());
-    Ok((status, Json(view)))
+    let one_time = one_time.map(|p| secrecy::ExposeSecret::expose_secret(&p).to_string());
+    match settle(&state, tenant.clone(), query.wait).await {
+        Ok((status, Json(mut view))) => {
+            view.one_time_password = one_time;
+            Ok((status, Json(view)))
+        }
+        // The tenant is recorded and will be provisioned; the one-time password exists
+        // only here, so answer with it whatever went wrong after the commit.
+        Err(e) => {
+            tracing::warn!(error = %e, "answering a create request after its commit failed; answering without domains");
+            Ok((
+                StatusCode::ACCEPTED,
+                Json(TenantView {
+                    tenant,
+                    domains: Vec::new(),
+                    one_time_password: one_time,
+                }),
+            ))
+        }
+    }
 }
 
 /// Starts the drive and, when asked, waits for it; 201 once active, else 202.

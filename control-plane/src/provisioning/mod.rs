@@ -203,12 +203,9 @@ impl Provisioner {
                         (pw, true)
                     }
                 };
-                let hash = tokio::task::spawn_blocking(move || {
-                    tenant::auth::hash_password(password.expose_secret())
-                })
-                .await
-                .map_err(|e| Error::Internal(e.to_string()))?
-                .map_err(Error::Crypto)?;
+                let hash = tenant::auth::hash_password_async(password.expose_secret().to_string())
+                    .await?
+                    .map_err(Error::Crypto)?;
                 Some(
                     json!({ "email": email.as_str(), "password_hash": hash, "must_change_password": must_change }),
                 )
@@ -438,7 +435,12 @@ impl Provisioner {
     /// A dedicated owner-database session holding the tenant's driver lock. The lock
     /// lives as long as the session, so a crashed or cancelled driver cannot leak it.
     async fn lock_session(&self) -> Result<Client> {
-        connect(&self.owner_pg).await
+        let mut config = self.owner_pg.clone();
+        // Notice a dead peer in a minute, not in two hours.
+        config
+            .keepalives(true)
+            .keepalives_idle(std::time::Duration::from_secs(30));
+        connect(&config).await
     }
 
     /// Drives the tenant to its desired state, waiting for any other driver first.
@@ -449,7 +451,7 @@ impl Provisioner {
             &[&id.to_string()],
         )
         .await?;
-        self.drive_locked(id).await
+        self.drive_locked(id, &lock).await
     }
 
     /// Drives the tenant unless another driver holds it; `None` when skipped.
@@ -465,7 +467,7 @@ impl Provisioner {
         if !got {
             return Ok(None);
         }
-        self.drive_locked(id).await.map(Some)
+        self.drive_locked(id, &lock).await.map(Some)
     }
 
     /// Starts a drive in the background (tracked for shutdown) and returns its handle.
@@ -474,8 +476,8 @@ impl Provisioner {
         self.tasks.spawn(async move { this.drive(id).await })
     }
 
-    async fn drive_locked(&self, id: Uuid) -> Result<Tenant> {
-        let result = self.run_steps(id).await;
+    async fn drive_locked(&self, id: Uuid, lock: &Client) -> Result<Tenant> {
+        let result = self.run_steps(id, lock).await;
         // An injected fault stands for a crash, and a crash records nothing.
         if let Err(e) = &result
             && !matches!(e, Error::InjectedFault(_))
@@ -488,9 +490,20 @@ impl Provisioner {
         result
     }
 
-    async fn run_steps(&self, id: Uuid) -> Result<Tenant> {
+    async fn run_steps(&self, id: Uuid, lock: &Client) -> Result<Tenant> {
         let mut sessions = Sessions::default();
+        // If the lock's session died, another driver may hold the tenant now: stop.
+        let still_locked = || {
+            if lock.is_closed() {
+                Err(Error::Internal(
+                    "lost the tenant's driver lock; another driver may take over".into(),
+                ))
+            } else {
+                Ok(())
+            }
+        };
         loop {
+            still_locked()?;
             let tenant = {
                 let conn = self.pool.get().await?;
                 tenants::tenant_fetch(&**conn, id).await?
@@ -530,6 +543,7 @@ impl Provisioner {
                 .instrument(span)
                 .await?;
             self.faults.check(FaultPoint::BeforeRecord(next))?;
+            still_locked()?;
             match self.record(&tenant, status, next, details).await {
                 Ok(()) => {}
                 // The status moved under us (a delete arrived): go round and follow it.
@@ -591,7 +605,14 @@ impl Provisioner {
                     .drop_database(sessions, tenant.id, &names)
                     .await?
             }
-            Step::RolesDropped => self.cluster.drop_roles(sessions, tenant.id, &names).await?,
+            Step::RolesDropped => {
+                // Dropping the database again first is a no-op normally, and finishes the
+                // job if a lost lock let a create land after the database was dropped.
+                self.cluster
+                    .drop_database(sessions, tenant.id, &names)
+                    .await?;
+                self.cluster.drop_roles(sessions, tenant.id, &names).await?
+            }
             Step::StorageRemoved => {
                 let tree = self.storage.tenant(&tenant.slug)?;
                 tokio::task::spawn_blocking(move || tree.remove())

@@ -11,8 +11,8 @@ use serde_json::{Value, json};
 
 use super::ApiFailure;
 use crate::auth::{
-    MIN_PASSWORD_CHARS, REFRESH_TTL, hash_password, random_token, token_hash, verify_dummy,
-    verify_password,
+    MIN_PASSWORD_CHARS, REFRESH_TTL, hash_password_async, random_token, token_hash,
+    verify_dummy_async, verify_password_async,
 };
 use crate::context::TenantContext;
 use crate::users::{self, User};
@@ -78,12 +78,10 @@ async fn login(
     let verified = match &user {
         Some(u) => {
             let hash = u.password_hash.clone();
-            tokio::task::spawn_blocking(move || verify_password(&password, &hash))
-                .await
-                .unwrap_or(false)
+            verify_password_async(password, hash).await?
         }
         None => {
-            let _ = tokio::task::spawn_blocking(move || verify_dummy(&password)).await;
+            verify_dummy_async(password).await?;
             false
         }
     };
@@ -146,24 +144,20 @@ async fn change_password(
     }
     let current = user.user.password_hash.clone();
     let old = req.current_password;
-    if !tokio::task::spawn_blocking(move || verify_password(&old, &current))
-        .await
-        .unwrap_or(false)
-    {
+    if !verify_password_async(old, current).await? {
         return Err(ApiFailure::Forbidden("the current password is wrong"));
     }
     let new = req.new_password;
-    let hash = tokio::task::spawn_blocking(move || hash_password(&new))
-        .await
-        .map_err(|e| ApiFailure::Internal(e.to_string()))?
+    let hash = hash_password_async(new)
+        .await?
         .map_err(ApiFailure::Internal)?;
     {
         let conn = ctx.pool.get().await?;
         users::user_set_password(&***conn, user.user.id, &hash).await?;
-        users::session_revoke_all(&***conn, user.user.id).await?;
     }
     let mut updated = user.user;
     updated.must_change_password = false;
+    // New tokens are issued after the change, so they outlive it.
     Ok(Json(tokens_for(&ctx, &updated).await?))
 }
 
@@ -219,7 +213,13 @@ impl<S: Send + Sync> FromRequestParts<S> for AuthUser {
         let claims = ctx.keys.verify(token).ok_or(ApiFailure::Unauthenticated)?;
         let conn = ctx.pool.get().await?;
         match users::user_fetch(&***conn, claims.sub).await? {
-            Some(user) if user.status == "active" => Ok(Self { user }),
+            // Tokens issued before the user last changed (password, role, status) are void.
+            Some(user)
+                if user.status == "active"
+                    && claims.iat >= user.updated_at.timestamp().max(0) as u64 =>
+            {
+                Ok(Self { user })
+            }
             _ => Err(ApiFailure::Unauthenticated),
         }
     }

@@ -11,7 +11,7 @@ use tokio_postgres::error::SqlState;
 use uuid::Uuid;
 
 use super::{ApiFailure, AuthUser};
-use crate::auth::{MIN_PASSWORD_CHARS, hash_password};
+use crate::auth::{MIN_PASSWORD_CHARS, hash_password_async};
 use crate::context::TenantContext;
 use crate::users::{self, User};
 
@@ -113,9 +113,8 @@ async fn create(
         }
     }
     let password = req.password;
-    let hash = tokio::task::spawn_blocking(move || hash_password(&password))
-        .await
-        .map_err(|e| ApiFailure::Internal(e.to_string()))?
+    let hash = hash_password_async(password)
+        .await?
         .map_err(ApiFailure::Internal)?;
     let conn = ctx.pool.get().await?;
     match users::user_insert(&***conn, &email, req.name.trim(), &req.role, &hash).await {
