@@ -25,6 +25,7 @@
 //! | `CP_MAX_TENANT_POOLS` | `200` | tenant pools kept open at once (least recently used closed first) |
 //! | `CP_TENANT_CONNECTION_BUDGET` | `40` | tenant connections open at once, all tenants together |
 //! | `CP_TENANT_POOL_IDLE_SECS` | `300` | an unused tenant pool is closed after this long |
+//! | `CP_MAX_UPLOAD_BYTES` | `26214400` | largest single file a tenant may upload |
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -99,6 +100,8 @@ pub struct Config {
     /// Tenant connections open at once, all pools together.
     pub tenant_connection_budget: usize,
     pub tenant_pool_idle: Duration,
+    /// Largest single upload.
+    pub max_upload_bytes: u64,
 }
 
 /// The raw settings as the sources give them; every field optional until validated.
@@ -123,6 +126,7 @@ struct Raw {
     max_tenant_pools: Option<String>,
     tenant_connection_budget: Option<String>,
     tenant_pool_idle_secs: Option<String>,
+    max_upload_bytes: Option<String>,
 }
 
 fn invalid(setting: &str, why: impl std::fmt::Display) -> Error {
@@ -315,6 +319,11 @@ impl Config {
             raw.tenant_pool_idle_secs,
             Duration::from_secs(300),
         )?;
+        let max_upload_bytes = count(
+            "CP_MAX_UPLOAD_BYTES",
+            raw.max_upload_bytes,
+            25 * 1024 * 1024,
+        )? as u64;
         let owner_hosts: Vec<String> = match raw.owner_hosts {
             Some(list) => list
                 .split(',')
@@ -327,6 +336,7 @@ impl Config {
             return Err(invalid("CP_OWNER_HOSTS", "names no host"));
         }
         Ok(Config {
+            max_upload_bytes,
             owner_hosts,
             tenant_pool_size,
             max_tenant_pools,

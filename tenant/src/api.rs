@@ -12,6 +12,7 @@ use crate::context::TenantContext;
 use crate::pool::{ConnectError, PoolError};
 
 mod auth;
+mod files;
 mod records;
 mod users;
 
@@ -23,6 +24,7 @@ pub fn router() -> Router {
         .merge(auth::routes())
         .merge(users::routes())
         .merge(records::routes())
+        .merge(files::routes())
         .fallback(not_found)
 }
 
@@ -69,6 +71,10 @@ pub enum ApiFailure {
     NotFound,
     /// Too many password checks at once.
     Busy,
+    /// An upload over the per-file limit.
+    TooLarge(String),
+    /// An upload over the plan's storage quota.
+    QuotaExceeded,
     Internal(String),
 }
 
@@ -171,6 +177,14 @@ impl IntoResponse for ApiFailure {
             }
             ApiFailure::Conflict(code, why) => error(StatusCode::CONFLICT, code, &why),
             ApiFailure::NotFound => error(StatusCode::NOT_FOUND, "not_found", "no such resource"),
+            ApiFailure::TooLarge(why) => {
+                error(StatusCode::PAYLOAD_TOO_LARGE, "file_too_large", &why)
+            }
+            ApiFailure::QuotaExceeded => error(
+                StatusCode::INSUFFICIENT_STORAGE,
+                "storage_quota",
+                "this upload would pass the plan's storage quota; delete files or upgrade the plan",
+            ),
             ApiFailure::Busy => retry(error(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "busy",

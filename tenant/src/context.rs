@@ -24,4 +24,6 @@ pub struct TenantContext {
 pub struct Limits {
     pub max_users: Option<i32>,
     pub max_storage_bytes: Option<i64>,
+    /// Largest single upload.
+    pub max_file_bytes: Option<u64>,
 }

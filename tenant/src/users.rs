@@ -22,8 +22,7 @@ pub struct User {
     pub last_login_at: Option<DateTime<Utc>>,
 }
 
-const COLUMNS: &str =
-    "id, email, name, password_hash, role, status, must_change_password, created_at, last_login_at, updated_at";
+const COLUMNS: &str = "id, email, name, password_hash, role, status, must_change_password, created_at, last_login_at, updated_at";
 
 fn from_row(r: &Row) -> User {
     User {

@@ -84,6 +84,7 @@ pub struct Gateway {
     plans: Cache<String, tenant::Limits>,
     budget: Arc<Semaphore>,
     budget_limit: usize,
+    max_upload_bytes: u64,
     settings: PoolSettings,
     tenant_router: axum::Router,
 }
@@ -172,6 +173,7 @@ impl Gateway {
             generation: std::sync::atomic::AtomicU64::new(0),
             budget: Arc::new(Semaphore::new(config.tenant_connection_budget)),
             budget_limit: config.tenant_connection_budget,
+            max_upload_bytes: config.max_upload_bytes,
             settings: PoolSettings {
                 max_size: config.tenant_pool_size,
                 wait: POOL_WAIT,
@@ -320,11 +322,16 @@ impl Gateway {
                     Some((max_users, max_storage_bytes)) => tenant::Limits {
                         max_users,
                         max_storage_bytes,
+                        max_file_bytes: None,
                     },
                     None => tenant::Limits::default(),
                 })
             })
             .await
+            .map(|limits| tenant::Limits {
+                max_file_bytes: Some(self.max_upload_bytes),
+                ..limits
+            })
             .map_err(|_| Refusal::OwnerUnavailable)
     }
 

@@ -4,6 +4,7 @@ mod helpers;
 
 mod auth;
 mod cli;
+mod files;
 mod fleet;
 mod gateway;
 mod health;
