@@ -14,6 +14,9 @@ use crate::provisioning::{Cluster, Faults, Provisioner};
 use crate::secrets::Keyring;
 use crate::{Error, Result};
 
+/// How often per-tenant request counts are written to `tenant_usage`.
+pub const USAGE_FLUSH_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// Everything the service and the CLI share, built once.
 pub struct Services {
     pub config: Config,
@@ -157,6 +160,10 @@ impl Application {
             Arc::clone(&self.state.provisioner)
                 .run_reconciler(self.state.config.reconcile_interval, shutdown.clone()),
         );
+        let flusher = tokio::spawn(
+            Arc::clone(&self.state.gateway)
+                .run_usage_flusher(USAGE_FLUSH_INTERVAL, shutdown.clone()),
+        );
         tracing::info!(address = %self.address, "control plane listening");
         let router = crate::http::router(self.state.clone());
         crate::http::serve(self.listener, router, shutdown.clone()).await;
@@ -164,6 +171,7 @@ impl Application {
         tasks.close();
         tasks.wait().await;
         let _ = reconciler.await;
+        let _ = flusher.await;
         tracing::info!("control plane stopped");
         Ok(())
     }

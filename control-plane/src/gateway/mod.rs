@@ -80,6 +80,8 @@ pub struct Gateway {
     /// Bumped by every `forget`: a lookup that started before a change must not cache
     /// what it read.
     generation: std::sync::atomic::AtomicU64,
+    /// Requests served per tenant since the last flush to `tenant_usage`.
+    requests: std::sync::Mutex<std::collections::HashMap<Uuid, u64>>,
     /// Plan limits by plan code; plans change rarely.
     plans: Cache<String, tenant::Limits>,
     budget: Arc<Semaphore>,
@@ -171,6 +173,7 @@ impl Gateway {
                 .time_to_live(PLAN_TTL)
                 .build(),
             generation: std::sync::atomic::AtomicU64::new(0),
+            requests: std::sync::Mutex::new(std::collections::HashMap::new()),
             budget: Arc::new(Semaphore::new(config.tenant_connection_budget)),
             budget_limit: config.tenant_connection_budget,
             max_upload_bytes: config.max_upload_bytes,
@@ -227,6 +230,55 @@ impl Gateway {
     /// Whether `host` serves the owner API rather than a tenant.
     pub fn is_owner_host(&self, host: &str) -> bool {
         self.owner_hosts.contains(host) || is_ip_literal(host)
+    }
+
+    fn count_request(&self, tenant: Uuid) {
+        let mut counts = self.requests.lock().unwrap_or_else(|p| p.into_inner());
+        *counts.entry(tenant).or_default() += 1;
+    }
+
+    /// Writes the request counts gathered since the last flush to `tenant_usage` (one
+    /// row per tenant that had requests). On failure the counts are kept for next time.
+    pub async fn flush_request_counts(&self) -> crate::Result<usize> {
+        let counts: Vec<(Uuid, i64)> = {
+            let mut map = self.requests.lock().unwrap_or_else(|p| p.into_inner());
+            std::mem::take(&mut *map)
+                .into_iter()
+                .map(|(id, n)| (id, n as i64))
+                .collect()
+        };
+        let result = async {
+            let conn = self.provisioner.pool().get().await?;
+            owner::tenants::usage_record_requests(&**conn, &counts).await?;
+            Ok::<_, crate::Error>(())
+        }
+        .await;
+        if let Err(e) = result {
+            let mut map = self.requests.lock().unwrap_or_else(|p| p.into_inner());
+            for (id, n) in counts {
+                *map.entry(id).or_default() += n as u64;
+            }
+            return Err(e);
+        }
+        Ok(counts.len())
+    }
+
+    /// Flushes request counts every `interval` until cancelled, and once more at the end.
+    pub async fn run_usage_flusher(
+        self: Arc<Self>,
+        interval: Duration,
+        cancel: tokio_util::sync::CancellationToken,
+    ) {
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => break,
+                _ = tokio::time::sleep(interval) => {}
+            }
+            if let Err(e) = self.flush_request_counts().await {
+                tracing::warn!(error = %e, "could not record tenant request counts; keeping them for the next flush");
+            }
+        }
+        let _ = self.flush_request_counts().await;
     }
 
     /// Tenant pools open now.
@@ -412,6 +464,7 @@ async fn serve_tenant(
         Resolution::Tenant(t) => t,
     };
     tracing::Span::current().record("tenant_id", tracing::field::display(tenant.id));
+    gateway.count_request(tenant.id);
     match tenant.status {
         TenantStatus::Active => {}
         TenantStatus::Suspended => return Err(Refusal::Suspended),
