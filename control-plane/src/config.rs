@@ -26,6 +26,7 @@
 //! | `CP_TENANT_CONNECTION_BUDGET` | `40` | tenant connections open at once, all tenants together |
 //! | `CP_TENANT_POOL_IDLE_SECS` | `300` | an unused tenant pool is closed after this long |
 //! | `CP_MAX_UPLOAD_BYTES` | `26214400` | largest single file a tenant may upload |
+//! | `CP_TRUSTED_PROXIES` | none | comma-separated proxy IPs whose `X-Forwarded-Host` / `Forwarded` is believed |
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -102,6 +103,8 @@ pub struct Config {
     pub tenant_pool_idle: Duration,
     /// Largest single upload.
     pub max_upload_bytes: u64,
+    /// Peers whose forwarded host headers are believed; everyone else's are ignored.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 /// The raw settings as the sources give them; every field optional until validated.
@@ -127,6 +130,7 @@ struct Raw {
     tenant_connection_budget: Option<String>,
     tenant_pool_idle_secs: Option<String>,
     max_upload_bytes: Option<String>,
+    trusted_proxies: Option<String>,
 }
 
 fn invalid(setting: &str, why: impl std::fmt::Display) -> Error {
@@ -335,7 +339,21 @@ impl Config {
         if owner_hosts.is_empty() {
             return Err(invalid("CP_OWNER_HOSTS", "names no host"));
         }
+        let trusted_proxies = match raw.trusted_proxies {
+            None => Vec::new(),
+            Some(list) => list
+                .split(',')
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
+                .map(|p| {
+                    p.parse().map_err(|_| {
+                        invalid("CP_TRUSTED_PROXIES", format!("{p:?} is not an IP address"))
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?,
+        };
         Ok(Config {
+            trusted_proxies,
             max_upload_bytes,
             owner_hosts,
             tenant_pool_size,

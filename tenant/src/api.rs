@@ -13,6 +13,7 @@ use crate::pool::{ConnectError, PoolError};
 
 mod auth;
 mod files;
+mod members;
 mod records;
 mod users;
 
@@ -25,6 +26,7 @@ pub fn router() -> Router {
         .merge(users::routes())
         .merge(records::routes())
         .merge(files::routes())
+        .merge(members::routes())
         .fallback(not_found)
 }
 

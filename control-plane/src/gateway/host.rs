@@ -55,6 +55,28 @@ pub fn normalise(raw: &str) -> Result<String, &'static str> {
     }
 }
 
+/// The host a trusted proxy forwarded: the first `X-Forwarded-Host` value, else the
+/// `host=` of the first `Forwarded` element. Only ever consulted for requests whose peer
+/// is a configured trusted proxy.
+pub fn forwarded_host(headers: &axum::http::HeaderMap) -> Option<Result<String, &'static str>> {
+    if let Some(value) = headers.get("x-forwarded-host") {
+        let value = match value.to_str() {
+            Ok(v) => v,
+            Err(_) => return Some(Err("the X-Forwarded-Host header is not ASCII")),
+        };
+        let first = value.split(',').next().unwrap_or_default();
+        return Some(normalise(first));
+    }
+    let forwarded = headers.get(header::FORWARDED)?.to_str().ok()?;
+    let first = forwarded.split(',').next()?;
+    first.split(';').find_map(|pair| {
+        let (key, value) = pair.trim().split_once('=')?;
+        key.trim()
+            .eq_ignore_ascii_case("host")
+            .then(|| normalise(value.trim().trim_matches('"')))
+    })
+}
+
 /// True for `127.0.0.1`, `[::1]` and the like.
 pub fn is_ip_literal(host: &str) -> bool {
     host.starts_with('[') || host.parse::<std::net::IpAddr>().is_ok()

@@ -31,7 +31,7 @@ use tokio::sync::Semaphore;
 use tower::ServiceExt;
 use uuid::Uuid;
 
-pub use host::{is_ip_literal, normalise, request_host};
+pub use host::{forwarded_host, is_ip_literal, normalise, request_host};
 
 use crate::app::AppState;
 use crate::config::Config;
@@ -166,7 +166,10 @@ impl Gateway {
                 .max_capacity(100_000)
                 .expire_after(ResolutionExpiry)
                 .build(),
-            last_known: Cache::builder().max_capacity(100_000).build(),
+            last_known: Cache::builder()
+                .max_capacity(100_000)
+                .support_invalidation_closures()
+                .build(),
             pools,
             plans: Cache::builder()
                 .max_capacity(1_000)
@@ -437,7 +440,16 @@ impl Gateway {
 /// Middleware: requests for a tenant host are served by the tenant router with their
 /// tenant's context; requests for an owner host go on to the owner routes.
 pub async fn dispatch(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let host = match request_host(&req) {
+    let peer = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip());
+    let trusted = peer.is_some_and(|ip| state.config.trusted_proxies.contains(&ip));
+    let host = match trusted.then(|| forwarded_host(req.headers())).flatten() {
+        Some(forwarded) => forwarded,
+        None => request_host(&req),
+    };
+    let host = match host {
         Ok(host) => host,
         Err(why) => {
             return ApiError::new(StatusCode::BAD_REQUEST, "invalid_host", why).into_response();

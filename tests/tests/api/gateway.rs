@@ -490,3 +490,135 @@ async fn request_counts_per_tenant_are_flushed_to_usage() {
         "counts restart after a flush"
     );
 }
+
+#[tokio::test]
+async fn forwarded_hosts_count_only_from_trusted_proxies() {
+    let app = spawn_app_with(|c| c.trusted_proxies = vec!["127.0.0.1".parse().expect("ip")]).await;
+    app.create_tenant("alpha").await;
+    app.create_tenant("bravo").await;
+    // The test client is 127.0.0.1: a trusted proxy here, so its forwarded host counts.
+    let (status, body) = status_on(
+        &app,
+        "alpha.localhost",
+        &[("x-forwarded-host", "bravo.localhost")],
+    )
+    .await;
+    assert_eq!(
+        (status, body["tenant"]["slug"].as_str()),
+        (200, Some("bravo"))
+    );
+    let (status, body) = status_on(
+        &app,
+        "alpha.localhost",
+        &[("forwarded", "for=10.0.0.1;host=bravo.localhost")],
+    )
+    .await;
+    assert_eq!(
+        (status, body["tenant"]["slug"].as_str()),
+        (200, Some("bravo"))
+    );
+    assert_eq!(
+        status_on(&app, "alpha.localhost", &[]).await.1["tenant"]["slug"],
+        "alpha"
+    );
+}
+
+#[tokio::test]
+async fn a_hundred_first_requests_to_a_cold_tenant_open_one_pool() {
+    let app = spawn_app_with(|c| c.tenant_pool_size = 3).await;
+    let t = app.create_tenant("cold").await;
+    let role = t["runtime_role"].as_str().expect("role").to_string();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watcher = pg("postgres").await;
+    let sampler = {
+        let stop = std::sync::Arc::clone(&stop);
+        tokio::spawn(async move {
+            let mut peak = 0i64;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                let n: i64 = watcher
+                    .query_one(
+                        "SELECT count(*) FROM pg_stat_activity WHERE usename = $1",
+                        &[&role],
+                    )
+                    .await
+                    .expect("sample")
+                    .get(0);
+                peak = peak.max(n);
+                tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+            }
+            peak
+        })
+    };
+    let burst = (0..100).map(|_| status_on(&app, "cold.localhost", &[]));
+    let results = futures::future::join_all(burst).await;
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let peak = sampler.await.expect("sampler");
+    assert!(results.iter().all(|(s, _)| *s == 200), "all served");
+    assert!(peak <= 3, "one pool of 3: peak {peak} connections");
+    assert_eq!(app.state.gateway.open_pools().await, 1);
+}
+
+#[tokio::test]
+async fn with_the_owner_database_down_only_tenants_last_known_active_are_served() {
+    let app = spawn_app().await;
+    let up = app.create_tenant("up").await;
+    let paused = app.create_tenant("paused").await;
+    app.post_json(
+        &format!(
+            "/api/owner/tenants/{}/suspend",
+            paused["id"].as_str().expect("id")
+        ),
+        Some(&app.token),
+        &serde_json::json!({}),
+    )
+    .await;
+    let other = app.create_tenant("other").await;
+    assert_eq!(status_on(&app, "up.localhost", &[]).await.0, 200);
+    assert_eq!(status_on(&app, "paused.localhost", &[]).await.0, 403);
+    assert_eq!(status_on(&app, "other.localhost", &[]).await.0, 200);
+
+    // The owner database goes away; cached answers are dropped so lookups must fail.
+    let admin = pg("postgres").await;
+    admin
+        .batch_execute(&format!(
+            "ALTER DATABASE \"{db}\" ALLOW_CONNECTIONS false; \
+             SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{db}'",
+            db = app.owner_db
+        ))
+        .await
+        .expect("owner database down");
+    let other_id: uuid::Uuid = other["id"].as_str().expect("id").parse().expect("uuid");
+    app.state.gateway.forget(Some(other_id)).await;
+
+    assert_eq!(
+        status_on(&app, "up.localhost", &[]).await.0,
+        200,
+        "last known active: still served"
+    );
+    let (status, body) = status_on(&app, "paused.localhost", &[]).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (503, Some("owner_unavailable")),
+        "never a tenant last known suspended"
+    );
+    assert_eq!(
+        status_on(&app, "other.localhost", &[]).await.0,
+        503,
+        "forgotten: nothing to go on"
+    );
+    assert_eq!(status_on(&app, "never-seen.localhost", &[]).await.0, 503);
+
+    admin
+        .batch_execute(&format!(
+            "ALTER DATABASE \"{}\" ALLOW_CONNECTIONS true",
+            app.owner_db
+        ))
+        .await
+        .expect("restore");
+    assert_eq!(
+        status_on(&app, "other.localhost", &[]).await.0,
+        200,
+        "back by itself"
+    );
+    let _ = up;
+}

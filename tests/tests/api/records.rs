@@ -449,3 +449,86 @@ async fn viewers_read_records_but_cannot_change_them() {
         401
     );
 }
+
+#[tokio::test]
+async fn practices_have_members() {
+    let app = spawn_app().await;
+    let (_, admin) = tenant_with_admin(&app, "team").await;
+    let (_, practice) = call(
+        &app,
+        Method::POST,
+        "team",
+        "/api/v1/practices",
+        &admin,
+        Some(json!({ "name": "North" })),
+    )
+    .await;
+    let pid = practice["id"].as_str().expect("id");
+    let (_, vet) = call(
+        &app,
+        Method::POST,
+        "team",
+        "/api/v1/users",
+        &admin,
+        Some(json!({ "email": "vet@team.example", "role": "staff", "password": "vet-password-1" })),
+    )
+    .await;
+    let vid = vet["id"].as_str().expect("id");
+    let path = format!("/api/v1/practices/{pid}/members/{vid}");
+    assert_eq!(
+        call(
+            &app,
+            Method::PUT,
+            "team",
+            &path,
+            &admin,
+            Some(json!({ "role": "vet" }))
+        )
+        .await
+        .0,
+        204
+    );
+    let (_, members) = call(
+        &app,
+        Method::GET,
+        "team",
+        &format!("/api/v1/practices/{pid}/members"),
+        &admin,
+        None,
+    )
+    .await;
+    assert_eq!(members["members"][0]["email"], "vet@team.example");
+    assert_eq!(members["members"][0]["role"], "vet");
+    assert_eq!(
+        call(
+            &app,
+            Method::PUT,
+            "team",
+            &path,
+            &admin,
+            Some(json!({ "role": "boss" }))
+        )
+        .await
+        .0,
+        422
+    );
+    let ghost = format!("/api/v1/practices/{pid}/members/{}", uuid::Uuid::new_v4());
+    assert_eq!(
+        call(&app, Method::PUT, "team", &ghost, &admin, Some(json!({})))
+            .await
+            .0,
+        404
+    );
+    assert_eq!(
+        call(&app, Method::DELETE, "team", &path, &admin, None)
+            .await
+            .0,
+        204
+    );
+    assert_eq!(
+        call(&app, Method::DELETE, "team", &path, &admin, None)
+            .await
+            .0,
+        404
+    );
+}
