@@ -39,6 +39,12 @@ struct Args {
     /// Keep the tenants afterwards.
     #[arg(long)]
     keep: bool,
+    /// CP_TENANT_POOL_SIZE for the service.
+    #[arg(long, default_value_t = 5)]
+    pool_size: usize,
+    /// CP_TENANT_CONNECTION_BUDGET for the service (and the baseline's pool size).
+    #[arg(long, default_value_t = 40)]
+    budget: usize,
 }
 
 const PREFIX: &str = "cpbg_";
@@ -60,6 +66,8 @@ struct RunResult {
     p50: Duration,
     p99: Duration,
     peak_connections: i64,
+    /// Connections logged in as tenant roles (what the budget bounds).
+    peak_tenant_connections: i64,
 }
 
 /// Zipf(s = 1) over `n` items: item k with weight 1/k.
@@ -99,14 +107,22 @@ async fn load(
         let stop = Arc::clone(&stop);
         let watcher = connect(&format!("{pg}/postgres")).await?;
         tokio::spawn(async move {
-            let mut peak = 0i64;
+            let (mut peak, mut peak_tenant) = (0i64, 0i64);
             while !stop.load(Ordering::Relaxed) {
-                if let Ok(row) = watcher.query_one("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'", &[]).await {
+                if let Ok(row) = watcher
+                    .query_one(
+                        "SELECT count(*), count(*) FILTER (WHERE usename LIKE 'cpbg\\_%') FROM pg_stat_activity \
+                         WHERE backend_type = 'client backend'",
+                        &[],
+                    )
+                    .await
+                {
                     peak = peak.max(row.get(0));
+                    peak_tenant = peak_tenant.max(row.get(1));
                 }
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
-            peak
+            (peak, peak_tenant)
         })
     };
     let zipf = Arc::new(Zipf::new(hosts.len()));
@@ -146,7 +162,7 @@ async fn load(
     }
     let elapsed = started.elapsed();
     stop.store(true, Ordering::Relaxed);
-    let peak_connections = sampler.await?;
+    let (peak_connections, peak_tenant_connections) = sampler.await?;
     latencies.sort();
     let pick = |q: f64| {
         latencies
@@ -161,16 +177,18 @@ async fn load(
         p50: pick(0.50),
         p99: pick(0.99),
         peak_connections,
+        peak_tenant_connections,
     })
 }
 
 fn report(label: &str, r: &RunResult) {
     println!(
-        "{label:<44} {:>8.0} req/s   p50 {:>6.2} ms   p99 {:>7.2} ms   peak PG connections {:>3}   ({} ok, {} errors)",
+        "{label:<44} {:>8.0} req/s   p50 {:>6.2} ms   p99 {:>7.2} ms   peak PG connections {:>3} (tenant roles {:>3})   ({} ok, {} errors)",
         r.rps,
         r.p50.as_secs_f64() * 1000.0,
         r.p99.as_secs_f64() * 1000.0,
         r.peak_connections,
+        r.peak_tenant_connections,
         r.requests,
         r.errors
     );
@@ -202,6 +220,8 @@ async fn main() -> anyhow::Result<()> {
     ));
     config.tenant_db_prefix = PREFIX.to_string();
     config.listen = "127.0.0.1:0".parse()?;
+    config.tenant_pool_size = args.pool_size;
+    config.tenant_connection_budget = args.budget;
     let budget = config.tenant_connection_budget;
     let app = Application::build(config, Arc::new(Faults::default())).await?;
     let port = app.port();
@@ -279,8 +299,8 @@ async fn main() -> anyhow::Result<()> {
     tokio::spawn(async move { axum::serve(listener, baseline).await });
 
     println!(
-        "gateway benchmark: GET /api/v1/status, {} clients, {} s per run, Zipf(s=1) over the tenant set; connection budget {budget}",
-        args.clients, args.seconds
+        "gateway benchmark: GET /api/v1/status, {} clients, {} s per run, Zipf(s=1) over the tenant set; tenant connection budget {budget}, tenant pool size {}",
+        args.clients, args.seconds, args.pool_size
     );
     let base = load(
         &format!("http://127.0.0.1:{baseline_port}/api/v1/status"),

@@ -48,6 +48,13 @@ pub const PLAN_TTL: Duration = Duration::from_secs(60);
 pub const POOL_WAIT: Duration = Duration::from_secs(5);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// What serving one tenant needs, built once per tenant and cached with its pool.
+pub struct TenantRuntime {
+    pool: TenantPool,
+    keys: Arc<tenant::auth::TenantKeys>,
+    storage: Arc<storage::TenantTree>,
+}
+
 #[derive(Clone)]
 pub enum Resolution {
     Tenant(Arc<Tenant>),
@@ -76,7 +83,7 @@ pub struct Gateway {
     domains: Cache<String, Resolution>,
     /// The last answer for each domain, kept without expiry for owner-database outages.
     last_known: Cache<String, Arc<Tenant>>,
-    pools: Cache<Uuid, TenantPool>,
+    pools: Cache<Uuid, Arc<TenantRuntime>>,
     /// Bumped by every `forget`: a lookup that started before a change must not cache
     /// what it read.
     generation: std::sync::atomic::AtomicU64,
@@ -144,18 +151,18 @@ impl IntoResponse for Refusal {
 
 impl Gateway {
     pub fn new(config: &Config, provisioner: Arc<Provisioner>) -> Arc<Self> {
-        let pools: Cache<Uuid, TenantPool> = Cache::builder()
+        let pools: Cache<Uuid, Arc<TenantRuntime>> = Cache::builder()
             .name("tenant_pools")
             .max_capacity(config.max_tenant_pools)
             .time_to_idle(config.tenant_pool_idle)
-            .eviction_listener(|id, pool: TenantPool, cause| {
+            .eviction_listener(|id, runtime: Arc<TenantRuntime>, cause| {
                 metrics::counter!("tenant_pool_evictions_total", "cause" => format!("{cause:?}"))
                     .increment(1);
                 // Close the idle connections now; requests still holding this pool finish
                 // normally and its last connections close when the last of them drops it.
                 // (`Pool::close` would fail those requests.)
                 tracing::debug!(tenant_id = %id, ?cause, "releasing tenant pool");
-                pool.retain(|_, _| false);
+                runtime.pool.retain(|_, _| false);
             })
             .build();
         let gateway = Arc::new(Self {
@@ -390,37 +397,47 @@ impl Gateway {
             .map_err(|_| Refusal::OwnerUnavailable)
     }
 
-    /// The tenant's pool, opened once however many requests ask at the same time.
-    async fn pool(&self, tenant: &Tenant) -> Result<TenantPool, Refusal> {
-        let password = self
-            .provisioner
-            .runtime_password(tenant)
-            .map_err(|e| Refusal::TenantUnavailable(e.to_string()))?;
-        let config =
-            self.provisioner
-                .cluster()
-                .config_as(&tenant.db_name, &tenant.runtime_role, &password);
+    /// The tenant's runtime (pool, token keys, storage tree), built once however many
+    /// requests ask at the same time, and kept while the tenant is in use: nothing is
+    /// decrypted or derived again per request.
+    async fn runtime(&self, tenant: &Arc<Tenant>) -> Result<Arc<TenantRuntime>, Refusal> {
+        if let Some(runtime) = self.pools.get(&tenant.id).await {
+            return Ok(runtime);
+        }
+        let provisioner = Arc::clone(&self.provisioner);
+        let tenant = Arc::clone(tenant);
         let settings = self.settings;
         let budget = Arc::clone(&self.budget);
         let pools = self.pools.clone();
         let relief: Relief = Arc::new(move || {
-            // Close one idle connection, the longest unused found, so each waiter frees
-            // just what it needs instead of emptying every pool.
-            let mut oldest: Option<(TenantPool, std::time::Duration)> = None;
-            for (_, pool) in pools.iter() {
+            // Free one connection for a waiter. Trim the pool holding the most connections
+            // first (so the budget spreads over many tenants rather than piling up in a
+            // few); among equals, take from the one idle longest. Only idle connections
+            // are ever closed.
+            let mut best: Option<(Arc<TenantRuntime>, usize, std::time::Duration)> = None;
+            for (_, runtime) in pools.iter() {
+                let status = runtime.pool.status();
+                if status.available == 0 {
+                    continue;
+                }
                 let mut idle_for = std::time::Duration::ZERO;
-                let _ = pool.retain(|_, metrics| {
+                let _ = runtime.pool.retain(|_, metrics| {
                     idle_for = idle_for.max(metrics.last_used());
                     true
                 });
-                if pool.status().available > 0 && oldest.as_ref().is_none_or(|(_, d)| idle_for > *d)
-                {
-                    oldest = Some((pool, idle_for));
+                let better = match &best {
+                    None => true,
+                    Some((_, size, idle)) => {
+                        status.size > *size || (status.size == *size && idle_for > *idle)
+                    }
+                };
+                if better {
+                    best = Some((runtime, status.size, idle_for));
                 }
             }
-            if let Some((pool, _)) = oldest {
+            if let Some((runtime, _, _)) = best {
                 let mut closed = false;
-                pool.retain(|_, _| {
+                runtime.pool.retain(|_, _| {
                     let keep = closed;
                     closed = true;
                     keep
@@ -430,7 +447,31 @@ impl Gateway {
         self.pools
             .try_get_with(tenant.id, async move {
                 metrics::counter!("tenant_pools_created_total").increment(1);
-                build_pool(config, settings, budget, relief)
+                let password = provisioner
+                    .runtime_password(&tenant)
+                    .map_err(|e| e.to_string())?;
+                let config = provisioner.cluster().config_as(
+                    &tenant.db_name,
+                    &tenant.runtime_role,
+                    &password,
+                );
+                let pool = build_pool(config, settings, budget, relief)?;
+                let secret = provisioner
+                    .tenant_token_secret(tenant.id)
+                    .map_err(|e| e.to_string())?;
+                let keys = tenant::auth::TenantKeys::new(
+                    tenant.id,
+                    secrecy::ExposeSecret::expose_secret(&secret),
+                );
+                let storage = provisioner
+                    .storage()
+                    .tenant(&tenant.slug)
+                    .map_err(|e| e.to_string())?;
+                Ok::<_, String>(Arc::new(TenantRuntime {
+                    pool,
+                    keys: Arc::new(keys),
+                    storage: Arc::new(storage),
+                }))
             })
             .await
             .map_err(|e| Refusal::TenantUnavailable(e.to_string()))
@@ -459,7 +500,7 @@ pub async fn dispatch(State(state): State<AppState>, req: Request, next: Next) -
     if gateway.is_owner_host(&host) {
         return next.run(req).await;
     }
-    match serve_tenant(gateway, &state, &host, req).await {
+    match serve_tenant(gateway, &host, req).await {
         Ok(response) => response,
         Err(refusal) => refusal.into_response(),
     }
@@ -467,7 +508,6 @@ pub async fn dispatch(State(state): State<AppState>, req: Request, next: Next) -
 
 async fn serve_tenant(
     gateway: &Gateway,
-    state: &AppState,
     host: &str,
     mut req: Request,
 ) -> Result<Response, Refusal> {
@@ -483,25 +523,13 @@ async fn serve_tenant(
         TenantStatus::Provisioning => return Err(Refusal::Provisioning),
         TenantStatus::Deleting | TenantStatus::Deleted => return Err(Refusal::UnknownTenant),
     }
-    let pool = gateway.pool(&tenant).await?;
-    let tree = state
-        .provisioner
-        .storage()
-        .tenant(&tenant.slug)
-        .map_err(|e| Refusal::TenantUnavailable(e.to_string()))?;
-    let secret = state
-        .provisioner
-        .tenant_token_secret(tenant.id)
-        .map_err(|e| Refusal::TenantUnavailable(e.to_string()))?;
+    let runtime = gateway.runtime(&tenant).await?;
     req.extensions_mut().insert(tenant::TenantContext {
         id: tenant.id,
         slug: tenant.slug.clone(),
-        pool,
-        storage: Arc::new(tree),
-        keys: Arc::new(tenant::auth::TenantKeys::new(
-            tenant.id,
-            secrecy::ExposeSecret::expose_secret(&secret),
-        )),
+        pool: runtime.pool.clone(),
+        storage: Arc::clone(&runtime.storage),
+        keys: Arc::clone(&runtime.keys),
         limits: gateway.limits(&tenant.plan_code).await?,
     });
     let response = gateway
