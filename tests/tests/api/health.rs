@@ -39,3 +39,30 @@ async fn readiness_fails_when_the_owner_database_is_gone() {
         "the process itself is fine"
     );
 }
+
+#[tokio::test]
+async fn a_client_that_never_finishes_its_headers_is_disconnected() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = spawn_app().await;
+    let addr = app.address.trim_start_matches("http://").to_string();
+    let mut stream = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connect");
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nX-Slow: ")
+        .await
+        .expect("write");
+    // Without a header-read timeout the server would wait for the rest forever.
+    let limit = control_plane::http::HEADER_READ_TIMEOUT + std::time::Duration::from_secs(10);
+    let mut out = Vec::new();
+    let closed = tokio::time::timeout(limit, stream.read_to_end(&mut out)).await;
+    assert!(
+        closed.is_ok(),
+        "the connection was still open after {limit:?}"
+    );
+    let text = String::from_utf8_lossy(&out);
+    assert!(
+        !text.contains("200 OK"),
+        "an unfinished request was answered: {text}"
+    );
+}
