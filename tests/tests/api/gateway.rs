@@ -622,3 +622,22 @@ async fn with_the_owner_database_down_only_tenants_last_known_active_are_served(
     );
     let _ = up;
 }
+
+#[tokio::test]
+async fn a_killed_backend_is_replaced_without_failing_the_next_request() {
+    let app = spawn_app().await;
+    let t = app.create_tenant("phoenix").await;
+    assert_eq!(status_on(&app, "phoenix.localhost", &[]).await.0, 200);
+    let role = t["runtime_role"].as_str().expect("role");
+    let killed: i64 = pg("postgres")
+        .await
+        .query_one("SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1) k", &[&role])
+        .await
+        .expect("terminate")
+        .get(0);
+    assert!(killed >= 1, "the pool held a connection to kill");
+    // The pooled connection is dead; the pool notices on recycle and opens a new one.
+    for _ in 0..3 {
+        assert_eq!(status_on(&app, "phoenix.localhost", &[]).await.0, 200);
+    }
+}
