@@ -18,13 +18,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Parser;
-use control_plane::config::MasterKeySource;
 use control_plane::fleet::{DEFAULT_CONCURRENCY, FleetOptions, FleetRun};
 use control_plane::provisioning::{Actor, CreateTenant, Faults};
 use control_plane::{Config, Services};
 use futures::StreamExt;
-use secrecy::SecretString;
-use tokio_postgres::NoTls;
 
 #[derive(Parser)]
 struct Args {
@@ -49,64 +46,14 @@ fn sql(column: &str) -> String {
     )
 }
 
-async fn connect(url: &str) -> anyhow::Result<tokio_postgres::Client> {
-    let (client, conn) = tokio_postgres::connect(url, NoTls).await?;
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    Ok(client)
-}
-
 fn config(
     args: &Args,
     storage: &std::path::Path,
     dir: Option<&std::path::Path>,
 ) -> anyhow::Result<Config> {
-    let mut config = Config::defaults()?;
-    config.database_url = SecretString::from(format!("{}/{OWNER_DB}", args.pg));
-    config.admin_database_url = SecretString::from(format!("{}/postgres", args.pg));
-    config.storage_root = storage.join("storage");
-    config.data_dir = storage.to_path_buf();
-    config.master_key = MasterKeySource::Inline(SecretString::from(
-        "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=".to_string(),
-    ));
-    config.tenant_db_prefix = PREFIX.to_string();
+    let mut config = bench::config(&args.pg, OWNER_DB, PREFIX, storage)?;
     config.tenant_migrations_dir = dir.map(|d| d.to_path_buf());
     Ok(config)
-}
-
-async fn cleanup(admin: &tokio_postgres::Client, concurrency: usize) -> anyhow::Result<()> {
-    let dbs: Vec<String> = admin
-        .query(
-            "SELECT datname FROM pg_database WHERE datname LIKE 'cpbf\\_%'",
-            &[],
-        )
-        .await?
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    futures::stream::iter(dbs)
-        .map(|name| async move {
-            admin
-                .batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
-                .await
-        })
-        .buffer_unordered(concurrency)
-        .collect::<Vec<_>>()
-        .await;
-    for row in admin
-        .query(
-            "SELECT rolname FROM pg_roles WHERE rolname LIKE 'cpbf\\_%'",
-            &[],
-        )
-        .await?
-    {
-        let name: String = row.get(0);
-        admin
-            .batch_execute(&format!("DROP ROLE IF EXISTS \"{name}\""))
-            .await?;
-    }
-    Ok(())
 }
 
 fn line(label: &str, d: Duration, base: Duration) {
@@ -120,7 +67,7 @@ fn line(label: &str, d: Duration, base: Duration) {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let admin = connect(&format!("{}/postgres", args.pg))
+    let admin = bench::connect(&format!("{}/postgres", args.pg))
         .await
         .context("connect as admin")?;
     let storage = tempfile::tempdir()?;
@@ -142,7 +89,7 @@ async fn main() -> anyhow::Result<()> {
     };
     if existing as usize != args.tenants {
         drop(services);
-        cleanup(&admin, 4).await?;
+        bench::drop_prefixed(&admin, PREFIX, 4).await?;
         let services = Services::init(
             config(&args, storage.path(), None)?,
             Arc::new(Faults::default()),
@@ -177,7 +124,7 @@ async fn main() -> anyhow::Result<()> {
         );
     }
     let dbs: Vec<String> = {
-        let conn = connect(&format!("{}/{OWNER_DB}", args.pg)).await?;
+        let conn = bench::connect(&format!("{}/{OWNER_DB}", args.pg)).await?;
         conn.query(
             "SELECT db_name FROM tenants WHERE status = 'active' ORDER BY created_at",
             &[],
@@ -228,7 +175,7 @@ async fn main() -> anyhow::Result<()> {
     // 3. A sequential loop: connect to each database and run the SQL.
     let started = Instant::now();
     for db in &dbs {
-        let client = connect(&format!("{}/{db}", args.pg)).await?;
+        let client = bench::connect(&format!("{}/{db}", args.pg)).await?;
         client.batch_execute(&sql("bench_seq")).await?;
     }
     let sequential = started.elapsed();
@@ -299,7 +246,7 @@ async fn main() -> anyhow::Result<()> {
 
     drop(ours_services);
     if !args.keep {
-        cleanup(&admin, 4).await?;
+        bench::drop_prefixed(&admin, PREFIX, 4).await?;
     }
     Ok(())
 }

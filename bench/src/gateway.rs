@@ -17,12 +17,9 @@ use axum::Router;
 use axum::extract::State;
 use axum::routing::get;
 use clap::Parser;
-use control_plane::config::MasterKeySource;
+use control_plane::Application;
 use control_plane::provisioning::{Actor, CreateTenant, Faults};
-use control_plane::{Application, Config};
 use futures::StreamExt;
-use secrecy::SecretString;
-use tokio_postgres::NoTls;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
@@ -50,14 +47,6 @@ struct Args {
 const PREFIX: &str = "cpbg_";
 const OWNER_DB: &str = "cpbg_owner";
 const QUERY: &str = "SELECT current_database(), current_user, (SELECT count(*) FROM practices), (SELECT count(*) FROM users)";
-
-async fn connect(url: &str) -> anyhow::Result<tokio_postgres::Client> {
-    let (client, conn) = tokio_postgres::connect(url, NoTls).await?;
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    Ok(client)
-}
 
 struct RunResult {
     requests: usize,
@@ -105,7 +94,7 @@ async fn load(
     let stop = Arc::new(AtomicBool::new(false));
     let sampler = {
         let stop = Arc::clone(&stop);
-        let watcher = connect(&format!("{pg}/postgres")).await?;
+        let watcher = bench::connect(&format!("{pg}/postgres")).await?;
         tokio::spawn(async move {
             let (mut peak, mut peak_tenant) = (0i64, 0i64);
             while !stop.load(Ordering::Relaxed) {
@@ -206,19 +195,11 @@ async fn baseline_status(
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let admin = connect(&format!("{}/postgres", args.pg))
+    let admin = bench::connect(&format!("{}/postgres", args.pg))
         .await
         .context("connect as admin")?;
     let storage = tempfile::tempdir()?;
-    let mut config = Config::defaults()?;
-    config.database_url = SecretString::from(format!("{}/{OWNER_DB}", args.pg));
-    config.admin_database_url = SecretString::from(format!("{}/postgres", args.pg));
-    config.storage_root = storage.path().join("storage");
-    config.data_dir = storage.path().to_path_buf();
-    config.master_key = MasterKeySource::Inline(SecretString::from(
-        "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=".to_string(),
-    ));
-    config.tenant_db_prefix = PREFIX.to_string();
+    let mut config = bench::config(&args.pg, OWNER_DB, PREFIX, storage.path())?;
     config.listen = "127.0.0.1:0".parse()?;
     config.tenant_pool_size = args.pool_size;
     config.tenant_connection_budget = args.budget;
@@ -290,7 +271,10 @@ async fn main() -> anyhow::Result<()> {
     let mut pg_config = deadpool_postgres::Config::new();
     pg_config.url = Some(format!("{}/{first_db}", args.pg));
     pg_config.pool = Some(deadpool_postgres::PoolConfig::new(budget));
-    let pool = pg_config.create_pool(Some(deadpool_postgres::Runtime::Tokio1), NoTls)?;
+    let pool = pg_config.create_pool(
+        Some(deadpool_postgres::Runtime::Tokio1),
+        tokio_postgres::NoTls,
+    )?;
     let baseline = Router::new()
         .route("/api/v1/status", get(baseline_status))
         .with_state(pool);
@@ -336,30 +320,7 @@ async fn main() -> anyhow::Result<()> {
     shutdown.cancel();
     let _ = server.await;
     if !args.keep {
-        for row in admin
-            .query(
-                "SELECT datname FROM pg_database WHERE datname LIKE 'cpbg\\_%'",
-                &[],
-            )
-            .await?
-        {
-            let name: String = row.get(0);
-            admin
-                .batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
-                .await?;
-        }
-        for row in admin
-            .query(
-                "SELECT rolname FROM pg_roles WHERE rolname LIKE 'cpbg\\_%'",
-                &[],
-            )
-            .await?
-        {
-            let name: String = row.get(0);
-            admin
-                .batch_execute(&format!("DROP ROLE IF EXISTS \"{name}\""))
-                .await?;
-        }
+        bench::drop_prefixed(&admin, PREFIX, 4).await?;
     }
     Ok(())
 }

@@ -14,11 +14,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Parser;
-use control_plane::config::MasterKeySource;
+use control_plane::Services;
 use control_plane::provisioning::{Actor, CreateTenant, Faults};
-use control_plane::{Config, Services};
-use secrecy::SecretString;
-use tokio_postgres::NoTls;
 
 #[derive(Parser)]
 struct Args {
@@ -31,42 +28,6 @@ struct Args {
 }
 
 const PREFIX: &str = "cpbench_";
-
-async fn connect(url: &str) -> anyhow::Result<tokio_postgres::Client> {
-    let (client, conn) = tokio_postgres::connect(url, NoTls).await?;
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    Ok(client)
-}
-
-async fn cleanup(admin: &tokio_postgres::Client) -> anyhow::Result<()> {
-    for row in admin
-        .query(
-            "SELECT datname FROM pg_database WHERE datname LIKE 'cpbench\\_%'",
-            &[],
-        )
-        .await?
-    {
-        let name: String = row.get(0);
-        admin
-            .batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
-            .await?;
-    }
-    for row in admin
-        .query(
-            "SELECT rolname FROM pg_roles WHERE rolname LIKE 'cpbench\\_%'",
-            &[],
-        )
-        .await?
-    {
-        let name: String = row.get(0);
-        admin
-            .batch_execute(&format!("DROP ROLE IF EXISTS \"{name}\""))
-            .await?;
-    }
-    Ok(())
-}
 
 fn stats(label: &str, mut samples: Vec<Duration>) -> Duration {
     samples.sort();
@@ -91,19 +52,13 @@ fn ms(d: Duration) -> f64 {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let admin_url = format!("{}/postgres", args.pg);
-    let admin = connect(&admin_url).await.context("connect as admin")?;
-    cleanup(&admin).await?;
+    let admin = bench::connect(&admin_url)
+        .await
+        .context("connect as admin")?;
+    bench::drop_prefixed(&admin, PREFIX, 4).await?;
 
     let storage = tempfile::tempdir()?;
-    let mut config = Config::defaults()?;
-    config.database_url = SecretString::from(format!("{}/{PREFIX}owner", args.pg));
-    config.admin_database_url = SecretString::from(admin_url.clone());
-    config.storage_root = storage.path().join("storage");
-    config.data_dir = storage.path().to_path_buf();
-    config.master_key = MasterKeySource::Inline(SecretString::from(
-        "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=".to_string(),
-    ));
-    config.tenant_db_prefix = PREFIX.to_string();
+    let config = bench::config(&args.pg, &format!("{PREFIX}owner"), PREFIX, storage.path())?;
     let services = Services::init(config, Arc::new(Faults::default())).await?;
     let provisioner = &services.provisioner;
     // The template is built once per process; do it before timing anything.
@@ -126,7 +81,7 @@ async fn main() -> anyhow::Result<()> {
         admin
             .batch_execute(&format!("CREATE DATABASE \"{name}\""))
             .await?;
-        let mut db = connect(&format!("{}/{name}", args.pg)).await?;
+        let mut db = bench::connect(&format!("{}/{name}", args.pg)).await?;
         tenant::migrations::migrate(&mut db).await?;
         naive.push(started.elapsed());
         drop(db);
@@ -165,7 +120,7 @@ async fn main() -> anyhow::Result<()> {
     );
 
     // Where the time of a provisioning goes, from the per-step timings in the audit log.
-    let owner_db = connect(&format!("{}/{PREFIX}owner", args.pg)).await?;
+    let owner_db = bench::connect(&format!("{}/{PREFIX}owner", args.pg)).await?;
     println!("per step (median over the runs, from the audit log):");
     for row in owner_db
         .query(
@@ -181,6 +136,6 @@ async fn main() -> anyhow::Result<()> {
     }
     drop(owner_db);
     drop(services);
-    cleanup(&admin).await?;
+    bench::drop_prefixed(&admin, PREFIX, 4).await?;
     Ok(())
 }
