@@ -2,33 +2,9 @@
 //! plan's quota, downloads, deletes; refused uploads and path tricks leave nothing behind.
 
 use reqwest::Method;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::helpers::{TestApp, spawn_app_with};
-
-const PASSWORD: &str = "tenant-admin-password";
-
-async fn setup(app: &TestApp, slug: &str, plan: &str) -> String {
-    let body = json!({ "slug": slug, "name": slug, "plan": plan, "admin_email": format!("admin@{slug}.example"), "admin_password": PASSWORD });
-    let created = app
-        .post_json("/api/owner/tenants?wait=true", Some(&app.token), &body)
-        .await;
-    assert_eq!(created.status(), 201);
-    let login = json!({ "email": format!("admin@{slug}.example"), "password": PASSWORD });
-    let tokens: Value = app
-        .on(
-            Method::POST,
-            &format!("{slug}.localhost"),
-            "/api/v1/auth/login",
-            None,
-            Some(&login),
-        )
-        .await
-        .json()
-        .await
-        .expect("json");
-    tokens["access_token"].as_str().expect("token").to_string()
-}
 
 async fn upload(
     app: &TestApp,
@@ -71,7 +47,7 @@ fn files_on_disk(app: &TestApp, slug: &str) -> Vec<std::path::PathBuf> {
 #[tokio::test]
 async fn upload_list_download_delete_and_refusals_leave_nothing() {
     let app = spawn_app_with(|c| c.max_upload_bytes = 64 * 1024).await;
-    let token = setup(&app, "files", "pro").await;
+    let token = app.tenant_with_admin("files", "pro").await.1;
     let content: Vec<u8> = (0..50_000u32).map(|i| (i % 251) as u8).collect();
     let (s, meta) = upload(
         &app,
@@ -194,7 +170,7 @@ async fn the_plans_storage_quota_is_enforced_with_507() {
         .execute("INSERT INTO subscription_plans (code, name, max_storage_bytes) VALUES ('tiny', 'Tiny', 30000)", &[])
         .await
         .expect("tiny plan");
-    let token = setup(&app, "small", "tiny").await;
+    let token = app.tenant_with_admin("small", "tiny").await.1;
     let (s, _) = upload(
         &app,
         "small",

@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 pub const TEST_PREFIX: &str = "cpt_";
 pub const PG_HOST: &str = "localhost";
 pub const OPERATOR_PASSWORD: &str = "operator-password-123";
+pub const TENANT_ADMIN_PASSWORD: &str = "tenant-admin-password";
 
 static SWEEP: OnceCell<()> = OnceCell::const_new();
 
@@ -329,6 +330,38 @@ impl TestApp {
         assert_eq!(status, 201, "create {slug}: {body}");
         assert_eq!(body["status"], "active", "{body}");
         body
+    }
+
+    /// Creates an active tenant on `plan` with an admin `admin@<slug>.example` (password
+    /// [`TENANT_ADMIN_PASSWORD`]), logs the admin in, and returns the tenant and the token.
+    pub async fn tenant_with_admin(&self, slug: &str, plan: &str) -> (Value, String) {
+        let body = json!({
+            "slug": slug, "name": slug, "plan": plan,
+            "admin_email": format!("admin@{slug}.example"), "admin_password": TENANT_ADMIN_PASSWORD,
+        });
+        let created = self
+            .post_json("/api/owner/tenants?wait=true", Some(&self.token), &body)
+            .await;
+        assert_eq!(created.status(), 201, "create {slug}");
+        let tenant: Value = created.json().await.expect("json");
+        let login =
+            json!({ "email": format!("admin@{slug}.example"), "password": TENANT_ADMIN_PASSWORD });
+        let tokens: Value = self
+            .on(
+                reqwest::Method::POST,
+                &format!("{slug}.localhost"),
+                "/api/v1/auth/login",
+                None,
+                Some(&login),
+            )
+            .await
+            .json()
+            .await
+            .expect("json");
+        (
+            tenant,
+            tokens["access_token"].as_str().expect("token").to_string(),
+        )
     }
 
     /// Databases and roles of this test on the server.

@@ -6,35 +6,6 @@ use serde_json::{Value, json};
 
 use crate::helpers::{TestApp, pg, spawn_app};
 
-const PASSWORD: &str = "tenant-admin-password";
-
-async fn tenant_with_admin(app: &TestApp, slug: &str) -> (Value, String) {
-    let body = json!({ "slug": slug, "name": slug, "plan": "pro", "admin_email": format!("admin@{slug}.example"), "admin_password": PASSWORD });
-    let tenant: Value = app
-        .post_json("/api/owner/tenants?wait=true", Some(&app.token), &body)
-        .await
-        .json()
-        .await
-        .expect("json");
-    let login = json!({ "email": format!("admin@{slug}.example"), "password": PASSWORD });
-    let tokens: Value = app
-        .on(
-            Method::POST,
-            &format!("{slug}.localhost"),
-            "/api/v1/auth/login",
-            None,
-            Some(&login),
-        )
-        .await
-        .json()
-        .await
-        .expect("json");
-    (
-        tenant,
-        tokens["access_token"].as_str().expect("token").to_string(),
-    )
-}
-
 async fn call(
     app: &TestApp,
     method: Method,
@@ -59,7 +30,7 @@ async fn call(
 #[tokio::test]
 async fn every_resource_supports_crud_with_validation() {
     let app = spawn_app().await;
-    let (_, token) = tenant_with_admin(&app, "clinic").await;
+    let (_, token) = app.tenant_with_admin("clinic", "pro").await;
     let (s, practice) = call(
         &app,
         Method::POST,
@@ -251,8 +222,8 @@ async fn every_resource_supports_crud_with_validation() {
 #[tokio::test]
 async fn tenants_with_identical_ids_never_see_or_change_each_other() {
     let app = spawn_app().await;
-    let (a, a_token) = tenant_with_admin(&app, "alpha").await;
-    let (b, b_token) = tenant_with_admin(&app, "bravo").await;
+    let (a, a_token) = app.tenant_with_admin("alpha", "pro").await;
+    let (b, b_token) = app.tenant_with_admin("bravo", "pro").await;
     let (_, practice) = call(
         &app,
         Method::POST,
@@ -371,7 +342,7 @@ async fn tenants_with_identical_ids_never_see_or_change_each_other() {
 #[tokio::test]
 async fn viewers_read_records_but_cannot_change_them() {
     let app = spawn_app().await;
-    let (_, admin) = tenant_with_admin(&app, "ro").await;
+    let (_, admin) = app.tenant_with_admin("ro", "pro").await;
     let viewer =
         json!({ "email": "v@ro.example", "role": "viewer", "password": "viewer-password" });
     assert_eq!(
@@ -453,7 +424,7 @@ async fn viewers_read_records_but_cannot_change_them() {
 #[tokio::test]
 async fn practices_have_members() {
     let app = spawn_app().await;
-    let (_, admin) = tenant_with_admin(&app, "team").await;
+    let (_, admin) = app.tenant_with_admin("team", "pro").await;
     let (_, practice) = call(
         &app,
         Method::POST,
