@@ -48,6 +48,47 @@ pub async fn connect_as(role: &str, db: &str) -> Result<Client, tokio_postgres::
     Ok(client)
 }
 
+/// Leftovers older than this are from crashed runs; younger ones may belong to a suite
+/// running right now in another process.
+const STALE_AFTER_SECS: u64 = 3600;
+
+/// Drops what crashed runs left behind: test databases and roles whose name says they were
+/// made more than [`STALE_AFTER_SECS`] ago.
+async fn sweep_stale() {
+    let client = pg("postgres").await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default();
+    let pattern = format!("{}%", TEST_PREFIX.replace('_', "\\_"));
+    let owners: Vec<String> = client
+        .query("SELECT datname FROM pg_database WHERE datname LIKE $1 UNION SELECT rolname FROM pg_roles WHERE rolname LIKE $1", &[&pattern])
+        .await
+        .expect("list leftovers")
+        .iter()
+        .map(|r| r.get::<_, String>(0))
+        .collect();
+    let mut stale = std::collections::BTreeSet::new();
+    for name in owners {
+        let stamp = name
+            .strip_prefix(TEST_PREFIX)
+            .and_then(|rest| rest.get(..8))
+            .and_then(|hex| u64::from_str_radix(hex, 16).ok());
+        // Names without a readable stamp come from older layouts: stale by definition.
+        if stamp.is_none_or(|t| now.saturating_sub(t) > STALE_AFTER_SECS) {
+            let run = name
+                .strip_prefix(TEST_PREFIX)
+                .and_then(|rest| rest.get(..14))
+                .unwrap_or_default()
+                .to_string();
+            stale.insert(format!("{TEST_PREFIX}{run}"));
+        }
+    }
+    for prefix in stale {
+        drop_prefixed(&client, &prefix).await;
+    }
+}
+
 /// Drops every database and role whose name starts with `prefix`.
 async fn drop_prefixed(client: &Client, prefix: &str) {
     let pattern = format!("{}%", prefix.replace('_', "\\_"));
@@ -102,12 +143,16 @@ pub async fn spawn_app() -> TestApp {
 
 /// Like [`spawn_app`], with the configuration adjusted first.
 pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
-    SWEEP
-        .get_or_init(|| async {
-            drop_prefixed(&pg("postgres").await, TEST_PREFIX).await;
-        })
-        .await;
-    let unique = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
+    SWEEP.get_or_init(sweep_stale).await;
+    // `<seconds since the epoch, hex><random>`: unique, and telling its age to the sweep.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default();
+    let unique = format!(
+        "{now:08x}{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..6]
+    );
     let owner_db = format!("{TEST_PREFIX}{unique}");
     let prefix = format!("{TEST_PREFIX}{unique}_");
     let dir = tempfile::tempdir().expect("tempdir");
