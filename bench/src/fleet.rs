@@ -19,9 +19,8 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use clap::Parser;
 use control_plane::fleet::{DEFAULT_CONCURRENCY, FleetOptions, FleetRun};
-use control_plane::provisioning::{Actor, CreateTenant, Faults};
+use control_plane::provisioning::Faults;
 use control_plane::{Config, Services};
-use futures::StreamExt;
 
 #[derive(Parser)]
 struct Args {
@@ -95,33 +94,8 @@ async fn main() -> anyhow::Result<()> {
             Arc::new(Faults::default()),
         )
         .await?;
-        let started = Instant::now();
-        let provisioner = &services.provisioner;
-        let made: Vec<anyhow::Result<()>> = futures::stream::iter(0..args.tenants)
-            .map(|i| async move {
-                let slug = format!("t{i:05}");
-                let t = provisioner
-                    .tenant_create(
-                        &CreateTenant {
-                            slug: slug.clone(),
-                            name: slug,
-                            ..CreateTenant::default()
-                        },
-                        &Actor::cli(),
-                    )
-                    .await?;
-                provisioner.drive(t.id).await?;
-                Ok(())
-            })
-            .buffer_unordered(4)
-            .collect()
-            .await;
-        made.into_iter().collect::<anyhow::Result<Vec<()>>>()?;
-        eprintln!(
-            "provisioned {} tenants in {:.1} s",
-            args.tenants,
-            started.elapsed().as_secs_f64()
-        );
+        let slugs: Vec<String> = (0..args.tenants).map(|i| format!("t{i:05}")).collect();
+        bench::provision_many(&services.provisioner, &slugs).await?;
     }
     let dbs: Vec<String> = {
         let conn = bench::connect(&format!("{}/{OWNER_DB}", args.pg)).await?;

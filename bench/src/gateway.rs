@@ -18,8 +18,7 @@ use axum::extract::State;
 use axum::routing::get;
 use clap::Parser;
 use control_plane::Application;
-use control_plane::provisioning::{Actor, CreateTenant, Faults};
-use futures::StreamExt;
+use control_plane::provisioning::Faults;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
@@ -222,39 +221,12 @@ async fn main() -> anyhow::Result<()> {
     };
     let mut slugs = existing;
     if slugs.len() < args.tenants {
-        let started = Instant::now();
-        let have = slugs.len();
-        let made: Vec<anyhow::Result<String>> = futures::stream::iter(have..args.tenants)
-            .map(|i| {
-                let provisioner = Arc::clone(&provisioner);
-                async move {
-                    let slug = format!("g{i:05}");
-                    let t = provisioner
-                        .tenant_create(
-                            &CreateTenant {
-                                slug: slug.clone(),
-                                name: slug.clone(),
-                                ..CreateTenant::default()
-                            },
-                            &Actor::cli(),
-                        )
-                        .await?;
-                    provisioner.drive(t.id).await?;
-                    Ok(slug)
-                }
-            })
-            .buffer_unordered(4)
-            .collect()
-            .await;
-        for slug in made {
-            slugs.push(slug?);
-        }
+        let missing: Vec<String> = (slugs.len()..args.tenants)
+            .map(|i| format!("g{i:05}"))
+            .collect();
+        bench::provision_many(&provisioner, &missing).await?;
+        slugs.extend(missing);
         slugs.sort();
-        eprintln!(
-            "provisioned {} tenants in {:.1} s",
-            args.tenants - have,
-            started.elapsed().as_secs_f64()
-        );
     }
     slugs.truncate(args.tenants);
 

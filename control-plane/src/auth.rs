@@ -20,10 +20,10 @@ pub const ISSUER: &str = "control-plane";
 pub const MIN_PASSWORD_CHARS: usize = 10;
 
 /// Operator passwords use the same argon2 settings and limits as tenant users'.
-pub use tenant::auth::{hash_password as hash_password_raw, verify_password};
+pub use tenant::auth::verify_password;
 
 pub fn hash_password(password: &str) -> Result<String> {
-    hash_password_raw(password).map_err(Error::Crypto)
+    tenant::auth::hash_password(password).map_err(Error::Crypto)
 }
 
 pub fn check_new_password(password: &str) -> Result<()> {

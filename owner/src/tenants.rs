@@ -384,17 +384,6 @@ pub async fn tenant_set_schema_version(
     Ok(())
 }
 
-/// Counts of tenants by status, for readiness and dashboards.
-pub async fn tenant_count_by_status(client: &impl GenericClient) -> Result<Vec<(String, i64)>> {
-    let rows = client
-        .query(
-            "SELECT status, count(*) FROM tenants GROUP BY status ORDER BY status",
-            &[],
-        )
-        .await?;
-    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
-}
-
 /// The tenants a fleet migration looks at: in one of `statuses`, optionally only these
 /// slugs or this plan, oldest first.
 pub async fn tenant_list_for_migration(

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use futures::StreamExt;
 use owner::migration_runs as runs;
-use owner::tenants::{Tenant, TenantStatus};
+use owner::tenants::Tenant;
 use serde::Serialize;
 use serde_json::json;
 use tokio_postgres::Client;
@@ -492,9 +492,4 @@ impl FleetRun {
             }
         }
     }
-}
-
-/// Statuses a run includes unless told otherwise.
-pub fn default_statuses() -> Vec<TenantStatus> {
-    vec![TenantStatus::Active, TenantStatus::Suspended]
 }

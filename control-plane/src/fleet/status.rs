@@ -43,7 +43,7 @@ pub async fn fleet_status(provisioner: &Arc<Provisioner>, verify: bool) -> Resul
     let histogram = owner::migration_runs::schema_version_histogram(&**conn).await?;
     let tenants = owner::tenants::tenant_list_for_migration(
         &**conn,
-        &super::run::default_statuses(),
+        &super::FleetOptions::default().statuses,
         &[],
         None,
     )

@@ -298,11 +298,6 @@ impl Gateway {
         self.pools.entry_count()
     }
 
-    /// Connections the budget still allows.
-    pub fn budget_available(&self) -> usize {
-        self.budget.available_permits()
-    }
-
     /// Tenant connections open now (each holds a permit of the budget).
     pub fn connections_open(&self) -> usize {
         self.budget_limit
@@ -324,6 +319,7 @@ impl Gateway {
     async fn resolve_once(&self, domain: &str) -> Result<Resolution, Refusal> {
         metrics::counter!("gateway_domain_cache_requests_total").increment(1);
         let provisioner = Arc::clone(&self.provisioner);
+        let last_known = self.last_known.clone();
         let key = domain.to_string();
         let lookup = self
             .domains
@@ -333,9 +329,18 @@ impl Gateway {
                 let tenant = owner::tenants::tenant_fetch_by_domain(&**conn, &key)
                     .await
                     .map_err(|e| e.to_string())?;
+                // Only answers read from the owner database update the fallback, and a
+                // domain that no longer resolves leaves it.
                 Ok::<_, String>(match tenant {
-                    Some(t) => Resolution::Tenant(Arc::new(t)),
-                    None => Resolution::Unknown,
+                    Some(t) => {
+                        let t = Arc::new(t);
+                        last_known.insert(key, Arc::clone(&t)).await;
+                        Resolution::Tenant(t)
+                    }
+                    None => {
+                        last_known.invalidate(&key).await;
+                        Resolution::Unknown
+                    }
                 })
             })
             .await;
@@ -347,11 +352,6 @@ impl Gateway {
                 };
                 metrics::counter!("gateway_domain_lookups_total", "outcome" => outcome)
                     .increment(1);
-                if let Resolution::Tenant(t) = &resolution {
-                    self.last_known
-                        .insert(domain.to_string(), Arc::clone(t))
-                        .await;
-                }
                 Ok(resolution)
             }
             Err(e) => {

@@ -296,14 +296,19 @@ struct DomainRequest {
     primary: bool,
 }
 
+/// The tenant's domains as they stand now (the answer of every domain route).
+async fn domain_list(state: &AppState, tenant_id: Uuid) -> Result<Json<Vec<TenantDomain>>> {
+    let conn = state.pool.get().await?;
+    Ok(Json(domain_list_for_tenant(&**conn, tenant_id).await?))
+}
+
 async fn domains(
     State(state): State<AppState>,
     _operator: CurrentOperator,
     Path(key): Path<String>,
 ) -> Result<Json<Vec<TenantDomain>>> {
     let tenant = find(&state, &key).await?;
-    let conn = state.pool.get().await?;
-    Ok(Json(domain_list_for_tenant(&**conn, tenant.id).await?))
+    domain_list(&state, tenant.id).await
 }
 
 /// Adds a domain (unique across the fleet); served from the next request on.
@@ -320,11 +325,7 @@ async fn domain_add(
         .provisioner
         .domain_add(tenant.id, &req.domain, req.primary, &operator.actor(ip))
         .await?;
-    let conn = state.pool.get().await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(domain_list_for_tenant(&**conn, tenant.id).await?),
-    ))
+    Ok((StatusCode::CREATED, domain_list(&state, tenant.id).await?))
 }
 
 async fn domain_remove(
@@ -339,8 +340,7 @@ async fn domain_remove(
         .provisioner
         .domain_remove(tenant.id, &domain, &operator.actor(ip))
         .await?;
-    let conn = state.pool.get().await?;
-    Ok(Json(domain_list_for_tenant(&**conn, tenant.id).await?))
+    domain_list(&state, tenant.id).await
 }
 
 async fn domain_primary(
@@ -355,6 +355,5 @@ async fn domain_primary(
         .provisioner
         .domain_make_primary(tenant.id, &domain, &operator.actor(ip))
         .await?;
-    let conn = state.pool.get().await?;
-    Ok(Json(domain_list_for_tenant(&**conn, tenant.id).await?))
+    domain_list(&state, tenant.id).await
 }

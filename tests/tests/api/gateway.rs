@@ -580,6 +580,29 @@ async fn with_the_owner_database_down_only_tenants_last_known_active_are_served(
     assert_eq!(status_on(&app, "up.localhost", &[]).await.0, 200);
     assert_eq!(status_on(&app, "paused.localhost", &[]).await.0, 403);
     assert_eq!(status_on(&app, "other.localhost", &[]).await.0, 200);
+    // A domain removed by another process: once a lookup finds it gone, it is not served
+    // from the last known state either.
+    let up_id = up["id"].as_str().expect("id");
+    app.post_json(
+        &format!("/api/owner/tenants/{up_id}/domains"),
+        Some(&app.token),
+        &serde_json::json!({ "domain": "up.example.com" }),
+    )
+    .await;
+    assert_eq!(status_on(&app, "up.example.com", &[]).await.0, 200);
+    app.owner_client()
+        .await
+        .execute(
+            "DELETE FROM tenant_domains WHERE domain = 'up.example.com'",
+            &[],
+        )
+        .await
+        .expect("removed elsewhere");
+    let other_uuid: uuid::Uuid = other["id"].as_str().expect("id").parse().expect("uuid");
+    app.state.gateway.forget(Some(other_uuid)).await;
+    assert_eq!(status_on(&app, "up.example.com", &[]).await.0, 404);
+    // (Changing up's domains made this process forget it; look it up again.)
+    assert_eq!(status_on(&app, "up.localhost", &[]).await.0, 200);
 
     // The owner database goes away; cached answers are dropped so lookups must fail.
     let admin = pg("postgres").await;
@@ -611,6 +634,11 @@ async fn with_the_owner_database_down_only_tenants_last_known_active_are_served(
         "forgotten: nothing to go on"
     );
     assert_eq!(status_on(&app, "never-seen.localhost", &[]).await.0, 503);
+    assert_eq!(
+        status_on(&app, "up.example.com", &[]).await.0,
+        503,
+        "a removed domain is not served from memory"
+    );
 
     admin
         .batch_execute(&format!(
