@@ -38,6 +38,17 @@ pub enum Error {
     BadRequest(String),
     #[error("authentication required")]
     Unauthenticated,
+    /// Too many failed sign-ins for the account or from the address; retry after this
+    /// many seconds.
+    #[error("too many failed sign-ins; retry in {0} s")]
+    TooManyAttempts(u64),
+    /// A state-changing request authenticated by the session cookie came without the
+    /// session's CSRF token.
+    #[error("missing or wrong CSRF token")]
+    CsrfRejected,
+    /// The operator signed in with a one-time password and must choose their own first.
+    #[error("choose a new password first")]
+    PasswordChangeRequired,
     #[error("not allowed")]
     Forbidden,
     #[error("{0}")]

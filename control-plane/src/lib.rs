@@ -3,15 +3,18 @@
 
 pub mod app;
 pub mod auth;
+pub mod billing;
 pub mod cli;
 pub mod config;
 mod error;
 pub mod fleet;
 pub mod gateway;
 pub mod http;
+pub mod operators;
 pub mod pg;
 pub mod provisioning;
 pub mod secrets;
+pub mod sign_in;
 pub mod telemetry;
 
 pub use app::{AppState, Application, Services};

@@ -59,17 +59,81 @@ pub async fn audit_list_for_target(
             &[&target_type, &target_id, &limit],
         )
         .await?;
-    Ok(rows
-        .iter()
-        .map(|r| AuditEvent {
-            id: r.get(0),
-            at: r.get(1),
-            actor: r.get(2),
-            action: r.get(3),
-            target_type: r.get(4),
-            target_id: r.get(5),
-            details: r.get(6),
-            ip: r.get(7),
-        })
-        .collect())
+    Ok(rows.iter().map(event_from_row).collect())
+}
+
+fn event_from_row(r: &tokio_postgres::Row) -> AuditEvent {
+    AuditEvent {
+        id: r.get(0),
+        at: r.get(1),
+        actor: r.get(2),
+        action: r.get(3),
+        target_type: r.get(4),
+        target_id: r.get(5),
+        details: r.get(6),
+        ip: r.get(7),
+    }
+}
+
+/// Filters of the audit log page. `action` matches a prefix (`tenant.` for all tenant
+/// events); the others match exactly. Pages go backwards from `before_id`.
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    pub actor: Option<String>,
+    pub action: Option<String>,
+    pub target_type: Option<String>,
+    pub target_id: Option<String>,
+    pub before_id: Option<i64>,
+    pub limit: i64,
+}
+
+/// Events matching the filter, newest first.
+pub async fn audit_search(client: &impl GenericClient, f: &AuditFilter) -> Result<Vec<AuditEvent>> {
+    let action = f.action.as_deref().map(|a| {
+        format!(
+            "{}%",
+            a.replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_")
+        )
+    });
+    let rows = client
+        .query(
+            "SELECT id, at, actor, action, target_type, target_id, details, ip FROM audit_log \
+             WHERE ($1::text IS NULL OR actor = $1) AND ($2::text IS NULL OR action LIKE $2) \
+             AND ($3::text IS NULL OR target_type = $3) AND ($4::text IS NULL OR target_id = $4) \
+             AND ($5::bigint IS NULL OR id < $5) ORDER BY id DESC LIMIT $6",
+            &[
+                &f.actor,
+                &action,
+                &f.target_type,
+                &f.target_id,
+                &f.before_id,
+                &f.limit.clamp(1, 500),
+            ],
+        )
+        .await?;
+    Ok(rows.iter().map(event_from_row).collect())
+}
+
+/// Failed sign-ins for an account since `since` (the caller passes the later of the
+/// window start and the account's last successful sign-in), and from an address.
+pub async fn audit_login_failures(
+    client: &impl GenericClient,
+    email: &str,
+    ip: Option<&str>,
+    since_account: DateTime<Utc>,
+    since_ip: DateTime<Utc>,
+) -> Result<(i64, i64)> {
+    let row = client
+        .query_one(
+            "SELECT \
+               (SELECT count(*) FROM audit_log WHERE action = 'operator.login_failed' \
+                  AND target_id = $1 AND at > $3), \
+               (SELECT count(*) FROM audit_log WHERE action = 'operator.login_failed' \
+                  AND $2::text IS NOT NULL AND ip = $2 AND at > $4)",
+            &[&email, &ip, &since_account, &since_ip],
+        )
+        .await?;
+    Ok((row.get(0), row.get(1)))
 }

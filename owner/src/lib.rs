@@ -24,6 +24,7 @@ pub mod migrations;
 pub mod operators;
 pub mod plans;
 pub mod servers;
+pub mod sessions;
 pub mod settings;
 pub mod subscriptions;
 pub mod tenants;

@@ -49,11 +49,15 @@ pub struct Operator {
     pub active: bool,
     pub created_at: DateTime<Utc>,
     pub last_login_at: Option<DateTime<Utc>>,
+    /// Signed in with a one-time password: must choose their own before anything else.
+    pub must_change_password: bool,
 }
 
-const COLUMNS: &str = "id, email, password_hash, role, status, created_at, last_login_at";
+const COLUMNS: &str =
+    "id, email, password_hash, role, status, created_at, last_login_at, must_change_password";
 
-fn from_row(r: &Row) -> Result<Operator> {
+/// Reads an operator from a row holding [`COLUMNS`], by name (joins may add others).
+pub(crate) fn from_row(r: &Row) -> Result<Operator> {
     let role: String = r.try_get("role")?;
     let status: String = r.try_get("status")?;
     Ok(Operator {
@@ -67,6 +71,7 @@ fn from_row(r: &Row) -> Result<Operator> {
         active: status == "active",
         created_at: r.try_get("created_at")?,
         last_login_at: r.try_get("last_login_at")?,
+        must_change_password: r.try_get("must_change_password")?,
     })
 }
 
@@ -76,21 +81,91 @@ pub async fn operator_insert(
     password_hash: &str,
     role: OperatorRole,
 ) -> Result<Operator> {
+    operator_insert_with(client, email, password_hash, role, false).await
+}
+
+/// Inserts an operator; `must_change_password` for one-time passwords (invitations).
+pub async fn operator_insert_with(
+    client: &impl GenericClient,
+    email: &Email,
+    password_hash: &str,
+    role: OperatorRole,
+    must_change_password: bool,
+) -> Result<Operator> {
     let row = client
         .query_one(
             &format!(
-                "INSERT INTO owner_users (id, email, password_hash, role) VALUES ($1, $2, $3, $4) \
-                 RETURNING {COLUMNS}"
+                "INSERT INTO owner_users (id, email, password_hash, role, must_change_password) \
+                 VALUES ($1, $2, $3, $4, $5) RETURNING {COLUMNS}"
             ),
             &[
                 &Uuid::now_v7(),
                 &email.as_str(),
                 &password_hash,
                 &role.as_str(),
+                &must_change_password,
             ],
         )
         .await?;
     from_row(&row)
+}
+
+pub async fn operator_list(client: &impl GenericClient) -> Result<Vec<Operator>> {
+    let rows = client
+        .query(
+            &format!("SELECT {COLUMNS} FROM owner_users ORDER BY email"),
+            &[],
+        )
+        .await?;
+    rows.iter().map(from_row).collect()
+}
+
+/// Active operators with the owner role (the last one may not be demoted or disabled).
+pub async fn operator_count_active_owners(client: &impl GenericClient) -> Result<i64> {
+    Ok(client
+        .query_one(
+            "SELECT count(*) FROM owner_users WHERE role = 'owner' AND status = 'active'",
+            &[],
+        )
+        .await?
+        .get(0))
+}
+
+pub async fn operator_update(
+    client: &impl GenericClient,
+    id: Uuid,
+    role: OperatorRole,
+    active: bool,
+) -> Result<Operator> {
+    let status = if active { "active" } else { "disabled" };
+    let row = client
+        .query_opt(
+            &format!(
+                "UPDATE owner_users SET role = $2, status = $3 WHERE id = $1 RETURNING {COLUMNS}"
+            ),
+            &[&id, &role.as_str(), &status],
+        )
+        .await?
+        .ok_or(Error::NotFound)?;
+    from_row(&row)
+}
+
+/// Sets a password the operator chose (clearing the one-time flag).
+pub async fn operator_set_password(
+    client: &impl GenericClient,
+    id: Uuid,
+    password_hash: &str,
+) -> Result<()> {
+    let n = client
+        .execute(
+            "UPDATE owner_users SET password_hash = $2, must_change_password = false WHERE id = $1",
+            &[&id, &password_hash],
+        )
+        .await?;
+    if n == 0 {
+        return Err(Error::NotFound);
+    }
+    Ok(())
 }
 
 pub async fn operator_fetch_by_email(

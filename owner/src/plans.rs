@@ -1,6 +1,6 @@
 //! `subscription_plans`: what a tenant may use. A NULL limit means unlimited.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio_postgres::{GenericClient, Row};
 
 use crate::{Error, Result};
@@ -69,4 +69,171 @@ pub async fn plan_limits(
         )
         .await?
         .map(|r| (r.get(0), r.get(1))))
+}
+
+/// What an operator may set on a plan. The code is fixed once a plan exists: tenants and
+/// subscriptions point at it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlanFields {
+    pub name: String,
+    pub max_users: Option<i32>,
+    pub max_storage_bytes: Option<i64>,
+    pub max_database_bytes: Option<i64>,
+    pub price_cents: i32,
+    #[serde(default = "default_currency")]
+    pub currency: String,
+    #[serde(default)]
+    pub features: Vec<String>,
+    #[serde(default = "default_active")]
+    pub active: bool,
+}
+
+fn default_currency() -> String {
+    "USD".into()
+}
+
+fn default_active() -> bool {
+    true
+}
+
+impl PlanFields {
+    /// Checks the values a form or a JSON body may get wrong, naming the field.
+    pub fn validate(&self) -> Result<()> {
+        let invalid = |field: &'static str, reason: &str| Error::Invalid {
+            field,
+            reason: reason.to_string(),
+        };
+        let name = self.name.trim();
+        if name.is_empty() || name.chars().count() > 100 {
+            return Err(invalid("name", "must be 1 to 100 characters"));
+        }
+        if self.max_users.is_some_and(|n| n < 1) {
+            return Err(invalid(
+                "max_users",
+                "must be at least 1 (or empty for unlimited)",
+            ));
+        }
+        if self.max_storage_bytes.is_some_and(|n| n < 0) {
+            return Err(invalid("max_storage_bytes", "must not be negative"));
+        }
+        if self.max_database_bytes.is_some_and(|n| n < 0) {
+            return Err(invalid("max_database_bytes", "must not be negative"));
+        }
+        if self.price_cents < 0 {
+            return Err(invalid("price_cents", "must not be negative"));
+        }
+        if self.currency.len() != 3 || !self.currency.chars().all(|c| c.is_ascii_uppercase()) {
+            return Err(invalid(
+                "currency",
+                "must be a three-letter ISO code such as USD",
+            ));
+        }
+        if self.features.iter().any(|f| {
+            f.is_empty()
+                || f.len() > 40
+                || !f
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+        }) {
+            return Err(invalid(
+                "features",
+                "each feature is 1 to 40 of a-z, 0-9, - and _",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A plan code: the same shape as a slug, but short.
+pub fn plan_code_check(code: &str) -> Result<()> {
+    let ok = !code.is_empty()
+        && code.len() <= 32
+        && code.starts_with(|c: char| c.is_ascii_lowercase())
+        && code
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::Invalid {
+            field: "code",
+            reason: "must be 1 to 32 of a-z, 0-9 and -, starting with a letter".into(),
+        })
+    }
+}
+
+pub async fn plan_fetch(client: &impl GenericClient, code: &str) -> Result<Plan> {
+    client
+        .query_opt(
+            &format!("SELECT {COLUMNS} FROM subscription_plans WHERE code = $1"),
+            &[&code],
+        )
+        .await?
+        .map(|r| from_row(&r))
+        .ok_or(Error::NotFound)
+}
+
+pub async fn plan_insert(client: &impl GenericClient, code: &str, f: &PlanFields) -> Result<Plan> {
+    let features = serde_json::json!(f.features);
+    let row = client
+        .query_one(
+            &format!(
+                "INSERT INTO subscription_plans (code, name, max_users, max_storage_bytes, \
+                 max_database_bytes, price_cents, currency, features, active) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING {COLUMNS}"
+            ),
+            &[
+                &code,
+                &f.name.trim(),
+                &f.max_users,
+                &f.max_storage_bytes,
+                &f.max_database_bytes,
+                &f.price_cents,
+                &f.currency,
+                &features,
+                &f.active,
+            ],
+        )
+        .await?;
+    Ok(from_row(&row))
+}
+
+pub async fn plan_update(client: &impl GenericClient, code: &str, f: &PlanFields) -> Result<Plan> {
+    let features = serde_json::json!(f.features);
+    client
+        .query_opt(
+            &format!(
+                "UPDATE subscription_plans SET name = $2, max_users = $3, max_storage_bytes = $4, \
+                 max_database_bytes = $5, price_cents = $6, currency = $7, features = $8, \
+                 active = $9, updated_at = now() WHERE code = $1 RETURNING {COLUMNS}"
+            ),
+            &[
+                &code,
+                &f.name.trim(),
+                &f.max_users,
+                &f.max_storage_bytes,
+                &f.max_database_bytes,
+                &f.price_cents,
+                &f.currency,
+                &features,
+                &f.active,
+            ],
+        )
+        .await?
+        .map(|r| from_row(&r))
+        .ok_or(Error::NotFound)
+}
+
+/// Living tenants per plan code.
+pub async fn plan_tenant_counts(
+    client: &impl GenericClient,
+) -> Result<std::collections::HashMap<String, i64>> {
+    let rows = client
+        .query(
+            "SELECT plan_code, count(*) FROM tenants WHERE status <> 'deleted' GROUP BY plan_code",
+            &[],
+        )
+        .await?;
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
 }

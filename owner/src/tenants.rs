@@ -445,3 +445,197 @@ pub async fn usage_record_requests(
         .await?;
     Ok(())
 }
+
+/// Moves a tenant to another plan (the subscription row changes with it, in the same
+/// transaction).
+pub async fn tenant_set_plan(client: &impl GenericClient, id: Uuid, plan_code: &str) -> Result<()> {
+    let n = client
+        .execute(
+            "UPDATE tenants SET plan_code = $2, updated_at = now() WHERE id = $1 AND status <> 'deleted'",
+            &[&id, &plan_code],
+        )
+        .await
+        .map_err(|e| match Error::from(e) {
+            Error::UnknownPlan(_) => Error::UnknownPlan(plan_code.to_string()),
+            other => other,
+        })?;
+    if n == 0 {
+        return Err(Error::NotFound);
+    }
+    Ok(())
+}
+
+/// Columns the tenants page may sort by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TenantSort {
+    #[default]
+    Created,
+    Name,
+    Slug,
+    Status,
+    Plan,
+    SchemaVersion,
+}
+
+impl TenantSort {
+    pub const ALL: [Self; 6] = [
+        Self::Created,
+        Self::Name,
+        Self::Slug,
+        Self::Status,
+        Self::Plan,
+        Self::SchemaVersion,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Created => "created",
+            Self::Name => "name",
+            Self::Slug => "slug",
+            Self::Status => "status",
+            Self::Plan => "plan",
+            Self::SchemaVersion => "schema",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|v| v.as_str() == s)
+    }
+
+    fn column(self) -> &'static str {
+        match self {
+            Self::Created => "t.created_at",
+            Self::Name => "lower(t.name)",
+            Self::Slug => "t.slug",
+            Self::Status => "t.status",
+            Self::Plan => "t.plan_code",
+            Self::SchemaVersion => "t.schema_version",
+        }
+    }
+}
+
+/// The tenants page's query: free text over name, slug and domains, filters, sort, page.
+#[derive(Debug, Clone, Default)]
+pub struct TenantSearch {
+    pub text: Option<String>,
+    pub status: Option<TenantStatus>,
+    pub plan: Option<String>,
+    pub sort: TenantSort,
+    pub descending: bool,
+    pub limit: i64,
+    pub offset: i64,
+}
+
+/// One line of the tenants page.
+#[derive(Debug, Clone, Serialize)]
+pub struct TenantListItem {
+    #[serde(flatten)]
+    pub tenant: Tenant,
+    pub primary_domain: Option<String>,
+    pub database_bytes: Option<i64>,
+    pub storage_bytes: Option<i64>,
+}
+
+/// A page of tenants and the number that match in all. Deleted tenants are shown only
+/// when asked for by status.
+pub async fn tenant_search(
+    client: &impl GenericClient,
+    search: &TenantSearch,
+) -> Result<(Vec<TenantListItem>, i64)> {
+    let pattern = search
+        .text
+        .as_deref()
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(|t| {
+            let escaped = t
+                .to_lowercase()
+                .replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_");
+            format!("%{escaped}%")
+        });
+    let status = search.status.map(TenantStatus::as_str);
+    let filter = "($1::text IS NULL OR lower(t.name) LIKE $1 OR t.slug LIKE $1 \
+         OR EXISTS (SELECT 1 FROM tenant_domains d WHERE d.tenant_id = t.id AND d.domain LIKE $1)) \
+         AND (($2::text IS NULL AND t.status <> 'deleted') OR t.status = $2) \
+         AND ($3::text IS NULL OR t.plan_code = $3)";
+    let total: i64 = client
+        .query_one(
+            &format!("SELECT count(*) FROM tenants t WHERE {filter}"),
+            &[&pattern, &status, &search.plan],
+        )
+        .await?
+        .get(0);
+    let direction = if search.descending { "DESC" } else { "ASC" };
+    let nulls = if search.descending {
+        "NULLS LAST"
+    } else {
+        "NULLS FIRST"
+    };
+    let columns = COLUMNS
+        .split(", ")
+        .map(|c| format!("t.{}", c.trim()))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let rows = client
+        .query(
+            &format!(
+                "SELECT {columns}, \
+                   (SELECT domain FROM tenant_domains d WHERE d.tenant_id = t.id AND d.is_primary) AS primary_domain, \
+                   u.database_bytes AS usage_database_bytes, u.storage_bytes AS usage_storage_bytes \
+                 FROM tenants t \
+                 LEFT JOIN LATERAL (SELECT database_bytes, storage_bytes FROM tenant_usage \
+                   WHERE tenant_id = t.id AND database_bytes IS NOT NULL \
+                   ORDER BY sampled_at DESC LIMIT 1) u ON true \
+                 WHERE {filter} \
+                 ORDER BY {} {direction} {nulls}, t.id {direction} LIMIT $4 OFFSET $5",
+                search.sort.column()
+            ),
+            &[
+                &pattern,
+                &status,
+                &search.plan,
+                &search.limit.clamp(1, 500),
+                &search.offset.max(0),
+            ],
+        )
+        .await?;
+    let items = rows
+        .iter()
+        .map(|r| {
+            Ok(TenantListItem {
+                tenant: Tenant::try_from(r)?,
+                primary_domain: r.try_get("primary_domain")?,
+                database_bytes: r.try_get("usage_database_bytes")?,
+                storage_bytes: r.try_get("usage_storage_bytes")?,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok((items, total))
+}
+
+/// Living and deleted tenants per status, for the overview.
+pub async fn tenant_status_counts(client: &impl GenericClient) -> Result<Vec<(String, i64)>> {
+    let rows = client
+        .query(
+            "SELECT status, count(*) FROM tenants GROUP BY status ORDER BY status",
+            &[],
+        )
+        .await?;
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+}
+
+/// Tenants whose provisioning or deletion stopped on an error.
+pub async fn tenant_list_failing(client: &impl GenericClient, limit: i64) -> Result<Vec<Tenant>> {
+    let rows = client
+        .query(
+            &format!(
+                "SELECT {COLUMNS} FROM tenants WHERE last_error IS NOT NULL \
+                 AND status IN ('provisioning', 'deleting') ORDER BY updated_at DESC LIMIT $1"
+            ),
+            &[&limit],
+        )
+        .await?;
+    rows_to_tenants(&rows)
+}

@@ -237,6 +237,11 @@ impl Gateway {
         self.domains.run_pending_tasks().await;
     }
 
+    /// Drops cached plan limits (a plan was edited).
+    pub fn forget_plans(&self) {
+        self.plans.invalidate_all();
+    }
+
     /// Whether `host` serves the owner API rather than a tenant.
     pub fn is_owner_host(&self, host: &str) -> bool {
         self.owner_hosts.contains(host) || is_ip_literal(host)

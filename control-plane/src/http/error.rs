@@ -106,6 +106,19 @@ impl From<&Error> for ApiError {
                 "unauthenticated",
                 "a valid bearer token is required",
             ),
+            Error::TooManyAttempts(_) => {
+                ApiError::new(S::TOO_MANY_REQUESTS, "too_many_attempts", e.to_string())
+            }
+            Error::CsrfRejected => ApiError::new(
+                S::FORBIDDEN,
+                "csrf_rejected",
+                "send the session's CSRF token (X-CSRF-Token header or _csrf form field)",
+            ),
+            Error::PasswordChangeRequired => ApiError::new(
+                S::FORBIDDEN,
+                "password_change_required",
+                "you signed in with a one-time password: set your own with POST /api/owner/me/password",
+            ),
             Error::Forbidden => {
                 ApiError::new(S::FORBIDDEN, "forbidden", "your role does not allow this")
             }
@@ -120,6 +133,12 @@ impl IntoResponse for Error {
         if api.status.is_server_error() {
             tracing::error!(error = %self, "request failed");
         }
-        api.into_response()
+        let mut response = api.into_response();
+        if let Error::TooManyAttempts(secs) = self {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        response
     }
 }

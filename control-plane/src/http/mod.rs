@@ -5,10 +5,14 @@ mod error;
 mod extract;
 mod health;
 pub mod metrics;
+mod owner_audit;
 mod owner_auth;
 mod owner_migrations;
+mod owner_operators;
+mod owner_plans;
 mod owner_tenants;
 mod serve;
+pub mod session;
 
 use std::time::Duration;
 
@@ -40,6 +44,9 @@ pub fn router(state: AppState) -> Router {
         .merge(owner_auth::routes())
         .merge(owner_tenants::routes())
         .merge(owner_migrations::routes())
+        .merge(owner_operators::routes())
+        .merge(owner_plans::routes())
+        .merge(owner_audit::routes())
         .fallback(not_found);
     metrics::install();
     Router::new()

@@ -1,24 +1,29 @@
-//! Operator login and the extractor that authenticates every other owner-API request.
+//! Operator sign-in and sign-out, the operator's own account, and the extractor that
+//! authenticates every other owner-API request.
 
 use axum::extract::{FromRequestParts, State};
-use axum::http::header;
 use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use owner::audit::{AuditEntry, audit_insert};
-use owner::operators::{Operator, operator_fetch, operator_fetch_by_email, operator_record_login};
+use owner::operators::Operator;
+use owner::sessions::SessionKind;
 use secrecy::ExposeSecret;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::extract::{ApiJson, ClientIp};
+use super::session::{Session, authenticate, require_csrf_header};
 use crate::app::AppState;
+use crate::sign_in::{Attempt, sign_in, sign_out};
 use crate::{Error, Result};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/auth/login", post(login))
+        .route("/auth/logout", post(logout))
         .route("/me", get(me))
+        .route("/me/password", post(change_password))
 }
 
 #[derive(Deserialize)]
@@ -28,82 +33,105 @@ struct LoginRequest {
     password: String,
 }
 
-/// Email + password -> a short-lived bearer token (audience `owner`). Every attempt is
-/// audited; the answer does not say whether the email exists.
+/// Email + password -> a short-lived bearer token (audience `owner`) naming a new
+/// session. Every attempt is audited; the answer does not say whether the email exists;
+/// repeated failures are throttled (429 with Retry-After).
 async fn login(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
+    headers: axum::http::HeaderMap,
     ApiJson(req): ApiJson<LoginRequest>,
 ) -> Result<Json<Value>> {
-    // No owner connection is held while the password is checked: that takes tens of
-    // milliseconds, and the pool also serves the gateway.
-    let operator = match owner::Email::parse(&req.email) {
-        Ok(email) => {
-            let conn = state.pool.get().await?;
-            match operator_fetch_by_email(&**conn, &email).await {
-                Ok(op) => Some(op),
-                Err(owner::Error::NotFound) => None,
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Err(_) => None,
-    };
-    let password = req.password;
-    let verified = match &operator {
-        Some(op) => tenant::auth::verify_password_async(password, op.password_hash.clone()).await?,
-        None => {
-            tenant::auth::verify_dummy_async(password).await?;
-            false
-        }
-    };
-    let conn = state.pool.get().await?;
-    let email_for_audit = req.email.trim().to_lowercase();
-    let operator = match operator {
-        Some(op) if verified && op.active => op,
-        _ => {
-            audit_insert(
-                &**conn,
-                &AuditEntry {
-                    actor: &format!("operator:{email_for_audit}"),
-                    action: "operator.login_failed",
-                    target_type: "operator",
-                    target_id: &email_for_audit,
-                    details: json!({}),
-                    ip: ip.as_deref(),
-                },
-            )
-            .await?;
-            return Err(Error::Unauthenticated);
-        }
-    };
-    let (token, expires_at) = state.tokens.issue(&operator)?;
-    operator_record_login(&**conn, operator.id).await?;
-    audit_insert(
-        &**conn,
-        &AuditEntry {
-            actor: &format!("operator:{}", operator.email),
-            action: "operator.login",
-            target_type: "operator",
-            target_id: &operator.id.to_string(),
-            details: json!({}),
-            ip: ip.as_deref(),
+    let signed_in = sign_in(
+        &state.pool,
+        &state.tokens,
+        Attempt {
+            email: req.email,
+            password: req.password,
+            ip,
+            user_agent: user_agent(&headers),
+            kind: SessionKind::Api,
         },
     )
     .await?;
     Ok(Json(json!({
-        "token": token.expose_secret(),
+        "token": signed_in.token.expose_secret(),
         "token_type": "Bearer",
-        "expires_at": expires_at,
-        "operator": operator,
+        "expires_at": signed_in.expires_at,
+        "operator": signed_in.operator,
     })))
 }
 
-async fn me(CurrentOperator(operator): CurrentOperator) -> Json<Operator> {
-    Json(operator)
+pub fn user_agent(headers: &axum::http::HeaderMap) -> Option<String> {
+    headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
 }
 
-/// The operator behind the request's bearer token: the token must verify and the
-/// account must still exist and be active (so disabling an operator takes effect at once).
+/// Revokes the session of the token (or cookie) used: it is refused from now on.
+async fn logout(
+    State(state): State<AppState>,
+    AnyOperator(session): AnyOperator,
+    ClientIp(ip): ClientIp,
+) -> Result<StatusCode> {
+    sign_out(&state.pool, &session.operator, session.id, ip.as_deref()).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn me(AnyOperator(session): AnyOperator) -> Json<Operator> {
+    Json(session.operator)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PasswordRequest {
+    current_password: String,
+    new_password: String,
+}
+
+/// Sets the operator's own password (required after signing in with a one-time one).
+async fn change_password(
+    State(state): State<AppState>,
+    AnyOperator(session): AnyOperator,
+    ClientIp(ip): ClientIp,
+    ApiJson(req): ApiJson<PasswordRequest>,
+) -> Result<StatusCode> {
+    let actor = actor_of(&session.operator, ip);
+    crate::operators::change_password(
+        &state.pool,
+        &session.operator,
+        &actor,
+        req.current_password,
+        &req.new_password,
+    )
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub fn actor_of(operator: &Operator, ip: Option<String>) -> crate::provisioning::Actor {
+    crate::provisioning::Actor {
+        label: format!("operator:{}", operator.email),
+        ip,
+    }
+}
+
+/// Any signed-in operator, also one who must still change a one-time password.
+pub struct AnyOperator(pub Session);
+
+impl FromRequestParts<AppState> for AnyOperator {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self> {
+        let session = authenticate(parts, state).await?;
+        require_csrf_header(parts, state, &session)?;
+        Ok(Self(session))
+    }
+}
+
+/// The operator behind the request's bearer token or session cookie: the token must
+/// verify, its session must be live and the account active (so logout and disabling take
+/// effect at once), and a one-time password must have been replaced.
 pub struct CurrentOperator(pub Operator);
 
 impl CurrentOperator {
@@ -117,10 +145,7 @@ impl CurrentOperator {
     }
 
     pub fn actor(&self, ip: Option<String>) -> crate::provisioning::Actor {
-        crate::provisioning::Actor {
-            label: format!("operator:{}", self.0.email),
-            ip,
-        }
+        actor_of(&self.0, ip)
     }
 }
 
@@ -128,19 +153,10 @@ impl FromRequestParts<AppState> for CurrentOperator {
     type Rejection = Error;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self> {
-        let token = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim)
-            .ok_or(Error::Unauthenticated)?;
-        let claims = state.tokens.verify(token)?;
-        let conn = state.pool.get().await?;
-        match operator_fetch(&**conn, claims.sub).await {
-            Ok(op) if op.active => Ok(Self(op)),
-            Ok(_) | Err(owner::Error::NotFound) => Err(Error::Unauthenticated),
-            Err(e) => Err(e.into()),
+        let AnyOperator(session) = AnyOperator::from_request_parts(parts, state).await?;
+        if session.operator.must_change_password {
+            return Err(Error::PasswordChangeRequired);
         }
+        Ok(Self(session.operator))
     }
 }

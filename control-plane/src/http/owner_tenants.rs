@@ -43,7 +43,10 @@ pub fn routes() -> Router<AppState> {
             "/tenants/{id}/domains/{domain}/primary",
             post(domain_primary),
         )
-        .route("/plans", get(plans))
+        .route(
+            "/tenants/{id}/subscription",
+            get(subscription).put(subscription_update),
+        )
 }
 
 /// A tenant as the API shows it: the row (secrets never included) and its domains.
@@ -279,13 +282,54 @@ async fn audit(
     Ok(Json(serde_json::json!({ "events": events })))
 }
 
-async fn plans(
+/// The tenant's subscriptions, current first.
+async fn subscription(
     State(state): State<AppState>,
     _operator: CurrentOperator,
+    Path(key): Path<String>,
 ) -> Result<Json<serde_json::Value>> {
+    let tenant = find(&state, &key).await?;
     let conn = state.pool.get().await?;
-    let plans = owner::plans::plan_list(&**conn).await?;
-    Ok(Json(serde_json::json!({ "plans": plans })))
+    let history = owner::subscriptions::subscription_list(&**conn, tenant.id).await?;
+    Ok(Json(serde_json::json!({
+        "current": history.first(),
+        "history": history,
+    })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SubscriptionRequest {
+    plan: String,
+    #[serde(default = "default_subscription_status")]
+    status: owner::subscriptions::SubscriptionStatus,
+    trial_days: Option<u32>,
+}
+
+fn default_subscription_status() -> owner::subscriptions::SubscriptionStatus {
+    owner::subscriptions::SubscriptionStatus::Active
+}
+
+/// Moves the tenant to a plan, or sets its billing status; limits apply from the next
+/// request.
+async fn subscription_update(
+    State(state): State<AppState>,
+    operator: CurrentOperator,
+    ClientIp(ip): ClientIp,
+    Path(key): Path<String>,
+    ApiJson(req): ApiJson<SubscriptionRequest>,
+) -> Result<Json<owner::subscriptions::Subscription>> {
+    operator.require_write()?;
+    let tenant = find(&state, &key).await?;
+    let change = crate::billing::SubscriptionChange {
+        plan: req.plan,
+        status: req.status,
+        trial_days: req.trial_days,
+    };
+    Ok(Json(
+        crate::billing::subscription_update(&state, &operator.actor(ip), tenant.id, &change)
+            .await?,
+    ))
 }
 
 #[derive(Deserialize)]

@@ -55,7 +55,7 @@ impl Provisioner {
         )
         .await?;
         tx.commit().await.map_err(owner::Error::from)?;
-        self.changed(tenant_id);
+        self.tenant_changed(tenant_id);
         Ok(())
     }
 
@@ -84,7 +84,7 @@ impl Provisioner {
         )
         .await?;
         tx.commit().await.map_err(owner::Error::from)?;
-        self.changed(tenant_id);
+        self.tenant_changed(tenant_id);
         Ok(())
     }
 
@@ -110,7 +110,7 @@ impl Provisioner {
         )
         .await?;
         tx.commit().await.map_err(owner::Error::from)?;
-        self.changed(tenant_id);
+        self.tenant_changed(tenant_id);
         Ok(())
     }
 

@@ -154,7 +154,8 @@ impl Provisioner {
         self.changes.subscribe()
     }
 
-    fn changed(&self, id: Uuid) {
+    /// Tells caches (the gateway's) that a tenant changed.
+    pub fn tenant_changed(&self, id: Uuid) {
         // No receiver (the CLI) is fine.
         let _ = self.changes.send(id);
     }
@@ -309,7 +310,7 @@ impl Provisioner {
         )
         .await?;
         tx.commit().await.map_err(owner::Error::from)?;
-        self.changed(id);
+        self.tenant_changed(id);
         tracing::info!(tenant_id = %id, slug = %slug, "tenant creation requested");
         Ok(tenant)
     }
@@ -427,7 +428,7 @@ impl Provisioner {
         )
         .await?;
         tx.commit().await.map_err(owner::Error::from)?;
-        self.changed(id);
+        self.tenant_changed(id);
         tracing::info!(tenant_id = %id, action, "tenant status changed");
         Ok(tenant)
     }
@@ -674,7 +675,7 @@ impl Provisioner {
         .await?;
         tx.commit().await.map_err(owner::Error::from)?;
         if matches!(step, Step::Ready | Step::Removed) {
-            self.changed(tenant.id);
+            self.tenant_changed(tenant.id);
         }
         tracing::info!(tenant_id = %tenant.id, step = step.as_str(), "provisioning step done");
         Ok(())

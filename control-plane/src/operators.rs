@@ -1,0 +1,152 @@
+//! Managing operators: invite, change role, disable, change one's own password. The API
+//! and the dashboard both call these, so the rules and the audit trail are the same.
+
+use deadpool_postgres::Pool;
+use owner::audit::{AuditEntry, audit_insert};
+use owner::operators::{
+    Operator, OperatorRole, operator_count_active_owners, operator_fetch, operator_insert_with,
+    operator_set_password, operator_update,
+};
+use owner::sessions::session_revoke_all;
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::auth::{check_new_password, hash_password};
+use crate::provisioning::Actor;
+use crate::secrets::random_password;
+use crate::{Error, Result};
+
+/// Only owners manage operators.
+pub fn require_owner(operator: &Operator) -> Result<()> {
+    if operator.role == OperatorRole::Owner {
+        Ok(())
+    } else {
+        Err(Error::Forbidden)
+    }
+}
+
+/// Creates an operator with a one-time password, returned once: they must choose their
+/// own at first sign-in.
+pub async fn invite(
+    pool: &Pool,
+    by: &Operator,
+    actor: &Actor,
+    email: &str,
+    role: OperatorRole,
+) -> Result<(Operator, SecretString)> {
+    require_owner(by)?;
+    let email = owner::Email::parse(email)?;
+    let password = random_password();
+    let hash = hash_password(password.expose_secret())?;
+    let mut conn = pool.get().await?;
+    let tx = (**conn).transaction().await.map_err(owner::Error::from)?;
+    let operator = operator_insert_with(&tx, &email, &hash, role, true).await?;
+    audit(
+        &tx,
+        actor,
+        "operator.invite",
+        &operator,
+        json!({ "email": operator.email, "role": role }),
+    )
+    .await?;
+    tx.commit().await.map_err(owner::Error::from)?;
+    Ok((operator, password))
+}
+
+/// Changes an operator's role or status. Disabling revokes their sessions at once; the
+/// last active owner can be neither demoted nor disabled (nobody could undo it).
+pub async fn update(
+    pool: &Pool,
+    by: &Operator,
+    actor: &Actor,
+    id: Uuid,
+    role: OperatorRole,
+    active: bool,
+) -> Result<Operator> {
+    require_owner(by)?;
+    let mut conn = pool.get().await?;
+    let tx = (**conn).transaction().await.map_err(owner::Error::from)?;
+    // Serialises concurrent changes of operators, so two owners cannot demote each other
+    // past the last-owner check.
+    tx.execute("LOCK TABLE owner_users IN SHARE ROW EXCLUSIVE MODE", &[])
+        .await
+        .map_err(owner::Error::from)?;
+    let before = operator_fetch(&tx, id).await?;
+    let after = operator_update(&tx, id, role, active).await?;
+    let was_owner = before.role == OperatorRole::Owner && before.active;
+    let is_owner = after.role == OperatorRole::Owner && after.active;
+    if was_owner && !is_owner && operator_count_active_owners(&tx).await? == 0 {
+        return Err(Error::Conflict(
+            "last_owner",
+            "the last active owner can be neither demoted nor disabled".into(),
+        ));
+    }
+    if !after.active || after.role != before.role {
+        // Tokens carry the role; make the operator sign in again to get the new one.
+        session_revoke_all(&tx, id).await?;
+    }
+    audit(
+        &tx,
+        actor,
+        "operator.update",
+        &after,
+        json!({
+            "role": { "from": before.role, "to": after.role },
+            "active": { "from": before.active, "to": after.active },
+        }),
+    )
+    .await?;
+    tx.commit().await.map_err(owner::Error::from)?;
+    Ok(after)
+}
+
+/// An operator sets their own password, proving the current one.
+pub async fn change_password(
+    pool: &Pool,
+    operator: &Operator,
+    actor: &Actor,
+    current: String,
+    new: &str,
+) -> Result<()> {
+    check_new_password(new)?;
+    if !tenant::auth::verify_password_async(current, operator.password_hash.clone()).await? {
+        return Err(Error::Owner(owner::Error::Invalid {
+            field: "current_password",
+            reason: "is not your current password".into(),
+        }));
+    }
+    let hash = hash_password(new)?;
+    let conn = pool.get().await?;
+    operator_set_password(&**conn, operator.id, &hash).await?;
+    audit(
+        &**conn,
+        actor,
+        "operator.password_change",
+        operator,
+        json!({}),
+    )
+    .await
+}
+
+async fn audit(
+    client: &impl tokio_postgres::GenericClient,
+    actor: &Actor,
+    action: &str,
+    operator: &Operator,
+    details: serde_json::Value,
+) -> Result<()> {
+    audit_insert(
+        client,
+        &AuditEntry {
+            actor: &actor.label,
+            action,
+            target_type: "operator",
+            target_id: &operator.id.to_string(),
+            details,
+            ip: actor.ip.as_deref(),
+        },
+    )
+    .await?;
+    Ok(())
+}

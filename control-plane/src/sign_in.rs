@@ -1,0 +1,176 @@
+//! Operator sign-in and sign-out, shared by the API (bearer tokens) and the dashboard
+//! (cookie): throttling, password check, session row, token, audit.
+//!
+//! Throttling counts failures recorded in the audit log, so it holds across restarts and
+//! across processes: an account is locked for the rest of the window after
+//! [`MAX_FAILURES_PER_ACCOUNT`] failures since its last successful sign-in, an address after
+//! [`MAX_FAILURES_PER_ADDRESS`] (it may try many accounts).
+
+use std::time::Duration;
+
+use chrono::Utc;
+use deadpool_postgres::Pool;
+use owner::audit::{AuditEntry, audit_insert, audit_login_failures};
+use owner::operators::{Operator, operator_fetch_by_email, operator_record_login};
+use owner::sessions::{NewSession, SessionKind, session_insert, session_revoke};
+use secrecy::SecretString;
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::auth::OwnerTokens;
+use crate::{Error, Result};
+
+pub const FAILURE_WINDOW: Duration = Duration::from_secs(15 * 60);
+pub const MAX_FAILURES_PER_ACCOUNT: i64 = 5;
+pub const MAX_FAILURES_PER_ADDRESS: i64 = 30;
+
+pub struct Attempt {
+    pub email: String,
+    pub password: String,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub kind: SessionKind,
+}
+
+pub struct SignedIn {
+    pub operator: Operator,
+    pub session_id: Uuid,
+    pub token: SecretString,
+    /// Unix seconds.
+    pub expires_at: u64,
+}
+
+pub async fn sign_in(pool: &Pool, tokens: &OwnerTokens, attempt: Attempt) -> Result<SignedIn> {
+    let email_label = attempt.email.trim().to_lowercase();
+    let ip = attempt.ip.as_deref();
+    // No owner connection is held while the password is checked: that takes tens of
+    // milliseconds, and the pool also serves the gateway.
+    let operator = {
+        let conn = pool.get().await?;
+        let operator = match owner::Email::parse(&attempt.email) {
+            Ok(email) => match operator_fetch_by_email(&**conn, &email).await {
+                Ok(op) => Some(op),
+                Err(owner::Error::NotFound) => None,
+                Err(e) => return Err(e.into()),
+            },
+            Err(_) => None,
+        };
+        let window_start = Utc::now()
+            - chrono::Duration::from_std(FAILURE_WINDOW).unwrap_or(chrono::Duration::zero());
+        let since_account = operator
+            .as_ref()
+            .and_then(|op| op.last_login_at)
+            .map_or(window_start, |last| last.max(window_start));
+        let (account_failures, address_failures) =
+            audit_login_failures(&**conn, &email_label, ip, since_account, window_start).await?;
+        if account_failures >= MAX_FAILURES_PER_ACCOUNT
+            || address_failures >= MAX_FAILURES_PER_ADDRESS
+        {
+            audit_insert(
+                &**conn,
+                &AuditEntry {
+                    actor: &format!("operator:{email_label}"),
+                    action: "operator.login_throttled",
+                    target_type: "operator",
+                    target_id: &email_label,
+                    details: json!({
+                        "account_failures": account_failures,
+                        "address_failures": address_failures,
+                    }),
+                    ip,
+                },
+            )
+            .await?;
+            return Err(Error::TooManyAttempts(FAILURE_WINDOW.as_secs()));
+        }
+        operator
+    };
+    let verified = match &operator {
+        Some(op) => {
+            tenant::auth::verify_password_async(attempt.password, op.password_hash.clone()).await?
+        }
+        None => {
+            tenant::auth::verify_dummy_async(attempt.password).await?;
+            false
+        }
+    };
+    let conn = pool.get().await?;
+    let operator = match operator {
+        Some(op) if verified && op.active => op,
+        _ => {
+            audit_insert(
+                &**conn,
+                &AuditEntry {
+                    actor: &format!("operator:{email_label}"),
+                    action: "operator.login_failed",
+                    target_type: "operator",
+                    target_id: &email_label,
+                    details: json!({ "via": attempt.kind.as_str() }),
+                    ip,
+                },
+            )
+            .await?;
+            return Err(Error::Unauthenticated);
+        }
+    };
+    let session_id = Uuid::now_v7();
+    let (token, expires_at) = tokens.issue(&operator, session_id)?;
+    let expires = chrono::DateTime::from_timestamp(expires_at as i64, 0)
+        .ok_or_else(|| Error::Internal("token expiry out of range".into()))?;
+    session_insert(
+        &**conn,
+        &NewSession {
+            id: session_id,
+            user_id: operator.id,
+            kind: attempt.kind,
+            expires_at: expires,
+            ip,
+            user_agent: attempt.user_agent.as_deref(),
+        },
+    )
+    .await?;
+    operator_record_login(&**conn, operator.id).await?;
+    audit_insert(
+        &**conn,
+        &AuditEntry {
+            actor: &format!("operator:{}", operator.email),
+            action: "operator.login",
+            target_type: "operator",
+            target_id: &operator.id.to_string(),
+            details: json!({ "via": attempt.kind.as_str() }),
+            ip,
+        },
+    )
+    .await?;
+    Ok(SignedIn {
+        operator,
+        session_id,
+        token,
+        expires_at,
+    })
+}
+
+/// Revokes the session; later requests with its token are refused.
+pub async fn sign_out(
+    pool: &Pool,
+    operator: &Operator,
+    session_id: Uuid,
+    ip: Option<&str>,
+) -> Result<()> {
+    let conn = pool.get().await?;
+    if session_revoke(&**conn, session_id).await? {
+        audit_insert(
+            &**conn,
+            &AuditEntry {
+                actor: &format!("operator:{}", operator.email),
+                action: "operator.logout",
+                target_type: "operator",
+                target_id: &operator.id.to_string(),
+                details: json!({}),
+                ip,
+            },
+        )
+        .await?;
+    }
+    Ok(())
+}
