@@ -139,18 +139,7 @@ async fn run_fleet(args: RunArgs, mut config: Config) -> Result<()> {
     if args.dir.is_some() {
         config.tenant_migrations_dir = args.dir.clone();
     }
-    let canary = match args.canary.as_deref() {
-        None => Canary::None,
-        Some(s) => match s.trim().parse::<usize>() {
-            Ok(n) => Canary::Count(n),
-            Err(_) => Canary::Slugs(
-                s.split(',')
-                    .map(|x| x.trim().to_string())
-                    .filter(|x| !x.is_empty())
-                    .collect(),
-            ),
-        },
-    };
+    let canary = args.canary.as_deref().map_or(Canary::None, Canary::parse);
     let statuses = if args.statuses.is_empty() {
         crate::fleet::FleetOptions::default().statuses
     } else {

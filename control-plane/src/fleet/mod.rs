@@ -15,6 +15,8 @@ mod status;
 pub use run::{FleetRun, Progress, RunSummary};
 pub use status::{FleetStatus, TenantDrift, fleet_status};
 
+use std::sync::Arc;
+
 use owner::tenants::TenantStatus;
 use serde::{Deserialize, Serialize};
 
@@ -75,6 +77,25 @@ pub enum Canary {
     Slugs(Vec<String>),
 }
 
+impl Canary {
+    /// `N` (the first N targets) or `slug,slug` (these tenants); blank is none.
+    pub fn parse(s: &str) -> Self {
+        let s = s.trim();
+        if s.is_empty() {
+            return Self::None;
+        }
+        match s.parse::<usize>() {
+            Ok(n) => Self::Count(n),
+            Err(_) => Self::Slugs(
+                s.split(',')
+                    .map(|x| x.trim().to_string())
+                    .filter(|x| !x.is_empty())
+                    .collect(),
+            ),
+        }
+    }
+}
+
 /// What a run should do.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct FleetOptions {
@@ -129,4 +150,49 @@ mod tests {
         assert!(FailureBudget::Ratio(0.1).exceeded(2, 10));
         assert!(!FailureBudget::Ratio(0.1).exceeded(1, 10));
     }
+}
+
+/// Starts a run in the background, as the API and the dashboard do: records and audits
+/// it, then executes it on the provisioner's task tracker (so shutdown waits for it).
+/// Returns the run's record and a handle on its summary.
+pub async fn launch(
+    provisioner: &Arc<crate::provisioning::Provisioner>,
+    options: FleetOptions,
+    started_by: &str,
+) -> crate::Result<(
+    owner::migration_runs::MigrationRun,
+    tokio::task::JoinHandle<crate::Result<RunSummary>>,
+)> {
+    let run = FleetRun::start(Arc::clone(provisioner), options, started_by).await?;
+    let record = run.run().clone();
+    {
+        let conn = provisioner.pool().get().await?;
+        owner::audit::audit_insert(
+            &**conn,
+            &owner::audit::AuditEntry {
+                actor: started_by,
+                action: if record.status == "dry_run" {
+                    "migration.dry_run"
+                } else {
+                    "migration.start"
+                },
+                target_type: "migration_run",
+                target_id: &record.id.to_string(),
+                details: serde_json::json!({
+                    "target_version": record.target_version,
+                    "options": record.options,
+                }),
+                ip: None,
+            },
+        )
+        .await?;
+    }
+    let handle = provisioner.tasks().spawn(async move {
+        let result = run.execute(|_| {}).await;
+        if let Err(e) = &result {
+            tracing::error!(error = %e, "fleet migration failed");
+        }
+        result
+    });
+    Ok((record, handle))
 }

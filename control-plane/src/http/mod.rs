@@ -27,7 +27,7 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 pub use error::ApiError;
-pub use owner_auth::CurrentOperator;
+pub use owner_auth::{CurrentOperator, actor_of as owner_actor};
 pub use serve::{HEADER_READ_TIMEOUT, serve};
 
 use crate::app::AppState;

@@ -13,7 +13,7 @@ use uuid::Uuid;
 use super::extract::{ApiJson, ApiQuery};
 use super::owner_auth::CurrentOperator;
 use crate::app::AppState;
-use crate::fleet::{Canary, DEFAULT_CONCURRENCY, FailureBudget, FleetOptions, FleetRun};
+use crate::fleet::{Canary, DEFAULT_CONCURRENCY, FailureBudget, FleetOptions};
 use crate::{Error, Result};
 
 pub fn routes() -> Router<AppState> {
@@ -108,30 +108,7 @@ async fn start(
         options.statuses = req.statuses;
     }
     let started_by = format!("operator:{}", operator.0.email);
-    let run = FleetRun::start(state.provisioner.clone(), options, &started_by).await?;
-    let record = run.run().clone();
-    {
-        let conn = state.pool.get().await?;
-        owner::audit::audit_insert(
-            &**conn,
-            &owner::audit::AuditEntry {
-                actor: &started_by,
-                action: if record.status == "dry_run" { "migration.dry_run" } else { "migration.start" },
-                target_type: "migration_run",
-                target_id: &record.id.to_string(),
-                details: json!({ "target_version": record.target_version, "options": record.options }),
-                ip: None,
-            },
-        )
-        .await?;
-    }
-    let handle = state.provisioner.tasks().spawn(async move {
-        let result = run.execute(|_| {}).await;
-        if let Err(e) = &result {
-            tracing::error!(error = %e, "fleet migration failed");
-        }
-        result
-    });
+    let (record, handle) = crate::fleet::launch(&state.provisioner, options, &started_by).await?;
     if query.wait
         && let Ok(Ok(Ok(summary))) =
             tokio::time::timeout(super::owner_tenants::WAIT_LIMIT, handle).await

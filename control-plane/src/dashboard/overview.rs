@@ -1,0 +1,158 @@
+//! The overview: the fleet at a glance.
+
+use askama::Template;
+use axum::extract::{Query, State};
+use axum::response::Response;
+use serde::Deserialize;
+
+use super::view::{ago, notice_text};
+use super::{Chrome, DashResult, DashSession, render};
+use crate::app::AppState;
+
+#[derive(Deserialize, Default)]
+pub struct NoticeQuery {
+    pub notice: Option<String>,
+}
+
+pub struct StatusCount {
+    pub status: String,
+    pub count: i64,
+}
+
+pub struct VersionCount {
+    pub version: String,
+    pub count: i64,
+    pub behind: bool,
+}
+
+pub struct EventLine {
+    pub ago: String,
+    pub actor: String,
+    pub action: String,
+    pub target: String,
+    pub link: Option<String>,
+}
+
+pub struct FailingTenant {
+    pub id: String,
+    pub slug: String,
+    pub status: String,
+    pub step: String,
+    pub error: String,
+}
+
+pub struct RunLine {
+    pub id: String,
+    pub status: String,
+    pub target_version: i32,
+    pub started: String,
+}
+
+#[derive(Template)]
+#[template(path = "overview.html")]
+pub struct OverviewPage {
+    pub chrome: Chrome,
+    pub total: i64,
+    pub statuses: Vec<StatusCount>,
+    pub versions: Vec<VersionCount>,
+    pub target_version: i32,
+    pub usage: Vec<(String, String)>,
+    pub events: Vec<EventLine>,
+    pub failing: Vec<FailingTenant>,
+    pub last_run: Option<RunLine>,
+}
+
+/// Turns an audit event into a line with a link to what it is about.
+pub fn event_line(e: &owner::audit::AuditEvent) -> EventLine {
+    let target_id = e.target_id.clone().unwrap_or_default();
+    let link = match e.target_type.as_deref() {
+        Some("tenant") => Some(format!("/owner/tenants/{target_id}")),
+        Some("migration_run") => Some(format!("/owner/migrations/{target_id}")),
+        Some("plan") => Some(format!("/owner/plans/{target_id}")),
+        _ => None,
+    };
+    EventLine {
+        ago: ago(e.at),
+        actor: e.actor.clone(),
+        action: e.action.clone(),
+        target: match &e.target_type {
+            Some(t) => format!("{t} {target_id}"),
+            None => String::new(),
+        },
+        link,
+    }
+}
+
+pub async fn page(
+    State(state): State<AppState>,
+    session: DashSession,
+    Query(query): Query<NoticeQuery>,
+) -> DashResult<Response> {
+    let conn = state.pool.get().await?;
+    let statuses: Vec<StatusCount> = owner::tenants::tenant_status_counts(&**conn)
+        .await?
+        .into_iter()
+        .map(|(status, count)| StatusCount { status, count })
+        .collect();
+    let total = statuses
+        .iter()
+        .filter(|s| s.status != "deleted")
+        .map(|s| s.count)
+        .sum();
+    let target_version = state.provisioner.cluster().source().latest_version();
+    let versions = owner::migration_runs::schema_version_histogram(&**conn)
+        .await?
+        .into_iter()
+        .map(|(v, count)| VersionCount {
+            version: v.map_or_else(|| "none".into(), |v| format!("V{v}")),
+            count,
+            behind: v.is_none_or(|v| v < target_version),
+        })
+        .collect();
+    let events = owner::audit::audit_search(
+        &**conn,
+        &owner::audit::AuditFilter {
+            limit: 12,
+            ..Default::default()
+        },
+    )
+    .await?
+    .iter()
+    .map(event_line)
+    .collect();
+    let failing = owner::tenants::tenant_list_failing(&**conn, 20)
+        .await?
+        .into_iter()
+        .map(|t| FailingTenant {
+            id: t.id.to_string(),
+            slug: t.slug,
+            status: t.status.as_str().into(),
+            step: t.provisioning_step.as_str().into(),
+            error: t.last_error.unwrap_or_default(),
+        })
+        .collect();
+    let last_run = owner::migration_runs::run_list(&**conn, 1)
+        .await?
+        .into_iter()
+        .next()
+        .map(|r| RunLine {
+            id: r.id.to_string(),
+            status: r.status,
+            target_version: r.target_version,
+            started: ago(r.started_at),
+        });
+    let usage = super::tenants::usage_totals(&**conn).await?;
+    let mut chrome = session.chrome(&state, "overview");
+    chrome.notice = notice_text(query.notice.as_deref());
+    Ok(render(&OverviewPage {
+        chrome,
+        total,
+        statuses,
+        versions,
+        target_version,
+        usage,
+        events,
+        failing,
+        last_run,
+    }))
+}

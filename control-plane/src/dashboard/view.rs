@@ -1,0 +1,152 @@
+//! Shared view pieces: the frame-less pages, formatting, notices and the usage chart.
+
+use askama::Template;
+use chrono::{DateTime, Utc};
+
+use super::Chrome;
+
+#[derive(Template)]
+#[template(path = "error.html")]
+pub struct ErrorPage {
+    pub status: u16,
+    pub title: String,
+    pub message: String,
+}
+
+#[derive(Template)]
+#[template(path = "login.html")]
+pub struct LoginPage {
+    pub csrf: String,
+    pub next: String,
+    pub email: String,
+    pub error: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "password.html")]
+pub struct PasswordPage {
+    pub chrome: Chrome,
+    pub must_change: bool,
+    pub error: Option<String>,
+}
+
+/// The sentence for a notice code from a redirect; unknown codes show nothing, so a link
+/// cannot put words on the page.
+pub fn notice_text(code: Option<&str>) -> Option<String> {
+    let text = match code? {
+        "password_changed" => "Your password is changed.",
+        "suspended" => "Tenant suspended: its requests are refused from now on.",
+        "resumed" => "Tenant resumed.",
+        "deleting" => "Deletion started: the database, roles and files are being removed.",
+        "domain_added" => "Domain added; it is served from the next request.",
+        "domain_removed" => "Domain removed.",
+        "domain_primary" => "Primary domain changed.",
+        "subscription" => "Subscription updated; the plan's limits apply from the next request.",
+        "plan_created" => "Plan created.",
+        "plan_saved" => "Plan saved.",
+        "operator_saved" => "Operator saved.",
+        _ => return None,
+    };
+    Some(text.to_string())
+}
+
+/// `1.2 GB`, `340 kB`, or a dash for unknown.
+pub fn bytes(n: Option<i64>) -> String {
+    let Some(n) = n else {
+        return "–".into();
+    };
+    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value >= 1000.0 && unit < UNITS.len() - 1 {
+        value /= 1000.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+pub fn limit<T: std::fmt::Display>(n: Option<T>) -> String {
+    n.map_or_else(|| "unlimited".into(), |n| n.to_string())
+}
+
+pub fn when(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%d %H:%M:%S UTC").to_string()
+}
+
+pub fn when_opt(t: Option<DateTime<Utc>>) -> String {
+    t.map_or_else(|| "–".into(), when)
+}
+
+/// `3 min ago`, for recent events.
+pub fn ago(t: DateTime<Utc>) -> String {
+    let secs = (Utc::now() - t).num_seconds().max(0);
+    match secs {
+        0..60 => format!("{secs} s ago"),
+        60..3600 => format!("{} min ago", secs / 60),
+        3600..86400 => format!("{} h ago", secs / 3600),
+        _ => format!("{} d ago", secs / 86400),
+    }
+}
+
+pub fn money(cents: i32, currency: &str) -> String {
+    format!("{}.{:02} {currency}", cents / 100, cents % 100)
+}
+
+/// A small two-line chart (inline SVG, no script): `a` and `b` over the same points,
+/// each scaled to its own maximum so both shapes are readable.
+pub fn chart(points: &[(DateTime<Utc>, f64, f64)]) -> String {
+    const W: f64 = 600.0;
+    const H: f64 = 120.0;
+    if points.len() < 2 {
+        return String::new();
+    }
+    let max_a = points.iter().map(|p| p.1).fold(0.0, f64::max).max(1.0);
+    let max_b = points.iter().map(|p| p.2).fold(0.0, f64::max).max(1.0);
+    let step = W / (points.len() - 1) as f64;
+    let line = |f: &dyn Fn(&(DateTime<Utc>, f64, f64)) -> f64, max: f64| {
+        points
+            .iter()
+            .enumerate()
+            .map(|(i, p)| format!("{:.1},{:.1}", i as f64 * step, H - 4.0 - f(p) / max * (H - 8.0)))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let first = points.first().map(|p| p.0.format("%m-%d %H:%M").to_string()).unwrap_or_default();
+    let last = points.last().map(|p| p.0.format("%m-%d %H:%M").to_string()).unwrap_or_default();
+    format!(
+        "<svg class=\"chart\" viewBox=\"0 0 {W} {h}\" preserveAspectRatio=\"none\" role=\"img\" aria-label=\"usage over time\">\
+         <line class=\"axis\" x1=\"0\" y1=\"{H}\" x2=\"{W}\" y2=\"{H}\"/>\
+         <polyline class=\"line1\" points=\"{a}\"/><polyline class=\"line2\" points=\"{b}\"/>\
+         <text x=\"0\" y=\"{ty}\">{first}</text><text x=\"{W}\" y=\"{ty}\" text-anchor=\"end\">{last}</text></svg>",
+        h = H + 14.0,
+        ty = H + 12.0,
+        a = line(&|p| p.1, max_a),
+        b = line(&|p| p.2, max_b),
+    )
+}
+
+/// The run's progress as a bar of coloured segments (SVG: the CSP allows no inline styles).
+pub fn progress_bar(counts: &[(String, i64)]) -> String {
+    let total: i64 = counts.iter().map(|c| c.1).sum();
+    if total == 0 {
+        return String::new();
+    }
+    let mut x = 0.0;
+    let mut rects = String::new();
+    for state in ["succeeded", "failed", "running", "skipped", "pending"] {
+        let n = counts.iter().find(|c| c.0 == state).map_or(0, |c| c.1);
+        if n == 0 {
+            continue;
+        }
+        let w = n as f64 / total as f64 * 1000.0;
+        rects.push_str(&format!(
+            "<rect class=\"{state}\" x=\"{x:.1}\" y=\"0\" width=\"{w:.1}\" height=\"10\"><title>{state}: {n}</title></rect>"
+        ));
+        x += w;
+    }
+    format!("<svg class=\"progress\" viewBox=\"0 0 1000 10\" preserveAspectRatio=\"none\" role=\"img\" aria-label=\"progress\">{rects}</svg>")
+}
