@@ -9,6 +9,7 @@ mod error;
 pub mod fleet;
 pub mod gateway;
 pub mod http;
+pub mod metering;
 pub mod pg;
 pub mod provisioning;
 pub mod secrets;

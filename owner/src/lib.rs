@@ -27,6 +27,7 @@ pub mod servers;
 pub mod settings;
 pub mod subscriptions;
 pub mod tenants;
+pub mod usage;
 
 pub use error::{Error, Result};
 pub use ids::{DomainName, Email, TenantSlug};
