@@ -14,9 +14,6 @@ use crate::provisioning::{Cluster, Faults, Provisioner};
 use crate::secrets::Keyring;
 use crate::{Error, Result};
 
-/// How often per-tenant request counts are written to `tenant_usage`.
-pub const USAGE_FLUSH_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
-
 /// Everything the service and the CLI share, built once.
 pub struct Services {
     pub config: Config,
@@ -100,6 +97,8 @@ pub struct AppState {
     pub tokens: Arc<OwnerTokens>,
     /// Host -> tenant -> pool, for requests on tenant domains.
     pub gateway: Arc<crate::gateway::Gateway>,
+    /// Usage sampling; `sample_once` takes a sample now.
+    pub metering: Arc<crate::metering::Metering>,
 }
 
 /// The running service: a bound listener, the state, and the background reconciler.
@@ -127,7 +126,13 @@ impl Application {
         let tokens = OwnerTokens::new(&services.keyring, services.config.owner_token_ttl)?;
         let gateway =
             crate::gateway::Gateway::new(&services.config, Arc::clone(&services.provisioner));
+        let metering = Arc::new(crate::metering::Metering::new(
+            Arc::clone(&services.provisioner),
+            Arc::clone(&gateway),
+            services.config.metering_concurrency,
+        ));
         let state = AppState {
+            metering,
             gateway,
             config: Arc::new(services.config),
             pool: services.pool,
@@ -160,10 +165,10 @@ impl Application {
             Arc::clone(&self.state.provisioner)
                 .run_reconciler(self.state.config.reconcile_interval, shutdown.clone()),
         );
-        let flusher = tokio::spawn(
-            Arc::clone(&self.state.gateway)
-                .run_usage_flusher(USAGE_FLUSH_INTERVAL, shutdown.clone()),
-        );
+        let interval = self.state.config.metering_interval;
+        let metering = (!interval.is_zero()).then(|| {
+            tokio::spawn(Arc::clone(&self.state.metering).run(interval, shutdown.clone()))
+        });
         tracing::info!(address = %self.address, "control plane listening");
         let router = crate::http::router(self.state.clone());
         crate::http::serve(self.listener, router, shutdown.clone()).await;
@@ -171,7 +176,9 @@ impl Application {
         tasks.close();
         tasks.wait().await;
         let _ = reconciler.await;
-        let _ = flusher.await;
+        if let Some(metering) = metering {
+            let _ = metering.await;
+        }
         tracing::info!("control plane stopped");
         Ok(())
     }

@@ -27,6 +27,8 @@
 //! | `CP_TENANT_POOL_IDLE_SECS` | `300` | an unused tenant pool is closed after this long |
 //! | `CP_MAX_UPLOAD_BYTES` | `26214400` | largest single file a tenant may upload |
 //! | `CP_TRUSTED_PROXIES` | none | comma-separated proxy IPs whose `X-Forwarded-Host` / `Forwarded` is believed |
+//! | `CP_METERING_INTERVAL_SECS` | `300` | how often every tenant's usage is sampled into `tenant_usage`; `0` turns the job off |
+//! | `CP_METERING_CONCURRENCY` | `4` | tenants a metering sample visits at once |
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -46,6 +48,8 @@ pub const DEFAULT_BASE_DOMAIN: &str = "localhost";
 pub const DEFAULT_TENANT_DB_PREFIX: &str = "tenant_";
 pub const DEFAULT_RECONCILE_INTERVAL: Duration = Duration::from_secs(5);
 pub const DEFAULT_OWNER_TOKEN_TTL: Duration = Duration::from_secs(900);
+pub const DEFAULT_METERING_INTERVAL: Duration = Duration::from_secs(300);
+pub const DEFAULT_METERING_CONCURRENCY: usize = 4;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Environment {
@@ -105,6 +109,10 @@ pub struct Config {
     pub max_upload_bytes: u64,
     /// Peers whose forwarded host headers are believed; everyone else's are ignored.
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// How often usage is sampled; zero: never in the background.
+    pub metering_interval: Duration,
+    /// Tenants one metering sample visits at once.
+    pub metering_concurrency: usize,
 }
 
 /// The raw settings as the sources give them; every field optional until validated.
@@ -131,6 +139,8 @@ struct Raw {
     tenant_pool_idle_secs: Option<String>,
     max_upload_bytes: Option<String>,
     trusted_proxies: Option<String>,
+    metering_interval_secs: Option<String>,
+    metering_concurrency: Option<String>,
 }
 
 fn invalid(setting: &str, why: impl std::fmt::Display) -> Error {
@@ -352,7 +362,27 @@ impl Config {
                 })
                 .collect::<Result<Vec<_>>>()?,
         };
+        let metering_interval = match raw.metering_interval_secs {
+            None => DEFAULT_METERING_INTERVAL,
+            Some(v) => v
+                .trim()
+                .parse::<u64>()
+                .map(Duration::from_secs)
+                .map_err(|_| {
+                    invalid(
+                        "CP_METERING_INTERVAL_SECS",
+                        format!("{v:?} is not a number of seconds (0 turns metering off)"),
+                    )
+                })?,
+        };
+        let metering_concurrency = count(
+            "CP_METERING_CONCURRENCY",
+            raw.metering_concurrency,
+            DEFAULT_METERING_CONCURRENCY,
+        )?;
         Ok(Config {
+            metering_interval,
+            metering_concurrency,
             trusted_proxies,
             max_upload_bytes,
             owner_hosts,
@@ -474,6 +504,20 @@ mod tests {
                     ..Raw::default()
                 },
                 "CP_RECONCILE_INTERVAL_SECS",
+            ),
+            (
+                Raw {
+                    metering_interval_secs: Some("soon".into()),
+                    ..Raw::default()
+                },
+                "CP_METERING_INTERVAL_SECS",
+            ),
+            (
+                Raw {
+                    metering_concurrency: Some("0".into()),
+                    ..Raw::default()
+                },
+                "CP_METERING_CONCURRENCY",
             ),
         ];
         for (raw, setting) in cases {

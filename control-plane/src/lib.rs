@@ -10,6 +10,7 @@ mod error;
 pub mod fleet;
 pub mod gateway;
 pub mod http;
+pub mod metering;
 pub mod operators;
 pub mod pg;
 pub mod provisioning;

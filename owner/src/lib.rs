@@ -28,6 +28,7 @@ pub mod sessions;
 pub mod settings;
 pub mod subscriptions;
 pub mod tenants;
+pub mod usage;
 
 pub use error::{Error, Result};
 pub use ids::{DomainName, Email, TenantSlug};

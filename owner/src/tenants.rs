@@ -425,26 +425,6 @@ pub async fn tenant_fetch_by_domain(
     row.as_ref().map(Tenant::try_from).transpose()
 }
 
-/// Records request counts of tenants since the last flush (one usage row each).
-pub async fn usage_record_requests(
-    client: &impl GenericClient,
-    counts: &[(Uuid, i64)],
-) -> Result<()> {
-    if counts.is_empty() {
-        return Ok(());
-    }
-    let ids: Vec<Uuid> = counts.iter().map(|c| c.0).collect();
-    let n: Vec<i64> = counts.iter().map(|c| c.1).collect();
-    client
-        .execute(
-            "INSERT INTO tenant_usage (tenant_id, requests) \
-             SELECT t.id, t.n FROM unnest($1::uuid[], $2::bigint[]) AS t(id, n) \
-             WHERE EXISTS (SELECT 1 FROM tenants WHERE tenants.id = t.id)",
-            &[&ids, &n],
-        )
-        .await?;
-    Ok(())
-}
 
 /// Moves a tenant to another plan (the subscription row changes with it, in the same
 /// transaction).

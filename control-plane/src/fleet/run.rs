@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 use super::{Canary, FleetOptions, MAX_CONCURRENCY};
 use crate::pg::connect;
-use crate::provisioning::{Provisioner, TENANT_MIGRATION_LOCK};
+use crate::provisioning::{Provisioner, TENANT_MIGRATION_LOCK, TenantRole};
 use crate::{Error, Result};
 
 const FLEET_LOCK: &str = "SELECT pg_try_advisory_lock(hashtextextended('cp-fleet-migration', 0))";
@@ -374,13 +374,10 @@ impl FleetRun {
             let started = Instant::now();
             let source = self.provisioner.cluster().source();
             let result: Result<tenant::migrations::MigrationOutcome> = async {
-                let password = self.provisioner.owner_password(tenant)?;
-                let config = self.provisioner.cluster().config_as(
-                    &tenant.db_name,
-                    &tenant.owner_role,
-                    &password,
-                );
-                let mut client = connect(&config).await?;
+                let mut client = self
+                    .provisioner
+                    .tenant_connect(tenant, TenantRole::Owner)
+                    .await?;
                 Ok(source
                     .apply_locked(&mut client, TENANT_MIGRATION_LOCK)
                     .await?)
@@ -438,13 +435,10 @@ impl FleetRun {
         let started = Instant::now();
         let source = self.provisioner.cluster().source();
         let result: Result<(i32, Pending)> = async {
-            let password = self.provisioner.owner_password(tenant)?;
-            let config = self.provisioner.cluster().config_as(
-                &tenant.db_name,
-                &tenant.owner_role,
-                &password,
-            );
-            let client = connect(&config).await?;
+            let client = self
+                .provisioner
+                .tenant_connect(tenant, TenantRole::Owner)
+                .await?;
             Ok((
                 tenant::migrations::current_version(&client).await?,
                 source.pending(&client).await?,

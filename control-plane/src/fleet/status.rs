@@ -10,8 +10,7 @@ use uuid::Uuid;
 
 use super::DEFAULT_CONCURRENCY;
 use crate::Result;
-use crate::pg::connect;
-use crate::provisioning::Provisioner;
+use crate::provisioning::{Provisioner, TenantRole};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct FleetStatus {
@@ -61,12 +60,7 @@ pub async fn fleet_status(provisioner: &Arc<Provisioner>, verify: bool) -> Resul
                 let source = source.clone();
                 async move {
                     let result: Result<(i32, Drift)> = async {
-                        let password = provisioner.owner_password(&t)?;
-                        let config =
-                            provisioner
-                                .cluster()
-                                .config_as(&t.db_name, &t.owner_role, &password);
-                        let client = connect(&config).await?;
+                        let client = provisioner.tenant_connect(&t, TenantRole::Owner).await?;
                         Ok((
                             tenant::migrations::current_version(&client).await?,
                             source.drift(&client).await?,

@@ -14,7 +14,7 @@
 
 mod host;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -36,7 +36,7 @@ pub use host::{forwarded_host, is_ip_literal, normalise, request_host};
 use crate::app::AppState;
 use crate::config::Config;
 use crate::http::ApiError;
-use crate::provisioning::Provisioner;
+use crate::provisioning::{Provisioner, TenantRole};
 
 /// How long a known domain is trusted without asking the owner database again.
 pub const KNOWN_TTL: Duration = Duration::from_secs(30);
@@ -87,8 +87,8 @@ pub struct Gateway {
     /// Bumped by every `forget`: a lookup that started before a change must not cache
     /// what it read.
     generation: std::sync::atomic::AtomicU64,
-    /// Requests served per tenant since the last flush to `tenant_usage`.
-    requests: std::sync::Mutex<std::collections::HashMap<Uuid, u64>>,
+    /// Requests served per tenant since metering last took them.
+    requests: std::sync::Mutex<HashMap<Uuid, u64>>,
     /// Plan limits by plan code; plans change rarely.
     plans: Cache<String, tenant::Limits>,
     budget: Arc<Semaphore>,
@@ -183,7 +183,7 @@ impl Gateway {
                 .time_to_live(PLAN_TTL)
                 .build(),
             generation: std::sync::atomic::AtomicU64::new(0),
-            requests: std::sync::Mutex::new(std::collections::HashMap::new()),
+            requests: std::sync::Mutex::new(HashMap::new()),
             budget: Arc::new(Semaphore::new(config.tenant_connection_budget)),
             budget_limit: config.tenant_connection_budget,
             max_upload_bytes: config.max_upload_bytes,
@@ -252,48 +252,20 @@ impl Gateway {
         *counts.entry(tenant).or_default() += 1;
     }
 
-    /// Writes the request counts gathered since the last flush to `tenant_usage` (one
-    /// row per tenant that had requests). On failure the counts are kept for next time.
-    pub async fn flush_request_counts(&self) -> crate::Result<usize> {
-        let counts: Vec<(Uuid, i64)> = {
-            let mut map = self.requests.lock().unwrap_or_else(|p| p.into_inner());
-            std::mem::take(&mut *map)
-                .into_iter()
-                .map(|(id, n)| (id, n as i64))
-                .collect()
-        };
-        let result = async {
-            let conn = self.provisioner.pool().get().await?;
-            owner::tenants::usage_record_requests(&**conn, &counts).await?;
-            Ok::<_, crate::Error>(())
-        }
-        .await;
-        if let Err(e) = result {
-            let mut map = self.requests.lock().unwrap_or_else(|p| p.into_inner());
-            for (id, n) in counts {
-                *map.entry(id).or_default() += n as u64;
-            }
-            return Err(e);
-        }
-        Ok(counts.len())
+    /// Takes the request counts gathered since the last call, leaving zero behind.
+    /// Whoever takes them and fails to record them hands them back with
+    /// [`Gateway::restore_request_counts`], so no request is lost or counted twice.
+    pub fn take_request_counts(&self) -> HashMap<Uuid, u64> {
+        let mut counts = self.requests.lock().unwrap_or_else(|p| p.into_inner());
+        std::mem::take(&mut *counts)
     }
 
-    /// Flushes request counts every `interval` until cancelled, and once more at the end.
-    pub async fn run_usage_flusher(
-        self: Arc<Self>,
-        interval: Duration,
-        cancel: tokio_util::sync::CancellationToken,
-    ) {
-        loop {
-            tokio::select! {
-                _ = cancel.cancelled() => break,
-                _ = tokio::time::sleep(interval) => {}
-            }
-            if let Err(e) = self.flush_request_counts().await {
-                tracing::warn!(error = %e, "could not record tenant request counts; keeping them for the next flush");
-            }
+    /// Adds counts back (taken but not recorded) to those gathered since.
+    pub fn restore_request_counts(&self, taken: HashMap<Uuid, u64>) {
+        let mut counts = self.requests.lock().unwrap_or_else(|p| p.into_inner());
+        for (id, n) in taken {
+            *counts.entry(id).or_default() += n;
         }
-        let _ = self.flush_request_counts().await;
     }
 
     /// Tenant pools open now.
@@ -452,14 +424,9 @@ impl Gateway {
         self.pools
             .try_get_with(tenant.id, async move {
                 metrics::counter!("tenant_pools_created_total").increment(1);
-                let password = provisioner
-                    .runtime_password(&tenant)
+                let config = provisioner
+                    .tenant_pg_config(&tenant, TenantRole::Runtime)
                     .map_err(|e| e.to_string())?;
-                let config = provisioner.cluster().config_as(
-                    &tenant.db_name,
-                    &tenant.runtime_role,
-                    &password,
-                );
                 let pool = build_pool(config, settings, budget, relief)?;
                 let secret = provisioner
                     .tenant_token_secret(tenant.id)

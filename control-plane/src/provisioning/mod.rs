@@ -62,6 +62,13 @@ impl Actor {
     }
 }
 
+/// Which of a tenant's two database roles to log in as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TenantRole {
+    Owner,
+    Runtime,
+}
+
 /// The first user of a new tenant.
 #[derive(Debug, Clone)]
 pub struct FirstAdmin {
@@ -349,6 +356,26 @@ impl Provisioner {
     /// The runtime role's password, for the tenant's pool.
     pub fn runtime_password(&self, tenant: &Tenant) -> Result<SecretString> {
         self.open_password(tenant, "db-runtime")
+    }
+
+    /// Where and as whom to reach a tenant's database. `Owner` may change the schema
+    /// (migrations); `Runtime` may only read and write rows.
+    pub fn tenant_pg_config(
+        &self,
+        tenant: &Tenant,
+        role: TenantRole,
+    ) -> Result<tokio_postgres::Config> {
+        let (name, password) = match role {
+            TenantRole::Owner => (&tenant.owner_role, self.owner_password(tenant)?),
+            TenantRole::Runtime => (&tenant.runtime_role, self.runtime_password(tenant)?),
+        };
+        Ok(self.cluster.config_as(&tenant.db_name, name, &password))
+    }
+
+    /// One connection to a tenant's database, outside any pool: for work that visits
+    /// each tenant briefly (migrations, checks, metering) and must not keep a pool open.
+    pub async fn tenant_connect(&self, tenant: &Tenant, role: TenantRole) -> Result<Client> {
+        connect(&self.tenant_pg_config(tenant, role)?).await
     }
 
     /// Records the intent to delete: the tenant stops being served at once and the

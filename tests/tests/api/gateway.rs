@@ -455,47 +455,6 @@ async fn metrics_count_requests_caches_and_pools_without_tenant_labels() {
 }
 
 #[tokio::test]
-async fn request_counts_per_tenant_are_flushed_to_usage() {
-    let app = spawn_app().await;
-    let busy = app.create_tenant("busy").await;
-    let quiet = app.create_tenant("quiet").await;
-    for _ in 0..3 {
-        assert_eq!(status_on(&app, "busy.localhost", &[]).await.0, 200);
-    }
-    assert_eq!(status_on(&app, "quiet.localhost", &[]).await.0, 200);
-    let flushed = app
-        .state
-        .gateway
-        .flush_request_counts()
-        .await
-        .expect("flush");
-    assert_eq!(flushed, 2);
-    let requests = |id: &str| {
-        format!(
-            "SELECT coalesce(sum(requests), 0)::bigint FROM tenant_usage WHERE tenant_id = '{id}'"
-        )
-    };
-    assert_eq!(
-        app.count(&requests(busy["id"].as_str().expect("id"))).await,
-        3
-    );
-    assert_eq!(
-        app.count(&requests(quiet["id"].as_str().expect("id")))
-            .await,
-        1
-    );
-    assert_eq!(
-        app.state
-            .gateway
-            .flush_request_counts()
-            .await
-            .expect("flush"),
-        0,
-        "counts restart after a flush"
-    );
-}
-
-#[tokio::test]
 async fn forwarded_hosts_count_only_from_trusted_proxies() {
     let app = spawn_app_with(|c| c.trusted_proxies = vec!["127.0.0.1".parse().expect("ip")]).await;
     app.create_tenant("alpha").await;

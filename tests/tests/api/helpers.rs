@@ -167,6 +167,7 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
     config.tenant_db_prefix = prefix.clone();
     // Background passes would race the tests' own; tests run passes explicitly.
     config.reconcile_interval = Duration::from_secs(3600);
+    config.metering_interval = Duration::ZERO;
     adjust(&mut config);
     let faults = Arc::new(Faults::default());
     let app = Application::build(config, Arc::clone(&faults))

@@ -9,6 +9,7 @@ mod fleet;
 mod gateway;
 mod health;
 mod isolation;
+mod metering;
 mod provisioning;
 mod records;
 mod recovery;

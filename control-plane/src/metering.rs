@@ -1,0 +1,290 @@
+//! Metering: every `CP_METERING_INTERVAL_SECS`, one row per tenant in `tenant_usage`
+//! with its database size, storage tree size, active users and the requests the gateway
+//! served it since the previous sample.
+//!
+//! - Database sizes of the whole fleet come from one query on the admin connection.
+//! - Users are counted over one short-lived connection per tenant as its runtime role,
+//!   never through a pool: visiting every tenant must not fill the pool cache or hold
+//!   connections of the gateway's budget. At most `CP_METERING_CONCURRENCY` tenants are
+//!   visited at once, each within [`TENANT_TIMEOUT`].
+//! - A tenant that does not answer still gets its row, with NULL for what could not be
+//!   measured, and the sample goes on. Request counts are taken from the gateway at the
+//!   start of a sample and handed back if the rows cannot be written, so a request is
+//!   counted in exactly one row.
+//! - Active and suspended tenants are sampled (both hold a database and files); any
+//!   other tenant with counted requests gets a row with the requests only.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use futures::StreamExt;
+use owner::tenants::{Tenant, TenantFilter, TenantStatus};
+use owner::usage::UsageSample;
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::gateway::Gateway;
+use crate::pg::connect;
+use crate::provisioning::{Provisioner, TenantRole};
+use crate::{Error, Result};
+
+/// Longest a sample waits for one tenant's figures.
+pub const TENANT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What one sample did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct MeteringReport {
+    /// Rows written.
+    pub sampled: usize,
+    /// Tenants with at least one figure that could not be measured (their rows carry
+    /// NULL there).
+    pub failed: usize,
+    /// Requests recorded in this sample.
+    pub requests: u64,
+}
+
+pub struct Metering {
+    provisioner: Arc<Provisioner>,
+    gateway: Arc<Gateway>,
+    concurrency: usize,
+    tenant_timeout: Duration,
+    /// One sample at a time: the background job and an operator's "sample now" would
+    /// otherwise visit every tenant twice over.
+    running: tokio::sync::Mutex<()>,
+}
+
+/// What was measured of one tenant.
+struct Figures {
+    storage_bytes: Option<i64>,
+    users: Option<i32>,
+}
+
+impl Metering {
+    pub fn new(provisioner: Arc<Provisioner>, gateway: Arc<Gateway>, concurrency: usize) -> Self {
+        Self {
+            provisioner,
+            gateway,
+            concurrency: concurrency.max(1),
+            tenant_timeout: TENANT_TIMEOUT,
+            running: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// Samples every tenant once and writes the rows. Fails only when the owner database
+    /// cannot be read or written; a tenant's own failure is a NULL in its row.
+    pub async fn sample_once(&self) -> Result<MeteringReport> {
+        let _one_at_a_time = self.running.lock().await;
+        let started = Instant::now();
+        let result = self.sample().await;
+        metrics::histogram!("metering_duration_seconds").record(started.elapsed().as_secs_f64());
+        match &result {
+            Ok(report) => {
+                metrics::counter!("metering_runs_total", "outcome" => "ok").increment(1);
+                metrics::counter!("metering_samples_total").increment(report.sampled as u64);
+                metrics::counter!("metering_failures_total").increment(report.failed as u64);
+                metrics::gauge!("metering_last_success_timestamp_seconds")
+                    .set(Utc::now().timestamp() as f64);
+            }
+            Err(_) => {
+                metrics::counter!("metering_runs_total", "outcome" => "error").increment(1);
+            }
+        }
+        result
+    }
+
+    async fn sample(&self) -> Result<MeteringReport> {
+        let sampled_at = Utc::now();
+        let tenants = {
+            let conn = self.provisioner.pool().get().await?;
+            let mut tenants = Vec::new();
+            for status in [TenantStatus::Active, TenantStatus::Suspended] {
+                let filter = TenantFilter {
+                    status: Some(status),
+                    include_deleted: false,
+                    limit: i64::MAX,
+                    offset: 0,
+                };
+                tenants.extend(owner::tenants::tenant_list(&**conn, &filter).await?);
+            }
+            tenants
+        };
+        let database_bytes = self.database_sizes(&tenants).await;
+        let figures: HashMap<Uuid, Figures> = futures::stream::iter(tenants.iter().cloned())
+            .map(|t| async move { (t.id, self.figures(&t).await) })
+            .buffer_unordered(self.concurrency)
+            .collect()
+            .await;
+
+        // Taken after the tenants were visited, so the rows cover every request up to
+        // the moment they are written.
+        let counts = self.gateway.take_request_counts();
+        let mut report = MeteringReport::default();
+        let mut samples = Vec::with_capacity(tenants.len());
+        for t in &tenants {
+            let db = database_bytes.get(&t.db_name).copied();
+            let f = figures.get(&t.id);
+            let storage_bytes = f.and_then(|f| f.storage_bytes);
+            let users = f.and_then(|f| f.users);
+            if db.is_none() || storage_bytes.is_none() || users.is_none() {
+                report.failed += 1;
+            }
+            samples.push(UsageSample {
+                tenant_id: t.id,
+                sampled_at,
+                database_bytes: db,
+                storage_bytes,
+                users,
+                requests: counts.get(&t.id).copied().unwrap_or(0) as i64,
+            });
+        }
+        let visited: std::collections::HashSet<Uuid> = tenants.iter().map(|t| t.id).collect();
+        samples.extend(
+            counts
+                .iter()
+                .filter(|(id, _)| !visited.contains(id))
+                .map(|(id, n)| requests_only(*id, *n, sampled_at)),
+        );
+        report.requests = counts.values().sum();
+        match self.write(&samples).await {
+            Ok(written) => {
+                report.sampled = written as usize;
+                Ok(report)
+            }
+            Err(e) => {
+                self.gateway.restore_request_counts(counts);
+                Err(e)
+            }
+        }
+    }
+
+    async fn write(&self, samples: &[UsageSample]) -> Result<u64> {
+        let conn = self.provisioner.pool().get().await?;
+        Ok(owner::usage::usage_insert(&**conn, samples).await?)
+    }
+
+    /// `db_name -> bytes` for all these tenants, in one query; empty (every size
+    /// unknown) if the server cannot be asked.
+    async fn database_sizes(&self, tenants: &[Tenant]) -> HashMap<String, i64> {
+        let names: Vec<&str> = tenants.iter().map(|t| t.db_name.as_str()).collect();
+        let result = async {
+            let admin = connect(self.provisioner.cluster().admin_config()).await?;
+            let rows = tokio::time::timeout(
+                self.tenant_timeout,
+                admin.query(
+                    "SELECT datname, pg_database_size(oid) FROM pg_database WHERE datname = ANY($1)",
+                    &[&names],
+                ),
+            )
+            .await
+            .map_err(|_| Error::Internal("timed out".into()))??;
+            Ok::<_, Error>(
+                rows.iter()
+                    .map(|r| (r.get::<_, String>(0), r.get::<_, i64>(1)))
+                    .collect(),
+            )
+        }
+        .await;
+        result.unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "metering: could not read database sizes");
+            HashMap::new()
+        })
+    }
+
+    /// Storage and users of one tenant, each measured on its own so one failing does
+    /// not lose the other.
+    async fn figures(&self, tenant: &Tenant) -> Figures {
+        let storage = async {
+            let tree = self.provisioner.storage().tenant(&tenant.slug)?;
+            let walk = tokio::task::spawn_blocking(move || tree.size_bytes());
+            match tokio::time::timeout(self.tenant_timeout, walk).await {
+                Err(_) => Err(Error::Internal("timed out walking the storage tree".into())),
+                Ok(Err(join)) => Err(Error::Internal(format!("storage walk failed: {join}"))),
+                Ok(Ok(size)) => Ok(i64::try_from(size?).unwrap_or(i64::MAX)),
+            }
+        };
+        let users = async {
+            let count = async {
+                let client = self
+                    .provisioner
+                    .tenant_connect(tenant, TenantRole::Runtime)
+                    .await?;
+                Ok::<_, Error>(tenant::users::user_count(&client).await?)
+            };
+            match tokio::time::timeout(self.tenant_timeout, count).await {
+                Err(_) => Err(Error::Internal("timed out".into())),
+                Ok(result) => result.map(|n| i32::try_from(n).unwrap_or(i32::MAX)),
+            }
+        };
+        let (storage, users) = tokio::join!(storage, users);
+        let storage_bytes = storage
+            .inspect_err(|e| {
+                tracing::warn!(tenant_id = %tenant.id, slug = %tenant.slug, error = %e, "metering: storage size unknown");
+            })
+            .ok();
+        let users = users
+            .inspect_err(|e| {
+                tracing::warn!(tenant_id = %tenant.id, slug = %tenant.slug, error = %e, "metering: user count unknown");
+            })
+            .ok();
+        Figures {
+            storage_bytes,
+            users,
+        }
+    }
+
+    /// Writes the request counts alone (no tenant is visited): for shutdown, so the
+    /// requests since the last sample are not lost.
+    pub async fn record_requests(&self) -> Result<u64> {
+        let _one_at_a_time = self.running.lock().await;
+        let counts = self.gateway.take_request_counts();
+        if counts.is_empty() {
+            return Ok(0);
+        }
+        let at = Utc::now();
+        let samples: Vec<UsageSample> = counts
+            .iter()
+            .map(|(id, n)| requests_only(*id, *n, at))
+            .collect();
+        match self.write(&samples).await {
+            Ok(n) => Ok(n),
+            Err(e) => {
+                self.gateway.restore_request_counts(counts);
+                Err(e)
+            }
+        }
+    }
+
+    /// Samples every `interval` until cancelled (the first sample one interval after the
+    /// start), then records the request counts gathered since the last one.
+    pub async fn run(self: Arc<Self>, interval: Duration, cancel: CancellationToken) {
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => break,
+                _ = tokio::time::sleep(interval) => {}
+            }
+            match self.sample_once().await {
+                Ok(report) => tracing::debug!(?report, "metering sample written"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "metering sample failed; request counts kept for the next one")
+                }
+            }
+        }
+        if let Err(e) = self.record_requests().await {
+            tracing::warn!(error = %e, "could not record the last request counts");
+        }
+    }
+}
+
+fn requests_only(tenant_id: Uuid, requests: u64, at: chrono::DateTime<Utc>) -> UsageSample {
+    UsageSample {
+        tenant_id,
+        sampled_at: at,
+        database_bytes: None,
+        storage_bytes: None,
+        users: None,
+        requests: i64::try_from(requests).unwrap_or(i64::MAX),
+    }
+}
