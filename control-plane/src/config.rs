@@ -29,6 +29,7 @@
 //! | `CP_TRUSTED_PROXIES` | none | comma-separated proxy IPs whose `X-Forwarded-Host` / `Forwarded` is believed |
 //! | `CP_METERING_INTERVAL_SECS` | `300` | how often every tenant's usage is sampled into `tenant_usage`; `0` turns the job off |
 //! | `CP_METERING_CONCURRENCY` | `4` | tenants a metering sample visits at once |
+//! | `CP_COOKIE_SECURE` | `false` (`true` in production) | mark the dashboard's session cookie `Secure` (sent over HTTPS only) |
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -113,6 +114,8 @@ pub struct Config {
     pub metering_interval: Duration,
     /// Tenants one metering sample visits at once.
     pub metering_concurrency: usize,
+    /// The dashboard cookie is sent over HTTPS only.
+    pub cookie_secure: bool,
 }
 
 /// The raw settings as the sources give them; every field optional until validated.
@@ -141,6 +144,7 @@ struct Raw {
     trusted_proxies: Option<String>,
     metering_interval_secs: Option<String>,
     metering_concurrency: Option<String>,
+    cookie_secure: Option<String>,
 }
 
 fn invalid(setting: &str, why: impl std::fmt::Display) -> Error {
@@ -380,7 +384,19 @@ impl Config {
             raw.metering_concurrency,
             DEFAULT_METERING_CONCURRENCY,
         )?;
+        let cookie_secure = match raw.cookie_secure.as_deref().map(str::trim) {
+            None | Some("") => environment == Environment::Production,
+            Some("true" | "1" | "yes") => true,
+            Some("false" | "0" | "no") => false,
+            Some(other) => {
+                return Err(invalid(
+                    "CP_COOKIE_SECURE",
+                    format!("{other:?} is neither true nor false"),
+                ));
+            }
+        };
         Ok(Config {
+            cookie_secure,
             metering_interval,
             metering_concurrency,
             trusted_proxies,

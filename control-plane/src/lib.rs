@@ -6,6 +6,7 @@ pub mod auth;
 pub mod billing;
 pub mod cli;
 pub mod config;
+mod dashboard;
 mod error;
 pub mod fleet;
 pub mod gateway;

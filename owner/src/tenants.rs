@@ -425,7 +425,6 @@ pub async fn tenant_fetch_by_domain(
     row.as_ref().map(Tenant::try_from).transpose()
 }
 
-
 /// Moves a tenant to another plan (the subscription row changes with it, in the same
 /// transaction).
 pub async fn tenant_set_plan(client: &impl GenericClient, id: Uuid, plan_code: &str) -> Result<()> {

@@ -37,9 +37,19 @@ fn safe_next(next: Option<&str>) -> String {
     }
 }
 
-fn login_form(state: &AppState, next: String, email: String, error: Option<String>, status: StatusCode) -> Response {
+fn login_form(
+    state: &AppState,
+    next: String,
+    email: String,
+    error: Option<String>,
+    status: StatusCode,
+) -> Response {
     let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(rand::random::<[u8; 24]>());
-    let secure = if state.config.cookie_secure { "; Secure" } else { "" };
+    let secure = if state.config.cookie_secure {
+        "; Secure"
+    } else {
+        ""
+    };
     let mut response = render(&LoginPage {
         csrf: token.clone(),
         next,
@@ -55,8 +65,17 @@ fn login_form(state: &AppState, next: String, email: String, error: Option<Strin
     response
 }
 
-pub async fn login_page(State(state): State<AppState>, Query(query): Query<LoginQuery>) -> Response {
-    login_form(&state, safe_next(query.next.as_deref()), String::new(), None, StatusCode::OK)
+pub async fn login_page(
+    State(state): State<AppState>,
+    Query(query): Query<LoginQuery>,
+) -> Response {
+    login_form(
+        &state,
+        safe_next(query.next.as_deref()),
+        String::new(),
+        None,
+        StatusCode::OK,
+    )
 }
 
 #[derive(Deserialize)]
@@ -76,8 +95,9 @@ pub async fn login(
 ) -> DashResult<Response> {
     let (parts, body) = request.into_parts();
     let bytes = read_form(&parts, body).await?;
-    let form: LoginForm = serde_urlencoded::from_bytes(&bytes)
-        .map_err(|_| DashError::Failed(Error::BadRequest("the sign-in form is incomplete".into())))?;
+    let form: LoginForm = serde_urlencoded::from_bytes(&bytes).map_err(|_| {
+        DashError::Failed(Error::BadRequest("the sign-in form is incomplete".into()))
+    })?;
     let next = safe_next(form.next.as_deref());
     let expected = cookie(&parts.headers, LOGIN_CSRF_COOKIE).unwrap_or_default();
     if expected.is_empty() || !constant_time_eq(expected.as_bytes(), form.csrf.as_bytes()) {
@@ -98,7 +118,11 @@ pub async fn login(
     };
     match sign_in(&state.pool, &state.tokens, attempt).await {
         Ok(signed_in) => {
-            let target = if signed_in.operator.must_change_password { "/owner/password".to_string() } else { next };
+            let target = if signed_in.operator.must_change_password {
+                "/owner/password".to_string()
+            } else {
+                next
+            };
             let mut response = Redirect::to(&target).into_response();
             let value = session_cookie(
                 Some(signed_in.token.expose_secret()),
@@ -107,7 +131,8 @@ pub async fn login(
             );
             response.headers_mut().append(
                 header::SET_COOKIE,
-                HeaderValue::from_str(&value).map_err(|_| DashError::Failed(Error::Internal("bad cookie".into())))?,
+                HeaderValue::from_str(&value)
+                    .map_err(|_| DashError::Failed(Error::Internal("bad cookie".into())))?,
             );
             Ok(response)
         }
@@ -123,10 +148,15 @@ pub async fn login(
                 &state,
                 next,
                 form.email,
-                Some(format!("Too many failed sign-ins. Try again in {} minutes.", secs.div_ceil(60))),
+                Some(format!(
+                    "Too many failed sign-ins. Try again in {} minutes.",
+                    secs.div_ceil(60)
+                )),
                 StatusCode::TOO_MANY_REQUESTS,
             );
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
             Ok(response)
         }
         Err(e) => Err(DashError::Failed(e)),
@@ -145,7 +175,13 @@ pub async fn logout(
     ClientIp(ip): ClientIp,
     DashForm { session, .. }: DashForm<Empty>,
 ) -> DashResult<Response> {
-    sign_out(&state.pool, &session.0.operator, session.0.id, ip.as_deref()).await?;
+    sign_out(
+        &state.pool,
+        &session.0.operator,
+        session.0.id,
+        ip.as_deref(),
+    )
+    .await?;
     let mut response = Redirect::to("/owner/login").into_response();
     if let Ok(value) = HeaderValue::from_str(&session_cookie(None, 0, state.config.cookie_secure)) {
         response.headers_mut().append(header::SET_COOKIE, value);
@@ -195,4 +231,3 @@ pub async fn password(
         Err(e) => Err(e.into()),
     }
 }
-

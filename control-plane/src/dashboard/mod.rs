@@ -43,7 +43,10 @@ pub fn routes() -> Router<AppState> {
         .route("/owner/tenants/{id}", get(tenants::detail))
         .route("/owner/tenants/{id}/{action}", post(tenants::action))
         .route("/owner/plans", get(plans::list).post(plans::create))
-        .route("/owner/plans/{code}", get(plans::edit_form).post(plans::edit))
+        .route(
+            "/owner/plans/{code}",
+            get(plans::edit_form).post(plans::edit),
+        )
         .route(
             "/owner/operators",
             get(operators::list).post(operators::invite),
@@ -57,7 +60,7 @@ pub fn routes() -> Router<AppState> {
         .route("/owner/migrations/{id}", get(migrations::show))
         .route("/owner/migrations/{id}/live", get(migrations::live))
         .route("/owner/static/{file}", get(static_file))
-        .fallback(not_found)
+        .route("/owner/{*rest}", get(not_found))
         .layer(axum::middleware::map_response(security_headers))
 }
 
@@ -80,7 +83,10 @@ async fn security_headers(mut response: Response) -> Response {
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
-    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
     if !headers.contains_key(header::CACHE_CONTROL) {
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
@@ -89,7 +95,10 @@ async fn security_headers(mut response: Response) -> Response {
 
 async fn static_file(Path(file): Path<String>) -> Response {
     let (body, content_type) = match file.as_str() {
-        "app.css" => (include_str!("../../static/app.css"), "text/css; charset=utf-8"),
+        "app.css" => (
+            include_str!("../../static/app.css"),
+            "text/css; charset=utf-8",
+        ),
         "app.js" => (
             include_str!("../../static/app.js"),
             "text/javascript; charset=utf-8",
@@ -160,10 +169,7 @@ impl FromRequestParts<AppState> for DashSession {
             Ok(session) => session,
             Err(Error::Unauthenticated) => {
                 return Err(DashError::Login(
-                    parts
-                        .uri
-                        .path_and_query()
-                        .map(|p| p.as_str().to_string()),
+                    parts.uri.path_and_query().map(|p| p.as_str().to_string()),
                 ));
             }
             Err(e) => return Err(DashError::Failed(e)),
@@ -185,10 +191,7 @@ pub struct DashForm<T> {
 impl<T: DeserializeOwned> FromRequest<AppState> for DashForm<T> {
     type Rejection = DashError;
 
-    async fn from_request(
-        req: Request,
-        state: &AppState,
-    ) -> std::result::Result<Self, DashError> {
+    async fn from_request(req: Request, state: &AppState) -> std::result::Result<Self, DashError> {
         let (mut parts, body) = req.into_parts();
         let session = DashSession::from_request_parts(&mut parts, state).await?;
         let bytes = read_form(&parts, body).await?;
@@ -196,14 +199,18 @@ impl<T: DeserializeOwned> FromRequest<AppState> for DashForm<T> {
         if !state.tokens.csrf_ok(session.0.id, &csrf) {
             return Err(DashError::Failed(Error::CsrfRejected));
         }
-        let form = serde_urlencoded::from_bytes(&bytes)
-            .map_err(|e| DashError::Failed(Error::BadRequest(format!("the form is invalid: {e}"))))?;
+        let form = serde_urlencoded::from_bytes(&bytes).map_err(|e| {
+            DashError::Failed(Error::BadRequest(format!("the form is invalid: {e}")))
+        })?;
         Ok(Self { session, form })
     }
 }
 
 /// The raw body of a urlencoded form, bounded.
-async fn read_form(parts: &Parts, body: axum::body::Body) -> std::result::Result<Vec<u8>, DashError> {
+async fn read_form(
+    parts: &Parts,
+    body: axum::body::Body,
+) -> std::result::Result<Vec<u8>, DashError> {
     let is_form = parts
         .headers
         .get(header::CONTENT_TYPE)
@@ -262,7 +269,9 @@ impl IntoResponse for DashError {
     fn into_response(self) -> Response {
         match self {
             DashError::Login(next) => {
-                let target = match next.filter(|n| n.starts_with("/owner") && !n.starts_with("/owner/login")) {
+                let target = match next
+                    .filter(|n| n.starts_with("/owner") && !n.starts_with("/owner/login"))
+                {
                     Some(next) => format!(
                         "/owner/login?next={}",
                         serde_urlencoded::to_string([("", next.as_str())])
@@ -281,11 +290,7 @@ impl IntoResponse for DashError {
                 }
                 let page = view::ErrorPage {
                     status: api.status.as_u16(),
-                    title: api
-                        .status
-                        .canonical_reason()
-                        .unwrap_or("Error")
-                        .to_string(),
+                    title: api.status.canonical_reason().unwrap_or("Error").to_string(),
                     message: api.message,
                 };
                 (api.status, render(&page)).into_response()

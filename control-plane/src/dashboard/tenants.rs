@@ -134,7 +134,14 @@ pub async fn list(
                 ("plan", plan.clone()),
                 ("sort", sort.to_string()),
                 ("dir", dir.to_string()),
-                ("page", if page > 1 { page.to_string() } else { String::new() }),
+                (
+                    "page",
+                    if page > 1 {
+                        page.to_string()
+                    } else {
+                        String::new()
+                    }
+                ),
             ])
         )
     };
@@ -401,6 +408,7 @@ pub struct DetailPage {
     pub plan: String,
     pub schema: String,
     pub target_version: i32,
+    pub behind: bool,
     pub created: String,
     pub activated: String,
     pub last_error: Option<String>,
@@ -424,7 +432,11 @@ fn steps_of(tenant: &Tenant) -> Vec<StepView> {
         tenant.status,
         TenantStatus::Deleting | TenantStatus::Deleted
     );
-    let range = if deleting { &Step::ALL[6..] } else { &Step::ALL[..6] };
+    let range = if deleting {
+        &Step::ALL[6..]
+    } else {
+        &Step::ALL[..6]
+    };
     let reached = range
         .iter()
         .position(|s| *s == tenant.provisioning_step)
@@ -509,6 +521,7 @@ pub async fn detail_page(
             .collect();
     events.truncate(100);
     let (usage_chart, usage_facts) = usage_view(&**conn, id).await?;
+    let target_version = state.provisioner.cluster().source().latest_version();
     let mut chrome = session.chrome(state, "tenants");
     chrome.notice = notice;
     let mut response = render(&DetailPage {
@@ -526,7 +539,8 @@ pub async fn detail_page(
         schema: tenant
             .schema_version
             .map_or_else(|| "–".into(), |v| format!("V{v}")),
-        target_version: state.provisioner.cluster().source().latest_version(),
+        target_version,
+        behind: tenant.schema_version.is_some_and(|v| v < target_version),
         created: when(tenant.created_at),
         activated: when_opt(tenant.activated_at),
         last_error: tenant.last_error,
@@ -573,7 +587,10 @@ async fn usage_view(
     let latest = samples.iter().rev().find(|s| s.database_bytes.is_some());
     let requests: i64 = samples.iter().map(|s| s.requests).sum();
     let facts = vec![
-        ("Database".into(), bytes(latest.and_then(|s| s.database_bytes))),
+        (
+            "Database".into(),
+            bytes(latest.and_then(|s| s.database_bytes)),
+        ),
         ("Files".into(), bytes(latest.and_then(|s| s.storage_bytes))),
         (
             "Users".into(),
@@ -587,7 +604,9 @@ async fn usage_view(
         ),
         (
             "Last sample".into(),
-            samples.last().map_or_else(|| "none yet".into(), |s| ago(s.sampled_at)),
+            samples
+                .last()
+                .map_or_else(|| "none yet".into(), |s| ago(s.sampled_at)),
         ),
     ];
     Ok((chart(&points), facts))
@@ -597,13 +616,14 @@ async fn usage_view(
 pub async fn usage_totals(client: &impl GenericClient) -> Result<Vec<(String, String)>> {
     let totals = owner::usage::usage_totals(client).await?;
     Ok(vec![
-        ("Databases".into(), bytes(totals.database_bytes)),
-        ("Files".into(), bytes(totals.storage_bytes)),
+        ("Active tenants".into(), totals.active_tenants.to_string()),
+        ("Databases".into(), bytes(Some(totals.database_bytes))),
+        ("Files".into(), bytes(Some(totals.storage_bytes))),
+        ("Tenant users".into(), totals.users.to_string()),
         (
-            "Tenant users".into(),
-            totals.users.map_or_else(|| "–".into(), |u| u.to_string()),
+            "Requests, last 24 h".into(),
+            totals.requests_24h.to_string(),
         ),
-        ("Requests, last 24 h".into(), totals.requests_24h.to_string()),
     ])
 }
 
@@ -666,7 +686,10 @@ pub async fn action(
     let actor = session.actor(ip);
     let p = &state.provisioner;
     let result: Result<&str> = match action.as_str() {
-        "suspend" => p.tenant_suspend(tenant.id, &actor).await.map(|_| "suspended"),
+        "suspend" => p
+            .tenant_suspend(tenant.id, &actor)
+            .await
+            .map(|_| "suspended"),
         "resume" => p.tenant_resume(tenant.id, &actor).await.map(|_| "resumed"),
         "delete" => {
             if form.confirm.trim() != tenant.slug {

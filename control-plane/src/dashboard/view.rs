@@ -98,7 +98,9 @@ pub fn money(cents: i32, currency: &str) -> String {
 
 /// A small two-line chart (inline SVG, no script): `a` and `b` over the same points,
 /// each scaled to its own maximum so both shapes are readable.
-pub fn chart(points: &[(DateTime<Utc>, f64, f64)]) -> String {
+pub type ChartPoint = (DateTime<Utc>, f64, f64);
+
+pub fn chart(points: &[ChartPoint]) -> String {
     const W: f64 = 600.0;
     const H: f64 = 120.0;
     if points.len() < 2 {
@@ -107,16 +109,28 @@ pub fn chart(points: &[(DateTime<Utc>, f64, f64)]) -> String {
     let max_a = points.iter().map(|p| p.1).fold(0.0, f64::max).max(1.0);
     let max_b = points.iter().map(|p| p.2).fold(0.0, f64::max).max(1.0);
     let step = W / (points.len() - 1) as f64;
-    let line = |f: &dyn Fn(&(DateTime<Utc>, f64, f64)) -> f64, max: f64| {
+    let line = |f: &dyn Fn(&ChartPoint) -> f64, max: f64| {
         points
             .iter()
             .enumerate()
-            .map(|(i, p)| format!("{:.1},{:.1}", i as f64 * step, H - 4.0 - f(p) / max * (H - 8.0)))
+            .map(|(i, p)| {
+                format!(
+                    "{:.1},{:.1}",
+                    i as f64 * step,
+                    H - 4.0 - f(p) / max * (H - 8.0)
+                )
+            })
             .collect::<Vec<_>>()
             .join(" ")
     };
-    let first = points.first().map(|p| p.0.format("%m-%d %H:%M").to_string()).unwrap_or_default();
-    let last = points.last().map(|p| p.0.format("%m-%d %H:%M").to_string()).unwrap_or_default();
+    let first = points
+        .first()
+        .map(|p| p.0.format("%m-%d %H:%M").to_string())
+        .unwrap_or_default();
+    let last = points
+        .last()
+        .map(|p| p.0.format("%m-%d %H:%M").to_string())
+        .unwrap_or_default();
     format!(
         "<svg class=\"chart\" viewBox=\"0 0 {W} {h}\" preserveAspectRatio=\"none\" role=\"img\" aria-label=\"usage over time\">\
          <line class=\"axis\" x1=\"0\" y1=\"{H}\" x2=\"{W}\" y2=\"{H}\"/>\
@@ -148,5 +162,7 @@ pub fn progress_bar(counts: &[(String, i64)]) -> String {
         ));
         x += w;
     }
-    format!("<svg class=\"progress\" viewBox=\"0 0 1000 10\" preserveAspectRatio=\"none\" role=\"img\" aria-label=\"progress\">{rects}</svg>")
+    format!(
+        "<svg class=\"progress\" viewBox=\"0 0 1000 10\" preserveAspectRatio=\"none\" role=\"img\" aria-label=\"progress\">{rects}</svg>"
+    )
 }

@@ -131,27 +131,6 @@ impl Default for FleetOptions {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn failure_budgets_parse_and_trip() {
-        assert_eq!(FailureBudget::parse("3"), Some(FailureBudget::Count(3)));
-        assert_eq!(
-            FailureBudget::parse("0.25"),
-            Some(FailureBudget::Ratio(0.25))
-        );
-        assert_eq!(FailureBudget::parse("10%"), Some(FailureBudget::Ratio(0.1)));
-        assert_eq!(FailureBudget::parse("x"), None);
-        assert_eq!(FailureBudget::parse("1.5"), None);
-        assert!(!FailureBudget::Count(2).exceeded(2, 10));
-        assert!(FailureBudget::Count(2).exceeded(3, 10));
-        assert!(FailureBudget::Ratio(0.1).exceeded(2, 10));
-        assert!(!FailureBudget::Ratio(0.1).exceeded(1, 10));
-    }
-}
-
 /// Starts a run in the background, as the API and the dashboard do: records and audits
 /// it, then executes it on the provisioner's task tracker (so shutdown waits for it).
 /// Returns the run's record and a handle on its summary.
@@ -195,4 +174,25 @@ pub async fn launch(
         result
     });
     Ok((record, handle))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failure_budgets_parse_and_trip() {
+        assert_eq!(FailureBudget::parse("3"), Some(FailureBudget::Count(3)));
+        assert_eq!(
+            FailureBudget::parse("0.25"),
+            Some(FailureBudget::Ratio(0.25))
+        );
+        assert_eq!(FailureBudget::parse("10%"), Some(FailureBudget::Ratio(0.1)));
+        assert_eq!(FailureBudget::parse("x"), None);
+        assert_eq!(FailureBudget::parse("1.5"), None);
+        assert!(!FailureBudget::Count(2).exceeded(2, 10));
+        assert!(FailureBudget::Count(2).exceeded(3, 10));
+        assert!(FailureBudget::Ratio(0.1).exceeded(2, 10));
+        assert!(!FailureBudget::Ratio(0.1).exceeded(1, 10));
+    }
 }

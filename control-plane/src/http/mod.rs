@@ -2,10 +2,10 @@
 //! goes through (request id, tracing span, body limit, timeout, panic guard).
 
 mod error;
-mod extract;
+pub mod extract;
 mod health;
 pub mod metrics;
-mod owner_audit;
+pub mod owner_audit;
 mod owner_auth;
 mod owner_migrations;
 mod owner_operators;
@@ -27,7 +27,7 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 pub use error::ApiError;
-pub use owner_auth::{CurrentOperator, actor_of as owner_actor};
+pub use owner_auth::{CurrentOperator, actor_of as owner_actor, user_agent};
 pub use serve::{HEADER_READ_TIMEOUT, serve};
 
 use crate::app::AppState;
@@ -53,6 +53,7 @@ pub fn router(state: AppState) -> Router {
         .merge(health::routes())
         .route("/metrics", axum::routing::get(metrics::render))
         .nest("/api/owner", owner_api)
+        .merge(crate::dashboard::routes())
         .route_layer(axum::middleware::from_fn(metrics::track_owner))
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(
