@@ -118,8 +118,8 @@ impl Metering {
             .collect()
             .await;
 
-        // Taken after the tenants were visited, so the rows cover every request up to
-        // the moment they are written.
+        // Taken last, so requests served while the tenants were visited are in this
+        // sample rather than waiting a whole interval.
         let counts = self.gateway.take_request_counts();
         let mut report = MeteringReport::default();
         let mut samples = Vec::with_capacity(tenants.len());

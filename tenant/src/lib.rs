@@ -6,6 +6,7 @@
 pub mod api;
 pub mod auth;
 pub mod context;
+pub mod demo;
 pub mod migrations;
 pub mod pool;
 pub mod users;

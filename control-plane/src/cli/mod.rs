@@ -1,5 +1,6 @@
 //! The command line: one binary, one module per subcommand.
 
+mod demo;
 mod migrate;
 mod operators;
 mod serve;
@@ -34,6 +35,9 @@ pub enum Command {
     /// Manage operator accounts.
     #[command(subcommand)]
     Operators(operators::OperatorsCommand),
+    /// Dev only: create a demo operator and three demo tenants with sample patients and
+    /// appointments, and print how to log in. Safe to run again.
+    Demo,
 }
 
 impl Cli {
@@ -43,6 +47,7 @@ impl Cli {
             Command::Tenants(cmd) => tenants::run(cmd, config).await,
             Command::Operators(cmd) => operators::run(cmd, config).await,
             Command::Migrate(args) => migrate::run(args, config).await,
+            Command::Demo => demo::run(config).await,
         }
     }
 }

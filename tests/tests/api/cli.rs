@@ -69,3 +69,106 @@ async fn cli_creates_suspends_and_deletes_tenants_without_the_server() {
         .await;
     assert!(cli_audit >= 4, "cli actions audited: {cli_audit}");
 }
+
+/// Everything `demo` makes, as a comparable snapshot.
+async fn demo_snapshot(app: &crate::helpers::TestApp) -> Vec<String> {
+    let owner = app.owner_client().await;
+    let mut out = Vec::new();
+    for row in owner
+        .query(
+            "SELECT email, role, password_hash FROM owner_users WHERE email = 'demo@example.com'",
+            &[],
+        )
+        .await
+        .expect("operators")
+    {
+        out.push(format!(
+            "operator {} {} {}",
+            row.get::<_, String>(0),
+            row.get::<_, String>(1),
+            row.get::<_, String>(2)
+        ));
+    }
+    let tenants = owner
+        .query(
+            "SELECT slug, status, plan_code, db_name, updated_at::text FROM tenants ORDER BY slug",
+            &[],
+        )
+        .await
+        .expect("tenants");
+    for t in tenants {
+        let db: String = t.get(3);
+        let tenant_db = crate::helpers::pg(&db).await;
+        let counts: (i64, i64, i64, i64) = {
+            let r = tenant_db
+                .query_one(
+                    "SELECT (SELECT count(*) FROM practices), (SELECT count(*) FROM patients), \
+                     (SELECT count(*) FROM appointments), \
+                     (SELECT count(*) FROM users WHERE role = 'admin' AND NOT must_change_password)",
+                    &[],
+                )
+                .await
+                .expect("counts");
+            (r.get(0), r.get(1), r.get(2), r.get(3))
+        };
+        out.push(format!(
+            "tenant {} {} {} {} {counts:?}",
+            t.get::<_, String>(0),
+            t.get::<_, String>(1),
+            t.get::<_, String>(2),
+            t.get::<_, String>(4)
+        ));
+    }
+    out.push(format!(
+        "audit {}",
+        app.count("SELECT count(*) FROM audit_log").await
+    ));
+    out
+}
+
+#[tokio::test]
+async fn demo_creates_an_operator_and_three_seeded_tenants_and_a_second_run_changes_nothing() {
+    let app = spawn_app().await;
+    let config = app.state.config.as_ref().clone();
+    let demo = |config: control_plane::Config| async move {
+        Cli::try_parse_from(["control-plane", "demo"])
+            .expect("parse")
+            .run(config)
+            .await
+    };
+    demo(config.clone()).await.expect("demo");
+    let first = demo_snapshot(&app).await;
+    assert!(
+        first[0].starts_with("operator demo@example.com owner $argon2"),
+        "{first:?}"
+    );
+    let tenants: Vec<&String> = first.iter().filter(|l| l.starts_with("tenant ")).collect();
+    assert_eq!(tenants.len(), 3, "{first:?}");
+    for (line, (slug, plan)) in tenants.iter().zip([
+        ("demo-clinic", "starter"),
+        ("demo-farm", "pro"),
+        ("demo-vet", "free"),
+    ]) {
+        assert!(
+            line.starts_with(&format!("tenant {slug} active {plan} ")),
+            "{line}"
+        );
+        assert!(
+            line.ends_with("(2, 10, 4, 1)"),
+            "practices, patients, appointments, admin: {line}"
+        );
+    }
+    assert_eq!(app.tenant_dirs(), ["demo-clinic", "demo-farm", "demo-vet"]);
+
+    demo(config.clone()).await.expect("second demo");
+    assert_eq!(
+        demo_snapshot(&app).await,
+        first,
+        "a second run changes nothing"
+    );
+
+    let mut production = config;
+    production.environment = control_plane::config::Environment::Production;
+    let refused = demo(production).await.expect_err("refused in production");
+    assert!(refused.to_string().contains("dev mode"), "{refused}");
+}
