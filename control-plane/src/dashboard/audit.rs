@@ -57,10 +57,11 @@ pub async fn page(
                 serde_urlencoded::to_string(pairs).unwrap_or_default()
             )
         });
+    let names = super::overview::target_names(&**conn, &events).await?;
     let rows = events
         .iter()
         .map(|e| AuditRow {
-            line: event_line(e),
+            line: event_line(e, &names),
             at: super::view::when(e.at),
             details: if e.details == serde_json::json!({}) {
                 String::new()

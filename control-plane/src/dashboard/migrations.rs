@@ -207,7 +207,7 @@ async fn fragment(state: &AppState, id: Uuid) -> DashResult<(runs::MigrationRun,
         })
         .collect();
     let live = LiveFragment {
-        finished: run.finished_at.is_some() || run.status != "running",
+        finished: run.finished_at.is_some(),
         status: run.status.clone(),
         halt_reason: run.halt_reason.clone(),
         total: counts.iter().map(|c| c.1).sum(),

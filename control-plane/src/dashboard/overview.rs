@@ -62,8 +62,28 @@ pub struct OverviewPage {
     pub last_run: Option<RunLine>,
 }
 
+/// Readable names for the events' targets: tenants by slug, operators by email.
+pub async fn target_names(
+    client: &impl tokio_postgres::GenericClient,
+    events: &[owner::audit::AuditEvent],
+) -> crate::Result<std::collections::HashMap<String, String>> {
+    let ids: Vec<String> = events.iter().filter_map(|e| e.target_id.clone()).collect();
+    let rows = client
+        .query(
+            "SELECT id::text, slug FROM tenants WHERE id::text = ANY($1) \
+             UNION ALL SELECT id::text, email FROM owner_users WHERE id::text = ANY($1)",
+            &[&ids],
+        )
+        .await
+        .map_err(owner::Error::from)?;
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+}
+
 /// Turns an audit event into a line with a link to what it is about.
-pub fn event_line(e: &owner::audit::AuditEvent) -> EventLine {
+pub fn event_line(
+    e: &owner::audit::AuditEvent,
+    names: &std::collections::HashMap<String, String>,
+) -> EventLine {
     let target_id = e.target_id.clone().unwrap_or_default();
     let link = match e.target_type.as_deref() {
         Some("tenant") => Some(format!("/owner/tenants/{target_id}")),
@@ -75,9 +95,10 @@ pub fn event_line(e: &owner::audit::AuditEvent) -> EventLine {
         ago: ago(e.at),
         actor: e.actor.clone(),
         action: e.action.clone(),
-        target: match &e.target_type {
-            Some(t) => format!("{t} {target_id}"),
-            None => String::new(),
+        target: match (&e.target_type, names.get(&target_id)) {
+            (Some(t), Some(name)) => format!("{t} {name}"),
+            (Some(t), None) => format!("{t} {target_id}"),
+            (None, _) => String::new(),
         },
         link,
     }
@@ -116,10 +137,9 @@ pub async fn page(
             ..Default::default()
         },
     )
-    .await?
-    .iter()
-    .map(event_line)
-    .collect();
+    .await?;
+    let names = target_names(&**conn, &events).await?;
+    let events = events.iter().map(|e| event_line(e, &names)).collect();
     let failing = owner::tenants::tenant_list_failing(&**conn, 20)
         .await?
         .into_iter()
