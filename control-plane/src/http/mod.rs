@@ -5,6 +5,7 @@ mod error;
 pub mod extract;
 mod health;
 pub mod metrics;
+pub mod openapi;
 pub mod owner_audit;
 mod owner_auth;
 mod owner_migrations;
@@ -47,6 +48,7 @@ pub fn router(state: AppState) -> Router {
         .merge(owner_operators::routes())
         .merge(owner_plans::routes())
         .merge(owner_audit::routes())
+        .route("/openapi.json", axum::routing::get(openapi::serve))
         .fallback(not_found);
     metrics::install();
     Router::new()

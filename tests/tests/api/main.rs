@@ -12,6 +12,7 @@ mod gateway;
 mod health;
 mod isolation;
 mod metering;
+mod openapi;
 mod provisioning;
 mod records;
 mod recovery;
