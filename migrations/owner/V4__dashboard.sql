@@ -16,7 +16,7 @@ CREATE INDEX audit_log_action_at ON audit_log (action, at DESC);
 CREATE INDEX audit_log_actor_at ON audit_log (actor, at DESC);
 
 -- The tenants page sorts by these; with ten thousand tenants each sort must be an index scan.
-CREATE INDEX tenants_created_at ON tenants (created_at DESC, id);
+CREATE INDEX tenants_created_at ON tenants (created_at, id);
 CREATE INDEX tenants_name ON tenants (lower(name), id);
 CREATE INDEX tenants_slug_order ON tenants (slug, id);
 CREATE INDEX tenants_plan ON tenants (plan_code);
