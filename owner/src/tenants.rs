@@ -547,11 +547,6 @@ pub async fn tenant_search(
         .await?
         .get(0);
     let direction = if search.descending { "DESC" } else { "ASC" };
-    let nulls = if search.descending {
-        "NULLS LAST"
-    } else {
-        "NULLS FIRST"
-    };
     let columns = COLUMNS
         .split(", ")
         .map(|c| format!("t.{}", c.trim()))
