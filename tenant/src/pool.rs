@@ -109,18 +109,22 @@ impl managed::Manager for BudgetedManager {
                 // This tenant holds nothing: it cannot be served without relief. Permits
                 // are held by open connections, idle ones included, and idle connections
                 // only close when asked: ask again while waiting, since connections keep
-                // going idle in other pools.
-                let deadline = tokio::time::Instant::now() + self.budget_wait;
+                // going idle in other pools. One acquire future kept for the whole wait holds this request's place in
+                // the semaphore's FIFO queue (a fresh one per attempt would go to the back
+                // each time and let later requests overtake: a long tail of waits).
+                let acquire = Arc::clone(&self.budget).acquire_owned();
+                tokio::pin!(acquire);
+                let deadline = tokio::time::sleep(self.budget_wait);
+                tokio::pin!(deadline);
+                let mut ask = tokio::time::interval(RELIEF_INTERVAL);
                 let permit = loop {
-                    (self.relief)();
-                    let step = RELIEF_INTERVAL
-                        .min(deadline.saturating_duration_since(tokio::time::Instant::now()));
-                    match tokio::time::timeout(step, Arc::clone(&self.budget).acquire_owned()).await
-                    {
-                        Ok(Ok(permit)) => break permit,
-                        Ok(Err(_)) => return Err(ConnectError::Budget),
-                        Err(_) if tokio::time::Instant::now() < deadline => continue,
-                        Err(_) => return Err(ConnectError::Budget),
+                    tokio::select! {
+                        // In this order: a permit already granted is taken before relief
+                        // would close one more connection for nothing.
+                        biased;
+                        permit = &mut acquire => break permit.map_err(|_| ConnectError::Budget)?,
+                        _ = &mut deadline => return Err(ConnectError::Budget),
+                        _ = ask.tick() => (self.relief)(),
                     }
                 };
                 (held, permit)

@@ -651,7 +651,8 @@ async fn backends_of(role: &str) -> Vec<i32> {
 }
 
 #[tokio::test]
-async fn with_the_budget_spent_a_busy_tenant_waits_for_its_own_and_a_cold_one_takes_the_idlest() {
+async fn with_the_budget_spent_a_busy_tenant_waits_for_its_own_and_a_cold_one_takes_the_least_used()
+{
     // Budget 2: tenants `sched-0` and `sched-1` hold one connection each.
     let app = spawn_app_with(|c| {
         c.tenant_connection_budget = 2;
@@ -690,8 +691,8 @@ async fn with_the_budget_spent_a_busy_tenant_waits_for_its_own_and_a_cold_one_ta
     let busy_before = backends_of(&busy).await;
     assert_eq!(busy_before.len(), 1, "within the budget");
 
-    // sched-2 holds nothing: it is served by closing the connection idle longest, which
-    // is sched-1's (sched-0's was used last).
+    // sched-2 holds nothing: it is served by closing an idle connection of the tenant
+    // with the least recent demand, sched-1 (one request, against sched-0's 31).
     assert_eq!(status_on(&app, "sched-2.localhost", &[]).await.0, 200);
     // (A closed connection's backend leaves pg_stat_activity a moment after.)
     let mut left = backends_of(&idle).await;
@@ -702,11 +703,11 @@ async fn with_the_budget_spent_a_busy_tenant_waits_for_its_own_and_a_cold_one_ta
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         left = backends_of(&idle).await;
     }
-    assert_eq!(left, Vec::<i32>::new(), "the idlest was closed");
+    assert_eq!(left, Vec::<i32>::new(), "the least used was closed");
     assert_eq!(
         backends_of(&busy).await,
         busy_before,
-        "the recently used one kept"
+        "the busy tenant's kept"
     );
     assert_eq!(backends_of(&cold).await.len(), 1);
 }
