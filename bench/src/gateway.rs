@@ -56,6 +56,23 @@ struct RunResult {
     peak_connections: i64,
     /// Connections logged in as tenant roles (what the budget bounds).
     peak_tenant_connections: i64,
+    /// New PostgreSQL sessions per second on the bench's databases during the run: each
+    /// costs a backend fork and authentication, so churn here is lost throughput.
+    opens_per_sec: f64,
+}
+
+/// Sessions ever opened on the bench's databases (the owner database excepted), from
+/// `pg_stat_database.sessions` (PostgreSQL 14+). Backends report it with a delay of up to
+/// about a second, so callers let the stats settle before reading.
+async fn sessions_opened(watcher: &tokio_postgres::Client) -> anyhow::Result<i64> {
+    let row = watcher
+        .query_one(
+            "SELECT coalesce(sum(sessions), 0)::int8 FROM pg_stat_database \
+             WHERE datname LIKE 'cpbg\\_%' AND datname <> $1",
+            &[&OWNER_DB],
+        )
+        .await?;
+    Ok(row.get(0))
 }
 
 /// Zipf(s = 1) over `n` items: item k with weight 1/k.
@@ -91,6 +108,10 @@ async fn load(
     pg: &str,
 ) -> anyhow::Result<RunResult> {
     let stop = Arc::new(AtomicBool::new(false));
+    let stats = bench::connect(&format!("{pg}/postgres")).await?;
+    // Let sessions of the previous run reach the statistics before counting from here.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let opened_before = sessions_opened(&stats).await?;
     let sampler = {
         let stop = Arc::clone(&stop);
         let watcher = bench::connect(&format!("{pg}/postgres")).await?;
@@ -151,6 +172,8 @@ async fn load(
     let elapsed = started.elapsed();
     stop.store(true, Ordering::Relaxed);
     let (peak_connections, peak_tenant_connections) = sampler.await?;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let opened = sessions_opened(&stats).await? - opened_before;
     latencies.sort();
     let pick = |q: f64| {
         latencies
@@ -166,17 +189,19 @@ async fn load(
         p99: pick(0.99),
         peak_connections,
         peak_tenant_connections,
+        opens_per_sec: opened as f64 / elapsed.as_secs_f64(),
     })
 }
 
 fn report(label: &str, r: &RunResult) {
     println!(
-        "{label:<44} {:>8.0} req/s   p50 {:>6.2} ms   p99 {:>7.2} ms   peak PG connections {:>3} (tenant roles {:>3})   ({} ok, {} errors)",
+        "{label:<44} {:>8.0} req/s   p50 {:>6.2} ms   p99 {:>7.2} ms   peak PG connections {:>3} (tenant roles {:>3})   new connections {:>6.1}/s   ({} ok, {} errors)",
         r.rps,
         r.p50.as_secs_f64() * 1000.0,
         r.p99.as_secs_f64() * 1000.0,
         r.peak_connections,
         r.peak_tenant_connections,
+        r.opens_per_sec,
         r.requests,
         r.errors
     );
@@ -249,7 +274,7 @@ async fn main() -> anyhow::Result<()> {
     )?;
     let baseline = Router::new()
         .route("/api/v1/status", get(baseline_status))
-        .with_state(pool);
+        .with_state(pool.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let baseline_port = listener.local_addr()?.port();
     tokio::spawn(async move { axum::serve(listener, baseline).await });
@@ -266,6 +291,9 @@ async fn main() -> anyhow::Result<()> {
     )
     .await?;
     report("baseline: one static pool, no resolution", &base);
+    // Close the baseline's connections: left open, they would take `budget` of the
+    // server's max_connections during the gateway runs and count in their peaks.
+    pool.close();
     for n in [1usize, 100, 1000]
         .into_iter()
         .filter(|n| *n <= slugs.len())

@@ -3,34 +3,69 @@
 //! the service never holds more tenant connections than the budget.
 //!
 //! The pool knows nothing of other tenants: it is handed the budget and a way to ask
-//! for relief (closing idle connections elsewhere) when the budget is spent.
+//! for relief (closing an idle connection elsewhere) when the budget is spent.
+//!
+//! Scheduling, once the budget is spent (measured in bench/src/gateway.rs: opening a
+//! PostgreSQL connection costs a backend fork and a login, milliseconds, while a query
+//! on an open one costs a fraction of a millisecond, so the aim is to open as few as
+//! possible):
+//! - a tenant that already holds a connection never takes budget from another tenant: when
+//!   all its connections are busy it waits for one of its own to come back (within the
+//!   same bounded wait), which is much sooner than a new connection would be ready;
+//! - only a tenant holding no connection at all asks for relief, and only one request of
+//!   that tenant at a time (the others wait for the connection it opens);
+//! - a tenant grows past its first connection (up to its pool size) from free budget only.
 
 use std::ops::Deref;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use deadpool::managed::{self, Metrics, RecycleError, RecycleResult};
+use deadpool::managed::{self, Metrics, RecycleError, RecycleResult, TimeoutType};
 use deadpool_postgres::{ClientWrapper, ManagerConfig, RecyclingMethod};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio_postgres::NoTls;
 
 /// How often a connection waiting for budget asks for relief again.
 const RELIEF_INTERVAL: Duration = Duration::from_millis(20);
+/// How often a request waiting for its tenant's own busy connections looks again even
+/// without being woken (budget may have been freed, or its connections closed meanwhile).
+const SATURATED_RECHECK: Duration = Duration::from_millis(20);
 
-/// Asked to free budget (close idle connections of other pools) before waiting for it.
+/// Asked to free budget (close an idle connection of another pool) before waiting for it.
 pub type Relief = Arc<dyn Fn() + Send + Sync>;
+
+/// Counts a connection of one pool, open or being opened, while it lives.
+struct Held(Arc<AtomicUsize>);
+
+impl Held {
+    /// Counts one more connection; returns it with how many were counted before.
+    fn count(held: &Arc<AtomicUsize>) -> (Self, usize) {
+        let before = held.fetch_add(1, Ordering::SeqCst);
+        (Self(Arc::clone(held)), before)
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
 
 pub struct BudgetedManager {
     inner: deadpool_postgres::Manager,
     budget: Arc<Semaphore>,
     budget_wait: Duration,
     relief: Relief,
+    /// This pool's connections, open or being opened.
+    held: Arc<AtomicUsize>,
 }
 
 /// A connection and the budget permit it holds; the permit returns when it closes.
 pub struct BudgetedClient {
     client: ClientWrapper,
     _permit: OwnedSemaphorePermit,
+    _held: Held,
 }
 
 impl Deref for BudgetedClient {
@@ -47,6 +82,11 @@ pub enum ConnectError {
     Db(#[from] tokio_postgres::Error),
     #[error("the tenant connection budget is spent")]
     Budget,
+    /// The budget is spent and this pool already holds connections: wait for one of
+    /// them rather than take budget from another tenant. Handled inside
+    /// [`TenantPool::get`], never returned by it.
+    #[error("every connection of this tenant is busy and the budget is spent")]
+    Saturated,
 }
 
 impl managed::Manager for BudgetedManager {
@@ -54,31 +94,48 @@ impl managed::Manager for BudgetedManager {
     type Error = ConnectError;
 
     async fn create(&self) -> Result<BudgetedClient, ConnectError> {
-        let permit = match Arc::clone(&self.budget).try_acquire_owned() {
-            Ok(permit) => permit,
+        // Free budget: take it, whether or not this pool holds connections already.
+        let (held, permit) = match Arc::clone(&self.budget).try_acquire_owned() {
+            Ok(permit) => (Held::count(&self.held).0, permit),
             Err(_) => {
-                // Permits are held by open connections, idle ones included, and idle
-                // connections only close when asked: ask again while waiting, since
-                // connections keep going idle in other pools.
-                let deadline = tokio::time::Instant::now() + self.budget_wait;
-                loop {
-                    (self.relief)();
-                    let step = RELIEF_INTERVAL
-                        .min(deadline.saturating_duration_since(tokio::time::Instant::now()));
-                    match tokio::time::timeout(step, Arc::clone(&self.budget).acquire_owned()).await
-                    {
-                        Ok(Ok(permit)) => break permit,
-                        Ok(Err(_)) => return Err(ConnectError::Budget),
-                        Err(_) if tokio::time::Instant::now() < deadline => continue,
-                        Err(_) => return Err(ConnectError::Budget),
-                    }
+                // The budget is spent. A pool that holds (or is opening) a connection
+                // waits for its own (see `TenantPool::get`): closing another tenant's
+                // connection to open one here would cost two connection set-ups to save a
+                // wait of one query.
+                let (held, before) = Held::count(&self.held);
+                if before > 0 {
+                    return Err(ConnectError::Saturated);
                 }
+                // This tenant holds nothing: it cannot be served without relief. Permits
+                // are held by open connections, idle ones included, and idle connections
+                // only close when asked: ask again while waiting, since connections keep
+                // going idle in other pools. One acquire future kept for the whole wait holds this request's place in
+                // the semaphore's FIFO queue (a fresh one per attempt would go to the back
+                // each time and let later requests overtake: a long tail of waits).
+                let acquire = Arc::clone(&self.budget).acquire_owned();
+                tokio::pin!(acquire);
+                let deadline = tokio::time::sleep(self.budget_wait);
+                tokio::pin!(deadline);
+                let mut ask = tokio::time::interval(RELIEF_INTERVAL);
+                let permit = loop {
+                    tokio::select! {
+                        // In this order: a permit already granted is taken before relief
+                        // would close one more connection for nothing.
+                        biased;
+                        permit = &mut acquire => break permit.map_err(|_| ConnectError::Budget)?,
+                        _ = &mut deadline => return Err(ConnectError::Budget),
+                        _ = ask.tick() => (self.relief)(),
+                    }
+                };
+                (held, permit)
             }
         };
+        metrics::counter!("tenant_connections_opened_total").increment(1);
         let client = <deadpool_postgres::Manager as managed::Manager>::create(&self.inner).await?;
         Ok(BudgetedClient {
             client,
             _permit: permit,
+            _held: held,
         })
     }
 
@@ -100,9 +157,114 @@ impl managed::Manager for BudgetedManager {
     }
 }
 
-pub type TenantPool = managed::Pool<BudgetedManager>;
-pub type TenantConnection = managed::Object<BudgetedManager>;
+type Inner = managed::Pool<BudgetedManager>;
 pub type PoolError = managed::PoolError<ConnectError>;
+
+/// A tenant's pool. Cheap to clone (all clones share one pool).
+#[derive(Clone)]
+pub struct TenantPool {
+    inner: Inner,
+    /// Woken each time a connection of this pool is handed back.
+    returned: Arc<Notify>,
+    wait: Duration,
+}
+
+/// A connection of a tenant's pool; handed back to the pool when dropped.
+pub struct TenantConnection {
+    object: Option<managed::Object<BudgetedManager>>,
+    returned: Arc<Notify>,
+}
+
+impl Deref for TenantConnection {
+    type Target = BudgetedClient;
+
+    fn deref(&self) -> &BudgetedClient {
+        self.object.as_ref().expect("a connection until dropped")
+    }
+}
+
+impl Drop for TenantConnection {
+    fn drop(&mut self) {
+        // Hand the connection back first, then wake a request waiting for one.
+        drop(self.object.take());
+        self.returned.notify_one();
+    }
+}
+
+impl TenantPool {
+    /// A connection of this tenant, waiting at most the pool's wait for one. When the
+    /// budget is spent and every connection of the tenant is busy, waits for one of them
+    /// to come back (see the module notes) instead of failing or taking another
+    /// tenant's budget.
+    pub async fn get(&self) -> Result<TenantConnection, PoolError> {
+        let deadline = tokio::time::Instant::now() + self.wait;
+        loop {
+            let returned = self.returned.notified();
+            tokio::pin!(returned);
+            // Registered before looking, so a connection handed back meanwhile wakes us.
+            returned.as_mut().enable();
+            let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if remaining.is_zero() {
+                return Err(PoolError::Timeout(TimeoutType::Wait));
+            }
+            let timeouts = managed::Timeouts {
+                wait: Some(remaining),
+                ..self.inner.timeouts()
+            };
+            match self.inner.timeout_get(&timeouts).await {
+                Ok(object) => {
+                    return Ok(TenantConnection {
+                        object: Some(object),
+                        returned: Arc::clone(&self.returned),
+                    });
+                }
+                Err(managed::PoolError::Backend(ConnectError::Saturated)) => {
+                    let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+                    let _ = tokio::time::timeout(SATURATED_RECHECK.min(remaining), returned).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    pub fn status(&self) -> managed::Status {
+        self.inner.status()
+    }
+
+    /// How long the connection idle longest in this pool has been idle (`None` without
+    /// idle connections).
+    pub fn longest_idle(&self) -> Option<Duration> {
+        let mut longest = None;
+        let _ = self.inner.retain(|_, metrics| {
+            longest = longest.max(Some(metrics.last_used()));
+            true
+        });
+        longest
+    }
+
+    /// Closes the connection idle longest in this pool, if any is idle; returns whether
+    /// one was closed. Connections in use are never closed.
+    pub fn close_longest_idle(&self) -> bool {
+        let Some(longest) = self.longest_idle() else {
+            return false;
+        };
+        let mut closed = false;
+        let _ = self.inner.retain(|_, metrics| {
+            if !closed && metrics.last_used() >= longest {
+                closed = true;
+                return false;
+            }
+            true
+        });
+        closed
+    }
+
+    /// Closes every idle connection; those in use close when handed back, once the last
+    /// clone of the pool is gone.
+    pub fn close_idle(&self) {
+        let _ = self.inner.retain(|_, _| false);
+    }
+}
 
 /// Sizes and waits of one tenant pool.
 #[derive(Debug, Clone, Copy)]
@@ -134,13 +296,19 @@ pub fn build_pool(
         budget,
         budget_wait: settings.connect,
         relief,
+        held: Arc::new(AtomicUsize::new(0)),
     };
-    managed::Pool::builder(manager)
+    let inner = managed::Pool::builder(manager)
         .max_size(settings.max_size)
         .wait_timeout(Some(settings.wait))
         .create_timeout(Some(settings.connect + Duration::from_secs(5)))
         .recycle_timeout(Some(Duration::from_secs(5)))
         .runtime(deadpool::Runtime::Tokio1)
         .build()
-        .map_err(|e| e.to_string())
+        .map_err(|e| e.to_string())?;
+    Ok(TenantPool {
+        inner,
+        returned: Arc::new(Notify::new()),
+        wait: settings.wait,
+    })
 }

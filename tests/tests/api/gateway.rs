@@ -632,3 +632,82 @@ async fn a_killed_backend_is_replaced_without_failing_the_next_request() {
         assert_eq!(status_on(&app, "phoenix.localhost", &[]).await.0, 200);
     }
 }
+
+/// Backend pids of the connections open as `role`.
+async fn backends_of(role: &str) -> Vec<i32> {
+    let mut pids: Vec<i32> = pg("postgres")
+        .await
+        .query(
+            "SELECT pid FROM pg_stat_activity WHERE usename = $1",
+            &[&role],
+        )
+        .await
+        .expect("backends")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    pids.sort();
+    pids
+}
+
+#[tokio::test]
+async fn with_the_budget_spent_a_busy_tenant_waits_for_its_own_and_a_cold_one_takes_the_least_used()
+{
+    // Budget 2: tenants `sched-0` and `sched-1` hold one connection each.
+    let app = spawn_app_with(|c| {
+        c.tenant_connection_budget = 2;
+        c.tenant_pool_size = 2;
+    })
+    .await;
+    let tenants = app.create_tenants("sched", 3).await;
+    let role = |slug: &str| {
+        tenants
+            .iter()
+            .find(|t| t.slug == slug)
+            .expect("tenant")
+            .runtime_role
+            .clone()
+    };
+    let (busy, idle, cold) = (role("sched-0"), role("sched-1"), role("sched-2"));
+    assert_eq!(status_on(&app, "sched-1.localhost", &[]).await.0, 200);
+    assert_eq!(status_on(&app, "sched-0.localhost", &[]).await.0, 200);
+    let idle_before = backends_of(&idle).await;
+    assert_eq!(idle_before.len(), 1, "sched-1 keeps its idle connection");
+
+    // A burst on sched-0, which already holds a connection: its requests wait for it
+    // rather than close sched-1's idle connection to open a second one.
+    let burst = (0..30).map(|_| status_on(&app, "sched-0.localhost", &[]));
+    let statuses: Vec<u16> = futures::future::join_all(burst)
+        .await
+        .into_iter()
+        .map(|(s, _)| s)
+        .collect();
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    assert_eq!(
+        backends_of(&idle).await,
+        idle_before,
+        "a tenant holding a connection never takes another tenant's"
+    );
+    let busy_before = backends_of(&busy).await;
+    assert_eq!(busy_before.len(), 1, "within the budget");
+
+    // sched-2 holds nothing: it is served by closing an idle connection of the tenant
+    // with the least recent demand, sched-1 (one request, against sched-0's 31).
+    assert_eq!(status_on(&app, "sched-2.localhost", &[]).await.0, 200);
+    // (A closed connection's backend leaves pg_stat_activity a moment after.)
+    let mut left = backends_of(&idle).await;
+    for _ in 0..50 {
+        if left.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        left = backends_of(&idle).await;
+    }
+    assert_eq!(left, Vec::<i32>::new(), "the least used was closed");
+    assert_eq!(
+        backends_of(&busy).await,
+        busy_before,
+        "the busy tenant's kept"
+    );
+    assert_eq!(backends_of(&cold).await.len(), 1);
+}
