@@ -172,3 +172,62 @@ async fn demo_creates_an_operator_and_three_seeded_tenants_and_a_second_run_chan
     let refused = demo(production).await.expect_err("refused in production");
     assert!(refused.to_string().contains("dev mode"), "{refused}");
 }
+
+#[tokio::test]
+async fn cli_create_with_admin_email_makes_the_first_user_with_a_one_time_password() {
+    let app = spawn_app().await;
+    let config = app.state.config.as_ref().clone();
+    let cli = Cli::try_parse_from([
+        "control-plane",
+        "tenants",
+        "create",
+        "--slug",
+        "cli-admin",
+        "--name",
+        "CLI admin",
+        "--admin-email",
+        "First@Cli-Admin.example",
+        "--json",
+    ])
+    .expect("parse");
+    cli.run(config).await.expect("create");
+    let db: String = app
+        .owner_client()
+        .await
+        .query_one(
+            "SELECT db_name FROM tenants WHERE slug = 'cli-admin' AND status = 'active' AND initial_admin IS NULL",
+            &[],
+        )
+        .await
+        .expect("an active tenant whose pending admin was consumed")
+        .get(0);
+    let row = crate::helpers::pg(&db)
+        .await
+        .query_one(
+            "SELECT email, role, must_change_password, password_hash LIKE '$argon2%' FROM users",
+            &[],
+        )
+        .await
+        .expect("exactly one user");
+    assert_eq!(row.get::<_, String>(0), "first@cli-admin.example");
+    assert_eq!(row.get::<_, String>(1), "admin");
+    assert!(
+        row.get::<_, bool>(2),
+        "a one-time password must be changed at first login"
+    );
+    assert!(row.get::<_, bool>(3), "the password is not an argon2 hash");
+    // Without --admin-email, a password alone is refused by the parser.
+    assert!(
+        Cli::try_parse_from([
+            "control-plane",
+            "tenants",
+            "create",
+            "--slug",
+            "x-y",
+            "--name",
+            "X",
+            "--admin-password-stdin",
+        ])
+        .is_err()
+    );
+}
