@@ -54,15 +54,16 @@ pub async fn invite(
     Ok((operator, password))
 }
 
-/// Changes an operator's role or status. Disabling revokes their sessions at once; the
-/// last active owner can be neither demoted nor disabled (nobody could undo it).
+/// Changes an operator's role and/or status (`None` keeps it). Disabling revokes their
+/// sessions at once; the last active owner can be neither demoted nor disabled (nobody
+/// could undo it).
 pub async fn update(
     pool: &Pool,
     by: &Operator,
     actor: &Actor,
     id: Uuid,
-    role: OperatorRole,
-    active: bool,
+    role: Option<OperatorRole>,
+    active: Option<bool>,
 ) -> Result<Operator> {
     require_owner(by)?;
     let mut conn = pool.get().await?;
@@ -73,7 +74,13 @@ pub async fn update(
         .await
         .map_err(owner::Error::from)?;
     let before = operator_fetch(&tx, id).await?;
-    let after = operator_update(&tx, id, role, active).await?;
+    let after = operator_update(
+        &tx,
+        id,
+        role.unwrap_or(before.role),
+        active.unwrap_or(before.active),
+    )
+    .await?;
     let was_owner = before.role == OperatorRole::Owner && before.active;
     let is_owner = after.role == OperatorRole::Owner && after.active;
     if was_owner && !is_owner && operator_count_active_owners(&tx).await? == 0 {

@@ -175,39 +175,42 @@ pub async fn plan_fetch(client: &impl GenericClient, code: &str) -> Result<Plan>
 }
 
 pub async fn plan_insert(client: &impl GenericClient, code: &str, f: &PlanFields) -> Result<Plan> {
-    let features = serde_json::json!(f.features);
-    let row = client
-        .query_one(
-            &format!(
-                "INSERT INTO subscription_plans (code, name, max_users, max_storage_bytes, \
-                 max_database_bytes, price_cents, currency, features, active) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING {COLUMNS}"
-            ),
-            &[
-                &code,
-                &f.name.trim(),
-                &f.max_users,
-                &f.max_storage_bytes,
-                &f.max_database_bytes,
-                &f.price_cents,
-                &f.currency,
-                &features,
-                &f.active,
-            ],
-        )
-        .await?;
-    Ok(from_row(&row))
+    write_plan(
+        client,
+        "INSERT INTO subscription_plans (code, name, max_users, max_storage_bytes, \
+         max_database_bytes, price_cents, currency, features, active) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        code,
+        f,
+    )
+    .await?
+    .ok_or(Error::NotFound)
 }
 
 pub async fn plan_update(client: &impl GenericClient, code: &str, f: &PlanFields) -> Result<Plan> {
+    write_plan(
+        client,
+        "UPDATE subscription_plans SET name = $2, max_users = $3, max_storage_bytes = $4, \
+         max_database_bytes = $5, price_cents = $6, currency = $7, features = $8, \
+         active = $9, updated_at = now() WHERE code = $1",
+        code,
+        f,
+    )
+    .await?
+    .ok_or(Error::NotFound)
+}
+
+/// Runs an insert or update that takes the plan's fields as `$1..$9` (code first).
+async fn write_plan(
+    client: &impl GenericClient,
+    statement: &str,
+    code: &str,
+    f: &PlanFields,
+) -> Result<Option<Plan>> {
     let features = serde_json::json!(f.features);
-    client
+    Ok(client
         .query_opt(
-            &format!(
-                "UPDATE subscription_plans SET name = $2, max_users = $3, max_storage_bytes = $4, \
-                 max_database_bytes = $5, price_cents = $6, currency = $7, features = $8, \
-                 active = $9, updated_at = now() WHERE code = $1 RETURNING {COLUMNS}"
-            ),
+            &format!("{statement} RETURNING {COLUMNS}"),
             &[
                 &code,
                 &f.name.trim(),
@@ -221,8 +224,7 @@ pub async fn plan_update(client: &impl GenericClient, code: &str, f: &PlanFields
             ],
         )
         .await?
-        .map(|r| from_row(&r))
-        .ok_or(Error::NotFound)
+        .map(|r| from_row(&r)))
 }
 
 /// Living tenants per plan code.

@@ -13,7 +13,7 @@ use secrecy::ExposeSecret;
 use serde::Deserialize;
 
 use super::view::{LoginPage, PasswordPage};
-use super::{DashError, DashForm, DashResult, DashSession, read_form, render};
+use super::{DashError, DashForm, DashResult, DashSession, client_mistake, read_form, render};
 use crate::app::AppState;
 use crate::http::extract::ClientIp;
 use crate::http::session::{cookie, session_cookie};
@@ -219,15 +219,15 @@ pub async fn password(
     .await;
     match result {
         Ok(()) => Ok(super::see_other("/owner", "password_changed")),
-        Err(e @ (Error::BadRequest(_) | Error::Owner(owner::Error::Invalid { .. }))) => {
+        Err(e) => {
+            let api = client_mistake(e)?;
             let mut response = render(&PasswordPage {
                 chrome: session.chrome(&state, ""),
                 must_change: session.0.operator.must_change_password,
-                error: Some(e.to_string()),
+                error: Some(api.message),
             });
-            *response.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
+            *response.status_mut() = api.status;
             Ok(response)
         }
-        Err(e) => Err(e.into()),
     }
 }

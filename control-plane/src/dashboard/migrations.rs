@@ -10,7 +10,7 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use super::view::{ago, progress_bar, when, when_opt};
-use super::{Chrome, DashForm, DashResult, DashSession, render};
+use super::{Chrome, DashForm, DashResult, DashSession, client_mistake, render};
 use crate::Error;
 use crate::app::AppState;
 use crate::fleet::{Canary, DEFAULT_CONCURRENCY, FailureBudget, FleetOptions};
@@ -124,11 +124,10 @@ pub async fn start(
     };
     match launched {
         Ok((run, _)) => Ok(Redirect::to(&format!("/owner/migrations/{}", run.id)).into_response()),
-        Err(e) if crate::http::ApiError::from(&e).status.is_client_error() => {
-            let api = crate::http::ApiError::from(&e);
+        Err(e) => {
+            let api = client_mistake(e)?;
             list_page(&state, &session, Some(api.message), api.status).await
         }
-        Err(e) => Err(e.into()),
     }
 }
 
@@ -190,11 +189,7 @@ async fn fragment(state: &AppState, id: Uuid) -> DashResult<(runs::MigrationRun,
                 .and_then(|p| {
                     p.as_array().map(|a| {
                         a.iter()
-                            .filter_map(|v| {
-                                v.as_str()
-                                    .map(str::to_string)
-                                    .or_else(|| Some(v.to_string()))
-                            })
+                            .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_string))
                             .collect::<Vec<_>>()
                             .join(", ")
                     })

@@ -269,15 +269,11 @@ impl IntoResponse for DashError {
     fn into_response(self) -> Response {
         match self {
             DashError::Login(next) => {
-                let target = match next
+                let query = next
                     .filter(|n| n.starts_with("/owner") && !n.starts_with("/owner/login"))
-                {
-                    Some(next) => format!(
-                        "/owner/login?next={}",
-                        serde_urlencoded::to_string([("", next.as_str())])
-                            .map(|s| s.trim_start_matches('=').to_string())
-                            .unwrap_or_default()
-                    ),
+                    .and_then(|next| serde_urlencoded::to_string([("next", next)]).ok());
+                let target = match query {
+                    Some(query) => format!("/owner/login?{query}"),
                     None => "/owner/login".to_string(),
                 };
                 Redirect::to(&target).into_response()
@@ -300,6 +296,17 @@ impl IntoResponse for DashError {
 }
 
 pub type DashResult<T> = std::result::Result<T, DashError>;
+
+/// The client's mistakes (what the API answers 4xx) are shown on the page they came from;
+/// anything else goes back as the error, for the error page.
+pub fn client_mistake(e: Error) -> std::result::Result<ApiError, Error> {
+    let api = ApiError::from(&e);
+    if api.status.is_client_error() {
+        Ok(api)
+    } else {
+        Err(e)
+    }
+}
 
 /// Renders a template; a rendering failure is a bug, answered 500.
 pub fn render<T: askama::Template>(page: &T) -> Response {

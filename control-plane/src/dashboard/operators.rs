@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use super::overview::NoticeQuery;
 use super::view::{notice_text, when_opt};
-use super::{Chrome, DashForm, DashResult, DashSession, render, see_other};
+use super::{Chrome, DashForm, DashResult, DashSession, client_mistake, render, see_other};
 use crate::app::AppState;
 use crate::http::extract::ClientIp;
 use crate::operators::require_owner;
@@ -124,11 +124,10 @@ pub async fn invite(
             let invited = Some((op.email, password.expose_secret().to_string()));
             page(&state, &session, None, invited, None, StatusCode::CREATED).await
         }
-        Err(e) if crate::http::ApiError::from(&e).status.is_client_error() => {
-            let api = crate::http::ApiError::from(&e);
+        Err(e) => {
+            let api = client_mistake(e)?;
             page(&state, &session, None, None, Some(api.message), api.status).await
         }
-        Err(e) => Err(e.into()),
     }
 }
 
@@ -153,8 +152,8 @@ pub async fn update(
                 &session.0.operator,
                 &session.actor(ip),
                 id,
-                role,
-                form.active.is_some(),
+                Some(role),
+                Some(form.active.is_some()),
             )
             .await
         }
@@ -162,10 +161,9 @@ pub async fn update(
     };
     match result {
         Ok(_) => Ok(see_other("/owner/operators", "operator_saved")),
-        Err(e) if crate::http::ApiError::from(&e).status.is_client_error() => {
-            let api = crate::http::ApiError::from(&e);
+        Err(e) => {
+            let api = client_mistake(e)?;
             page(&state, &session, None, None, Some(api.message), api.status).await
         }
-        Err(e) => Err(e.into()),
     }
 }

@@ -67,11 +67,14 @@ pub async fn target_names(
     client: &impl tokio_postgres::GenericClient,
     events: &[owner::audit::AuditEvent],
 ) -> crate::Result<std::collections::HashMap<String, String>> {
-    let ids: Vec<String> = events.iter().filter_map(|e| e.target_id.clone()).collect();
+    let ids: Vec<uuid::Uuid> = events
+        .iter()
+        .filter_map(|e| e.target_id.as_deref()?.parse().ok())
+        .collect();
     let rows = client
         .query(
-            "SELECT id::text, slug FROM tenants WHERE id::text = ANY($1) \
-             UNION ALL SELECT id::text, email FROM owner_users WHERE id::text = ANY($1)",
+            "SELECT id::text, slug FROM tenants WHERE id = ANY($1) \
+             UNION ALL SELECT id::text, email FROM owner_users WHERE id = ANY($1)",
             &[&ids],
         )
         .await

@@ -9,7 +9,7 @@ use serde::Deserialize;
 
 use super::overview::NoticeQuery;
 use super::view::{bytes, limit, money, notice_text};
-use super::{Chrome, DashForm, DashResult, DashSession, render, see_other};
+use super::{Chrome, DashForm, DashResult, DashSession, client_mistake, render, see_other};
 use crate::app::AppState;
 use crate::http::extract::ClientIp;
 use crate::{Error, Result};
@@ -219,10 +219,6 @@ pub async fn list(
     .await
 }
 
-fn message(e: &Error) -> String {
-    crate::http::ApiError::from(e).message
-}
-
 pub async fn create(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
@@ -237,10 +233,10 @@ pub async fn create(
     };
     match result {
         Ok(_) => Ok(see_other("/owner/plans", "plan_created")),
-        Err(e) if crate::http::ApiError::from(&e).status.is_client_error() => {
-            plans_page(&state, &session, None, form, Some(message(&e))).await
+        Err(e) => {
+            let api = client_mistake(e)?;
+            plans_page(&state, &session, None, form, Some(api.message)).await
         }
-        Err(e) => Err(e.into()),
     }
 }
 
@@ -297,9 +293,9 @@ pub async fn edit(
     };
     match result {
         Ok(_) => Ok(see_other("/owner/plans", "plan_saved")),
-        Err(e) if crate::http::ApiError::from(&e).status.is_client_error() => {
-            edit_page(&state, &session, form, Some(message(&e))).await
+        Err(e) => {
+            let api = client_mistake(e)?;
+            edit_page(&state, &session, form, Some(api.message)).await
         }
-        Err(e) => Err(e.into()),
     }
 }

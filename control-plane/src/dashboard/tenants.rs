@@ -16,7 +16,9 @@ use tokio_postgres::GenericClient;
 use uuid::Uuid;
 
 use super::view::{ago, bytes, chart, notice_text, when, when_opt};
-use super::{Chrome, DashError, DashForm, DashResult, DashSession, render, see_other};
+use super::{
+    Chrome, DashError, DashForm, DashResult, DashSession, client_mistake, render, see_other,
+};
 use crate::app::AppState;
 use crate::http::extract::ClientIp;
 use crate::provisioning::{CreateTenant, FirstAdmin};
@@ -298,10 +300,6 @@ fn field_of(e: &Error) -> &'static str {
     }
 }
 
-fn user_message(e: &Error) -> String {
-    crate::http::ApiError::from(e).message
-}
-
 pub async fn create(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
@@ -354,20 +352,17 @@ pub async fn create(
             )
             .await
         }
-        Err(e) if ApiErrorKind::is_client(&e) => {
-            let errors = HashMap::from([(field_of(&e), user_message(&e))]);
-            new_page(&state, &session, form, errors).await
+        Err(e) => {
+            let field = field_of(&e);
+            let api = client_mistake(e)?;
+            new_page(
+                &state,
+                &session,
+                form,
+                HashMap::from([(field, api.message)]),
+            )
+            .await
         }
-        Err(e) => Err(e.into()),
-    }
-}
-
-/// Client mistakes are shown on the page; anything else is the error page.
-struct ApiErrorKind;
-
-impl ApiErrorKind {
-    fn is_client(e: &Error) -> bool {
-        crate::http::ApiError::from(e).status.is_client_error()
     }
 }
 
@@ -502,24 +497,26 @@ pub async fn detail_page(
         .filter(|p| p.active)
         .map(|p| (p.code, p.name))
         .collect();
-    let mut events: Vec<EventView> =
-        owner::audit::audit_list_for_target(&**conn, "tenant", &id.to_string(), 1000)
-            .await?
-            .into_iter()
-            .rev()
-            .take(100)
-            .map(|e| EventView {
-                at: when(e.at),
-                actor: e.actor,
-                action: e.action,
-                details: if e.details == serde_json::json!({}) {
-                    String::new()
-                } else {
-                    e.details.to_string()
-                },
-            })
-            .collect();
-    events.truncate(100);
+    let recent = owner::audit::AuditFilter {
+        target_type: Some("tenant".into()),
+        target_id: Some(id.to_string()),
+        limit: 100,
+        ..Default::default()
+    };
+    let events: Vec<EventView> = owner::audit::audit_search(&**conn, &recent)
+        .await?
+        .into_iter()
+        .map(|e| EventView {
+            at: when(e.at),
+            actor: e.actor,
+            action: e.action,
+            details: if e.details == serde_json::json!({}) {
+                String::new()
+            } else {
+                e.details.to_string()
+            },
+        })
+        .collect();
     let (usage_chart, usage_facts) = usage_view(&**conn, id).await?;
     let target_version = state.provisioner.cluster().source().latest_version();
     let mut chrome = session.chrome(state, "tenants");
@@ -749,19 +746,18 @@ pub async fn action(
     };
     match result {
         Ok(notice) => Ok(see_other(&format!("/owner/tenants/{}", tenant.id), notice)),
-        Err(e) if ApiErrorKind::is_client(&e) => {
-            let status = crate::http::ApiError::from(&e).status;
+        Err(e) => {
+            let api = client_mistake(e)?;
             detail_page(
                 &state,
                 &session,
                 tenant.id,
                 None,
-                Some(user_message(&e)),
+                Some(api.message),
                 None,
-                status,
+                api.status,
             )
             .await
         }
-        Err(e) => Err(e.into()),
     }
 }

@@ -4,7 +4,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, patch};
 use axum::{Json, Router};
-use owner::operators::{Operator, OperatorRole, operator_fetch, operator_list};
+use owner::operators::{Operator, OperatorRole, operator_list};
 use secrecy::ExposeSecret;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -65,20 +65,7 @@ async fn change(
     Path(id): Path<Uuid>,
     ApiJson(req): ApiJson<ChangeRequest>,
 ) -> Result<Json<Operator>> {
-    require_owner(&operator.0)?;
-    let current = {
-        let conn = state.pool.get().await?;
-        operator_fetch(&**conn, id).await?
-    };
     let actor = operator.actor(ip);
-    let updated = update(
-        &state.pool,
-        &operator.0,
-        &actor,
-        id,
-        req.role.unwrap_or(current.role),
-        req.active.unwrap_or(current.active),
-    )
-    .await?;
+    let updated = update(&state.pool, &operator.0, &actor, id, req.role, req.active).await?;
     Ok(Json(updated))
 }
