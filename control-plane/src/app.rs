@@ -9,10 +9,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::auth::OwnerTokens;
 use crate::config::Config;
-use crate::pg;
 use crate::provisioning::{Cluster, Faults, Provisioner};
 use crate::secrets::Keyring;
 use crate::{Error, Result};
+use crate::{installation, pg};
 
 /// Everything the service and the CLI share, built once.
 pub struct Services {
@@ -26,11 +26,11 @@ pub struct Services {
 impl Services {
     /// Prepares the owner database (created if missing, migrated, hardened) and the
     /// provisioner. Shared by `serve` and every CLI command.
-    pub async fn init(config: Config, faults: Arc<Faults>) -> Result<Self> {
-        let keyring = Arc::new(Keyring::load(&config.master_key)?);
-        let owner_pg = config.owner_pg_config()?;
-        let admin_pg = config.admin_pg_config()?;
+    pub async fn init(mut config: Config, faults: Arc<Faults>) -> Result<Self> {
+        let owner_pg = config.owner_endpoint()?;
+        let admin_pg = config.admin_endpoint()?;
         let owner_db = owner_pg
+            .config()
             .get_dbname()
             .ok_or_else(|| Error::Config("invalid setting DATABASE_URL: names no database".into()))?
             .to_string();
@@ -41,7 +41,23 @@ impl Services {
             owner::migrations::run(&mut conn).await?;
         }
         pg::harden_server(&admin_pg, &owner_db).await?;
-        let (host, port) = server_address(&admin_pg);
+        // Relative roots would follow the current directory; the recorded one must not.
+        std::fs::create_dir_all(&config.storage_root).map_err(|e| {
+            Error::Config(format!(
+                "invalid setting CP_STORAGE_ROOT: cannot create {}: {e}",
+                config.storage_root.display()
+            ))
+        })?;
+        config.storage_root = installation::absolute(&config.storage_root);
+        let keyring = {
+            let conn = pool.get().await?;
+            installation::refuse_second_dev_key(&**conn, &config.master_key).await?;
+            let keyring = Arc::new(Keyring::load(&config.master_key)?);
+            installation::verify(&**conn, &keyring, &config.master_key, &config.storage_root)
+                .await?;
+            keyring
+        };
+        let (host, port) = server_address(admin_pg.config());
         let installation_id = {
             let conn = pool.get().await?;
             owner::servers::server_upsert(&**conn, owner::servers::DEFAULT_SERVER, &host, port)
@@ -171,7 +187,18 @@ impl Application {
         });
         tracing::info!(address = %self.address, "control plane listening");
         let router = crate::http::router(self.state.clone());
-        crate::http::serve(self.listener, router, shutdown.clone()).await;
+        // Half the descriptors for clients leaves the rest for PostgreSQL connections
+        // and files, so a flood of sockets cannot starve the tenants' pools.
+        let max_connections = match crate::http::raise_open_file_limit() {
+            Some(files) => self
+                .state
+                .config
+                .max_connections
+                .min(usize::try_from(files / 2).unwrap_or(usize::MAX))
+                .max(1),
+            None => self.state.config.max_connections,
+        };
+        crate::http::serve(self.listener, router, shutdown.clone(), max_connections).await;
         let tasks = self.state.provisioner.tasks();
         tasks.close();
         tasks.wait().await;

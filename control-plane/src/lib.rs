@@ -11,6 +11,7 @@ mod error;
 pub mod fleet;
 pub mod gateway;
 pub mod http;
+pub mod installation;
 pub mod metering;
 pub mod operators;
 pub mod pg;

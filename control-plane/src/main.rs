@@ -1,5 +1,7 @@
 //! `control-plane`: parse the command line, set up logging, dispatch.
 
+use std::io::Write;
+
 use clap::Parser;
 use control_plane::cli::Cli;
 use control_plane::{Config, telemetry};
@@ -10,15 +12,22 @@ async fn main() -> std::process::ExitCode {
     let config = match Config::load() {
         Ok(config) => config,
         Err(e) => {
-            eprintln!("error: {e}");
+            // stderr may be a closed pipe; failing to say so must not panic.
+            let _ = writeln!(std::io::stderr(), "error: {e}");
             return std::process::ExitCode::from(2);
         }
     };
     telemetry::init(config.log_format);
+    for name in &config.unknown_variables {
+        tracing::warn!(
+            variable = %name,
+            "{name} is set but names no setting (a typo?); it is ignored. `control-plane config` lists the settings in force"
+        );
+    }
     match cli.run(config).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e}");
+            let _ = writeln!(std::io::stderr(), "error: {e}");
             std::process::ExitCode::FAILURE
         }
     }

@@ -170,7 +170,7 @@ impl Metering {
     async fn database_sizes(&self, tenants: &[Tenant]) -> HashMap<String, i64> {
         let names: Vec<&str> = tenants.iter().map(|t| t.db_name.as_str()).collect();
         let result = async {
-            let admin = connect(self.provisioner.cluster().admin_config()).await?;
+            let admin = connect(self.provisioner.cluster().admin_endpoint()).await?;
             let rows = tokio::time::timeout(
                 self.tenant_timeout,
                 admin.query(

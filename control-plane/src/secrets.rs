@@ -90,7 +90,7 @@ impl Keyring {
                 if !path.exists() {
                     generate_key_file(path)?;
                     tracing::warn!(
-                        path = %path.display(),
+                        path = %crate::installation::absolute(path).display(),
                         "DEV MODE: generated a new master key. Tenant passwords are encrypted with it; \
                          keep this file, and set CP_MASTER_KEY or CP_MASTER_KEY_FILE in production"
                     );
@@ -105,6 +105,26 @@ impl Keyring {
         let mut keys = BTreeMap::new();
         keys.insert(1, SecretBox::new(Box::new(rand::random::<[u8; 32]>())));
         Self { keys, current: 1 }
+    }
+
+    pub fn has_version(&self, version: i32) -> bool {
+        self.keys.contains_key(&version)
+    }
+
+    /// `(version, check value)` for every key: HMAC-SHA256 of a fixed label under the
+    /// key, hex. It tells keys apart without revealing them.
+    pub fn check_values(&self) -> Result<Vec<(i32, String)>> {
+        self.keys
+            .iter()
+            .map(|(version, key)| {
+                let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key.expose_secret())
+                    .map_err(|_| Error::Crypto("bad master key length".into()))?;
+                mac.update(b"control-plane master key check v1");
+                let digest = mac.finalize().into_bytes();
+                let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+                Ok((*version, hex))
+            })
+            .collect()
     }
 
     pub fn current_version(&self) -> i32 {

@@ -1,20 +1,65 @@
 //! Tracing set-up: human-readable or JSON lines, filtered by `RUST_LOG`.
+//!
+//! Whatever `RUST_LOG` asks, the PostgreSQL driver is capped at `info`: at `debug` it logs
+//! every statement with its parameters, which carry password hashes, SCRAM verifiers,
+//! ciphertexts and token hashes. A failed write to stderr (a closed pipe) is dropped
+//! silently: logging must never stop the process or its shutdown.
 
+use std::io::Write;
+
+use tracing::Metadata;
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::{FilterExt, filter_fn};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{Layer, fmt};
 
 use crate::config::LogFormat;
 
 pub const DEFAULT_FILTER: &str = "info,tower_http=info";
 
+/// Crates that log statements with their parameters (or migration SQL) below `info`.
+const CAPPED: &[&str] = &[
+    "tokio_postgres",
+    "postgres_protocol",
+    "refinery_core",
+    "refinery",
+];
+
+/// Whether an event or span may be logged at all, whatever `RUST_LOG` says.
+pub fn allowed(meta: &Metadata<'_>) -> bool {
+    let target = meta.target();
+    let capped = CAPPED
+        .iter()
+        .any(|c| target == *c || (target.starts_with(c) && target[c.len()..].starts_with("::")));
+    !capped || *meta.level() <= tracing::Level::INFO
+}
+
 /// Installs the global subscriber; later calls (tests) are ignored.
 pub fn init(format: LogFormat) {
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let _ = match format {
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
-        LogFormat::Text => builder.try_init(),
+    let env = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
+    let filter = env.and(filter_fn(allowed));
+    let layer = fmt::layer()
+        .with_writer(|| Stderr)
+        .log_internal_errors(false);
+    let layer = match format {
+        LogFormat::Json => layer.json().flatten_event(true).with_filter(filter).boxed(),
+        LogFormat::Text => layer.with_filter(filter).boxed(),
     };
+    let _ = tracing_subscriber::registry().with(layer).try_init();
+}
+
+/// stderr that reports every write as done, so a closed pipe is not an error anywhere.
+struct Stderr;
+
+impl Write for Stderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let _ = std::io::stderr().write_all(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        let _ = std::io::stderr().flush();
+        Ok(())
+    }
 }

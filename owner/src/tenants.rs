@@ -618,3 +618,14 @@ pub async fn tenant_list_failing(client: &impl GenericClient, limit: i64) -> Res
         .await?;
     rows_to_tenants(&rows)
 }
+
+/// The master key versions that seal the credentials of living tenants.
+pub async fn tenant_key_versions(client: &impl GenericClient) -> Result<Vec<i32>> {
+    let rows = client
+        .query(
+            "SELECT DISTINCT secret_key_version FROM tenants WHERE status <> 'deleted' ORDER BY 1",
+            &[],
+        )
+        .await?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}

@@ -24,7 +24,6 @@ use std::time::Duration;
 use deadpool::managed::{self, Metrics, RecycleError, RecycleResult, TimeoutType};
 use deadpool_postgres::{ClientWrapper, ManagerConfig, RecyclingMethod};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
-use tokio_postgres::NoTls;
 
 /// How often a connection waiting for budget asks for relief again.
 const RELIEF_INTERVAL: Duration = Duration::from_millis(20);
@@ -280,13 +279,14 @@ pub struct PoolSettings {
 /// a server restart or `pg_terminate_backend` is replaced, not handed out.
 pub fn build_pool(
     config: tokio_postgres::Config,
+    tls: tokio_postgres_rustls::MakeRustlsConnect,
     settings: PoolSettings,
     budget: Arc<Semaphore>,
     relief: Relief,
 ) -> Result<TenantPool, String> {
     let inner = deadpool_postgres::Manager::from_config(
         config,
-        NoTls,
+        tls,
         ManagerConfig {
             recycling_method: RecyclingMethod::Verified,
         },

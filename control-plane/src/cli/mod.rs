@@ -1,6 +1,8 @@
 //! The command line: one binary, one module per subcommand.
 
+mod config;
 mod demo;
+mod installation;
 mod migrate;
 mod operators;
 mod serve;
@@ -35,6 +37,13 @@ pub enum Command {
     /// Manage operator accounts.
     #[command(subcommand)]
     Operators(operators::OperatorsCommand),
+    /// What this installation recorded at its first start (key check values, storage
+    /// root), and moving the storage root on purpose.
+    #[command(subcommand)]
+    Installation(installation::InstallationCommand),
+    /// Print the configuration in force (secrets masked) after checking it; touches no
+    /// database.
+    Config(config::ConfigArgs),
     /// Dev only: create a demo operator and three demo tenants with sample patients and
     /// appointments, and print how to log in. Safe to run again.
     Demo,
@@ -48,6 +57,8 @@ impl Cli {
             Command::Operators(cmd) => operators::run(cmd, config).await,
             Command::Migrate(args) => migrate::run(args, config).await,
             Command::Demo => demo::run(config).await,
+            Command::Config(args) => config::run(args, &config),
+            Command::Installation(cmd) => installation::run(cmd, config).await,
         }
     }
 }

@@ -15,8 +15,10 @@ pub async fn run(config: Config) -> Result<()> {
     let trigger = shutdown.clone();
     tokio::spawn(async move {
         wait_for_signal().await;
-        tracing::info!("shutdown requested");
+        // Cancel before anything else: nothing after the signal may stand in the way of
+        // stopping (a log write to a closed pipe once did).
         trigger.cancel();
+        tracing::info!("shutdown requested");
     });
     app.run(shutdown).await
 }

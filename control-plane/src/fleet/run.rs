@@ -95,7 +95,7 @@ impl FleetRun {
         let lock = if options.dry_run {
             None
         } else {
-            let lock = connect(provisioner.owner_pg()).await?;
+            let lock = connect(provisioner.owner_endpoint()).await?;
             let got: bool = lock.query_one(FLEET_LOCK, &[]).await?.get(0);
             if !got {
                 let conn = provisioner.pool().get().await?;
@@ -196,8 +196,8 @@ impl FleetRun {
             .collect();
         runs::run_tenants_insert(&**conn, run.id, &rows).await?;
         tracing::info!(run_id = %run.id, targets = targets.len(), up_to_date, target_version, dry_run = options.dry_run, "fleet migration started");
-        let mut records_pg = provisioner.owner_pg().clone();
-        records_pg.options("-c synchronous_commit=off");
+        let mut records_pg = provisioner.owner_endpoint().clone();
+        records_pg.config_mut().options("-c synchronous_commit=off");
         let records = crate::pg::owner_pool(&records_pg)?;
         Ok(Self {
             records,

@@ -471,10 +471,16 @@ impl Gateway {
         self.pools
             .try_get_with(tenant.id, async move {
                 metrics::counter!("tenant_pools_created_total").increment(1);
-                let config = provisioner
-                    .tenant_pg_config(&tenant, TenantRole::Runtime)
+                let endpoint = provisioner
+                    .tenant_endpoint(&tenant, TenantRole::Runtime)
                     .map_err(|e| e.to_string())?;
-                let pool = build_pool(config, settings, budget, relief)?;
+                let pool = build_pool(
+                    endpoint.config().clone(),
+                    endpoint.tls().clone(),
+                    settings,
+                    budget,
+                    relief,
+                )?;
                 let secret = provisioner
                     .tenant_token_secret(tenant.id)
                     .map_err(|e| e.to_string())?;

@@ -29,7 +29,7 @@ use tower_http::trace::TraceLayer;
 
 pub use error::ApiError;
 pub use owner_auth::{CurrentOperator, actor_of as owner_actor, user_agent};
-pub use serve::{HEADER_READ_TIMEOUT, serve};
+pub use serve::{HEADER_READ_TIMEOUT, KEEP_ALIVE_IDLE, raise_open_file_limit, serve};
 
 use crate::app::AppState;
 

@@ -14,7 +14,7 @@ use tokio_postgres::{Client, GenericClient};
 use uuid::Uuid;
 
 use super::names::{self, TenantNames, marker};
-use crate::pg::{connect, ident, literal};
+use crate::pg::{Endpoint, connect, ident, literal};
 use crate::secrets::scram_verifier;
 use crate::{Error, Result};
 
@@ -62,7 +62,7 @@ impl Sessions {
 }
 
 pub struct Cluster {
-    admin: tokio_postgres::Config,
+    admin: Endpoint,
     prefix: String,
     installation_id: String,
     /// The tenant migrations new tenants and the template are brought to.
@@ -96,7 +96,7 @@ async fn database_owner(client: &Client, db: &str) -> Result<Option<(String, Opt
 
 impl Cluster {
     pub fn new(
-        admin: tokio_postgres::Config,
+        admin: Endpoint,
         prefix: String,
         installation_id: String,
         source: Arc<Source>,
@@ -118,7 +118,7 @@ impl Cluster {
         &self.prefix
     }
 
-    pub fn admin_config(&self) -> &tokio_postgres::Config {
+    pub fn admin_endpoint(&self) -> &Endpoint {
         &self.admin
     }
 
@@ -126,26 +126,13 @@ impl Cluster {
         marker(&self.installation_id, what)
     }
 
-    /// A connection config for `db` logging in as `role` with `password` (same server).
-    pub fn config_as(
-        &self,
-        db: &str,
-        role: &str,
-        password: &SecretString,
-    ) -> tokio_postgres::Config {
-        use secrecy::ExposeSecret;
-        let mut config = self.admin.clone();
-        config
-            .dbname(db)
-            .user(role)
-            .password(password.expose_secret());
-        config
+    /// Where `db` is, logging in as `role` with `password` (same server, same TLS).
+    pub fn endpoint_as(&self, db: &str, role: &str, password: &SecretString) -> Endpoint {
+        self.admin.as_role(db, role, password)
     }
 
-    fn config_for(&self, db: &str) -> tokio_postgres::Config {
-        let mut config = self.admin.clone();
-        config.dbname(db);
-        config
+    fn config_for(&self, db: &str) -> Endpoint {
+        self.admin.with_database(db)
     }
 
     /// Creates a role with our mark, or checks the mark of an existing one. Login roles

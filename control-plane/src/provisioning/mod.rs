@@ -36,7 +36,7 @@ pub use faults::{FaultPoint, Faults};
 pub use names::TenantNames;
 pub use reconciler::ReconcileReport;
 
-use crate::pg::connect;
+use crate::pg::{Endpoint, connect};
 use crate::secrets::{Keyring, random_password};
 use crate::{Error, Result};
 
@@ -88,7 +88,7 @@ pub struct CreateTenant {
 
 pub struct Provisioner {
     pool: Pool,
-    owner_pg: tokio_postgres::Config,
+    owner_pg: Endpoint,
     cluster: Cluster,
     keyring: Arc<Keyring>,
     storage: storage::Storage,
@@ -109,7 +109,7 @@ impl Provisioner {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         pool: Pool,
-        owner_pg: tokio_postgres::Config,
+        owner_pg: Endpoint,
         cluster: Cluster,
         keyring: Arc<Keyring>,
         storage: storage::Storage,
@@ -136,7 +136,7 @@ impl Provisioner {
         &self.pool
     }
 
-    pub fn owner_pg(&self) -> &tokio_postgres::Config {
+    pub fn owner_endpoint(&self) -> &Endpoint {
         &self.owner_pg
     }
 
@@ -360,22 +360,18 @@ impl Provisioner {
 
     /// Where and as whom to reach a tenant's database. `Owner` may change the schema
     /// (migrations); `Runtime` may only read and write rows.
-    pub fn tenant_pg_config(
-        &self,
-        tenant: &Tenant,
-        role: TenantRole,
-    ) -> Result<tokio_postgres::Config> {
+    pub fn tenant_endpoint(&self, tenant: &Tenant, role: TenantRole) -> Result<Endpoint> {
         let (name, password) = match role {
             TenantRole::Owner => (&tenant.owner_role, self.owner_password(tenant)?),
             TenantRole::Runtime => (&tenant.runtime_role, self.runtime_password(tenant)?),
         };
-        Ok(self.cluster.config_as(&tenant.db_name, name, &password))
+        Ok(self.cluster.endpoint_as(&tenant.db_name, name, &password))
     }
 
     /// One connection to a tenant's database, outside any pool: for work that visits
     /// each tenant briefly (migrations, checks, metering) and must not keep a pool open.
     pub async fn tenant_connect(&self, tenant: &Tenant, role: TenantRole) -> Result<Client> {
-        connect(&self.tenant_pg_config(tenant, role)?).await
+        connect(&self.tenant_endpoint(tenant, role)?).await
     }
 
     /// Records the intent to delete: the tenant stops being served at once and the
@@ -466,6 +462,7 @@ impl Provisioner {
         let mut config = self.owner_pg.clone();
         // Notice a dead peer in a minute, not in two hours.
         config
+            .config_mut()
             .keepalives(true)
             .keepalives_idle(std::time::Duration::from_secs(30));
         connect(&config).await

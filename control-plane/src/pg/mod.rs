@@ -1,12 +1,93 @@
-//! PostgreSQL plumbing shared by the service and the CLI: connections, the owner pool,
-//! identifier and literal quoting, and server hardening.
+//! PostgreSQL plumbing shared by the service and the CLI: endpoints (where and how to
+//! connect, TLS included), the owner pool, identifier and literal quoting, and server
+//! hardening.
 
+pub mod tls;
+
+use std::path::Path;
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
-use tokio_postgres::{Client, NoTls};
+use secrecy::{ExposeSecret, SecretString};
+use tokio_postgres::Client;
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::{Error, Result};
+
+/// Where to connect and how: the driver's configuration and the TLS connector its
+/// `sslmode` asks for. Cheap to clone; derived endpoints (another database, another
+/// role on the same server) keep the TLS settings.
+#[derive(Clone)]
+pub struct Endpoint {
+    config: tokio_postgres::Config,
+    tls: MakeRustlsConnect,
+    mode: tls::SslMode,
+}
+
+impl std::fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the password.
+        f.debug_struct("Endpoint")
+            .field("hosts", &self.config.get_hosts())
+            .field("ports", &self.config.get_ports())
+            .field("dbname", &self.config.get_dbname())
+            .field("user", &self.config.get_user())
+            .field("sslmode", &self.mode)
+            .finish()
+    }
+}
+
+impl Endpoint {
+    /// Parses a connection URL; `setting` names it in errors. `ca_file` is used when the
+    /// URL names no `sslrootcert`.
+    pub fn parse(url: &str, ca_file: Option<&Path>, setting: &str) -> Result<Self> {
+        let invalid = |why: String| Error::Config(format!("invalid setting {setting}: {why}"));
+        let parsed = tls::parse_url(url).map_err(invalid)?;
+        let ca = parsed.root_cert.as_deref().or(ca_file);
+        let connector = tls::connector(parsed.mode, ca).map_err(invalid)?;
+        Ok(Self {
+            config: parsed.config,
+            tls: connector,
+            mode: parsed.mode,
+        })
+    }
+
+    pub fn config(&self) -> &tokio_postgres::Config {
+        &self.config
+    }
+
+    /// For session options (`options`, `application_name`); TLS stays as parsed.
+    pub fn config_mut(&mut self) -> &mut tokio_postgres::Config {
+        &mut self.config
+    }
+
+    pub fn tls(&self) -> &MakeRustlsConnect {
+        &self.tls
+    }
+
+    pub fn sslmode(&self) -> tls::SslMode {
+        self.mode
+    }
+
+    /// The same server and credentials, another database.
+    pub fn with_database(&self, db: &str) -> Self {
+        let mut out = self.clone();
+        out.config.dbname(db);
+        out
+    }
+
+    /// The same server, another database, logging in as `role`.
+    pub fn as_role(&self, db: &str, role: &str, password: &SecretString) -> Self {
+        let mut out = self.with_database(db);
+        out.config.user(role).password(password.expose_secret());
+        out
+    }
+
+    /// Opens one connection (see [`connect`]).
+    pub async fn connect(&self) -> Result<Client> {
+        connect(self).await
+    }
+}
 
 pub const OWNER_POOL_SIZE: usize = 16;
 pub const OWNER_POOL_WAIT: Duration = Duration::from_secs(5);
@@ -14,12 +95,12 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Opens one connection and drives it on a background task. Dropping the client ends
 /// the session (and releases its session-level advisory locks).
-pub async fn connect(config: &tokio_postgres::Config) -> Result<Client> {
-    let mut config = config.clone();
+pub async fn connect(endpoint: &Endpoint) -> Result<Client> {
+    let mut config = endpoint.config.clone();
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(CONNECT_TIMEOUT);
     }
-    let (client, connection) = config.connect(NoTls).await?;
+    let (client, connection) = config.connect(endpoint.tls.clone()).await?;
     tokio::spawn(async move {
         if let Err(e) = connection.await {
             tracing::debug!(error = %e, "postgres connection closed with an error");
@@ -31,14 +112,14 @@ pub async fn connect(config: &tokio_postgres::Config) -> Result<Client> {
 /// The owner-database pool. Connections are verified on recycle, so one killed by a
 /// server restart is replaced instead of failing the next request; `get` waits at most
 /// [`OWNER_POOL_WAIT`].
-pub fn owner_pool(config: &tokio_postgres::Config) -> Result<Pool> {
-    let mut config = config.clone();
+pub fn owner_pool(endpoint: &Endpoint) -> Result<Pool> {
+    let mut config = endpoint.config.clone();
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(CONNECT_TIMEOUT);
     }
     let manager = Manager::from_config(
         config,
-        NoTls,
+        endpoint.tls.clone(),
         ManagerConfig {
             recycling_method: RecyclingMethod::Verified,
         },
@@ -65,7 +146,7 @@ pub fn literal(text: &str) -> String {
 }
 
 /// Creates the owner database if it does not exist yet.
-pub async fn ensure_database_exists(admin: &tokio_postgres::Config, db: &str) -> Result<()> {
+pub async fn ensure_database_exists(admin: &Endpoint, db: &str) -> Result<()> {
     let client = connect(admin).await?;
     let exists = client
         .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&db])
@@ -87,7 +168,7 @@ pub async fn ensure_database_exists(admin: &tokio_postgres::Config, db: &str) ->
 
 /// Takes `CONNECT` away from `PUBLIC` on the databases tenant roles must never reach:
 /// `postgres`, `template1` and the owner database. Superusers are unaffected.
-pub async fn harden_server(admin: &tokio_postgres::Config, owner_db: &str) -> Result<()> {
+pub async fn harden_server(admin: &Endpoint, owner_db: &str) -> Result<()> {
     let client = connect(admin).await?;
     for db in ["postgres", "template1", owner_db] {
         let public_can_connect = "SELECT has_database_privilege('public', $1, 'CONNECT')";
