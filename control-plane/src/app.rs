@@ -185,8 +185,6 @@ impl Application {
         let metering = (!interval.is_zero()).then(|| {
             tokio::spawn(Arc::clone(&self.state.metering).run(interval, shutdown.clone()))
         });
-        tracing::info!(address = %self.address, "control plane listening");
-        let router = crate::http::router(self.state.clone());
         // Half the descriptors for clients leaves the rest for PostgreSQL connections
         // and files, so a flood of sockets cannot starve the tenants' pools.
         let max_connections = match crate::http::raise_open_file_limit() {
@@ -198,6 +196,8 @@ impl Application {
                 .max(1),
             None => self.state.config.max_connections,
         };
+        tracing::info!(address = %self.address, max_connections, "control plane listening");
+        let router = crate::http::router(self.state.clone());
         crate::http::serve(self.listener, router, shutdown.clone(), max_connections).await;
         let tasks = self.state.provisioner.tasks();
         tasks.close();

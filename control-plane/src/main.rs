@@ -20,7 +20,6 @@ async fn main() -> std::process::ExitCode {
     telemetry::init(config.log_format);
     for name in &config.unknown_variables {
         tracing::warn!(
-            variable = %name,
             "{name} is set but names no setting (a typo?); it is ignored. `control-plane config` lists the settings in force"
         );
     }

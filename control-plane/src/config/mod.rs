@@ -181,6 +181,17 @@ impl Config {
         let storage_root = v
             .get_path("CP_STORAGE_ROOT")
             .unwrap_or_else(|| data_dir.join("storage"));
+        for (setting, dir) in [
+            ("CP_DATA_DIR", &data_dir),
+            ("CP_STORAGE_ROOT", &storage_root),
+        ] {
+            if dir.exists() && !dir.is_dir() {
+                return Err(v.invalid(
+                    setting,
+                    format!("{} exists and is not a directory", dir.display()),
+                ));
+            }
+        }
         let base_domain = v
             .get("CP_BASE_DOMAIN")
             .unwrap_or(DEFAULT_BASE_DOMAIN)
@@ -211,7 +222,13 @@ impl Config {
                 crate::secrets::Keyring::parse(key).map_err(|e| v.invalid("CP_MASTER_KEY", e))?;
                 MasterKeySource::Inline(SecretString::from(key.to_string()))
             }
-            (None, Some(file)) => MasterKeySource::File(file),
+            (None, Some(file)) if file.is_file() => MasterKeySource::File(file),
+            (None, Some(file)) => {
+                return Err(v.invalid(
+                    "CP_MASTER_KEY_FILE",
+                    format!("{} is not a readable file", file.display()),
+                ));
+            }
             (None, None) if environment == Environment::Production => {
                 return Err(v.invalid(
                     "CP_MASTER_KEY",

@@ -45,8 +45,13 @@ impl Endpoint {
         let parsed = tls::parse_url(url).map_err(invalid)?;
         let ca = parsed.root_cert.as_deref().or(ca_file);
         let connector = tls::connector(parsed.mode, ca).map_err(invalid)?;
+        let mut config = parsed.config;
+        // So operators can tell our sessions apart in pg_stat_activity.
+        if config.get_application_name().is_none() {
+            config.application_name(APPLICATION_NAME);
+        }
         Ok(Self {
-            config: parsed.config,
+            config,
             tls: connector,
             mode: parsed.mode,
         })
@@ -89,6 +94,8 @@ impl Endpoint {
     }
 }
 
+/// `application_name` of every session we open, unless the URL names another.
+pub const APPLICATION_NAME: &str = "control-plane";
 pub const OWNER_POOL_SIZE: usize = 16;
 pub const OWNER_POOL_WAIT: Duration = Duration::from_secs(5);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
