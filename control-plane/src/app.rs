@@ -34,7 +34,7 @@ impl Services {
             .get_dbname()
             .ok_or_else(|| Error::Config("invalid setting DATABASE_URL: names no database".into()))?
             .to_string();
-        pg::ensure_database_exists(&admin_pg, &owner_db).await?;
+        pg::ensure_owner_database(&owner_pg, &admin_pg, &owner_db).await?;
         let pool = pg::owner_pool(&owner_pg)?;
         {
             let mut conn = pool.get().await?;
@@ -73,6 +73,7 @@ impl Services {
             config.tenant_db_prefix.clone(),
             installation_id,
             Arc::new(source),
+            runtime_connection_limit(config.tenant_pool_size),
         );
         let provisioner = Arc::new(Provisioner::new(
             pool.clone(),
@@ -91,6 +92,12 @@ impl Services {
             provisioner,
         })
     }
+}
+
+/// The runtime role's CONNECTION LIMIT: its pool, twice over (a pool being replaced
+/// while the old one drains), plus a few for metering and checks.
+fn runtime_connection_limit(pool_size: usize) -> i32 {
+    i32::try_from(pool_size.saturating_mul(2).saturating_add(5)).unwrap_or(i32::MAX)
 }
 
 /// Host and port of the admin connection, as recorded in `database_servers`.

@@ -131,8 +131,8 @@ impl Default for FleetOptions {
     }
 }
 
-/// Starts a run in the background, as the API and the dashboard do: records and audits
-/// it, then executes it on the provisioner's task tracker (so shutdown waits for it).
+/// Starts a run in the background, as the API and the dashboard do: records it (and
+/// [`FleetRun::start`] audits it), then executes it on the provisioner's task tracker (so shutdown waits for it).
 /// Returns the run's record and a handle on its summary.
 pub async fn launch(
     provisioner: &Arc<crate::provisioning::Provisioner>,
@@ -144,28 +144,6 @@ pub async fn launch(
 )> {
     let run = FleetRun::start(Arc::clone(provisioner), options, started_by).await?;
     let record = run.run().clone();
-    {
-        let conn = provisioner.pool().get().await?;
-        owner::audit::audit_insert(
-            &**conn,
-            &owner::audit::AuditEntry {
-                actor: started_by,
-                action: if record.status == "dry_run" {
-                    "migration.dry_run"
-                } else {
-                    "migration.start"
-                },
-                target_type: "migration_run",
-                target_id: &record.id.to_string(),
-                details: serde_json::json!({
-                    "target_version": record.target_version,
-                    "options": record.options,
-                }),
-                ip: None,
-            },
-        )
-        .await?;
-    }
     let handle = provisioner.tasks().spawn(async move {
         let result = run.execute(|_| {}).await;
         if let Err(e) = &result {

@@ -82,6 +82,7 @@ impl From<&Error> for ApiError {
                 }
                 O::NotFound => ApiError::new(S::NOT_FOUND, "not_found", "no such resource"),
                 O::Conflict => ApiError::new(S::CONFLICT, "conflict", o.to_string()),
+                O::Db(db) if connection_lost(db) => owner_unavailable(),
                 O::Db(_) | O::Migration(_) => internal(),
             },
             Error::Storage(storage::Error::InvalidPath(_) | storage::Error::Escapes(_)) => {
@@ -92,6 +93,8 @@ impl From<&Error> for ApiError {
                 "busy",
                 "the service is busy; retry shortly",
             ),
+            Error::Pool(deadpool_postgres::PoolError::Backend(_)) => owner_unavailable(),
+            Error::Db(db) if connection_lost(db) => owner_unavailable(),
             Error::Busy(_) => ApiError::new(
                 S::SERVICE_UNAVAILABLE,
                 "busy",
@@ -123,6 +126,47 @@ impl From<&Error> for ApiError {
                 ApiError::new(S::FORBIDDEN, "forbidden", "your role does not allow this")
             }
             _ => internal(),
+        }
+    }
+}
+
+/// The owner database cannot be reached: the service is fine, and the request may be
+/// retried once the database is back.
+fn owner_unavailable() -> ApiError {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "owner_database_unavailable",
+        "the owner database cannot be reached; retry shortly",
+    )
+}
+
+/// Whether an error says the connection is gone (closed, refused, terminated by the
+/// server), as opposed to a statement that failed on a live connection.
+fn connection_lost(e: &tokio_postgres::Error) -> bool {
+    use tokio_postgres::error::SqlState;
+    if e.is_closed() {
+        return true;
+    }
+    match e.code() {
+        Some(code) => {
+            code.code().starts_with("08")
+                || [
+                    SqlState::ADMIN_SHUTDOWN,
+                    SqlState::CRASH_SHUTDOWN,
+                    SqlState::CANNOT_CONNECT_NOW,
+                    SqlState::INVALID_CATALOG_NAME,
+                ]
+                .contains(code)
+        }
+        None => {
+            let mut source = std::error::Error::source(e);
+            while let Some(inner) = source {
+                if inner.is::<std::io::Error>() {
+                    return true;
+                }
+                source = inner.source();
+            }
+            false
         }
     }
 }

@@ -152,7 +152,31 @@ pub fn literal(text: &str) -> String {
     format!("'{}'", text.replace('\'', "''"))
 }
 
-/// Creates the owner database if it does not exist yet.
+/// Makes sure the owner database exists, creating it only when its server says it does
+/// not: never because the server could not be reached (that would put it on the admin
+/// server when `DATABASE_URL` names another one). It is created through the admin
+/// connection when both name the same server, else through the owner URL's credentials.
+pub async fn ensure_owner_database(owner: &Endpoint, admin: &Endpoint, db: &str) -> Result<()> {
+    match owner.connect().await {
+        Ok(_) => return Ok(()),
+        Err(Error::Db(e))
+            if e.code() == Some(&tokio_postgres::error::SqlState::INVALID_CATALOG_NAME) => {}
+        Err(e) => {
+            return Err(Error::Config(format!(
+                "cannot reach the owner database named by DATABASE_URL: {e}"
+            )));
+        }
+    }
+    let same_server = owner.config.get_hosts() == admin.config.get_hosts()
+        && owner.config.get_ports() == admin.config.get_ports();
+    if same_server {
+        ensure_database_exists(admin, db).await
+    } else {
+        ensure_database_exists(&owner.with_database("postgres"), db).await
+    }
+}
+
+/// Creates the database `db` through `admin` if it does not exist yet.
 pub async fn ensure_database_exists(admin: &Endpoint, db: &str) -> Result<()> {
     let client = connect(admin).await?;
     let exists = client

@@ -10,9 +10,11 @@ use std::sync::Arc;
 use secrecy::SecretString;
 use tenant::migrations::Source;
 use tokio::sync::Mutex;
+use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, GenericClient};
 use uuid::Uuid;
 
+use super::faults::{FaultPoint, Faults};
 use super::names::{self, TenantNames, marker};
 use crate::pg::{Endpoint, connect, ident, literal};
 use crate::secrets::scram_verifier;
@@ -69,7 +71,13 @@ pub struct Cluster {
     source: Arc<Source>,
     /// Set once this process has brought the template to the latest version.
     template_ready: Mutex<bool>,
+    /// Sessions the runtime role may hold at once (its pool plus headroom).
+    runtime_connection_limit: i32,
 }
+
+/// Sessions a tenant's owner role may hold at once: migrations, provisioning and checks
+/// use one each, briefly.
+pub const OWNER_CONNECTION_LIMIT: i32 = 5;
 
 /// A role as found in `pg_roles`: whether it exists and the comment it carries.
 async fn role_comment(client: &impl GenericClient, role: &str) -> Result<Option<Option<String>>> {
@@ -100,6 +108,7 @@ impl Cluster {
         prefix: String,
         installation_id: String,
         source: Arc<Source>,
+        runtime_connection_limit: i32,
     ) -> Self {
         Self {
             admin,
@@ -107,6 +116,7 @@ impl Cluster {
             installation_id,
             source,
             template_ready: Mutex::new(false),
+            runtime_connection_limit,
         }
     }
 
@@ -144,13 +154,17 @@ impl Cluster {
         what: &str,
         password: Option<&SecretString>,
         inherit: bool,
+        connection_limit: i32,
     ) -> Result<()> {
         let mark = self.mark(what);
         // The owner role must inherit from pg_database_owner to use its own public
         // schema; the runtime role inherits nothing.
         let inherit = if inherit { "INHERIT" } else { "NOINHERIT" };
         let login = match password {
-            Some(pw) => format!("LOGIN PASSWORD {}", literal(&scram_verifier(pw))),
+            Some(pw) => format!(
+                "LOGIN PASSWORD {} CONNECTION LIMIT {connection_limit}",
+                literal(&scram_verifier(pw))
+            ),
             None => "NOLOGIN".to_string(),
         };
         match role_comment(client, role).await? {
@@ -192,6 +206,7 @@ impl Cluster {
             &format!("tenant:{id}:owner"),
             Some(owner_password),
             true,
+            OWNER_CONNECTION_LIMIT,
         )
         .await?;
         self.ensure_role(
@@ -200,6 +215,7 @@ impl Cluster {
             &format!("tenant:{id}:runtime"),
             Some(runtime_password),
             false,
+            self.runtime_connection_limit,
         )
         .await?;
         tx.commit().await?;
@@ -214,34 +230,52 @@ impl Cluster {
         sessions: &mut Sessions,
         id: Uuid,
         names: &TenantNames,
+        faults: &Faults,
     ) -> Result<()> {
+        let owner_mark = self.mark(&format!("tenant:{id}:owner"));
+        let ours = |found: &Option<(String, Option<String>)>| {
+            matches!(found, Some((owner, comment))
+                if *owner == names.owner_role && comment.as_deref() == Some(owner_mark.as_str()))
+        };
         let admin = sessions.admin(self).await?;
-        match database_owner(admin, &names.database).await? {
-            None => {
-                self.ensure_template().await?;
-                let template = names::template_database(&self.prefix);
-                admin.execute(TEMPLATE_LOCK_SHARED, &[&template]).await?;
-                let created = admin
-                    .batch_execute(&format!(
-                        "CREATE DATABASE {} TEMPLATE {} OWNER {}",
-                        ident(&names.database),
-                        ident(&template),
-                        ident(&names.owner_role)
-                    ))
-                    .await;
-                admin
-                    .execute(
-                        "SELECT pg_advisory_unlock_shared(hashtextextended($1, 0))",
-                        &[&template],
-                    )
-                    .await?;
-                created?;
+        let found = database_owner(admin, &names.database).await?;
+        if found.is_none() {
+            self.ensure_template().await?;
+            let template = names::template_database(&self.prefix);
+            let create = format!(
+                "CREATE DATABASE {} TEMPLATE {} OWNER {}",
+                ident(&names.database),
+                ident(&template),
+                ident(&names.owner_role)
+            );
+            admin.execute(TEMPLATE_LOCK_SHARED, &[&template]).await?;
+            if faults.fires(FaultPoint::OrphanedCreateDatabase) {
+                connect(&self.admin).await?.batch_execute(&create).await?;
             }
-            Some((owner, comment))
-                if owner == names.owner_role
-                    && comment.as_deref()
-                        == Some(self.mark(&format!("tenant:{id}:owner")).as_str()) => {}
-            Some(_) => return Err(Error::NotOurs(format!("database {}", names.database))),
+            let created = admin.batch_execute(&create).await;
+            admin
+                .execute(
+                    "SELECT pg_advisory_unlock_shared(hashtextextended($1, 0))",
+                    &[&template],
+                )
+                .await?;
+            match created {
+                Ok(()) => {}
+                // A killed process's CREATE DATABASE outlives it on the server (and the
+                // tenant lock went with its owner-database session): once it commits,
+                // ours finds the name taken. The database is done if it is ours.
+                Err(e)
+                    if e.code() == Some(&SqlState::DUPLICATE_DATABASE)
+                        || e.code() == Some(&SqlState::UNIQUE_VIOLATION) =>
+                {
+                    if !ours(&database_owner(admin, &names.database).await?) {
+                        return Err(Error::NotOurs(format!("database {}", names.database)));
+                    }
+                }
+                Err(e) => return Err(e.into()),
+            }
+        } else if !ours(&found) {
+            return Err(Error::NotOurs(format!("database {}", names.database)));
         }
         admin
             .batch_execute(&format!(
@@ -383,9 +417,9 @@ impl Cluster {
         let schema_role = names::template_schema_role(&self.prefix);
         let admin = connect(&self.admin).await?;
         admin.execute(TEMPLATE_LOCK, &[&template]).await?;
-        self.ensure_role(&admin, &owner_role, "template-owner", None, false)
+        self.ensure_role(&admin, &owner_role, "template-owner", None, false, 0)
             .await?;
-        self.ensure_role(&admin, &schema_role, "template-schema", None, false)
+        self.ensure_role(&admin, &schema_role, "template-schema", None, false, 0)
             .await?;
         match database_owner(&admin, &template).await? {
             None => {
@@ -424,6 +458,32 @@ impl Cluster {
         drop(admin);
         *ready = true;
         Ok(())
+    }
+
+    /// Takes back what a tenant's owner role can give away: `CONNECT` for `PUBLIC` on
+    /// its database (a database owner may grant it). Only databases carrying our mark are
+    /// touched. Returns the databases that had to be closed again.
+    pub async fn reassert_hardening(&self) -> Result<Vec<String>> {
+        let admin = connect(&self.admin).await?;
+        let pattern = format!("{}%", self.prefix.replace('_', "\\_"));
+        let opened: Vec<String> = admin
+            .query(
+                "SELECT datname FROM pg_database d WHERE datname LIKE $1 \
+                 AND has_database_privilege('public', d.oid, 'CONNECT') \
+                 AND starts_with(coalesce(shobj_description(d.oid, 'pg_database'), ''), $2)",
+                &[&pattern, &self.mark("")],
+            )
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        for db in &opened {
+            tracing::warn!(database = %db, "CONNECT had been granted to PUBLIC again; revoked");
+            admin
+                .batch_execute(&format!("REVOKE ALL ON DATABASE {} FROM PUBLIC", ident(db)))
+                .await?;
+        }
+        Ok(opened)
     }
 
     /// Names of the databases and roles on the server that start with our prefix
@@ -470,6 +530,9 @@ fn grant_runtime_sql(names: &TenantNames) -> String {
          DO $$ BEGIN \
              IF to_regclass('public.refinery_schema_history') IS NOT NULL THEN \
                  EXECUTE 'REVOKE ALL ON public.refinery_schema_history FROM {rt_inner}'; \
+             END IF; \
+             IF to_regclass('public.audit_log') IS NOT NULL THEN \
+                 EXECUTE 'REVOKE UPDATE, DELETE, TRUNCATE ON public.audit_log FROM {rt_inner}'; \
              END IF; \
          END $$",
         rt_inner = rt.replace('\'', "''"),

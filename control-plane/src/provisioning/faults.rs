@@ -11,6 +11,10 @@ pub enum FaultPoint {
     BeforeRecord(Step),
     /// The step is done and recorded; the next one has not started.
     AfterRecord(Step),
+    /// Not a crash: just before the database step's CREATE DATABASE, the same statement
+    /// of an earlier, killed attempt commits on its own orphaned server session (the
+    /// server finishes a CREATE DATABASE whose client is gone).
+    OrphanedCreateDatabase,
 }
 
 /// One armed fault at a time; it fires once and disarms.
@@ -26,6 +30,24 @@ impl Faults {
 
     pub fn disarm(&self) {
         *self.armed.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
+    /// Whether a fault is still waiting to fire.
+    pub fn is_armed(&self) -> bool {
+        self.armed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some()
+    }
+
+    /// Whether `point` is armed; disarms it.
+    pub(crate) fn fires(&self, point: FaultPoint) -> bool {
+        let mut armed = self.armed.lock().unwrap_or_else(|p| p.into_inner());
+        let fires = *armed == Some(point);
+        if fires {
+            *armed = None;
+        }
+        fires
     }
 
     pub(crate) fn check(&self, point: FaultPoint) -> crate::Result<()> {

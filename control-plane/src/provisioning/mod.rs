@@ -604,7 +604,7 @@ impl Provisioner {
             }
             Step::DatabaseCreated => {
                 self.cluster
-                    .ensure_database(sessions, tenant.id, &names)
+                    .ensure_database(sessions, tenant.id, &names, &self.faults)
                     .await?;
                 details = json!({ "database": names.database });
             }

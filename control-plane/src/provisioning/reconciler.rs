@@ -52,6 +52,11 @@ impl Provisioner {
         if report.found > 0 {
             tracing::info!(?report, "reconciler pass");
         }
+        // Every pass, not only when something is unsettled: an owner role can reopen its
+        // database at any time.
+        if let Err(e) = self.cluster().reassert_hardening().await {
+            tracing::warn!(error = %e, "could not re-assert tenant database hardening");
+        }
         Ok(report)
     }
 

@@ -231,3 +231,30 @@ async fn cli_create_with_admin_email_makes_the_first_user_with_a_one_time_passwo
         .is_err()
     );
 }
+
+#[tokio::test]
+async fn a_fleet_run_started_from_the_cli_is_audited() {
+    let app = spawn_app().await;
+    app.create_tenant("audited-run").await;
+    let config = app.state.config.as_ref().clone();
+    for (args, action) in [
+        (
+            vec!["control-plane", "migrate", "--dry-run"],
+            "migration.dry_run",
+        ),
+        (vec!["control-plane", "migrate"], "migration.start"),
+    ] {
+        Cli::try_parse_from(args)
+            .expect("parse")
+            .run(config.clone())
+            .await
+            .expect("migrate");
+        let audited = app
+            .count(&format!(
+                "SELECT count(*) FROM audit_log a JOIN migration_runs r ON r.id::text = a.target_id \
+                 WHERE a.action = '{action}' AND a.actor = 'cli'"
+            ))
+            .await;
+        assert_eq!(audited, 1, "{action} from the CLI is not audited once");
+    }
+}

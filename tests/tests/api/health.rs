@@ -66,3 +66,23 @@ async fn a_client_that_never_finishes_its_headers_is_disconnected() {
         "an unfinished request was answered: {text}"
     );
 }
+
+#[tokio::test]
+async fn the_owner_api_answers_503_while_the_owner_database_is_unreachable() {
+    let app = spawn_app().await;
+    crate::helpers::pg("postgres")
+        .await
+        .batch_execute(&format!("DROP DATABASE \"{}\" WITH (FORCE)", app.owner_db))
+        .await
+        .expect("drop owner database");
+    for _ in 0..2 {
+        let response = app.get("/api/owner/tenants", Some(&app.token)).await;
+        assert_eq!(response.status(), 503);
+        assert!(response.headers().contains_key("retry-after"));
+        let body: serde_json::Value = response.json().await.expect("json");
+        assert_eq!(
+            body["error"]["code"], "owner_database_unavailable",
+            "{body}"
+        );
+    }
+}

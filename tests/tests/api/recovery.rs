@@ -228,3 +228,37 @@ async fn concurrent_drivers_of_one_tenant_do_each_step_once() {
     assert_eq!(steps, 5, "each of the five steps recorded once");
     assert_only_tenants(&app, &[("contested", tenant.id)]).await;
 }
+
+/// A `serve` killed during the database step leaves its CREATE DATABASE running on the
+/// server; when it commits under the reconciler's feet, one pass must still converge.
+#[tokio::test]
+async fn one_reconcile_pass_converges_when_a_killed_create_database_commits_meanwhile() {
+    let app = spawn_app().await;
+    let provisioner = app.provisioner();
+    let tenant = provisioner
+        .tenant_create(
+            &CreateTenant {
+                slug: "orphaned".into(),
+                name: "Orphaned".into(),
+                ..CreateTenant::default()
+            },
+            &Actor::cli(),
+        )
+        .await
+        .expect("create");
+    app.faults.arm(FaultPoint::OrphanedCreateDatabase);
+    let report = provisioner.reconcile_once().await.expect("reconcile");
+    assert_eq!(report.failed, 0, "{report:?}");
+    assert!(
+        !app.faults.is_armed(),
+        "the orphaned CREATE DATABASE never happened, so this proves nothing"
+    );
+    let active = app
+        .count(&format!(
+            "SELECT count(*) FROM tenants WHERE id = '{}' AND status = 'active' AND last_error IS NULL",
+            tenant.id
+        ))
+        .await;
+    assert_eq!(active, 1, "one pass did not converge");
+    assert_only_tenants(&app, &[("orphaned", tenant.id)]).await;
+}
