@@ -9,6 +9,7 @@ pub mod context;
 pub mod demo;
 pub mod migrations;
 pub mod pool;
+pub mod text;
 pub mod users;
 
 pub use context::{Limits, TenantContext};

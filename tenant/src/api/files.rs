@@ -8,7 +8,7 @@
 //! storage quota, so a refused upload leaves nothing behind.
 
 use axum::body::Body;
-use axum::extract::{Extension, Path, Query, Request};
+use axum::extract::{Extension, Path, Request};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -20,7 +20,7 @@ use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 use uuid::Uuid;
 
-use super::{ApiFailure, AuthUser};
+use super::{ApiFailure, ApiQuery, AuthUser};
 use crate::context::TenantContext;
 
 /// Folders clients may put files in.
@@ -82,13 +82,12 @@ async fn upload(
     Extension(ctx): Extension<TenantContext>,
     user: AuthUser,
     Path(folder): Path<String>,
-    query: Result<Query<UploadQuery>, axum::extract::rejection::QueryRejection>,
+    ApiQuery(query): ApiQuery<UploadQuery>,
     headers: HeaderMap,
     request: Request,
 ) -> Result<(StatusCode, Json<Value>), ApiFailure> {
     user.require_role(WRITERS)?;
     check_folder(&folder)?;
-    let Query(query) = query.map_err(|e| ApiFailure::BadRequest("invalid_query", e.body_text()))?;
     check_name(&query.name)?;
     let content_type = headers
         .get(header::CONTENT_TYPE)
@@ -215,10 +214,9 @@ async fn stream_to(
 async fn list(
     Extension(ctx): Extension<TenantContext>,
     user: AuthUser,
-    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+    ApiQuery(query): ApiQuery<ListQuery>,
 ) -> Result<Json<Value>, ApiFailure> {
     user.require_role(READERS)?;
-    let Query(query) = query.map_err(|e| ApiFailure::BadRequest("invalid_query", e.body_text()))?;
     if let Some(folder) = &query.folder {
         check_folder(folder)?;
     }

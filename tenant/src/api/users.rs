@@ -1,7 +1,6 @@
 //! `/api/v1/users`: user management, for admins only. The plan's user limit applies.
 
-use axum::extract::rejection::{JsonRejection, QueryRejection};
-use axum::extract::{Extension, Path, Query};
+use axum::extract::{Extension, Path};
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
@@ -10,7 +9,7 @@ use serde_json::{Value, json};
 use tokio_postgres::error::SqlState;
 use uuid::Uuid;
 
-use super::{ApiFailure, AuthUser};
+use super::{ApiFailure, ApiJson, ApiQuery, AuthUser};
 use crate::auth::{MIN_PASSWORD_CHARS, hash_password_async};
 use crate::context::TenantContext;
 use crate::users::{self, User};
@@ -67,10 +66,9 @@ fn check_role(role: &str) -> Result<(), ApiFailure> {
 async fn list(
     Extension(ctx): Extension<TenantContext>,
     user: AuthUser,
-    page: Result<Query<Page>, QueryRejection>,
+    ApiQuery(page): ApiQuery<Page>,
 ) -> Result<Json<Value>, ApiFailure> {
     user.require_role(&["admin"])?;
-    let Query(page) = page.map_err(|e| ApiFailure::BadRequest("invalid_query", e.body_text()))?;
     let limit = page.limit.unwrap_or(50).clamp(1, MAX_PAGE);
     let offset = page.offset.unwrap_or(0).max(0);
     let conn = ctx.pool.get().await?;
@@ -83,10 +81,9 @@ async fn list(
 async fn create(
     Extension(ctx): Extension<TenantContext>,
     user: AuthUser,
-    body: Result<Json<CreateUser>, JsonRejection>,
+    ApiJson(req): ApiJson<CreateUser>,
 ) -> Result<(StatusCode, Json<User>), ApiFailure> {
     user.require_role(&["admin"])?;
-    let Json(req) = body?;
     let email = req.email.trim().to_lowercase();
     let valid_email = matches!(email.split_once('@'), Some((l, d)) if !l.is_empty() && d.contains('.') && !d.starts_with('.') && !d.ends_with('.'))
         && !email.chars().any(char::is_whitespace);
@@ -145,11 +142,10 @@ async fn update(
     Extension(ctx): Extension<TenantContext>,
     user: AuthUser,
     Path(id): Path<String>,
-    body: Result<Json<UpdateUser>, JsonRejection>,
+    ApiJson(req): ApiJson<UpdateUser>,
 ) -> Result<Json<User>, ApiFailure> {
     user.require_role(&["admin"])?;
     let id = parse_id(&id)?;
-    let Json(req) = body?;
     if let Some(role) = &req.role {
         check_role(role)?;
     }

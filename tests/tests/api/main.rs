@@ -18,5 +18,6 @@ mod provisioning;
 mod records;
 mod recovery;
 mod tenant_auth;
+mod tenant_validation;
 mod tls;
 mod validation;
