@@ -12,12 +12,14 @@ use crate::context::TenantContext;
 use crate::pool::{ConnectError, PoolError};
 
 mod auth;
+pub mod extract;
 mod files;
 mod members;
 mod records;
 mod users;
 
 pub use auth::AuthUser;
+pub use extract::{ApiJson, ApiQuery};
 
 pub fn router() -> Router {
     Router::new()
@@ -75,6 +77,8 @@ pub enum ApiFailure {
     Busy,
     /// An upload over the per-file limit.
     TooLarge(String),
+    /// A JSON body over the service's body limit.
+    BodyTooLarge,
     /// An upload over the plan's storage quota.
     QuotaExceeded,
     Internal(String),
@@ -92,24 +96,20 @@ impl From<crate::auth::Busy> for ApiFailure {
     }
 }
 
-impl From<PoolError> for ApiFailure {
-    fn from(e: PoolError) -> Self {
-        ApiFailure::Pool(e)
+impl From<crate::ledger::QuotaError> for ApiFailure {
+    fn from(e: crate::ledger::QuotaError) -> Self {
+        use crate::ledger::QuotaError;
+        match e {
+            QuotaError::Exceeded => ApiFailure::QuotaExceeded,
+            QuotaError::Pool(e) => ApiFailure::Pool(e),
+            QuotaError::Db(e) => ApiFailure::Db(e),
+        }
     }
 }
 
-impl From<axum::extract::rejection::JsonRejection> for ApiFailure {
-    fn from(rejection: axum::extract::rejection::JsonRejection) -> Self {
-        use axum::extract::rejection::JsonRejection as J;
-        match rejection {
-            J::JsonSyntaxError(e) => ApiFailure::BadRequest("malformed_json", e.body_text()),
-            J::JsonDataError(e) => ApiFailure::Unprocessable("invalid_body", e.body_text()),
-            J::MissingJsonContentType(_) => ApiFailure::BadRequest(
-                "unsupported_media_type",
-                "send JSON with Content-Type: application/json".into(),
-            ),
-            other => ApiFailure::BadRequest("bad_request", other.body_text()),
-        }
+impl From<PoolError> for ApiFailure {
+    fn from(e: PoolError) -> Self {
+        ApiFailure::Pool(e)
     }
 }
 
@@ -141,6 +141,13 @@ impl IntoResponse for ApiFailure {
                     "this tenant's database is unavailable; retry shortly",
                 ))
             }
+            // Text PostgreSQL cannot store (a NUL character) that came in some way the
+            // extractors do not see: the client's mistake, not ours.
+            ApiFailure::Db(e) if crate::text::is_refused_text(&e) => error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_text",
+                crate::text::NUL_MESSAGE,
+            ),
             ApiFailure::Db(e) if e.as_db_error().is_some() => {
                 tracing::error!(error = %crate::chain(&e), "tenant query failed");
                 error(
@@ -182,6 +189,11 @@ impl IntoResponse for ApiFailure {
             ApiFailure::TooLarge(why) => {
                 error(StatusCode::PAYLOAD_TOO_LARGE, "file_too_large", &why)
             }
+            ApiFailure::BodyTooLarge => error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                "the request body is too large",
+            ),
             ApiFailure::QuotaExceeded => error(
                 StatusCode::INSUFFICIENT_STORAGE,
                 "storage_quota",

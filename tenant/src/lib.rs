@@ -7,8 +7,10 @@ pub mod api;
 pub mod auth;
 pub mod context;
 pub mod demo;
+pub mod ledger;
 pub mod migrations;
 pub mod pool;
+pub mod text;
 pub mod users;
 
 pub use context::{Limits, TenantContext};

@@ -221,10 +221,16 @@ async fn read_form(
             "send the form as application/x-www-form-urlencoded".into(),
         )));
     }
-    axum::body::to_bytes(body, MAX_FORM_BYTES)
+    let bytes = axum::body::to_bytes(body, MAX_FORM_BYTES)
         .await
         .map(|b| b.to_vec())
-        .map_err(|_| DashError::Failed(Error::BadRequest("the form is too large".into())))
+        .map_err(|_| DashError::Failed(Error::BadRequest("the form is too large".into())))?;
+    if tenant::text::urlencoded_has_nul(&bytes) {
+        return Err(DashError::Failed(Error::BadRequest(
+            tenant::text::NUL_MESSAGE.into(),
+        )));
+    }
+    Ok(bytes)
 }
 
 fn form_field(bytes: &[u8], name: &str) -> Option<String> {

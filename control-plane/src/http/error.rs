@@ -56,6 +56,13 @@ impl From<&Error> for ApiError {
                 "internal error; see the server log",
             )
         };
+        if refused_text(e) {
+            return ApiError::new(
+                S::UNPROCESSABLE_ENTITY,
+                "invalid_text",
+                tenant::text::NUL_MESSAGE,
+            );
+        }
         match e {
             Error::Owner(o) => match o {
                 O::InvalidSlug(why) => ApiError::new(
@@ -169,6 +176,18 @@ fn connection_lost(e: &tokio_postgres::Error) -> bool {
             false
         }
     }
+}
+
+/// PostgreSQL refused text the client sent (a NUL character that came some way the
+/// extractors do not check): the client's mistake, answered 422 rather than 500.
+fn refused_text(e: &Error) -> bool {
+    let db = match e {
+        Error::Owner(owner::Error::Db(db))
+        | Error::Db(db)
+        | Error::Tenant(tenant::Error::Db(db)) => db,
+        _ => return false,
+    };
+    tenant::text::is_refused_text(db)
 }
 
 impl IntoResponse for Error {

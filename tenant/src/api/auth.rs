@@ -1,6 +1,5 @@
 //! `/api/v1/auth/*` and `/api/v1/me`: log in, refresh, log out, change password.
 
-use axum::extract::rejection::JsonRejection;
 use axum::extract::{Extension, FromRequestParts};
 use axum::http::header;
 use axum::http::request::Parts;
@@ -9,7 +8,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::ApiFailure;
+use super::{ApiFailure, ApiJson};
 use crate::auth::{
     MIN_PASSWORD_CHARS, REFRESH_TTL, hash_password_async, random_token, token_hash,
     verify_dummy_async, verify_password_async,
@@ -66,9 +65,8 @@ async fn tokens_for(ctx: &TenantContext, user: &User) -> Result<Value, ApiFailur
 
 async fn login(
     Extension(ctx): Extension<TenantContext>,
-    body: Result<Json<LoginRequest>, JsonRejection>,
+    ApiJson(req): ApiJson<LoginRequest>,
 ) -> Result<Json<Value>, ApiFailure> {
-    let Json(req) = body?;
     let email = req.email.trim().to_lowercase();
     let user = {
         let conn = ctx.pool.get().await?;
@@ -99,9 +97,8 @@ async fn login(
 /// Trades a refresh token for a new pair; the old one stops working.
 async fn refresh(
     Extension(ctx): Extension<TenantContext>,
-    body: Result<Json<RefreshRequest>, JsonRejection>,
+    ApiJson(req): ApiJson<RefreshRequest>,
 ) -> Result<Json<Value>, ApiFailure> {
-    let Json(req) = body?;
     let user = {
         let conn = ctx.pool.get().await?;
         let Some(user_id) =
@@ -119,9 +116,8 @@ async fn refresh(
 
 async fn logout(
     Extension(ctx): Extension<TenantContext>,
-    body: Result<Json<RefreshRequest>, JsonRejection>,
+    ApiJson(req): ApiJson<RefreshRequest>,
 ) -> Result<Json<Value>, ApiFailure> {
-    let Json(req) = body?;
     let conn = ctx.pool.get().await?;
     // Unknown or already revoked tokens log out just the same.
     users::session_consume(&***conn, &token_hash(&req.refresh_token)).await?;
@@ -133,9 +129,8 @@ async fn logout(
 async fn change_password(
     Extension(ctx): Extension<TenantContext>,
     user: AuthUser,
-    body: Result<Json<PasswordRequest>, JsonRejection>,
+    ApiJson(req): ApiJson<PasswordRequest>,
 ) -> Result<Json<Value>, ApiFailure> {
-    let Json(req) = body?;
     if req.new_password.chars().count() < MIN_PASSWORD_CHARS {
         return Err(ApiFailure::Unprocessable(
             "weak_password",

@@ -1,7 +1,6 @@
 //! `/api/v1/practices/{id}/members`: which users work at which practice
 //! (`user_practices`).
 
-use axum::extract::rejection::JsonRejection;
 use axum::extract::{Extension, Path};
 use axum::http::StatusCode;
 use axum::routing::{get, put};
@@ -11,7 +10,7 @@ use serde_json::{Value, json};
 use tokio_postgres::error::SqlState;
 use uuid::Uuid;
 
-use super::{ApiFailure, AuthUser};
+use super::{ApiFailure, ApiJson, AuthUser};
 use crate::context::TenantContext;
 
 const MEMBER_ROLES: [&str; 3] = ["member", "manager", "vet"];
@@ -74,11 +73,10 @@ async fn upsert(
     Extension(ctx): Extension<TenantContext>,
     user: AuthUser,
     Path((id, user_id)): Path<(String, String)>,
-    body: Result<Json<Membership>, JsonRejection>,
+    ApiJson(req): ApiJson<Membership>,
 ) -> Result<StatusCode, ApiFailure> {
     user.require_role(&["admin"])?;
     let (practice, member) = ids(&id, Some(&user_id))?;
-    let Json(req) = body?;
     if !MEMBER_ROLES.contains(&req.role.as_str()) {
         return Err(ApiFailure::Unprocessable(
             "invalid_role",

@@ -7,7 +7,6 @@
 //! own row type), and its errors become clear 4xx answers. Table and column names come
 //! from the descriptors only, never from the request.
 
-use axum::extract::rejection::JsonRejection;
 use axum::extract::{Extension, Path, RawQuery};
 use axum::http::StatusCode;
 use axum::routing::get;
@@ -17,39 +16,60 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
-use super::{ApiFailure, AuthUser};
+use super::{ApiFailure, ApiJson, AuthUser};
 use crate::context::TenantContext;
 
 struct Resource {
     /// URL segment and table name.
     table: &'static str,
-    /// Columns a client may set.
-    writable: &'static [&'static str],
+    /// Columns a client may set, with the JSON type their values must have.
+    writable: &'static [(&'static str, Kind)],
     /// Columns a list may be filtered on by equality.
     filters: &'static [&'static str],
     /// Order of lists.
     order: &'static str,
 }
 
+/// The JSON type a column's values must have (or `null`). PostgreSQL checks the value
+/// itself, but `jsonb_populate_record` converts between JSON types first: the number 5
+/// becomes the text "5" and the string "5" the integer 5. A client sending the wrong
+/// type has made a mistake we should tell them about, not guess around.
+#[derive(Clone, Copy)]
+enum Kind {
+    /// text, and types written as text (uuid, date, timestamptz): a JSON string.
+    Text,
+    /// integer: a JSON number without a fraction.
+    Integer,
+    /// jsonb: any JSON value.
+    Any,
+}
+
+use Kind::{Any, Integer, Text};
+
 const RESOURCES: [Resource; 6] = [
     Resource {
         table: "practices",
-        writable: &["name", "address", "phone", "email"],
+        writable: &[
+            ("name", Text),
+            ("address", Text),
+            ("phone", Text),
+            ("email", Text),
+        ],
         filters: &[],
         order: "name, id",
     },
     Resource {
         table: "patients",
         writable: &[
-            "practice_id",
-            "name",
-            "species",
-            "breed",
-            "date_of_birth",
-            "owner_name",
-            "owner_phone",
-            "owner_email",
-            "notes",
+            ("practice_id", Text),
+            ("name", Text),
+            ("species", Text),
+            ("breed", Text),
+            ("date_of_birth", Text),
+            ("owner_name", Text),
+            ("owner_phone", Text),
+            ("owner_email", Text),
+            ("notes", Text),
         ],
         filters: &["practice_id", "species"],
         order: "name, id",
@@ -57,13 +77,13 @@ const RESOURCES: [Resource; 6] = [
     Resource {
         table: "appointments",
         writable: &[
-            "practice_id",
-            "patient_id",
-            "staff_id",
-            "starts_at",
-            "ends_at",
-            "status",
-            "reason",
+            ("practice_id", Text),
+            ("patient_id", Text),
+            ("staff_id", Text),
+            ("starts_at", Text),
+            ("ends_at", Text),
+            ("status", Text),
+            ("reason", Text),
         ],
         filters: &["practice_id", "patient_id", "staff_id", "status"],
         order: "starts_at, id",
@@ -71,12 +91,12 @@ const RESOURCES: [Resource; 6] = [
     Resource {
         table: "medical_records",
         writable: &[
-            "patient_id",
-            "author_id",
-            "recorded_at",
-            "kind",
-            "summary",
-            "details",
+            ("patient_id", Text),
+            ("author_id", Text),
+            ("recorded_at", Text),
+            ("kind", Text),
+            ("summary", Text),
+            ("details", Any),
         ],
         filters: &["patient_id", "kind"],
         order: "recorded_at DESC, id",
@@ -84,14 +104,14 @@ const RESOURCES: [Resource; 6] = [
     Resource {
         table: "prescriptions",
         writable: &[
-            "patient_id",
-            "prescriber_id",
-            "medication",
-            "dosage",
-            "instructions",
-            "starts_on",
-            "ends_on",
-            "status",
+            ("patient_id", Text),
+            ("prescriber_id", Text),
+            ("medication", Text),
+            ("dosage", Text),
+            ("instructions", Text),
+            ("starts_on", Text),
+            ("ends_on", Text),
+            ("status", Text),
         ],
         filters: &["patient_id", "status"],
         order: "starts_on DESC, id",
@@ -99,12 +119,12 @@ const RESOURCES: [Resource; 6] = [
     Resource {
         table: "inventory",
         writable: &[
-            "practice_id",
-            "sku",
-            "name",
-            "quantity",
-            "unit",
-            "reorder_level",
+            ("practice_id", Text),
+            ("sku", Text),
+            ("name", Text),
+            ("quantity", Integer),
+            ("unit", Text),
+            ("reorder_level", Integer),
         ],
         filters: &["practice_id", "sku"],
         order: "name, id",
@@ -139,7 +159,8 @@ fn parse_id(raw: &str) -> Result<Uuid, ApiFailure> {
     Uuid::parse_str(raw).map_err(|_| ApiFailure::NotFound)
 }
 
-/// The body's fields, refusing any the resource does not let clients write.
+/// The body's fields, refusing any the resource does not let clients write and values of
+/// the wrong JSON type (`null` passes: the column's constraints decide).
 fn fields(r: &Resource, body: Value) -> Result<Map<String, Value>, ApiFailure> {
     let Value::Object(map) = body else {
         return Err(ApiFailure::Unprocessable(
@@ -147,14 +168,31 @@ fn fields(r: &Resource, body: Value) -> Result<Map<String, Value>, ApiFailure> {
             "the body must be a JSON object".into(),
         ));
     };
-    if let Some(unknown) = map.keys().find(|k| !r.writable.contains(&k.as_str())) {
-        return Err(ApiFailure::Unprocessable(
-            "invalid_body",
-            format!(
-                "unknown or read-only field {unknown:?}; writable fields: {:?}",
-                r.writable
-            ),
-        ));
+    for (key, value) in &map {
+        let Some((_, kind)) = r.writable.iter().find(|(c, _)| c == key) else {
+            let writable: Vec<&str> = r.writable.iter().map(|(c, _)| *c).collect();
+            return Err(ApiFailure::Unprocessable(
+                "invalid_body",
+                format!("unknown or read-only field {key:?}; writable fields: {writable:?}"),
+            ));
+        };
+        let fits = match kind {
+            _ if value.is_null() => true,
+            Text => value.is_string(),
+            Integer => value.is_i64(),
+            Any => true,
+        };
+        if !fits {
+            let expected = match kind {
+                Text => "a string",
+                Integer => "an integer",
+                Any => "JSON",
+            };
+            return Err(ApiFailure::Unprocessable(
+                "invalid_value",
+                format!("{key} must be {expected} or null"),
+            ));
+        }
     }
     Ok(map)
 }
@@ -214,6 +252,12 @@ async fn list(
         let value = percent_decode(value).ok_or_else(|| {
             ApiFailure::BadRequest("invalid_query", format!("bad encoding in {key}"))
         })?;
+        if value.contains('\0') {
+            return Err(ApiFailure::BadRequest(
+                "invalid_query",
+                crate::text::NUL_MESSAGE.into(),
+            ));
+        }
         match key {
             "limit" => {
                 limit = value.parse().map_err(|_| {
@@ -272,11 +316,10 @@ async fn create(
     index: usize,
     Extension(ctx): Extension<TenantContext>,
     user: AuthUser,
-    body: Result<Json<Value>, JsonRejection>,
+    ApiJson(body): ApiJson<Value>,
 ) -> Result<(StatusCode, Json<Value>), ApiFailure> {
     user.require_role(WRITERS)?;
     let r = &RESOURCES[index];
-    let Json(body) = body?;
     let map = fields(r, body)?;
     let columns: Vec<&str> = map.keys().map(|k| k.as_str()).collect();
     let names = columns.join(", ");
@@ -333,12 +376,11 @@ async fn update(
     Extension(ctx): Extension<TenantContext>,
     user: AuthUser,
     Path(id): Path<String>,
-    body: Result<Json<Value>, JsonRejection>,
+    ApiJson(body): ApiJson<Value>,
 ) -> Result<Json<Value>, ApiFailure> {
     user.require_role(WRITERS)?;
     let r = &RESOURCES[index];
     let id = parse_id(&id)?;
-    let Json(body) = body?;
     let map = fields(r, body)?;
     if map.is_empty() {
         return Err(ApiFailure::Unprocessable(

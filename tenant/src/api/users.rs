@@ -1,7 +1,6 @@
 //! `/api/v1/users`: user management, for admins only. The plan's user limit applies.
 
-use axum::extract::rejection::{JsonRejection, QueryRejection};
-use axum::extract::{Extension, Path, Query};
+use axum::extract::{Extension, Path};
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
@@ -10,7 +9,7 @@ use serde_json::{Value, json};
 use tokio_postgres::error::SqlState;
 use uuid::Uuid;
 
-use super::{ApiFailure, AuthUser};
+use super::{ApiFailure, ApiJson, ApiQuery, AuthUser};
 use crate::auth::{MIN_PASSWORD_CHARS, hash_password_async};
 use crate::context::TenantContext;
 use crate::users::{self, User};
@@ -67,10 +66,9 @@ fn check_role(role: &str) -> Result<(), ApiFailure> {
 async fn list(
     Extension(ctx): Extension<TenantContext>,
     user: AuthUser,
-    page: Result<Query<Page>, QueryRejection>,
+    ApiQuery(page): ApiQuery<Page>,
 ) -> Result<Json<Value>, ApiFailure> {
     user.require_role(&["admin"])?;
-    let Query(page) = page.map_err(|e| ApiFailure::BadRequest("invalid_query", e.body_text()))?;
     let limit = page.limit.unwrap_or(50).clamp(1, MAX_PAGE);
     let offset = page.offset.unwrap_or(0).max(0);
     let conn = ctx.pool.get().await?;
@@ -83,10 +81,9 @@ async fn list(
 async fn create(
     Extension(ctx): Extension<TenantContext>,
     user: AuthUser,
-    body: Result<Json<CreateUser>, JsonRejection>,
+    ApiJson(req): ApiJson<CreateUser>,
 ) -> Result<(StatusCode, Json<User>), ApiFailure> {
     user.require_role(&["admin"])?;
-    let Json(req) = body?;
     let email = req.email.trim().to_lowercase();
     let valid_email = matches!(email.split_once('@'), Some((l, d)) if !l.is_empty() && d.contains('.') && !d.starts_with('.') && !d.ends_with('.'))
         && !email.chars().any(char::is_whitespace);
@@ -103,28 +100,42 @@ async fn create(
             format!("the password must be at least {MIN_PASSWORD_CHARS} characters"),
         ));
     }
-    if let Some(max) = ctx.limits.max_users {
-        let conn = ctx.pool.get().await?;
-        if users::user_count(&***conn).await? >= i64::from(max) {
-            return Err(ApiFailure::Conflict(
-                "plan_limit",
-                format!("the plan allows {max} active users; upgrade the plan or disable a user"),
-            ));
-        }
-    }
+    // Hashed before the user-limit lock is taken: the lock is held only for the count
+    // and the insert.
     let password = req.password;
     let hash = hash_password_async(password)
         .await?
         .map_err(ApiFailure::Internal)?;
-    let conn = ctx.pool.get().await?;
-    match users::user_insert(&***conn, &email, req.name.trim(), &req.role, &hash).await {
-        Ok(created) => Ok((StatusCode::CREATED, Json(created))),
-        Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => Err(ApiFailure::Conflict(
-            "email_taken",
-            "a user with this email exists".into(),
-        )),
-        Err(e) => Err(e.into()),
+    let mut conn = ctx.pool.get().await?;
+    let tx = conn.transaction().await?;
+    if let Some(max) = ctx.limits.max_users {
+        // The count and the insert are one step: without the lock, parallel requests
+        // all count the same users and all insert.
+        users::user_limit_lock(&*tx).await?;
+        if users::user_count(&*tx).await? >= i64::from(max) {
+            return Err(plan_limit(max));
+        }
     }
+    let created = match users::user_insert(&*tx, &email, req.name.trim(), &req.role, &hash).await
+    {
+        Ok(created) => created,
+        Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
+            return Err(ApiFailure::Conflict(
+                "email_taken",
+                "a user with this email exists".into(),
+            ));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    tx.commit().await?;
+    Ok((StatusCode::CREATED, Json(created)))
+}
+
+fn plan_limit(max: i32) -> ApiFailure {
+    ApiFailure::Conflict(
+        "plan_limit",
+        format!("the plan allows {max} active users; upgrade the plan or disable a user"),
+    )
 }
 
 async fn show(
@@ -145,11 +156,10 @@ async fn update(
     Extension(ctx): Extension<TenantContext>,
     user: AuthUser,
     Path(id): Path<String>,
-    body: Result<Json<UpdateUser>, JsonRejection>,
+    ApiJson(req): ApiJson<UpdateUser>,
 ) -> Result<Json<User>, ApiFailure> {
     user.require_role(&["admin"])?;
     let id = parse_id(&id)?;
-    let Json(req) = body?;
     if let Some(role) = &req.role {
         check_role(role)?;
     }
@@ -170,9 +180,21 @@ async fn update(
             "you cannot demote or disable yourself".into(),
         ));
     }
-    let conn = ctx.pool.get().await?;
+    let mut conn = ctx.pool.get().await?;
+    let tx = conn.transaction().await?;
+    if let (Some(max), Some("active")) = (ctx.limits.max_users, req.status.as_deref()) {
+        // Re-activating a disabled user adds one to what the plan limits, so it is
+        // checked like a creation, under the same lock.
+        users::user_limit_lock(&*tx).await?;
+        let before = users::user_fetch(&*tx, id)
+            .await?
+            .ok_or(ApiFailure::NotFound)?;
+        if before.status != "active" && users::user_count(&*tx).await? >= i64::from(max) {
+            return Err(plan_limit(max));
+        }
+    }
     let updated = users::user_update(
-        &***conn,
+        &*tx,
         id,
         req.name.as_deref().map(str::trim),
         req.role.as_deref(),
@@ -181,8 +203,9 @@ async fn update(
     .await?
     .ok_or(ApiFailure::NotFound)?;
     if updated.status == "disabled" {
-        users::session_revoke_all(&***conn, id).await?;
+        users::session_revoke_all(&*tx, id).await?;
     }
+    tx.commit().await?;
     Ok(Json(updated))
 }
 

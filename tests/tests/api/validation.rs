@@ -220,3 +220,33 @@ async fn taken_domains_conflict_and_unknown_tenants_are_404() {
         assert_eq!(error_of(response).await.0, 404, "{path}");
     }
 }
+
+#[tokio::test]
+async fn nul_characters_in_owner_input_are_refused_and_nothing_is_made() {
+    let app = spawn_app().await;
+    // PostgreSQL refuses NUL in text; that must not surface as a 500.
+    let response = app
+        .post_json(
+            "/api/owner/auth/login",
+            None,
+            &json!({ "email": "owner\u{0}@example.com", "password": "whatever-it-is" }),
+        )
+        .await;
+    let (status, _) = error_of(response).await;
+    assert!(matches!(status, 400 | 422), "login: {status}");
+    let response = app
+        .post_json(
+            "/api/owner/tenants",
+            Some(&app.token),
+            &json!({ "slug": "fine", "name": "Fi\u{0}ne" }),
+        )
+        .await;
+    let (status, _) = error_of(response).await;
+    assert!(matches!(status, 400 | 422), "tenant name: {status}");
+    let response = app
+        .get("/api/owner/audit?actor=cli%00", Some(&app.token))
+        .await;
+    let (status, _) = error_of(response).await;
+    assert!(matches!(status, 400 | 422), "query: {status}");
+    assert_nothing_changed(&app, 0).await;
+}
