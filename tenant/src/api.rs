@@ -32,10 +32,26 @@ pub fn router() -> Router {
         .fallback(not_found)
 }
 
-/// The tenant's own view of itself, read from its database through the runtime role.
+/// The tenant as its own database sees it. Anyone may ask whether the tenant is up (the
+/// same query runs either way, so the answer proves the database answers); only its admins
+/// see which database and role serve it and the counts, which say too much to strangers.
 async fn status(
     Extension(ctx): Extension<TenantContext>,
+    headers: axum::http::HeaderMap,
+    auth: Result<AuthUser, ApiFailure>,
 ) -> Result<Json<serde_json::Value>, ApiFailure> {
+    let detailed = match auth {
+        Ok(user) => {
+            user.require_role(&["admin"])?;
+            true
+        }
+        Err(ApiFailure::Unauthenticated)
+            if !headers.contains_key(axum::http::header::AUTHORIZATION) =>
+        {
+            false
+        }
+        Err(e) => return Err(e),
+    };
     let conn = ctx.pool.get().await.map_err(ApiFailure::Pool)?;
     let row = conn
         .query_one(
@@ -45,12 +61,19 @@ async fn status(
         )
         .await
         .map_err(ApiFailure::Db)?;
+    if !detailed {
+        return Ok(Json(json!({
+            "tenant": { "slug": ctx.slug },
+            "status": "ok",
+        })));
+    }
     let database: String = row.get(0);
     let role: String = row.get(1);
     let practices: i64 = row.get(2);
     let users: i64 = row.get(3);
     Ok(Json(json!({
         "tenant": { "id": ctx.id, "slug": ctx.slug },
+        "status": "ok",
         "database": database,
         "role": role,
         "practices": practices,

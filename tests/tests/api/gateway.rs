@@ -18,14 +18,16 @@ async fn status_on(
 #[tokio::test]
 async fn each_host_reaches_its_own_tenant_through_its_runtime_role() {
     let app = spawn_app().await;
-    let a = app.create_tenant("alpha").await;
-    let b = app.create_tenant("bravo").await;
-    for (host, t) in [
-        ("alpha.localhost", &a),
-        ("ALPHA.localhost.:8080", &a),
-        ("bravo.localhost", &b),
+    let (a, a_token) = app.tenant_with_admin("alpha", "free").await;
+    let (b, b_token) = app.tenant_with_admin("bravo", "free").await;
+    let a_auth = format!("Bearer {a_token}");
+    let b_auth = format!("Bearer {b_token}");
+    for (host, t, auth) in [
+        ("alpha.localhost", &a, &a_auth),
+        ("ALPHA.localhost.:8080", &a, &a_auth),
+        ("bravo.localhost", &b, &b_auth),
     ] {
-        let (status, body) = status_on(&app, host, &[]).await;
+        let (status, body) = status_on(&app, host, &[("authorization", auth)]).await;
         assert_eq!(status, 200, "{host}: {body}");
         assert_eq!(body["tenant"]["slug"], t["slug"], "{host}");
         assert_eq!(body["database"], t["db_name"]);
@@ -44,13 +46,49 @@ async fn each_host_reaches_its_own_tenant_through_its_runtime_role() {
         .await
         .expect("insert");
     assert_eq!(
-        status_on(&app, "alpha.localhost", &[]).await.1["practices"],
+        status_on(&app, "alpha.localhost", &[("authorization", &a_auth)])
+            .await
+            .1["practices"],
         1
     );
     assert_eq!(
-        status_on(&app, "bravo.localhost", &[]).await.1["practices"],
+        status_on(&app, "bravo.localhost", &[("authorization", &b_auth)])
+            .await
+            .1["practices"],
         0
     );
+}
+
+#[tokio::test]
+async fn status_tells_strangers_only_that_the_tenant_is_up() {
+    let app = spawn_app().await;
+    let (t, token) = app.tenant_with_admin("discreet", "free").await;
+    let (status, body) = status_on(&app, "discreet.localhost", &[]).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], "ok");
+    let text = body.to_string();
+    for secret in [&t["db_name"], &t["runtime_role"], &t["id"]] {
+        let secret = secret.as_str().expect("string");
+        assert!(
+            !text.contains(secret),
+            "{secret} shown without a token: {text}"
+        );
+    }
+    assert!(
+        body.get("users").is_none() && body.get("practices").is_none(),
+        "{text}"
+    );
+    let (status, _) = status_on(
+        &app,
+        "discreet.localhost",
+        &[("authorization", "Bearer not-a-token")],
+    )
+    .await;
+    assert_eq!(status, 401, "a bad token is refused, not ignored");
+    let auth = format!("Bearer {token}");
+    let (status, body) = status_on(&app, "discreet.localhost", &[("authorization", &auth)]).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["database"], t["db_name"], "admins see the details");
 }
 
 #[tokio::test]
