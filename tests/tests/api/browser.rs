@@ -5,17 +5,15 @@
 //!
 //! Needs `chromium` and `chromium-driver` (Debian packages; `.ci/run` installs them).
 
+use std::future::Future;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
 
+use fantoccini::error::{CmdError, ErrorStatus};
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::json;
 
-use crate::helpers::{OPERATOR_PASSWORD, spawn_app_with};
-
-/// Longest the test waits for anything the browser shows (provisioning, a run).
-const PATIENCE: Duration = Duration::from_secs(60);
+use crate::helpers::{OPERATOR_PASSWORD, eventually, spawn_app_with};
 
 const V2: &str = "ALTER TABLE patients ADD COLUMN microchip text;\n";
 
@@ -56,15 +54,15 @@ async fn start_driver() -> Driver {
     };
     // chromedriver answers /status once it listens; poll it (bounded) rather than guess.
     let http = reqwest::Client::new();
-    for _ in 0..200 {
-        if let Ok(r) = http.get(format!("{}/status", driver.url)).send().await
-            && r.status().is_success()
-        {
-            return driver;
+    eventually("chromedriver to listen", || async {
+        match http.get(format!("{}/status", driver.url)).send().await {
+            Ok(r) if r.status().is_success() => Ok(()),
+            Ok(r) => Err(r.status().to_string()),
+            Err(e) => Err(e.to_string()),
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("chromedriver did not start listening on port {port}");
+    })
+    .await;
+    driver
 }
 
 async fn browser(driver: &Driver) -> Client {
@@ -99,50 +97,133 @@ async fn screenshot(client: &Client, name: &str) {
     std::fs::write(dir.join(format!("{name}.png")), png).expect("write screenshot");
 }
 
-async fn text_of(client: &Client, css: &str) -> String {
-    client
-        .wait()
-        .at_most(PATIENCE)
-        .for_element(Locator::Css(css))
-        .await
-        .unwrap_or_else(|e| panic!("no {css}: {e}"))
-        .text()
-        .await
-        .expect("text")
-}
-
-/// Waits (bounded) until the element with this id says `want`; the page may reload or
-/// refresh its live part meanwhile.
-async fn wait_for_text(client: &Client, id: &str, want: &str) {
-    let xpath = format!("//*[@id='{id}'][normalize-space(.)='{want}']");
-    if let Err(e) = client
-        .wait()
-        .at_most(PATIENCE)
-        .for_element(Locator::XPath(&xpath))
-        .await
-    {
-        let now = match client.find(Locator::Id(id)).await {
-            Ok(e) => e.text().await.unwrap_or_default(),
-            Err(_) => "nothing".into(),
-        };
-        panic!("#{id} never said {want:?} (it says {now:?}): {e}");
+/// Whether a WebDriver error only means "not yet": the page is between documents (a
+/// form just submitted, a redirect, a refresh), its live part was just replaced, or what
+/// the step waits for has not appeared yet.
+fn not_yet(e: &CmdError) -> bool {
+    match e {
+        CmdError::Standard(w) => matches!(
+            w.error,
+            ErrorStatus::NoSuchElement
+                | ErrorStatus::StaleElementReference
+                | ErrorStatus::ElementNotInteractable
+                | ErrorStatus::ElementClickIntercepted
+                | ErrorStatus::NoSuchAlert
+                // What chromedriver answers while a document is being replaced ("cannot
+                // find context", "execution context was destroyed", a renderer slow to
+                // answer on a loaded machine).
+                | ErrorStatus::JavascriptError
+                | ErrorStatus::UnknownError
+                | ErrorStatus::Timeout
+        ),
+        _ => false,
     }
 }
 
-async fn fill(client: &Client, css: &str, value: &str) {
-    let field = client.find(Locator::Css(css)).await.expect(css);
-    field.clear().await.expect("clear");
-    field.send_keys(value).await.expect("type");
+/// "Not there yet", with what the page shows instead.
+fn missing(why: String) -> CmdError {
+    CmdError::Standard(fantoccini::error::WebDriver::new(
+        ErrorStatus::NoSuchElement,
+        why,
+    ))
 }
 
+/// Tries `step` again until it succeeds, for at most the harness's patience: every browser
+/// step waits for the state it needs rather than act on the page as it happens to be.
+/// Errors that only mean "not yet" ([`not_yet`]) are retried; any other fails the test.
+async fn until<T, F, Fut>(what: &str, mut step: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, CmdError>>,
+{
+    eventually(what, || {
+        let attempt = step();
+        async move {
+            match attempt.await {
+                Ok(done) => Ok(done),
+                Err(e) if not_yet(&e) => Err(e.to_string()),
+                Err(e) => panic!("{what}: {e}"),
+            }
+        }
+    })
+    .await
+}
+
+/// What the element with this id says now, for failure messages.
+async fn now_says(client: &Client, id: &str) -> String {
+    match client.find(Locator::Id(id)).await {
+        Ok(e) => e.text().await.unwrap_or_default(),
+        Err(_) => "nothing: there is no such element".into(),
+    }
+}
+
+/// Waits until `xpath` finds an element; `id` names the element whose text a failure
+/// reports.
+async fn wait_for_xpath(client: &Client, xpath: &str, id: &str, what: &str) {
+    until(what, || async {
+        match client.find(Locator::XPath(xpath)).await {
+            Err(CmdError::Standard(w)) if w.error == ErrorStatus::NoSuchElement => Err(missing(
+                format!("#{id} says {:?}", now_says(client, id).await),
+            )),
+            other => other.map(|_| ()),
+        }
+    })
+    .await;
+}
+
+/// Waits until the element with this id says exactly `want`; the page may reload or
+/// refresh its live part meanwhile.
+async fn wait_for_text(client: &Client, id: &str, want: &str) {
+    let xpath = format!("//*[@id='{id}'][normalize-space(.)='{want}']");
+    wait_for_xpath(client, &xpath, id, &format!("#{id} to say {want:?}")).await;
+}
+
+/// Waits until the element with this id contains `needle` in its text.
+async fn wait_for_contains(client: &Client, id: &str, needle: &str) {
+    let xpath = format!("//*[@id='{id}'][contains(normalize-space(.), '{needle}')]");
+    wait_for_xpath(client, &xpath, id, &format!("#{id} to show {needle:?}")).await;
+}
+
+/// Types `value` into the field, once the page shows it, and checks it holds the value.
+async fn fill(client: &Client, css: &str, value: &str) {
+    until(&format!("{css} to take {value:?}"), || async {
+        let field = client.find(Locator::Css(css)).await?;
+        field.clear().await?;
+        field.send_keys(value).await?;
+        match field.prop("value").await? {
+            Some(held) if held == value => Ok(()),
+            held => Err(missing(format!("the field holds {held:?}"))),
+        }
+    })
+    .await;
+}
+
+/// Clicks the element, once the page shows it. Retried only while the click cannot have
+/// happened (no element yet, or not clickable yet), so a click is never repeated.
 async fn click(client: &Client, css: &str) {
-    client
-        .find(Locator::Css(css))
-        .await
-        .unwrap_or_else(|e| panic!("no {css}: {e}"))
-        .click()
-        .await
-        .expect("click");
+    until(&format!("click {css}"), || async {
+        let target = client.find(Locator::Css(css)).await?;
+        match target.click().await {
+            Ok(()) => Ok(()),
+            Err(CmdError::Standard(w))
+                if matches!(
+                    w.error,
+                    ErrorStatus::StaleElementReference
+                        | ErrorStatus::ElementNotInteractable
+                        | ErrorStatus::ElementClickIntercepted
+                ) =>
+            {
+                Err(CmdError::Standard(w))
+            }
+            Err(e) => panic!("click {css}: {e}"),
+        }
+    })
+    .await;
+}
+
+/// Accepts the confirmation the page asks, once it is asked.
+async fn confirm(client: &Client) {
+    until("the confirmation to be asked", || client.accept_alert()).await;
 }
 
 #[tokio::test]
@@ -186,7 +267,7 @@ async fn an_operator_runs_the_fleet_from_the_dashboard() {
     fill(&client, "#email", "owner@example.com").await;
     fill(&client, "#password", OPERATOR_PASSWORD).await;
     click(&client, "#sign-in").await;
-    assert_eq!(text_of(&client, "#tenants-total").await, "3");
+    wait_for_text(&client, "tenants-total", "3").await;
     screenshot(&client, "01-overview").await;
 
     // Creating a tenant; the page follows it until it is active.
@@ -196,6 +277,8 @@ async fn an_operator_runs_the_fleet_from_the_dashboard() {
     fill(&client, "#name", "West Vets").await;
     click(&client, "#create").await;
     wait_for_text(&client, "tenant-status", "active").await;
+    // The page was rendered from the owner database, and a tenant does not go back to
+    // provisioning: one read says whether they agree.
     let active = app
         .count("SELECT count(*) FROM tenants WHERE slug = 'west-vets' AND status = 'active'")
         .await;
@@ -213,8 +296,8 @@ async fn an_operator_runs_the_fleet_from_the_dashboard() {
     )
     .await;
     click(&client, "#add-domain-button").await;
-    let domains = text_of(&client, "#domains").await;
-    assert!(domains.contains("portal.west-vets.test"), "{domains}");
+    // The page reloads after the POST: wait for the new one, not read the old one.
+    wait_for_contains(&client, "domains", "portal.west-vets.test").await;
     let status = app
         .get_on("portal.west-vets.test", "/api/v1/status", &[])
         .await
@@ -223,7 +306,7 @@ async fn an_operator_runs_the_fleet_from_the_dashboard() {
 
     // Suspending, after confirming: the tenant is refused at once.
     click(&client, "#suspend").await;
-    client.accept_alert().await.expect("confirm the suspension");
+    confirm(&client).await;
     wait_for_text(&client, "tenant-status", "suspended").await;
     let status = app
         .get_on("portal.west-vets.test", "/api/v1/status", &[])
@@ -235,23 +318,28 @@ async fn an_operator_runs_the_fleet_from_the_dashboard() {
     click(&client, "nav a[href='/owner/migrations']").await;
     click(&client, "#start-run").await;
     wait_for_text(&client, "run-status", "dry_run").await;
-    let listed = "//table[@id='run-tenants']//td[contains(., 'V2__add_microchip')]";
-    let pending = client
-        .wait()
-        .at_most(PATIENCE)
-        .for_element(Locator::XPath(listed))
-        .await;
-    assert!(
-        pending.is_ok(),
-        "the dry run does not list the pending migration"
-    );
-    let rows = text_of(&client, "#run-tenants").await;
+    // The live part fills in as the run inspects each tenant: wait for every row.
     for slug in ["north-vets", "south-vets", "east-clinic"] {
-        assert!(
-            rows.contains(slug),
-            "{slug} missing from the dry run: {rows}"
+        let row = format!(
+            "//table[@id='run-tenants']//tr[td[1][normalize-space(.)='{slug}']]\
+             [td[contains(., 'V2__add_microchip')]]"
         );
+        wait_for_xpath(
+            &client,
+            &row,
+            "run-tenants",
+            &format!("the dry run to list V2__add_microchip as pending for {slug}"),
+        )
+        .await;
     }
+    // Only once the dry run has finished does "it changed nothing" mean anything.
+    wait_for_xpath(
+        &client,
+        "//*[@data-finished='true']//*[@id='run-status'][normalize-space(.)='dry_run']",
+        "run-status",
+        "the dry run to finish",
+    )
+    .await;
     let migrated = app
         .count("SELECT count(*) FROM tenants WHERE schema_version = 2 AND slug <> 'west-vets'")
         .await;
@@ -263,10 +351,25 @@ async fn an_operator_runs_the_fleet_from_the_dashboard() {
         .await
         .expect("goto");
     click(&client, "#dry-run").await;
+    until("the dry-run box to be unchecked", || async {
+        let checked = client
+            .find(Locator::Id("dry-run"))
+            .await?
+            .is_selected()
+            .await?;
+        if checked {
+            Err(missing("the dry-run box is still checked".into()))
+        } else {
+            Ok(())
+        }
+    })
+    .await;
     fill(&client, "#start-migration input[name=canary]", "1").await;
     click(&client, "#start-run").await;
     wait_for_text(&client, "run-status", "succeeded").await;
     screenshot(&client, "03-migration-run").await;
+    // A run is marked succeeded only after every tenant's new version is recorded: read
+    // once, so that a run that says it is done too early fails here.
     let behind = app
         .count("SELECT count(*) FROM tenants WHERE status IN ('active', 'suspended') AND schema_version <> 2")
         .await;

@@ -7,7 +7,7 @@ use control_plane::Error;
 use control_plane::fleet::{Canary, FailureBudget, FleetOptions, FleetRun, fleet_status};
 use control_plane::provisioning::{Actor, CreateTenant};
 
-use crate::helpers::{TestApp, pg, spawn_app};
+use crate::helpers::{TestApp, eventually, pg, spawn_app};
 
 const V2: &str = "ALTER TABLE patients ADD COLUMN microchip text;\nCREATE INDEX patients_microchip ON patients (microchip);\n";
 
@@ -44,6 +44,30 @@ async fn history(db: &str) -> Vec<(i32, i64)> {
         .iter()
         .map(|r| (r.get(0), r.get(1)))
         .collect()
+}
+
+/// Waits until no session holds the fleet lock. A run lets go of it by ending its session,
+/// which the server completes a moment after the run has returned; a run started within
+/// that moment would be refused as busy.
+async fn fleet_lock_released(app: &TestApp) {
+    let owner = app.owner_client().await;
+    eventually("the fleet lock to be released", || async {
+        let key = "hashtextextended('cp-fleet-migration', 0)";
+        let got: bool = owner
+            .query_one(&format!("SELECT pg_try_advisory_lock({key})"), &[])
+            .await
+            .expect("try the fleet lock")
+            .get(0);
+        if !got {
+            return Err("held");
+        }
+        owner
+            .execute(&format!("SELECT pg_advisory_unlock({key})"), &[])
+            .await
+            .expect("let go of the fleet lock");
+        Ok(())
+    })
+    .await;
 }
 
 async fn run(
@@ -106,6 +130,7 @@ async fn thirty_tenants_migrate_and_a_second_run_does_nothing() {
         .await
         .expect("runtime role uses the new column");
 
+    fleet_lock_released(&app).await;
     let again = run(&services, FleetOptions::default()).await;
     assert_eq!(
         (again.status.as_str(), again.total, again.up_to_date),
@@ -181,6 +206,7 @@ async fn a_failing_tenant_is_recorded_the_rest_migrate_and_a_rerun_fixes_only_it
         .batch_execute("DROP TABLE patients_microchip")
         .await
         .expect("fix");
+    fleet_lock_released(&app).await;
     let rerun = run(&services, FleetOptions::default()).await;
     assert_eq!(
         (rerun.status.as_str(), rerun.succeeded, rerun.up_to_date),
@@ -233,6 +259,7 @@ async fn a_canary_failure_stops_the_run_before_the_rest() {
     assert_eq!(pending, 4);
 
     // A failure budget halts the main wave too.
+    fleet_lock_released(&app).await;
     let halted = run(
         &services,
         FleetOptions {
@@ -319,8 +346,12 @@ async fn a_run_killed_midway_is_marked_interrupted_and_the_next_run_finishes() {
     app.create_tenants("crash", 10).await;
     let dir = migrations_dir();
     let services = app.services_with_dir(Some(dir.path())).await;
+    // The run that dies has services of its own, as the killed process had, with its
+    // owner-database sessions named so the test can see when they are all gone.
+    let dead_process = format!("{}dead", app.prefix);
+    let dead_services = app.services_named(Some(dir.path()), &dead_process).await;
     let dead = FleetRun::start(
-        Arc::clone(&services.provisioner),
+        Arc::clone(&dead_services.provisioner),
         FleetOptions {
             concurrency: 2,
             crash_after: Some(4),
@@ -335,6 +366,23 @@ async fn a_run_killed_midway_is_marked_interrupted_and_the_next_run_finishes() {
         dead.execute(|_| {}).await.is_err(),
         "the crash switch fires"
     );
+    // Its sessions outlive it for a moment, as a killed process's do until the server
+    // notices: one may still be finishing a statement sent before the crash, and its
+    // session holds the fleet lock. Count what it migrated once they are all closed.
+    drop(dead_services);
+    let owner = app.owner_client().await;
+    eventually("the dead run's sessions to close", || async {
+        let open: i64 = owner
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1",
+                &[&dead_process],
+            )
+            .await
+            .expect("sessions")
+            .get(0);
+        if open == 0 { Ok(()) } else { Err(open) }
+    })
+    .await;
     let migrated = versions(&app)
         .await
         .iter()

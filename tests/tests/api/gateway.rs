@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use crate::helpers::{connect_as, pg, spawn_app, spawn_app_with};
+use crate::helpers::{connect_as, eventually, pg, spawn_app, spawn_app_with, terminate_backends};
 
 async fn status_on(
     app: &crate::helpers::TestApp,
@@ -231,12 +231,11 @@ async fn a_tenant_whose_database_is_unreachable_fails_alone_and_recovers() {
     let db = down["db_name"].as_str().expect("db");
     let admin = pg("postgres").await;
     admin
-        .batch_execute(&format!(
-            "ALTER DATABASE \"{db}\" ALLOW_CONNECTIONS false; \
-             SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{db}'"
-        ))
+        .batch_execute(&format!("ALTER DATABASE \"{db}\" ALLOW_CONNECTIONS false"))
         .await
         .expect("make unreachable");
+    // Its open connections go too (gone, not merely signalled).
+    terminate_backends("datname = $1", &[&db]).await;
     let (status, body) = status_on(&app, "down.localhost", &[]).await;
     assert_eq!(
         (status, body["error"]["code"].as_str()),
@@ -605,12 +604,12 @@ async fn with_the_owner_database_down_only_tenants_last_known_active_are_served(
     let admin = pg("postgres").await;
     admin
         .batch_execute(&format!(
-            "ALTER DATABASE \"{db}\" ALLOW_CONNECTIONS false; \
-             SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{db}'",
-            db = app.owner_db
+            "ALTER DATABASE \"{}\" ALLOW_CONNECTIONS false",
+            app.owner_db
         ))
         .await
         .expect("owner database down");
+    terminate_backends("datname = $1", &[&app.owner_db]).await;
     let other_id: uuid::Uuid = other["id"].as_str().expect("id").parse().expect("uuid");
     app.state.gateway.forget(Some(other_id)).await;
 
@@ -658,12 +657,7 @@ async fn a_killed_backend_is_replaced_without_failing_the_next_request() {
     let t = app.create_tenant("phoenix").await;
     assert_eq!(status_on(&app, "phoenix.localhost", &[]).await.0, 200);
     let role = t["runtime_role"].as_str().expect("role");
-    let killed: i64 = pg("postgres")
-        .await
-        .query_one("SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1) k", &[&role])
-        .await
-        .expect("terminate")
-        .get(0);
+    let killed = terminate_backends("usename = $1", &[&role]).await;
     assert!(killed >= 1, "the pool held a connection to kill");
     // The pooled connection is dead; the pool notices on recycle and opens a new one.
     for _ in 0..3 {
@@ -733,15 +727,14 @@ async fn with_the_budget_spent_a_busy_tenant_waits_for_its_own_and_a_cold_one_ta
     // with the least recent demand, sched-1 (one request, against sched-0's 31).
     assert_eq!(status_on(&app, "sched-2.localhost", &[]).await.0, 200);
     // (A closed connection's backend leaves pg_stat_activity a moment after.)
-    let mut left = backends_of(&idle).await;
-    for _ in 0..50 {
-        if left.is_empty() {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        left = backends_of(&idle).await;
-    }
-    assert_eq!(left, Vec::<i32>::new(), "the least used was closed");
+    eventually(
+        "the least used tenant's connection to be closed",
+        || async {
+            let left = backends_of(&idle).await;
+            if left.is_empty() { Ok(()) } else { Err(left) }
+        },
+    )
+    .await;
     assert_eq!(
         backends_of(&busy).await,
         busy_before,

@@ -120,6 +120,75 @@ async fn drop_prefixed(client: &Client, prefix: &str) {
     }
 }
 
+/// Longest a test waits for state that another task or process settles in its own time
+/// (a server process exiting, a session's lock released). Generous, since the suite runs on
+/// loaded machines; a test that holds still fails once it has passed.
+pub const PATIENCE: Duration = Duration::from_secs(60);
+
+/// How often [`eventually`] looks again.
+const POLL: Duration = Duration::from_millis(50);
+
+/// Looks with `probe` until it answers `Ok`, for at most [`PATIENCE`], and returns that
+/// answer; otherwise panics with `what` and the last thing `probe` saw. For a condition
+/// that something outside the awaited request brings about: the test waits for the
+/// condition itself, bounded, never for a guessed time.
+pub async fn eventually<T, E, F, Fut>(what: &str, mut probe: F) -> T
+where
+    E: std::fmt::Debug,
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, E>>,
+{
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        match probe().await {
+            Ok(found) => return found,
+            Err(seen) if tokio::time::Instant::now() >= deadline => {
+                panic!("{what}: still not so after {PATIENCE:?} (last seen: {seen:?})")
+            }
+            Err(_) => tokio::time::sleep(POLL).await,
+        }
+    }
+}
+
+/// Terminates the server processes of the connections that `filter` (a condition on
+/// `pg_stat_activity`) selects, and waits until they have exited: `pg_terminate_backend`
+/// only signals a process, and one that has not acted on the signal yet still answers
+/// queries and holds its locks. Returns how many were terminated.
+pub async fn terminate_backends(
+    filter: &str,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+) -> usize {
+    let admin = pg("postgres").await;
+    let pids: Vec<i32> = admin
+        .query(
+            &format!(
+                "SELECT pid, pg_terminate_backend(pid) FROM pg_stat_activity \
+                 WHERE pid <> pg_backend_pid() AND ({filter})"
+            ),
+            params,
+        )
+        .await
+        .expect("terminate backends")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    eventually("the terminated server processes to exit", || async {
+        let left: Vec<i32> = admin
+            .query(
+                "SELECT pid FROM pg_stat_activity WHERE pid = ANY($1)",
+                &[&pids],
+            )
+            .await
+            .expect("backends left")
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        if left.is_empty() { Ok(()) } else { Err(left) }
+    })
+    .await;
+    pids.len()
+}
+
 pub struct TestApp {
     pub address: String,
     pub http: reqwest::Client,
@@ -221,6 +290,25 @@ impl TestApp {
     ) -> control_plane::Services {
         let mut config = self.state.config.as_ref().clone();
         config.tenant_migrations_dir = dir.map(|d| d.to_path_buf());
+        control_plane::Services::init(config, Arc::new(Faults::default()))
+            .await
+            .expect("services")
+    }
+
+    /// Like [`TestApp::services_with_dir`], with every owner-database connection of these
+    /// services named `application_name` in `pg_stat_activity`, so a test can tell when
+    /// they are all closed.
+    pub async fn services_named(
+        &self,
+        dir: Option<&std::path::Path>,
+        application_name: &str,
+    ) -> control_plane::Services {
+        let mut config = self.state.config.as_ref().clone();
+        config.tenant_migrations_dir = dir.map(|d| d.to_path_buf());
+        config.database_url = SecretString::from(format!(
+            "{}?application_name={application_name}",
+            pg_url(&self.owner_db)
+        ));
         control_plane::Services::init(config, Arc::new(Faults::default()))
             .await
             .expect("services")

@@ -115,12 +115,10 @@ async fn metering_writes_samples_for_every_active_tenant_and_keeps_going_when_on
         .get::<_, String>(0);
     let superuser = crate::helpers::pg("postgres").await;
     superuser
-        .batch_execute(&format!(
-            "ALTER DATABASE \"{db}\" ALLOW_CONNECTIONS false; \
-             SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{db}'"
-        ))
+        .batch_execute(&format!("ALTER DATABASE \"{db}\" ALLOW_CONNECTIONS false"))
         .await
         .expect("make unreachable");
+    crate::helpers::terminate_backends("datname = $1", &[&db]).await;
     assert_eq!(status_on(&app, "meter-down").await, 503);
 
     let pools_before = app.state.gateway.open_pools().await;
