@@ -96,6 +96,17 @@ impl From<crate::auth::Busy> for ApiFailure {
     }
 }
 
+impl From<crate::ledger::QuotaError> for ApiFailure {
+    fn from(e: crate::ledger::QuotaError) -> Self {
+        use crate::ledger::QuotaError;
+        match e {
+            QuotaError::Exceeded => ApiFailure::QuotaExceeded,
+            QuotaError::Pool(e) => ApiFailure::Pool(e),
+            QuotaError::Db(e) => ApiFailure::Db(e),
+        }
+    }
+}
+
 impl From<PoolError> for ApiFailure {
     fn from(e: PoolError) -> Self {
         ApiFailure::Pool(e)

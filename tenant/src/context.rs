@@ -17,6 +17,9 @@ pub struct TenantContext {
     pub keys: Arc<crate::auth::TenantKeys>,
     /// What the tenant's plan allows.
     pub limits: Limits,
+    /// This tenant's uploads in flight in this process, shared by all its requests so
+    /// parallel uploads cannot pass the storage quota together (see [`crate::ledger`]).
+    pub ledger: Arc<crate::ledger::StorageLedger>,
 }
 
 /// Plan limits; `None` means unlimited.

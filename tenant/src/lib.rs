@@ -7,6 +7,7 @@ pub mod api;
 pub mod auth;
 pub mod context;
 pub mod demo;
+pub mod ledger;
 pub mod migrations;
 pub mod pool;
 pub mod text;

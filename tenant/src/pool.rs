@@ -16,7 +16,7 @@
 //!   that tenant at a time (the others wait for the connection it opens);
 //! - a tenant grows past its first connection (up to its pool size) from free budget only.
 
-use std::ops::Deref;
+use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -72,6 +72,13 @@ impl Deref for BudgetedClient {
 
     fn deref(&self) -> &ClientWrapper {
         &self.client
+    }
+}
+
+/// For transactions (`Client::transaction` takes `&mut self`).
+impl DerefMut for BudgetedClient {
+    fn deref_mut(&mut self) -> &mut ClientWrapper {
+        &mut self.client
     }
 }
 
@@ -179,6 +186,12 @@ impl Deref for TenantConnection {
 
     fn deref(&self) -> &BudgetedClient {
         self.object.as_ref().expect("a connection until dropped")
+    }
+}
+
+impl DerefMut for TenantConnection {
+    fn deref_mut(&mut self) -> &mut BudgetedClient {
+        self.object.as_mut().expect("a connection until dropped")
     }
 }
 

@@ -176,6 +176,23 @@ pub async fn user_list(
         .collect())
 }
 
+/// The advisory lock that serialises the plan's user-limit check with the write it
+/// guards. Advisory locks are scoped to their database, so this one key serves every
+/// tenant without tenants contending.
+const USER_LIMIT_LOCK: i64 = 0x7573_6572_6c69_6d74; // "userlimt"
+
+/// Takes the user-limit lock until the transaction `client` is in ends. Held across
+/// processes (it lives in PostgreSQL), so two replicas cannot both pass the check either.
+/// Hash passwords before taking it: it is held for two short statements, not tens of
+/// milliseconds of argon2.
+pub async fn user_limit_lock(client: &impl GenericClient) -> Result<(), tokio_postgres::Error> {
+    client
+        .execute("SELECT pg_advisory_xact_lock($1)", &[&USER_LIMIT_LOCK])
+        .await?;
+    Ok(())
+}
+
+/// Active users: what the plan's user limit counts.
 pub async fn user_count(client: &impl GenericClient) -> Result<i64, tokio_postgres::Error> {
     Ok(client
         .query_one("SELECT count(*) FROM users WHERE status = 'active'", &[])

@@ -16,7 +16,7 @@
 mod host;
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
@@ -27,6 +27,7 @@ use axum::response::{IntoResponse, Response};
 use moka::Expiry;
 use moka::future::Cache;
 use owner::tenants::{Tenant, TenantStatus};
+use tenant::ledger::StorageLedger;
 use tenant::pool::{PoolSettings, Relief, TenantPool, build_pool};
 use tokio::sync::Semaphore;
 use tower::ServiceExt;
@@ -54,6 +55,8 @@ pub struct TenantRuntime {
     pool: TenantPool,
     keys: Arc<tenant::auth::TenantKeys>,
     storage: Arc<storage::TenantTree>,
+    /// Uploads in flight, for the storage quota (see `tenant::ledger`).
+    ledger: Arc<StorageLedger>,
     demand: Demand,
 }
 
@@ -128,6 +131,10 @@ pub struct Gateway {
     requests: std::sync::Mutex<HashMap<Uuid, u64>>,
     /// Plan limits by plan code; plans change rarely.
     plans: Cache<String, tenant::Limits>,
+    /// Each tenant's upload ledger while anything holds it. Not kept in the runtime
+    /// alone: a runtime is rebuilt after eviction or a change of the tenant, and uploads
+    /// still in flight on the old one must count against the quota for the new one's.
+    ledgers: std::sync::Mutex<HashMap<Uuid, Weak<StorageLedger>>>,
     budget: Arc<Semaphore>,
     budget_limit: usize,
     max_upload_bytes: u64,
@@ -226,6 +233,7 @@ impl Gateway {
                 .max_capacity(1_000)
                 .time_to_live(PLAN_TTL)
                 .build(),
+            ledgers: std::sync::Mutex::new(HashMap::new()),
             generation: std::sync::atomic::AtomicU64::new(0),
             requests: std::sync::Mutex::new(HashMap::new()),
             budget: Arc::new(Semaphore::new(config.tenant_connection_budget)),
@@ -310,6 +318,19 @@ impl Gateway {
         for (id, n) in taken {
             *counts.entry(id).or_default() += n;
         }
+    }
+
+    /// The tenant's upload ledger: the one requests still hold, else a new one.
+    fn ledger(&self, tenant: Uuid) -> Arc<StorageLedger> {
+        let mut ledgers = self.ledgers.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(ledger) = ledgers.get(&tenant).and_then(Weak::upgrade) {
+            return ledger;
+        }
+        // Runtimes are built rarely; forget the ledgers nothing holds any more.
+        ledgers.retain(|_, ledger| ledger.strong_count() > 0);
+        let ledger = Arc::new(StorageLedger::new());
+        ledgers.insert(tenant, Arc::downgrade(&ledger));
+        ledger
     }
 
     /// Tenant pools open now.
@@ -428,6 +449,7 @@ impl Gateway {
         let provisioner = Arc::clone(&self.provisioner);
         let tenant = Arc::clone(tenant);
         let settings = self.settings;
+        let ledger = self.ledger(tenant.id);
         let budget = Arc::clone(&self.budget);
         let pools = self.pools.clone();
         let relief: Relief = Arc::new(move || {
@@ -496,6 +518,7 @@ impl Gateway {
                     pool,
                     keys: Arc::new(keys),
                     storage: Arc::new(storage),
+                    ledger,
                     demand: Demand::new(),
                 }))
             })
@@ -558,6 +581,7 @@ async fn serve_tenant(
         storage: Arc::clone(&runtime.storage),
         keys: Arc::clone(&runtime.keys),
         limits: gateway.limits(&tenant.plan_code).await?,
+        ledger: Arc::clone(&runtime.ledger),
     });
     let response = gateway
         .tenant_router

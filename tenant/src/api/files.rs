@@ -5,7 +5,9 @@
 //! `<folder>/<file id>` and its name lives only in the metadata. Names with path tricks
 //! are refused all the same, so clients learn early. An upload is written to a temporary
 //! file and abandoned (deleted) the moment it passes the per-file limit or the plan's
-//! storage quota, so a refused upload leaves nothing behind.
+//! storage quota, so a refused upload leaves nothing behind. The quota holds under
+//! parallel uploads: each reserves its bytes in the tenant's ledger before writing them
+//! (see `crate::ledger`).
 
 use axum::body::Body;
 use axum::extract::{Extension, Path, Request};
@@ -22,6 +24,7 @@ use uuid::Uuid;
 
 use super::{ApiFailure, ApiQuery, AuthUser};
 use crate::context::TenantContext;
+use crate::ledger::{self, Reservation};
 
 /// Folders clients may put files in.
 pub const FOLDERS: [&str; 3] = ["documents", "uploads", "medical-imaging"];
@@ -96,27 +99,17 @@ async fn upload(
         .unwrap_or("application/octet-stream")
         .to_string();
 
-    // What this upload may use: the per-file limit, and what is left of the quota.
-    let used: i64 = {
-        let conn = ctx.pool.get().await?;
-        conn.query_one(
-            "SELECT coalesce(sum(size_bytes), 0)::bigint FROM files",
-            &[],
-        )
-        .await?
-        .get(0)
-    };
-    let quota_left = ctx
-        .limits
-        .max_storage_bytes
-        .map(|q| (q - used).max(0) as u64);
+    // The per-file limit is known up front; the quota is checked against the ledger of
+    // this tenant's uploads in flight (see `crate::ledger`), reserving as the body comes.
     let file_limit = ctx.limits.max_file_bytes;
+    let mut reservation = ctx.ledger.reservation(ctx.limits.max_storage_bytes);
     if let Some(declared) = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok())
     {
-        refuse_if_over(declared, file_limit, quota_left)?;
+        refuse_over_file_limit(declared, file_limit)?;
+        reservation.grow(&ctx.pool, declared, 0).await?;
     }
 
     let id = Uuid::now_v7();
@@ -131,7 +124,14 @@ async fn upload(
             .await
             .map_err(|e| ApiFailure::Internal(e.to_string()))?;
     }
-    let written = stream_to(&temp_path, request.into_body(), file_limit, quota_left).await;
+    let written = stream_to(
+        &temp_path,
+        request.into_body(),
+        file_limit,
+        &ctx.pool,
+        &mut reservation,
+    )
+    .await;
     let (size, digest) = match written {
         Ok(done) => done,
         Err(e) => {
@@ -143,52 +143,57 @@ async fn upload(
         let _ = tokio::fs::remove_file(&temp_path).await;
         return Err(ApiFailure::Internal(e.to_string()));
     }
-    let conn = ctx.pool.get().await?;
-    let row = conn
-        .query_one(
-            "INSERT INTO files (id, folder, name, storage_path, content_type, size_bytes, sha256, uploaded_by, patient_id) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING to_jsonb(files.*) - 'sha256' - 'storage_path'",
-            &[&id, &folder, &query.name, &relative, &content_type, &(size as i64), &digest, &user.user.id, &query.patient_id],
-        )
+    // The row is written and the reservation released in one step under the ledger's
+    // lock, so a parallel check sees these bytes in one place or the other.
+    let row = reservation
+        .complete(async || {
+            let conn = ctx.pool.get().await?;
+            conn.query_one(
+                "INSERT INTO files (id, folder, name, storage_path, content_type, size_bytes, sha256, uploaded_by, patient_id) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING to_jsonb(files.*) - 'sha256' - 'storage_path'",
+                &[&id, &folder, &query.name, &relative, &content_type, &(size as i64), &digest, &user.user.id, &query.patient_id],
+            )
+            .await
+            .map_err(ApiFailure::from)
+        })
         .await;
     match row {
         Ok(row) => Ok((StatusCode::CREATED, Json(row.get(0)))),
         Err(e) => {
             // The metadata is the record of the file: no row, no file.
             let _ = tokio::fs::remove_file(&final_path).await;
-            match e.code() {
-                Some(c) if *c == tokio_postgres::error::SqlState::FOREIGN_KEY_VIOLATION => Err(
-                    ApiFailure::Unprocessable("unknown_reference", "no such patient".into()),
-                ),
-                _ => Err(e.into()),
+            match e {
+                ApiFailure::Db(e)
+                    if e.code() == Some(&tokio_postgres::error::SqlState::FOREIGN_KEY_VIOLATION) =>
+                {
+                    Err(ApiFailure::Unprocessable(
+                        "unknown_reference",
+                        "no such patient".into(),
+                    ))
+                }
+                e => Err(e),
             }
         }
     }
 }
 
-fn refuse_if_over(
-    size: u64,
-    file_limit: Option<u64>,
-    quota_left: Option<u64>,
-) -> Result<(), ApiFailure> {
-    if file_limit.is_some_and(|limit| size > limit) {
-        return Err(ApiFailure::TooLarge(format!(
-            "a file may be at most {} bytes",
-            file_limit.unwrap_or_default()
-        )));
+fn refuse_over_file_limit(size: u64, file_limit: Option<u64>) -> Result<(), ApiFailure> {
+    match file_limit {
+        Some(limit) if size > limit => Err(ApiFailure::TooLarge(format!(
+            "a file may be at most {limit} bytes"
+        ))),
+        _ => Ok(()),
     }
-    if quota_left.is_some_and(|left| size > left) {
-        return Err(ApiFailure::QuotaExceeded);
-    }
-    Ok(())
 }
 
-/// Streams the body to `path`, refusing as soon as it passes a limit.
+/// Streams the body to `path`, refusing as soon as it passes the per-file limit or needs
+/// more of the quota than the reservation can get.
 async fn stream_to(
     path: &std::path::Path,
     body: Body,
     file_limit: Option<u64>,
-    quota_left: Option<u64>,
+    pool: &crate::pool::TenantPool,
+    reservation: &mut Reservation,
 ) -> Result<(u64, Vec<u8>), ApiFailure> {
     let mut file = tokio::fs::File::create(path)
         .await
@@ -199,7 +204,10 @@ async fn stream_to(
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| ApiFailure::BadRequest("bad_body", e.to_string()))?;
         size += chunk.len() as u64;
-        refuse_if_over(size, file_limit, quota_left)?;
+        refuse_over_file_limit(size, file_limit)?;
+        if size > reservation.bytes() {
+            reservation.grow(pool, size, ledger::STEP).await?;
+        }
         hasher.update(&chunk);
         file.write_all(&chunk)
             .await

@@ -100,28 +100,42 @@ async fn create(
             format!("the password must be at least {MIN_PASSWORD_CHARS} characters"),
         ));
     }
-    if let Some(max) = ctx.limits.max_users {
-        let conn = ctx.pool.get().await?;
-        if users::user_count(&***conn).await? >= i64::from(max) {
-            return Err(ApiFailure::Conflict(
-                "plan_limit",
-                format!("the plan allows {max} active users; upgrade the plan or disable a user"),
-            ));
-        }
-    }
+    // Hashed before the user-limit lock is taken: the lock is held only for the count
+    // and the insert.
     let password = req.password;
     let hash = hash_password_async(password)
         .await?
         .map_err(ApiFailure::Internal)?;
-    let conn = ctx.pool.get().await?;
-    match users::user_insert(&***conn, &email, req.name.trim(), &req.role, &hash).await {
-        Ok(created) => Ok((StatusCode::CREATED, Json(created))),
-        Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => Err(ApiFailure::Conflict(
-            "email_taken",
-            "a user with this email exists".into(),
-        )),
-        Err(e) => Err(e.into()),
+    let mut conn = ctx.pool.get().await?;
+    let tx = conn.transaction().await?;
+    if let Some(max) = ctx.limits.max_users {
+        // The count and the insert are one step: without the lock, parallel requests
+        // all count the same users and all insert.
+        users::user_limit_lock(&*tx).await?;
+        if users::user_count(&*tx).await? >= i64::from(max) {
+            return Err(plan_limit(max));
+        }
     }
+    let created = match users::user_insert(&*tx, &email, req.name.trim(), &req.role, &hash).await
+    {
+        Ok(created) => created,
+        Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
+            return Err(ApiFailure::Conflict(
+                "email_taken",
+                "a user with this email exists".into(),
+            ));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    tx.commit().await?;
+    Ok((StatusCode::CREATED, Json(created)))
+}
+
+fn plan_limit(max: i32) -> ApiFailure {
+    ApiFailure::Conflict(
+        "plan_limit",
+        format!("the plan allows {max} active users; upgrade the plan or disable a user"),
+    )
 }
 
 async fn show(
@@ -166,9 +180,21 @@ async fn update(
             "you cannot demote or disable yourself".into(),
         ));
     }
-    let conn = ctx.pool.get().await?;
+    let mut conn = ctx.pool.get().await?;
+    let tx = conn.transaction().await?;
+    if let (Some(max), Some("active")) = (ctx.limits.max_users, req.status.as_deref()) {
+        // Re-activating a disabled user adds one to what the plan limits, so it is
+        // checked like a creation, under the same lock.
+        users::user_limit_lock(&*tx).await?;
+        let before = users::user_fetch(&*tx, id)
+            .await?
+            .ok_or(ApiFailure::NotFound)?;
+        if before.status != "active" && users::user_count(&*tx).await? >= i64::from(max) {
+            return Err(plan_limit(max));
+        }
+    }
     let updated = users::user_update(
-        &***conn,
+        &*tx,
         id,
         req.name.as_deref().map(str::trim),
         req.role.as_deref(),
@@ -177,8 +203,9 @@ async fn update(
     .await?
     .ok_or(ApiFailure::NotFound)?;
     if updated.status == "disabled" {
-        users::session_revoke_all(&***conn, id).await?;
+        users::session_revoke_all(&*tx, id).await?;
     }
+    tx.commit().await?;
     Ok(Json(updated))
 }
 

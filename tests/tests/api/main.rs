@@ -12,6 +12,7 @@ mod fleet;
 mod gateway;
 mod health;
 mod isolation;
+mod limits;
 mod metering;
 mod openapi;
 mod provisioning;
