@@ -125,7 +125,12 @@ async fn logout(
 }
 
 /// Changes the caller's password (the only thing a one-time password allows) and ends
-/// every other session.
+/// every session of the user, in one transaction: all refresh tokens issued so far are
+/// revoked, and access tokens issued before the change are refused from now on
+/// ([`AuthUser`] compares their `iat` with the user's `updated_at`). The caller's session
+/// is the one kept: it goes on with the new pair in the response. (An access token names
+/// no session, so the caller's old refresh token cannot be told from the others; it is
+/// revoked with them and replaced by the new one.)
 async fn change_password(
     Extension(ctx): Extension<TenantContext>,
     user: AuthUser,
@@ -147,8 +152,11 @@ async fn change_password(
         .await?
         .map_err(ApiFailure::Internal)?;
     {
-        let conn = ctx.pool.get().await?;
-        users::user_set_password(&***conn, user.user.id, &hash).await?;
+        let mut conn = ctx.pool.get().await?;
+        let tx = conn.transaction().await?;
+        users::user_set_password(&*tx, user.user.id, &hash).await?;
+        users::session_revoke_all(&*tx, user.user.id).await?;
+        tx.commit().await?;
     }
     let mut updated = user.user;
     updated.must_change_password = false;

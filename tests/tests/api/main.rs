@@ -18,6 +18,7 @@ mod openapi;
 mod provisioning;
 mod records;
 mod recovery;
+mod sessions;
 mod tenant_auth;
 mod tenant_validation;
 mod tls;
