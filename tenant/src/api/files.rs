@@ -164,7 +164,8 @@ async fn upload(
             let _ = tokio::fs::remove_file(&final_path).await;
             match e {
                 ApiFailure::Db(e)
-                    if e.code() == Some(&tokio_postgres::error::SqlState::FOREIGN_KEY_VIOLATION) =>
+                    if e.code()
+                        == Some(&tokio_postgres::error::SqlState::FOREIGN_KEY_VIOLATION) =>
                 {
                     Err(ApiFailure::Unprocessable(
                         "unknown_reference",

@@ -116,8 +116,7 @@ async fn create(
             return Err(plan_limit(max));
         }
     }
-    let created = match users::user_insert(&*tx, &email, req.name.trim(), &req.role, &hash).await
-    {
+    let created = match users::user_insert(&*tx, &email, req.name.trim(), &req.role, &hash).await {
         Ok(created) => created,
         Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
             return Err(ApiFailure::Conflict(

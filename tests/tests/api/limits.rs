@@ -66,7 +66,13 @@ async fn re_enabling_a_user_counts_against_the_plans_user_limit() {
         let admin = &admin;
         async move {
             let response = app
-                .on(Method::POST, "swap.localhost", "/api/v1/users", Some(admin), Some(&body))
+                .on(
+                    Method::POST,
+                    "swap.localhost",
+                    "/api/v1/users",
+                    Some(admin),
+                    Some(&body),
+                )
                 .await;
             assert_eq!(response.status(), 201, "{email}");
             response.json::<Value>().await.expect("json")["id"]
@@ -83,10 +89,19 @@ async fn re_enabling_a_user_counts_against_the_plans_user_limit() {
         let (app, admin, path) = (&app, &admin, &path);
         async move {
             let response = app
-                .on(Method::PATCH, "swap.localhost", path, Some(admin), Some(&body))
+                .on(
+                    Method::PATCH,
+                    "swap.localhost",
+                    path,
+                    Some(admin),
+                    Some(&body),
+                )
                 .await;
             let status = response.status().as_u16();
-            (status, response.json::<Value>().await.unwrap_or(Value::Null))
+            (
+                status,
+                response.json::<Value>().await.unwrap_or(Value::Null),
+            )
         }
     };
     assert_eq!(set("disabled").await.0, 200);
@@ -97,7 +112,11 @@ async fn re_enabling_a_user_counts_against_the_plans_user_limit() {
         (409, Some("plan_limit")),
         "{body}"
     );
-    assert_eq!(set("disabled").await.0, 200, "an allowed change still works");
+    assert_eq!(
+        set("disabled").await.0,
+        200,
+        "an allowed change still works"
+    );
 }
 
 /// A plan with a 100 KB storage quota, and a tenant on it with its admin's token.
