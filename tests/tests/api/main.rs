@@ -19,6 +19,7 @@ mod provisioning;
 mod records;
 mod recovery;
 mod sessions;
+mod sign_in_throttling;
 mod tenant_auth;
 mod tenant_validation;
 mod tls;
