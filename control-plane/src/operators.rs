@@ -7,7 +7,7 @@ use owner::operators::{
     Operator, OperatorRole, operator_count_active_owners, operator_fetch, operator_insert_with,
     operator_set_password, operator_update,
 };
-use owner::sessions::session_revoke_all;
+use owner::sessions::{session_revoke_all, session_revoke_others};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 use uuid::Uuid;
@@ -108,10 +108,13 @@ pub async fn update(
     Ok(after)
 }
 
-/// An operator sets their own password, proving the current one.
+/// An operator sets their own password, proving the current one, from the session
+/// `session`. Every other session of theirs ends with it (someone who learnt the old
+/// password may be signed in elsewhere); the session that made the change goes on.
 pub async fn change_password(
     pool: &Pool,
     operator: &Operator,
+    session: Uuid,
     actor: &Actor,
     current: String,
     new: &str,
@@ -124,16 +127,20 @@ pub async fn change_password(
         }));
     }
     let hash = hash_password(new)?;
-    let conn = pool.get().await?;
-    operator_set_password(&**conn, operator.id, &hash).await?;
+    let mut conn = pool.get().await?;
+    let tx = (**conn).transaction().await.map_err(owner::Error::from)?;
+    operator_set_password(&tx, operator.id, &hash).await?;
+    let revoked = session_revoke_others(&tx, operator.id, session).await?;
     audit(
-        &**conn,
+        &tx,
         actor,
         "operator.password_change",
         operator,
-        json!({}),
+        json!({ "other_sessions_revoked": revoked }),
     )
-    .await
+    .await?;
+    tx.commit().await.map_err(owner::Error::from)?;
+    Ok(())
 }
 
 async fn audit(

@@ -91,3 +91,19 @@ pub async fn session_revoke_all(client: &impl GenericClient, user_id: Uuid) -> R
         )
         .await?)
 }
+
+/// Revokes every live session of an operator but `keep` (a password change: the session
+/// that made it goes on, every other one ends).
+pub async fn session_revoke_others(
+    client: &impl GenericClient,
+    user_id: Uuid,
+    keep: Uuid,
+) -> Result<u64> {
+    Ok(client
+        .execute(
+            "UPDATE owner_sessions SET revoked_at = now() \
+             WHERE user_id = $1 AND id <> $2 AND revoked_at IS NULL AND expires_at > now()",
+            &[&user_id, &keep],
+        )
+        .await?)
+}

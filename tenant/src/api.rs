@@ -98,6 +98,9 @@ pub enum ApiFailure {
     NotFound,
     /// Too many password checks at once.
     Busy,
+    /// Too many failed sign-ins for the account or from the address; retry after this
+    /// many seconds.
+    TooManyAttempts(u64),
     /// An upload over the per-file limit.
     TooLarge(String),
     /// A JSON body over the service's body limit.
@@ -126,6 +129,17 @@ impl From<crate::ledger::QuotaError> for ApiFailure {
             QuotaError::Exceeded => ApiFailure::QuotaExceeded,
             QuotaError::Pool(e) => ApiFailure::Pool(e),
             QuotaError::Db(e) => ApiFailure::Db(e),
+        }
+    }
+}
+
+impl From<crate::sign_in::Error> for ApiFailure {
+    fn from(e: crate::sign_in::Error) -> Self {
+        use crate::sign_in::Error;
+        match e {
+            Error::Throttled(secs) => ApiFailure::TooManyAttempts(secs),
+            Error::Pool(e) => ApiFailure::Pool(e),
+            Error::Db(e) => ApiFailure::Db(e),
         }
     }
 }
@@ -222,6 +236,16 @@ impl IntoResponse for ApiFailure {
                 "storage_quota",
                 "this upload would pass the plan's storage quota; delete files or upgrade the plan",
             ),
+            ApiFailure::TooManyAttempts(secs) => {
+                let mut r = error(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "too_many_attempts",
+                    &format!("too many failed sign-ins; retry in {secs} s"),
+                );
+                r.headers_mut()
+                    .insert(axum::http::header::RETRY_AFTER, secs.into());
+                r
+            }
             ApiFailure::Busy => retry(error(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "busy",

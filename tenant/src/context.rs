@@ -20,6 +20,9 @@ pub struct TenantContext {
     /// This tenant's uploads in flight in this process, shared by all its requests so
     /// parallel uploads cannot pass the storage quota together (see [`crate::ledger`]).
     pub ledger: Arc<crate::ledger::StorageLedger>,
+    /// The client's address: the connection's peer, or what a trusted proxy forwarded
+    /// (the gateway decides, as for the owner routes). Sign-in throttling counts by it.
+    pub client_ip: Option<std::net::IpAddr>,
 }
 
 /// Plan limits; `None` means unlimited.

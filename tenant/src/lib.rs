@@ -4,12 +4,14 @@
 //! connection to one tenant's database.
 
 pub mod api;
+pub mod audit;
 pub mod auth;
 pub mod context;
 pub mod demo;
 pub mod ledger;
 pub mod migrations;
 pub mod pool;
+pub mod sign_in;
 pub mod text;
 pub mod users;
 

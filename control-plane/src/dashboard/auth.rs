@@ -212,6 +212,7 @@ pub async fn password(
     let result: Result<()> = crate::operators::change_password(
         &state.pool,
         &session.0.operator,
+        session.0.id,
         &actor,
         form.current_password,
         &form.new_password,

@@ -13,6 +13,7 @@
 //!   for its own (tenant/src/pool.rs), and a tenant holding none gets one by closing an
 //!   idle connection of another pool (see `relief` in [`Gateway::runtime`]).
 
+mod client;
 mod host;
 
 use std::collections::{HashMap, HashSet};
@@ -33,6 +34,7 @@ use tokio::sync::Semaphore;
 use tower::ServiceExt;
 use uuid::Uuid;
 
+pub use client::{ClientAddr, client_addr};
 pub use host::{forwarded_host, is_ip_literal, normalise, request_host};
 
 use crate::app::AppState;
@@ -529,12 +531,14 @@ impl Gateway {
 
 /// Middleware: requests for a tenant host are served by the tenant router with their
 /// tenant's context; requests for an owner host go on to the owner routes.
-pub async fn dispatch(State(state): State<AppState>, req: Request, next: Next) -> Response {
+pub async fn dispatch(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let peer = req
         .extensions()
         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
         .map(|c| c.0.ip());
     let trusted = peer.is_some_and(|ip| state.config.trusted_proxies.contains(&ip));
+    let client = client_addr(peer, &state.config.trusted_proxies, req.headers());
+    req.extensions_mut().insert(ClientAddr(client));
     let host = match trusted.then(|| forwarded_host(req.headers())).flatten() {
         Some(forwarded) => forwarded,
         None => request_host(&req),
@@ -574,6 +578,7 @@ async fn serve_tenant(
     }
     let runtime = gateway.runtime(&tenant).await?;
     runtime.demand.record();
+    let client_ip = req.extensions().get::<ClientAddr>().and_then(|c| c.0);
     req.extensions_mut().insert(tenant::TenantContext {
         id: tenant.id,
         slug: tenant.slug.clone(),
@@ -582,6 +587,7 @@ async fn serve_tenant(
         keys: Arc::clone(&runtime.keys),
         limits: gateway.limits(&tenant.plan_code).await?,
         ledger: Arc::clone(&runtime.ledger),
+        client_ip,
     });
     let response = gateway
         .tenant_router

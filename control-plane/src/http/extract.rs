@@ -13,6 +13,7 @@ use serde::de::DeserializeOwned;
 use tenant::text::{NUL_MESSAGE, json_has_nul, urlencoded_has_nul};
 
 use super::error::ApiError;
+use crate::gateway::ClientAddr;
 
 /// `axum::Json` with our error shape.
 pub struct ApiJson<T>(pub T);
@@ -114,18 +115,22 @@ where
     }
 }
 
-/// The peer address of the connection (not a forwarded header), for the audit log.
+/// The client's address (the connection's peer, or what a trusted proxy forwarded; see
+/// `gateway::client`), for the audit log and sign-in throttling.
 pub struct ClientIp(pub Option<String>);
 
 impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        Ok(Self(
-            parts
+        let addr = match parts.extensions.get::<ClientAddr>() {
+            Some(ClientAddr(addr)) => *addr,
+            // Outside the gateway (a router served on its own): the peer.
+            None => parts
                 .extensions
                 .get::<ConnectInfo<SocketAddr>>()
-                .map(|ConnectInfo(addr)| addr.ip().to_string()),
-        ))
+                .map(|ConnectInfo(addr)| addr.ip()),
+        };
+        Ok(Self(addr.map(|ip| ip.to_string())))
     }
 }

@@ -90,7 +90,8 @@ struct PasswordRequest {
     new_password: String,
 }
 
-/// Sets the operator's own password (required after signing in with a one-time one).
+/// Sets the operator's own password (required after signing in with a one-time one) and
+/// ends the operator's other sessions; the one making the request goes on.
 async fn change_password(
     State(state): State<AppState>,
     AnyOperator(session): AnyOperator,
@@ -101,6 +102,7 @@ async fn change_password(
     crate::operators::change_password(
         &state.pool,
         &session.operator,
+        session.id,
         &actor,
         req.current_password,
         &req.new_password,

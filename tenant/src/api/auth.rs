@@ -9,11 +9,13 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{ApiFailure, ApiJson};
+use crate::audit::{AuditEntry, audit_insert};
 use crate::auth::{
     MIN_PASSWORD_CHARS, REFRESH_TTL, hash_password_async, random_token, token_hash,
     verify_dummy_async, verify_password_async,
 };
 use crate::context::TenantContext;
+use crate::sign_in;
 use crate::users::{self, User};
 
 pub fn routes() -> Router {
@@ -63,34 +65,36 @@ async fn tokens_for(ctx: &TenantContext, user: &User) -> Result<Value, ApiFailur
     }))
 }
 
+/// Email + password -> tokens. Failed sign-ins are throttled per account and per client
+/// address (429 with `Retry-After`; see [`crate::sign_in`]), and every attempt is in the
+/// tenant's audit log. The answer does not say whether the email exists.
 async fn login(
     Extension(ctx): Extension<TenantContext>,
     ApiJson(req): ApiJson<LoginRequest>,
 ) -> Result<Json<Value>, ApiFailure> {
     let email = req.email.trim().to_lowercase();
-    let user = {
-        let conn = ctx.pool.get().await?;
-        users::user_fetch_by_email(&***conn, &email).await?
-    };
+    let ip = ctx.client_ip.map(|ip| ip.to_string());
+    let (user, attempt) = sign_in::begin(&ctx.pool, &email, ip).await?;
     let password = req.password;
     let verified = match &user {
-        Some(u) => {
-            let hash = u.password_hash.clone();
-            verify_password_async(password, hash).await?
-        }
-        None => {
-            verify_dummy_async(password).await?;
-            false
+        Some(u) => verify_password_async(password, u.password_hash.clone()).await,
+        None => verify_dummy_async(password).await.map(|()| false),
+    };
+    let verified = match verified {
+        Ok(verified) => verified,
+        Err(busy) => {
+            attempt.abandoned(&ctx.pool).await?;
+            return Err(busy.into());
         }
     };
     let user = match user {
         Some(u) if verified && u.status == "active" => u,
-        _ => return Err(ApiFailure::Unauthenticated),
+        _ => {
+            attempt.failed();
+            return Err(ApiFailure::Unauthenticated);
+        }
     };
-    {
-        let conn = ctx.pool.get().await?;
-        users::user_record_login(&***conn, user.id).await?;
-    }
+    attempt.succeeded(&ctx.pool, &user).await?;
     Ok(Json(tokens_for(&ctx, &user).await?))
 }
 
@@ -125,7 +129,12 @@ async fn logout(
 }
 
 /// Changes the caller's password (the only thing a one-time password allows) and ends
-/// every other session.
+/// every session of the user, in one transaction: all refresh tokens issued so far are
+/// revoked, and access tokens issued before the change are refused from now on
+/// ([`AuthUser`] compares their `iat` with the user's `updated_at`). The caller's session
+/// is the one kept: it goes on with the new pair in the response. (An access token names
+/// no session, so the caller's old refresh token cannot be told from the others; it is
+/// revoked with them and replaced by the new one.)
 async fn change_password(
     Extension(ctx): Extension<TenantContext>,
     user: AuthUser,
@@ -147,8 +156,25 @@ async fn change_password(
         .await?
         .map_err(ApiFailure::Internal)?;
     {
-        let conn = ctx.pool.get().await?;
-        users::user_set_password(&***conn, user.user.id, &hash).await?;
+        let mut conn = ctx.pool.get().await?;
+        let tx = conn.transaction().await?;
+        users::user_set_password(&*tx, user.user.id, &hash).await?;
+        users::session_revoke_all(&*tx, user.user.id).await?;
+        let id = user.user.id.to_string();
+        let ip = ctx.client_ip.map(|ip| ip.to_string());
+        audit_insert(
+            &*tx,
+            &AuditEntry {
+                actor_id: Some(user.user.id),
+                action: "user.password_change",
+                target_type: "user",
+                target_id: &id,
+                details: json!({}),
+                ip: ip.as_deref(),
+            },
+        )
+        .await?;
+        tx.commit().await?;
     }
     let mut updated = user.user;
     updated.must_change_password = false;

@@ -20,6 +20,8 @@ mod openapi;
 mod provisioning;
 mod records;
 mod recovery;
+mod sessions;
+mod sign_in_throttling;
 mod tenant_auth;
 mod tenant_validation;
 mod tls;
