@@ -38,27 +38,34 @@ pub async fn audit_insert(
         .get(0))
 }
 
-/// Settles an entry written before its outcome was known (a sign-in recorded as failed
-/// until the password is checked): its action, and the user now known to be the actor.
-pub async fn audit_settle(
+/// Appends the outcome of an entry written before its outcome was known (a sign-in
+/// attempt recorded before its password is checked), pointing back at it with
+/// `details.attempt`. The first entry is never changed: the log is append-only for the
+/// runtime role that serves requests.
+pub async fn audit_outcome(
     client: &impl GenericClient,
-    id: i64,
+    attempt_id: i64,
     action: &str,
     actor_id: Option<Uuid>,
 ) -> Result<(), tokio_postgres::Error> {
     client
         .execute(
-            "UPDATE audit_log SET action = $2, actor_id = coalesce($3, actor_id) WHERE id = $1",
-            &[&id, &action, &actor_id],
+            "INSERT INTO audit_log (actor_id, action, target_type, target_id, details, ip) \
+             SELECT coalesce($3, actor_id), $2, target_type, target_id, \
+                    jsonb_build_object('attempt', id), ip \
+             FROM audit_log WHERE id = $1",
+            &[&attempt_id, &action, &actor_id],
         )
         .await?;
     Ok(())
 }
 
 /// Which entries [`audit_nth_newest`] looks at: `action` for the account `target_id`
-/// since `since_account`, and from the address `ip` since `since_ip`.
+/// since `since_account`, and from the address `ip` since `since_ip`, leaving out those
+/// with an outcome (see [`audit_outcome`]) among `excused`.
 pub struct NthNewest<'a> {
     pub action: &'a str,
+    pub excused: &'a [&'a str],
     pub target_id: &'a str,
     pub since_account: DateTime<Utc>,
     pub account_nth: i64,
@@ -76,10 +83,15 @@ pub async fn audit_nth_newest(
 ) -> Result<(Option<DateTime<Utc>>, Option<DateTime<Utc>>), tokio_postgres::Error> {
     let row = client
         .query_one(
-            "SELECT \
-               (SELECT at FROM audit_log WHERE action = $1 AND target_type = 'user' \
+            "WITH counted AS ( \
+               SELECT a.at, a.target_type, a.target_id, a.ip FROM audit_log a \
+               WHERE a.action = $1 AND a.at > least($3::timestamptz, $6::timestamptz) \
+                 AND NOT EXISTS (SELECT 1 FROM audit_log o WHERE o.action = ANY($8) \
+                   AND o.at >= a.at AND o.details ->> 'attempt' = a.id::text)) \
+             SELECT \
+               (SELECT at FROM counted WHERE target_type = 'user' \
                   AND target_id = $2 AND at > $3 ORDER BY at DESC OFFSET $4::bigint - 1 LIMIT 1), \
-               (SELECT at FROM audit_log WHERE action = $1 AND $5::text IS NOT NULL \
+               (SELECT at FROM counted WHERE $5::text IS NOT NULL \
                   AND ip = $5 AND at > $6 ORDER BY at DESC OFFSET $7::bigint - 1 LIMIT 1)",
             &[
                 &q.action,
@@ -89,6 +101,7 @@ pub async fn audit_nth_newest(
                 &q.ip,
                 &q.since_ip,
                 &q.ip_nth,
+                &q.excused,
             ],
         )
         .await?;

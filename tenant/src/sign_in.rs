@@ -16,19 +16,22 @@
 //! account at its limit, and its owner then waits with them. That is the price of
 //! limiting guesses per account at all; the per-address limit stops most of it.
 //!
-//! Each attempt is recorded as failed *before* its password is checked, in a short
-//! transaction that holds the tenant's sign-in lock while it counts and writes, and is
-//! settled afterwards (success, or abandoned when no password check could be made).
+//! Each attempt is recorded (`user.login_attempt`) *before* its password is checked, in a
+//! short transaction that holds the tenant's sign-in lock while it counts and writes, and
+//! its outcome is appended afterwards (`user.login`, `user.login_failed`, or
+//! `user.login_abandoned` when no password check could be made), pointing back at it.
 //! Checking first and recording after would let parallel attempts all pass the count
-//! before any of them was recorded. An attempt cut short in between (the client gone,
-//! the process stopped) stays a failure.
+//! before any of them was recorded. An attempt counts as a failure unless its outcome is
+//! a sign-in or abandoned, so one cut short in between (the client gone, the process
+//! stopped) stays a failure. Entries are only ever appended: the runtime role may not
+//! change the audit log.
 
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde_json::json;
 
-use crate::audit::{AuditEntry, NthNewest, audit_insert, audit_nth_newest, audit_settle};
+use crate::audit::{AuditEntry, NthNewest, audit_insert, audit_nth_newest, audit_outcome};
 use crate::pool::{PoolError, TenantPool};
 use crate::users::{self, User};
 
@@ -43,7 +46,12 @@ const SIGN_IN_LOCK: i64 = 0x7369_676e_696e_6c6b; // "signinlk"
 /// The longest account name recorded: the audit log keeps what clients send, bounded.
 const MAX_LABEL_CHARS: usize = 320;
 
+const ATTEMPT: &str = "user.login_attempt";
+const SIGNED_IN: &str = "user.login";
 const FAILED: &str = "user.login_failed";
+const ABANDONED: &str = "user.login_abandoned";
+/// Outcomes that keep an attempt from counting as a failure.
+const EXCUSED: &[&str] = &[SIGNED_IN, ABANDONED];
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -86,7 +94,8 @@ pub async fn begin(
     let (account_nth, address_nth) = audit_nth_newest(
         &*tx,
         &NthNewest {
-            action: FAILED,
+            action: ATTEMPT,
+            excused: EXCUSED,
             target_id: &label,
             since_account,
             account_nth: MAX_FAILURES_PER_ACCOUNT,
@@ -123,7 +132,7 @@ pub async fn begin(
         tx.commit().await?;
         return Err(Error::Throttled(retry_after));
     }
-    let audit_id = audit_insert(&*tx, &entry(FAILED, json!({}))).await?;
+    let audit_id = audit_insert(&*tx, &entry(ATTEMPT, json!({}))).await?;
     tx.commit().await?;
     Ok((user, Attempt { audit_id }))
 }
@@ -134,7 +143,7 @@ impl Attempt {
     pub async fn succeeded(self, pool: &TenantPool, user: &User) -> Result<(), Error> {
         let mut conn = pool.get().await?;
         let tx = conn.transaction().await?;
-        audit_settle(&*tx, self.audit_id, "user.login", Some(user.id)).await?;
+        audit_outcome(&*tx, self.audit_id, SIGNED_IN, Some(user.id)).await?;
         users::user_record_login(&*tx, user.id).await?;
         tx.commit().await?;
         Ok(())
@@ -143,11 +152,15 @@ impl Attempt {
     /// No password was checked (too many sign-ins at once): not a failure of the client.
     pub async fn abandoned(self, pool: &TenantPool) -> Result<(), Error> {
         let conn = pool.get().await?;
-        audit_settle(&***conn, self.audit_id, "user.login_abandoned", None).await?;
+        audit_outcome(&***conn, self.audit_id, ABANDONED, None).await?;
         Ok(())
     }
 
-    /// The password was wrong, the account unknown or disabled: the attempt stays
-    /// recorded as failed.
-    pub fn failed(self) {}
+    /// The password was wrong, the account unknown or disabled. The attempt counts as a
+    /// failure whether or not this outcome gets written.
+    pub async fn failed(self, pool: &TenantPool) -> Result<(), Error> {
+        let conn = pool.get().await?;
+        audit_outcome(&***conn, self.audit_id, FAILED, None).await?;
+        Ok(())
+    }
 }

@@ -90,7 +90,7 @@ async fn login(
     let user = match user {
         Some(u) if verified && u.status == "active" => u,
         _ => {
-            attempt.failed();
+            attempt.failed(&ctx.pool).await?;
             return Err(ApiFailure::Unauthenticated);
         }
     };

@@ -492,10 +492,11 @@ impl TestApp {
             .json()
             .await
             .expect("json");
-        (
-            tenant,
-            tokens["access_token"].as_str().expect("token").to_string(),
-        )
+        let token = tokens["access_token"]
+            .as_str()
+            .unwrap_or_else(|| panic!("the admin of {slug} cannot log in: {tokens}"))
+            .to_string();
+        (tenant, token)
     }
 
     /// Databases and roles of this test on the server.

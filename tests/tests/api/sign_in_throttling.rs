@@ -118,7 +118,7 @@ async fn failed_tenant_sign_ins_are_throttled_per_account_and_per_address() {
         );
     }
     db.execute(
-        "UPDATE audit_log SET at = at - interval '16 minutes' WHERE action = 'user.login_failed'",
+        "UPDATE audit_log SET at = at - interval '16 minutes' WHERE action IN ('user.login_attempt', 'user.login_failed')",
         &[],
     )
     .await
