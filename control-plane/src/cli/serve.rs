@@ -4,17 +4,20 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::Result;
 use crate::app::Application;
 use crate::config::Config;
 use crate::provisioning::Faults;
+use crate::{Error, Result};
 
 pub async fn run(config: Config) -> Result<()> {
+    // The handlers are installed before anything else: a SIGTERM that arrives while the
+    // service starts must stop it gracefully, not kill it with the default action.
+    let signals = Signals::install()?;
     let app = Application::build(config, Arc::new(Faults::default())).await?;
     let shutdown = CancellationToken::new();
     let trigger = shutdown.clone();
     tokio::spawn(async move {
-        wait_for_signal().await;
+        signals.recv().await;
         // Cancel before anything else: nothing after the signal may stand in the way of
         // stopping (a log write to a closed pipe once did).
         trigger.cancel();
@@ -23,23 +26,26 @@ pub async fn run(config: Config) -> Result<()> {
     app.run(shutdown).await
 }
 
-async fn wait_for_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
-                }
-            };
+/// SIGINT and SIGTERM, registered when created.
+struct Signals {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        let cannot = |e: std::io::Error| Error::Internal(format!("cannot handle signals: {e}"));
+        Ok(Self {
+            interrupt: signal(SignalKind::interrupt()).map_err(cannot)?,
+            terminate: signal(SignalKind::terminate()).map_err(cannot)?,
+        })
+    }
+
+    async fn recv(mut self) {
         tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
+            _ = self.interrupt.recv() => {}
+            _ = self.terminate.recv() => {}
         }
     }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
 }
