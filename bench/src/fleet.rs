@@ -78,7 +78,7 @@ async fn main() -> anyhow::Result<()> {
     )
     .await?;
     let existing: i64 = {
-        let conn = services.pool.get().await?;
+        let conn = services.owner.conn().await?;
         conn.query_one(
             "SELECT count(*) FROM tenants WHERE status = 'active' AND schema_version = 1",
             &[],
@@ -123,14 +123,10 @@ async fn main() -> anyhow::Result<()> {
         ..FleetOptions::default()
     };
     let started = Instant::now();
-    let summary = FleetRun::start(
-        Arc::clone(&ours_services.provisioner),
-        options.clone(),
-        "bench",
-    )
-    .await?
-    .execute(|_| {})
-    .await?;
+    let summary = FleetRun::start(ours_services.fleet.clone(), options.clone(), "bench")
+        .await?
+        .execute(|_| {})
+        .await?;
     let ours = started.elapsed();
     anyhow::ensure!(
         summary.succeeded == n && summary.failed == 0,
@@ -139,7 +135,7 @@ async fn main() -> anyhow::Result<()> {
 
     // 2. Our no-op re-run over the up-to-date fleet.
     let started = Instant::now();
-    let noop = FleetRun::start(Arc::clone(&ours_services.provisioner), options, "bench")
+    let noop = FleetRun::start(ours_services.fleet.clone(), options, "bench")
         .await?
         .execute(|_| {})
         .await?;

@@ -231,10 +231,11 @@ async fn main() -> anyhow::Result<()> {
     let app = Application::build(config, Arc::new(Faults::default())).await?;
     let port = app.port();
     let provisioner = Arc::clone(&app.state().provisioner);
+    let owner = app.state().owner.clone();
 
     // The fleet (reused if a kept run left it).
     let existing: Vec<String> = {
-        let conn = provisioner.pool().get().await?;
+        let conn = owner.conn().await?;
         conn.query(
             "SELECT slug FROM tenants WHERE status = 'active' ORDER BY slug",
             &[],
@@ -260,7 +261,7 @@ async fn main() -> anyhow::Result<()> {
 
     // The baseline: one static pool on one tenant database, no resolution at all.
     let first_db: String = {
-        let conn = provisioner.pool().get().await?;
+        let conn = owner.conn().await?;
         conn.query_one("SELECT db_name FROM tenants WHERE slug = $1", &[&slugs[0]])
             .await?
             .get(0)

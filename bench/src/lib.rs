@@ -81,7 +81,8 @@ pub async fn provision_many(
     provisioner: &control_plane::provisioning::Provisioner,
     slugs: &[String],
 ) -> anyhow::Result<()> {
-    use control_plane::provisioning::{Actor, CreateTenant};
+    use control_plane::audit::Actor;
+    use control_plane::provisioning::CreateTenant;
     let started = std::time::Instant::now();
     let made: Vec<anyhow::Result<()>> = futures::stream::iter(slugs)
         .map(|slug| async move {

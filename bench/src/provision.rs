@@ -15,7 +15,8 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use clap::Parser;
 use control_plane::Services;
-use control_plane::provisioning::{Actor, CreateTenant, Faults};
+use control_plane::audit::Actor;
+use control_plane::provisioning::{CreateTenant, Faults};
 
 #[derive(Parser)]
 struct Args {
@@ -62,7 +63,7 @@ async fn main() -> anyhow::Result<()> {
     let services = Services::init(config, Arc::new(Faults::default())).await?;
     let provisioner = &services.provisioner;
     // The template is built once per process; do it before timing anything.
-    provisioner.cluster().ensure_template().await?;
+    services.cluster.ensure_template().await?;
 
     let mut bare = Vec::new();
     let mut naive = Vec::new();

@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 
 use tokio_postgres::GenericClient;
 
-use crate::config::MasterKeySource;
 use crate::secrets::Keyring;
+use crate::secrets::MasterKeySource;
 use crate::{Error, Result};
 
 const STORAGE_ROOT: &str = "storage_root";

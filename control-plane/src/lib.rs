@@ -2,11 +2,13 @@
 //! reconciler, the owner API, and the CLI that drives them. See `DESIGN.md` for the map.
 
 pub mod app;
+pub mod audit;
 pub mod auth;
 pub mod billing;
 pub mod cli;
 pub mod config;
 mod dashboard;
+pub mod domains;
 mod error;
 pub mod fleet;
 pub mod gateway;
@@ -17,9 +19,13 @@ pub mod operators;
 pub mod pg;
 pub mod provisioning;
 pub mod secrets;
+pub mod services;
 pub mod sign_in;
 pub mod telemetry;
+pub mod wiring;
 
-pub use app::{AppState, Application, Services};
+pub use app::Application;
 pub use config::Config;
 pub use error::{Error, Result};
+pub use http::state::AppState;
+pub use wiring::Services;

@@ -28,7 +28,7 @@ use uuid::Uuid;
 
 use crate::gateway::Gateway;
 use crate::pg::connect;
-use crate::provisioning::{Provisioner, TenantRole};
+use crate::services::{OwnerDb, TenantAccess, TenantRole};
 use crate::{Error, Result};
 
 /// Longest a sample waits for one tenant's figures.
@@ -47,7 +47,9 @@ pub struct MeteringReport {
 }
 
 pub struct Metering {
-    provisioner: Arc<Provisioner>,
+    owner: OwnerDb,
+    access: Arc<TenantAccess>,
+    storage: storage::Storage,
     gateway: Arc<Gateway>,
     concurrency: usize,
     tenant_timeout: Duration,
@@ -63,9 +65,17 @@ struct Figures {
 }
 
 impl Metering {
-    pub fn new(provisioner: Arc<Provisioner>, gateway: Arc<Gateway>, concurrency: usize) -> Self {
+    pub fn new(
+        owner: OwnerDb,
+        access: Arc<TenantAccess>,
+        storage: storage::Storage,
+        gateway: Arc<Gateway>,
+        concurrency: usize,
+    ) -> Self {
         Self {
-            provisioner,
+            owner,
+            access,
+            storage,
             gateway,
             concurrency: concurrency.max(1),
             tenant_timeout: TENANT_TIMEOUT,
@@ -98,7 +108,7 @@ impl Metering {
     async fn sample(&self) -> Result<MeteringReport> {
         let sampled_at = Utc::now();
         let tenants = {
-            let conn = self.provisioner.pool().get().await?;
+            let conn = self.owner.conn().await?;
             let mut tenants = Vec::new();
             for status in [TenantStatus::Active, TenantStatus::Suspended] {
                 let filter = TenantFilter {
@@ -161,7 +171,7 @@ impl Metering {
     }
 
     async fn write(&self, samples: &[UsageSample]) -> Result<u64> {
-        let conn = self.provisioner.pool().get().await?;
+        let conn = self.owner.conn().await?;
         Ok(owner::usage::usage_insert(&**conn, samples).await?)
     }
 
@@ -170,7 +180,7 @@ impl Metering {
     async fn database_sizes(&self, tenants: &[Tenant]) -> HashMap<String, i64> {
         let names: Vec<&str> = tenants.iter().map(|t| t.db_name.as_str()).collect();
         let result = async {
-            let admin = connect(self.provisioner.cluster().admin_endpoint()).await?;
+            let admin = connect(self.access.server()).await?;
             let rows = tokio::time::timeout(
                 self.tenant_timeout,
                 admin.query(
@@ -197,7 +207,7 @@ impl Metering {
     /// not lose the other.
     async fn figures(&self, tenant: &Tenant) -> Figures {
         let storage = async {
-            let tree = self.provisioner.storage().tenant(&tenant.slug)?;
+            let tree = self.storage.tenant(&tenant.slug)?;
             let walk = tokio::task::spawn_blocking(move || tree.size_bytes());
             match tokio::time::timeout(self.tenant_timeout, walk).await {
                 Err(_) => Err(Error::Internal("timed out walking the storage tree".into())),
@@ -207,10 +217,7 @@ impl Metering {
         };
         let users = async {
             let count = async {
-                let client = self
-                    .provisioner
-                    .tenant_connect(tenant, TenantRole::Runtime)
-                    .await?;
+                let client = self.access.connect(tenant, TenantRole::Runtime).await?;
                 Ok::<_, Error>(tenant::users::user_count(&client).await?)
             };
             match tokio::time::timeout(self.tenant_timeout, count).await {

@@ -1,7 +1,6 @@
 //! Managing operators: invite, change role, disable, change one's own password. The API
 //! and the dashboard both call these, so the rules and the audit trail are the same.
 
-use deadpool_postgres::Pool;
 use owner::audit::{AuditEntry, audit_insert};
 use owner::operators::{
     Operator, OperatorRole, operator_count_active_owners, operator_fetch, operator_insert_with,
@@ -12,9 +11,10 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 use uuid::Uuid;
 
+use crate::audit::Actor;
 use crate::auth::{check_new_password, hash_password};
-use crate::provisioning::Actor;
 use crate::secrets::random_password;
+use crate::services::{OwnerDb, owner_db};
 use crate::{Error, Result};
 
 /// Only owners manage operators.
@@ -29,7 +29,7 @@ pub fn require_owner(operator: &Operator) -> Result<()> {
 /// Creates an operator with a one-time password, returned once: they must choose their
 /// own at first sign-in.
 pub async fn invite(
-    pool: &Pool,
+    owner: &OwnerDb,
     by: &Operator,
     actor: &Actor,
     email: &str,
@@ -39,8 +39,8 @@ pub async fn invite(
     let email = owner::Email::parse(email)?;
     let password = random_password();
     let hash = hash_password(password.expose_secret())?;
-    let mut conn = pool.get().await?;
-    let tx = (**conn).transaction().await.map_err(owner::Error::from)?;
+    let mut conn = owner.conn().await?;
+    let tx = owner_db::begin(&mut conn).await?;
     let operator = operator_insert_with(&tx, &email, &hash, role, true).await?;
     audit(
         &tx,
@@ -50,7 +50,7 @@ pub async fn invite(
         json!({ "email": operator.email, "role": role }),
     )
     .await?;
-    tx.commit().await.map_err(owner::Error::from)?;
+    owner_db::commit(tx).await?;
     Ok((operator, password))
 }
 
@@ -58,7 +58,7 @@ pub async fn invite(
 /// sessions at once; the last active owner can be neither demoted nor disabled (nobody
 /// could undo it).
 pub async fn update(
-    pool: &Pool,
+    owner: &OwnerDb,
     by: &Operator,
     actor: &Actor,
     id: Uuid,
@@ -66,8 +66,8 @@ pub async fn update(
     active: Option<bool>,
 ) -> Result<Operator> {
     require_owner(by)?;
-    let mut conn = pool.get().await?;
-    let tx = (**conn).transaction().await.map_err(owner::Error::from)?;
+    let mut conn = owner.conn().await?;
+    let tx = owner_db::begin(&mut conn).await?;
     // Serialises concurrent changes of operators, so two owners cannot demote each other
     // past the last-owner check.
     tx.execute("LOCK TABLE owner_users IN SHARE ROW EXCLUSIVE MODE", &[])
@@ -104,7 +104,7 @@ pub async fn update(
         }),
     )
     .await?;
-    tx.commit().await.map_err(owner::Error::from)?;
+    owner_db::commit(tx).await?;
     Ok(after)
 }
 
@@ -112,7 +112,7 @@ pub async fn update(
 /// `session`. Every other session of theirs ends with it (someone who learnt the old
 /// password may be signed in elsewhere); the session that made the change goes on.
 pub async fn change_password(
-    pool: &Pool,
+    owner: &OwnerDb,
     operator: &Operator,
     session: Uuid,
     actor: &Actor,
@@ -127,8 +127,8 @@ pub async fn change_password(
         }));
     }
     let hash = hash_password(new)?;
-    let mut conn = pool.get().await?;
-    let tx = (**conn).transaction().await.map_err(owner::Error::from)?;
+    let mut conn = owner.conn().await?;
+    let tx = owner_db::begin(&mut conn).await?;
     operator_set_password(&tx, operator.id, &hash).await?;
     let revoked = session_revoke_others(&tx, operator.id, session).await?;
     audit(
@@ -139,7 +139,7 @@ pub async fn change_password(
         json!({ "other_sessions_revoked": revoked }),
     )
     .await?;
-    tx.commit().await.map_err(owner::Error::from)?;
+    owner_db::commit(tx).await?;
     Ok(())
 }
 

@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use aes_gcm::aead::{Aead, Generate, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Key, Nonce};
@@ -18,8 +18,18 @@ use hmac::{Hmac, Mac};
 use secrecy::{ExposeSecret, SecretBox, SecretString};
 use sha2::Sha256;
 
-use crate::config::MasterKeySource;
 use crate::{Error, Result};
+
+/// Where the master key comes from.
+#[derive(Debug, Clone)]
+pub enum MasterKeySource {
+    /// The key material itself (`CP_MASTER_KEY`).
+    Inline(SecretString),
+    /// A file holding it (`CP_MASTER_KEY_FILE`).
+    File(PathBuf),
+    /// Dev only: generated once into `<data dir>/master.key`.
+    Generated(PathBuf),
+}
 
 const NONCE_LEN: usize = 12;
 
@@ -90,7 +100,7 @@ impl Keyring {
                 if !path.exists() {
                     generate_key_file(path)?;
                     tracing::warn!(
-                        path = %crate::installation::absolute(path).display(),
+                        path = %std::fs::canonicalize(path).unwrap_or_else(|_| path.clone()).display(),
                         "DEV MODE: generated a new master key. Tenant passwords are encrypted with it; \
                          keep this file, and set CP_MASTER_KEY or CP_MASTER_KEY_FILE in production"
                     );

@@ -9,7 +9,6 @@
 use std::time::Duration;
 
 use chrono::Utc;
-use deadpool_postgres::Pool;
 use owner::audit::{AuditEntry, audit_insert, audit_login_failures};
 use owner::operators::{Operator, operator_fetch_by_email, operator_record_login};
 use owner::sessions::{NewSession, SessionKind, session_insert, session_revoke};
@@ -18,6 +17,7 @@ use serde_json::json;
 use uuid::Uuid;
 
 use crate::auth::OwnerTokens;
+use crate::services::OwnerDb;
 use crate::{Error, Result};
 
 pub const FAILURE_WINDOW: Duration = Duration::from_secs(15 * 60);
@@ -40,13 +40,13 @@ pub struct SignedIn {
     pub expires_at: u64,
 }
 
-pub async fn sign_in(pool: &Pool, tokens: &OwnerTokens, attempt: Attempt) -> Result<SignedIn> {
+pub async fn sign_in(owner: &OwnerDb, tokens: &OwnerTokens, attempt: Attempt) -> Result<SignedIn> {
     let email_label = attempt.email.trim().to_lowercase();
     let ip = attempt.ip.as_deref();
     // No owner connection is held while the password is checked: that takes tens of
     // milliseconds, and the pool also serves the gateway.
     let operator = {
-        let conn = pool.get().await?;
+        let conn = owner.conn().await?;
         let operator = match owner::Email::parse(&attempt.email) {
             Ok(email) => match operator_fetch_by_email(&**conn, &email).await {
                 Ok(op) => Some(op),
@@ -94,7 +94,7 @@ pub async fn sign_in(pool: &Pool, tokens: &OwnerTokens, attempt: Attempt) -> Res
             false
         }
     };
-    let conn = pool.get().await?;
+    let conn = owner.conn().await?;
     let operator = match operator {
         Some(op) if verified && op.active => op,
         _ => {
@@ -152,12 +152,12 @@ pub async fn sign_in(pool: &Pool, tokens: &OwnerTokens, attempt: Attempt) -> Res
 
 /// Revokes the session; later requests with its token are refused.
 pub async fn sign_out(
-    pool: &Pool,
+    owner: &OwnerDb,
     operator: &Operator,
     session_id: Uuid,
     ip: Option<&str>,
 ) -> Result<()> {
-    let conn = pool.get().await?;
+    let conn = owner.conn().await?;
     if session_revoke(&**conn, session_id).await? {
         audit_insert(
             &**conn,

@@ -3,15 +3,116 @@
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use tokio_postgres::types::private::BytesMut;
+use tokio_postgres::types::{FromSql, IsNull, ToSql, Type, to_sql_checked};
 use tokio_postgres::{GenericClient, Row};
 use uuid::Uuid;
 
 use crate::{Error, Result};
 
+/// Declares a status stored as text: its variants and their spellings, with conversions to
+/// and from SQL text, serde and comparison with a plain string.
+macro_rules! text_status {
+    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident = $text:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+        pub enum $name {
+            $($(#[$vmeta])* #[serde(rename = $text)] $variant),+
+        }
+
+        impl $name {
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text),+
+                }
+            }
+
+            pub fn parse(text: &str) -> Option<Self> {
+                match text {
+                    $($text => Some($name::$variant),)+
+                    _ => None,
+                }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl PartialEq<&str> for $name {
+            fn eq(&self, other: &&str) -> bool {
+                self.as_str() == *other
+            }
+        }
+
+        impl<'a> FromSql<'a> for $name {
+            fn from_sql(
+                ty: &Type,
+                raw: &'a [u8],
+            ) -> std::result::Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+                let text = <&str as FromSql>::from_sql(ty, raw)?;
+                $name::parse(text).ok_or_else(|| {
+                    format!("unknown {} {text:?}", stringify!($name)).into()
+                })
+            }
+
+            fn accepts(ty: &Type) -> bool {
+                <&str as FromSql>::accepts(ty)
+            }
+        }
+
+        impl ToSql for $name {
+            fn to_sql(
+                &self,
+                ty: &Type,
+                out: &mut BytesMut,
+            ) -> std::result::Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+                self.as_str().to_sql(ty, out)
+            }
+
+            fn accepts(ty: &Type) -> bool {
+                <&str as ToSql>::accepts(ty)
+            }
+
+            to_sql_checked!();
+        }
+    };
+}
+
+text_status! {
+    /// Where a fleet migration run is.
+    RunStatus {
+        Running = "running",
+        Succeeded = "succeeded",
+        /// Finished with failed tenants, within the failure budget.
+        Failed = "failed",
+        /// Stopped early: the failure budget was spent or a canary failed.
+        Halted = "halted",
+        /// Left running by a process that stopped.
+        Interrupted = "interrupted",
+        DryRun = "dry_run",
+    }
+}
+
+text_status! {
+    /// Where one tenant is in a run.
+    TenantRunStatus {
+        Pending = "pending",
+        Running = "running",
+        Succeeded = "succeeded",
+        Failed = "failed",
+        /// A dry run's inspection, or a tenant never attempted.
+        Skipped = "skipped",
+        Interrupted = "interrupted",
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct MigrationRun {
     pub id: Uuid,
-    pub status: String,
+    pub status: RunStatus,
     pub source: String,
     pub target_version: i32,
     pub options: serde_json::Value,
@@ -26,7 +127,7 @@ pub struct RunTenant {
     pub tenant_id: Uuid,
     pub slug: String,
     pub wave: String,
-    pub status: String,
+    pub status: TenantRunStatus,
     pub from_version: Option<i32>,
     pub to_version: Option<i32>,
     pub pending: Option<serde_json::Value>,
@@ -74,7 +175,7 @@ fn tenant_from_row(r: &Row) -> RunTenant {
 pub async fn run_insert(
     client: &impl GenericClient,
     id: Uuid,
-    status: &str,
+    status: RunStatus,
     source: &str,
     target_version: i32,
     options: &serde_json::Value,
@@ -95,7 +196,7 @@ pub async fn run_insert(
 pub async fn run_finish(
     client: &impl GenericClient,
     id: Uuid,
-    status: &str,
+    status: RunStatus,
     halt_reason: Option<&str>,
 ) -> Result<()> {
     client
@@ -189,12 +290,15 @@ pub async fn run_tenant_start(
     Ok(())
 }
 
-#[allow(clippy::too_many_arguments)]
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one argument per column the statement sets"
+)]
 pub async fn run_tenant_finish(
     client: &impl GenericClient,
     run_id: Uuid,
     tenant_id: Uuid,
-    status: &str,
+    status: TenantRunStatus,
     from_version: Option<i32>,
     to_version: Option<i32>,
     pending: Option<&serde_json::Value>,
@@ -256,7 +360,6 @@ pub async fn schema_version_histogram(
 }
 
 /// Records a tenant's successful migration and its new schema version in one statement.
-#[allow(clippy::too_many_arguments)]
 pub async fn run_tenant_succeeded(
     client: &impl GenericClient,
     run_id: Uuid,

@@ -126,9 +126,19 @@ pub struct Tenant {
     pub updated_at: DateTime<Utc>,
     pub activated_at: Option<DateTime<Utc>>,
     pub deleted_at: Option<DateTime<Utc>>,
-    /// The first user to make in the tenant database (email, argon2 hash), until active.
+    /// The first user to make in the tenant database, until active.
     #[serde(skip)]
-    pub initial_admin: Option<serde_json::Value>,
+    pub initial_admin: Option<InitialAdmin>,
+}
+
+/// The first user (an admin) to make in a new tenant's database. Only the argon2 hash of
+/// the password is kept, and only until the tenant is active.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InitialAdmin {
+    pub email: String,
+    pub password_hash: String,
+    /// The password was generated (one-time): the user must choose their own.
+    pub must_change_password: bool,
 }
 
 const COLUMNS: &str = "id, slug, name, status, provisioning_step, last_error, plan_code, \
@@ -170,7 +180,14 @@ impl TryFrom<&Row> for Tenant {
             updated_at: row.try_get("updated_at")?,
             activated_at: row.try_get("activated_at")?,
             deleted_at: row.try_get("deleted_at")?,
-            initial_admin: row.try_get("initial_admin")?,
+            initial_admin: row
+                .try_get::<_, Option<serde_json::Value>>("initial_admin")?
+                .map(serde_json::from_value)
+                .transpose()
+                .map_err(|e| Error::Invalid {
+                    field: "tenants.initial_admin",
+                    reason: e.to_string(),
+                })?,
         })
     }
 }
@@ -247,6 +264,15 @@ pub async fn tenant_fetch_by_slug(client: &impl GenericClient, slug: &str) -> Re
         .await?
         .ok_or(Error::NotFound)?;
     Tenant::try_from(&row)
+}
+
+/// A tenant named the way operators name one (API paths, dashboard URLs, the CLI): by
+/// id, or by slug among living tenants.
+pub async fn tenant_find(client: &impl GenericClient, key: &str) -> Result<Tenant> {
+    match Uuid::parse_str(key) {
+        Ok(id) => tenant_fetch(client, id).await,
+        Err(_) => tenant_fetch_by_slug(client, key).await,
+    }
 }
 
 /// Filters for [`tenant_list`]. `include_deleted` is off by default.
@@ -349,12 +375,16 @@ pub async fn tenant_transition(
 pub async fn tenant_set_initial_admin(
     client: &impl GenericClient,
     id: Uuid,
-    admin: &serde_json::Value,
+    admin: &InitialAdmin,
 ) -> Result<()> {
+    let admin = serde_json::to_value(admin).map_err(|e| Error::Invalid {
+        field: "initial_admin",
+        reason: e.to_string(),
+    })?;
     client
         .execute(
             "UPDATE tenants SET initial_admin = $2 WHERE id = $1",
-            &[&id, admin],
+            &[&id, &admin],
         )
         .await?;
     Ok(())

@@ -10,8 +10,10 @@ use serde_json::json;
 
 use crate::context::TenantContext;
 use crate::pool::{ConnectError, PoolError};
+use envelope::error_response as envelope;
 
 mod auth;
+pub mod envelope;
 pub mod extract;
 mod files;
 mod members;
@@ -156,27 +158,30 @@ impl IntoResponse for ApiFailure {
             ApiFailure::Pool(PoolError::Timeout(kind)) => {
                 tracing::warn!(?kind, "timed out waiting for a tenant connection");
                 metrics::counter!("tenant_pool_timeouts_total").increment(1);
-                retry(error(
+                envelope(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "busy",
                     "waited too long for a connection of this tenant; retry shortly",
-                ))
+                    None,
+                )
             }
-            ApiFailure::Pool(PoolError::Backend(ConnectError::Budget)) => retry({
+            ApiFailure::Pool(PoolError::Backend(ConnectError::Budget)) => {
                 metrics::counter!("tenant_connection_budget_exhausted_total").increment(1);
-                error(
+                envelope(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "busy",
                     "the service's tenant connection budget is spent; retry shortly",
+                    None,
                 )
-            }),
+            }
             ApiFailure::Pool(e) => {
                 tracing::warn!(error = %e, "tenant database unavailable");
-                retry(error(
+                envelope(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "tenant_unavailable",
                     "this tenant's database is unavailable; retry shortly",
-                ))
+                    None,
+                )
             }
             // Text PostgreSQL cannot store (a NUL character) that came in some way the
             // extractors do not see: the client's mistake, not ours.
@@ -195,24 +200,19 @@ impl IntoResponse for ApiFailure {
             }
             ApiFailure::Db(e) => {
                 tracing::warn!(error = %crate::chain(&e), "tenant database unreachable");
-                retry(error(
+                envelope(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "tenant_unavailable",
                     "this tenant's database is unavailable; retry shortly",
-                ))
+                    None,
+                )
             }
-            ApiFailure::Unauthenticated => {
-                let mut r = error(
-                    StatusCode::UNAUTHORIZED,
-                    "unauthenticated",
-                    "a valid bearer token for this tenant is required",
-                );
-                r.headers_mut().insert(
-                    axum::http::header::WWW_AUTHENTICATE,
-                    axum::http::HeaderValue::from_static("Bearer"),
-                );
-                r
-            }
+            ApiFailure::Unauthenticated => envelope(
+                StatusCode::UNAUTHORIZED,
+                "unauthenticated",
+                "a valid bearer token for this tenant is required",
+                None,
+            ),
             ApiFailure::Forbidden(why) => error(StatusCode::FORBIDDEN, "forbidden", why),
             ApiFailure::BadRequest(code, why) if code == "unsupported_media_type" => {
                 error(StatusCode::UNSUPPORTED_MEDIA_TYPE, code, &why)
@@ -236,21 +236,18 @@ impl IntoResponse for ApiFailure {
                 "storage_quota",
                 "this upload would pass the plan's storage quota; delete files or upgrade the plan",
             ),
-            ApiFailure::TooManyAttempts(secs) => {
-                let mut r = error(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "too_many_attempts",
-                    &format!("too many failed sign-ins; retry in {secs} s"),
-                );
-                r.headers_mut()
-                    .insert(axum::http::header::RETRY_AFTER, secs.into());
-                r
-            }
-            ApiFailure::Busy => retry(error(
+            ApiFailure::TooManyAttempts(secs) => envelope(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_attempts",
+                &format!("too many failed sign-ins; retry in {secs} s"),
+                Some(secs),
+            ),
+            ApiFailure::Busy => envelope(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "busy",
                 "too many sign-ins at once; retry shortly",
-            )),
+                None,
+            ),
             ApiFailure::Internal(why) => {
                 tracing::error!(error = %why, "tenant request failed");
                 error(
@@ -263,20 +260,9 @@ impl IntoResponse for ApiFailure {
     }
 }
 
+/// An error answer that needs no `Retry-After` of its own (a 503 gets the default).
 pub fn error(status: StatusCode, code: &str, message: &str) -> Response {
-    (
-        status,
-        Json(json!({ "error": { "code": code, "message": message } })),
-    )
-        .into_response()
-}
-
-fn retry(mut response: Response) -> Response {
-    response.headers_mut().insert(
-        axum::http::header::RETRY_AFTER,
-        axum::http::HeaderValue::from_static("5"),
-    );
-    response
+    envelope(status, code, message, None)
 }
 
 #[cfg(test)]

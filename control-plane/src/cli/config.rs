@@ -19,7 +19,7 @@ pub fn run(args: ConfigArgs, config: &Config) -> Result<()> {
         .iter()
         .map(|(k, v)| ((*k).to_string(), serde_json::Value::String(v.clone())))
         .collect();
-    super::emit(args.json, &serde_json::Value::Object(json), || {
+    super::output::emit(args.json, &serde_json::Value::Object(json), || {
         let width = settings.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
         settings
             .iter()

@@ -9,11 +9,13 @@ use owner::tenants::{Tenant, TenantStatus};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 
-use crate::app::Services;
+use crate::audit::Actor;
 use crate::auth::hash_password;
 use crate::config::{Config, Environment};
-use crate::provisioning::{Actor, CreateTenant, Faults, FirstAdmin, TenantRole};
+use crate::provisioning::{CreateTenant, Faults};
 use crate::secrets::random_password;
+use crate::services::TenantRole;
+use crate::wiring::Services;
 use crate::{Error, Result};
 
 pub const DEMO_OPERATOR: &str = "demo@example.com";
@@ -62,7 +64,7 @@ pub async fn run(config: Config) -> Result<()> {
 /// The demo operator's password if it was made now; `None` if it existed.
 async fn ensure_operator(services: &Services) -> Result<Option<SecretString>> {
     let email = owner::Email::parse(DEMO_OPERATOR)?;
-    let conn = services.pool.get().await?;
+    let conn = services.owner.conn().await?;
     match owner::operators::operator_fetch_by_email(&**conn, &email).await {
         Ok(_) => return Ok(None),
         Err(owner::Error::NotFound) => {}
@@ -106,7 +108,7 @@ async fn ensure_tenant(
 ) -> Result<DemoTenant> {
     let provisioner = &services.provisioner;
     let existing = {
-        let conn = services.pool.get().await?;
+        let conn = services.owner.conn().await?;
         match owner::tenants::tenant_fetch_by_slug(&**conn, slug).await {
             Ok(t) => Some(t),
             Err(owner::Error::NotFound) => None,
@@ -122,15 +124,11 @@ async fn ensure_tenant(
                 name: name.to_string(),
                 plan: Some(plan.to_string()),
                 domains: Vec::new(),
+                admin_email: Some(admin_email(slug)),
+                admin_password: Some(password.clone()),
             };
-            let admin = FirstAdmin {
-                email: admin_email(slug),
-                password: Some(password.clone()),
-            };
-            let (tenant, _) = provisioner
-                .tenant_create_with_admin(&request, Some(&admin), &Actor::cli())
-                .await?;
-            (tenant, Some(password))
+            let created = provisioner.record_create(&request, &Actor::cli()).await?;
+            (created.tenant, Some(password))
         }
     };
     // Finishes a tenant an interrupted run left part-way; a settled one is returned as is.
@@ -141,8 +139,9 @@ async fn ensure_tenant(
     // Only an active tenant is seeded, and only while it has no practices, so a demo
     // tenant someone has been using (or suspended) is left alone.
     let seeded = if tenant.status == TenantStatus::Active {
-        let mut client = provisioner
-            .tenant_connect(&tenant, TenantRole::Runtime)
+        let mut client = services
+            .access
+            .connect(&tenant, TenantRole::Runtime)
             .await?;
         let tx = client.transaction().await?;
         let seeded = tenant::demo::seed(&tx, name).await?;

@@ -4,9 +4,10 @@
 use clap::Subcommand;
 use serde_json::json;
 
-use super::emit;
+use super::output::emit;
 use crate::config::Config;
-use crate::{Error, Result, installation, pg};
+use crate::services::OwnerDb;
+use crate::{Error, Result, installation};
 
 #[derive(Debug, Subcommand)]
 pub enum InstallationCommand {
@@ -27,8 +28,8 @@ pub enum InstallationCommand {
 pub async fn run(cmd: InstallationCommand, config: Config) -> Result<()> {
     // Deliberately not `Services::init`: that refuses to start on the very mismatch this
     // command exists to look at or to settle.
-    let pool = pg::owner_pool(&config.owner_endpoint()?)?;
-    let conn = pool.get().await?;
+    let owner = OwnerDb::new(config.owner_endpoint()?)?;
+    let conn = owner.conn().await?;
     let root = installation::absolute(&config.storage_root);
     match cmd {
         InstallationCommand::Show { json } => {

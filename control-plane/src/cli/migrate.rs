@@ -10,14 +10,15 @@ use clap::{Args, Subcommand};
 use owner::tenants::TenantStatus;
 use serde_json::json;
 
-use super::emit;
-use crate::app::Services;
+use super::output::emit;
 use crate::config::Config;
 use crate::fleet::{
     Canary, DEFAULT_CONCURRENCY, FailureBudget, FleetOptions, FleetRun, Progress, fleet_status,
 };
 use crate::provisioning::Faults;
+use crate::wiring::Services;
 use crate::{Error, Result};
+use owner::migration_runs::RunStatus;
 
 #[derive(Debug, Args)]
 #[command(args_conflicts_with_subcommands = true)]
@@ -87,7 +88,7 @@ pub async fn run(args: MigrateArgs, mut config: Config) -> Result<()> {
                 config.tenant_migrations_dir = dir;
             }
             let services = Services::init(config, Arc::new(Faults::default())).await?;
-            let status = fleet_status(&services.provisioner, verify).await?;
+            let status = fleet_status(&services.fleet, verify).await?;
             emit(json, &json!(status), || {
                 let mut out = format!(
                     "target version {} ({})\nversions:",
@@ -162,7 +163,7 @@ async fn run_fleet(args: RunArgs, mut config: Config) -> Result<()> {
         crash_after: None,
     };
     let services = Services::init(config, Arc::new(Faults::default())).await?;
-    let run = FleetRun::start(Arc::clone(&services.provisioner), options, "cli").await?;
+    let run = FleetRun::start(services.fleet.clone(), options, "cli").await?;
     let run_id = run.run().id;
     let total = run.target_count() as u64;
     let interactive = std::io::stderr().is_terminal() && !args.json;
@@ -205,7 +206,7 @@ async fn run_fleet(args: RunArgs, mut config: Config) -> Result<()> {
         bar.finish_and_clear();
     }
     let details = if args.dry_run || summary.failed > 0 {
-        let conn = services.pool.get().await?;
+        let conn = services.owner.conn().await?;
         owner::migration_runs::run_tenants_list(&**conn, run_id, 100_000).await?
     } else {
         Vec::new()
@@ -242,7 +243,7 @@ async fn run_fleet(args: RunArgs, mut config: Config) -> Result<()> {
             out
         },
     );
-    if summary.failed > 0 || summary.status == "halted" || summary.status == "failed" {
+    if summary.failed > 0 || matches!(summary.status, RunStatus::Halted | RunStatus::Failed) {
         return Err(Error::Internal(format!(
             "fleet migration {}: {} tenant(s) failed",
             summary.status, summary.failed

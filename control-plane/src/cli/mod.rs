@@ -5,6 +5,7 @@ mod demo;
 mod installation;
 mod migrate;
 mod operators;
+mod output;
 mod serve;
 mod tenants;
 
@@ -60,18 +61,6 @@ impl Cli {
             Command::Config(args) => config::run(args, &config),
             Command::Installation(cmd) => installation::run(cmd, config).await,
         }
-    }
-}
-
-/// Prints `value` as JSON, or the human form.
-pub(crate) fn emit(json: bool, value: &serde_json::Value, human: impl FnOnce() -> String) {
-    if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(value).unwrap_or_default()
-        );
-    } else {
-        println!("{}", human());
     }
 }
 

@@ -7,11 +7,11 @@ use clap::Subcommand;
 use owner::operators::OperatorRole;
 use serde_json::json;
 
-use super::emit;
-use crate::app::Services;
+use super::output::emit;
 use crate::auth::{check_new_password, hash_password};
 use crate::config::Config;
 use crate::provisioning::Faults;
+use crate::wiring::Services;
 use crate::{Error, Result};
 
 #[derive(Debug, Subcommand)]
@@ -46,7 +46,7 @@ pub async fn run(cmd: OperatorsCommand, config: Config) -> Result<()> {
             check_new_password(password)?;
             let hash = hash_password(password)?;
             let services = Services::init(config, Arc::new(Faults::default())).await?;
-            let conn = services.pool.get().await?;
+            let conn = services.owner.conn().await?;
             let operator = owner::operators::operator_insert(&**conn, &email, &hash, role).await?;
             owner::audit::audit_insert(
                 &**conn,

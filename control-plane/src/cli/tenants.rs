@@ -7,10 +7,11 @@ use clap::{Args, Subcommand};
 use owner::tenants::{Tenant, TenantFilter, TenantStatus};
 use serde_json::json;
 
-use super::emit;
-use crate::app::Services;
+use super::output::emit;
+use crate::audit::Actor;
 use crate::config::Config;
-use crate::provisioning::{Actor, CreateTenant, Faults};
+use crate::provisioning::{CreateTenant, Faults};
+use crate::wiring::Services;
 use crate::{Error, Result};
 
 #[derive(Debug, Subcommand)]
@@ -86,37 +87,29 @@ pub async fn run(cmd: TenantsCommand, config: Config) -> Result<()> {
     let actor = Actor::cli();
     match cmd {
         TenantsCommand::Create(args) => {
+            let admin_password = if args.admin_email.is_some() && args.admin_password_stdin {
+                let mut line = String::new();
+                std::io::BufRead::read_line(&mut std::io::stdin().lock(), &mut line).map_err(
+                    |e| Error::BadRequest(format!("cannot read the password from stdin: {e}")),
+                )?;
+                Some(secrecy::SecretString::from(
+                    line.trim_end_matches(['\r', '\n']).to_string(),
+                ))
+            } else {
+                None
+            };
             let request = CreateTenant {
                 slug: args.slug,
                 name: args.name,
                 plan: args.plan,
                 domains: args.domains,
+                admin_email: args.admin_email,
+                admin_password,
             };
-            let admin = match args.admin_email {
-                None => None,
-                Some(email) => {
-                    let password = if args.admin_password_stdin {
-                        let mut line = String::new();
-                        std::io::BufRead::read_line(&mut std::io::stdin().lock(), &mut line)
-                            .map_err(|e| {
-                                Error::BadRequest(format!(
-                                    "cannot read the password from stdin: {e}"
-                                ))
-                            })?;
-                        Some(secrecy::SecretString::from(
-                            line.trim_end_matches(['\r', '\n']).to_string(),
-                        ))
-                    } else {
-                        None
-                    };
-                    Some(crate::provisioning::FirstAdmin { email, password })
-                }
-            };
-            let (tenant, one_time) = provisioner
-                .tenant_create_with_admin(&request, admin.as_ref(), &actor)
-                .await?;
-            let tenant = provisioner.drive(tenant.id).await?;
-            if let Some(password) = one_time {
+            // In the foreground: the command answers with the settled tenant.
+            let created = provisioner.record_create(&request, &actor).await?;
+            let tenant = provisioner.drive(created.tenant.id).await?;
+            if let Some(password) = created.one_time_password {
                 // Printed once, to stderr, so `--json` output stays clean for scripts.
                 eprintln!(
                     "one-time password for the admin (shown once; must be changed at first login): {}",
@@ -133,7 +126,7 @@ pub async fn run(cmd: TenantsCommand, config: Config) -> Result<()> {
                         .ok_or_else(|| Error::BadRequest(format!("unknown status {s:?}")))?,
                 ),
             };
-            let conn = services.pool.get().await?;
+            let conn = services.owner.conn().await?;
             let tenants = owner::tenants::tenant_list(
                 &**conn,
                 &TenantFilter {
@@ -205,12 +198,12 @@ pub async fn run(cmd: TenantsCommand, config: Config) -> Result<()> {
 }
 
 async fn by_slug(services: &Services, slug: &str) -> Result<Tenant> {
-    let conn = services.pool.get().await?;
-    Ok(owner::tenants::tenant_fetch_by_slug(&**conn, slug).await?)
+    let conn = services.owner.conn().await?;
+    Ok(owner::tenants::tenant_find(&**conn, slug).await?)
 }
 
 async fn show(services: &Services, tenant: Tenant, json: bool) -> Result<()> {
-    let conn = services.pool.get().await?;
+    let conn = services.owner.conn().await?;
     let domains = owner::domains::domain_list_for_tenant(&**conn, tenant.id).await?;
     let mut value = json!(tenant);
     value["domains"] = json!(domains);

@@ -51,16 +51,7 @@ pub enum LogFormat {
     Json,
 }
 
-/// Where the master key comes from.
-#[derive(Debug, Clone)]
-pub enum MasterKeySource {
-    /// The key material itself (`CP_MASTER_KEY`).
-    Inline(SecretString),
-    /// A file holding it (`CP_MASTER_KEY_FILE`).
-    File(PathBuf),
-    /// Dev only: generated once into `<data dir>/master.key`.
-    Generated(PathBuf),
-}
+pub use crate::secrets::MasterKeySource;
 
 /// The whole configuration of the service and the CLI.
 #[derive(Debug, Clone)]

@@ -5,9 +5,9 @@ use axum::extract::{Query, State};
 use axum::response::Response;
 
 use super::overview::{EventLine, event_line};
-use super::{Chrome, DashResult, DashSession, render};
-use crate::app::AppState;
+use super::page::{Chrome, DashResult, DashSession, render};
 use crate::http::owner_audit::AuditQuery;
+use crate::http::state::AppState;
 
 pub struct AuditRow {
     pub line: EventLine,
@@ -34,7 +34,7 @@ pub async fn page(
     Query(query): Query<AuditQuery>,
 ) -> DashResult<Response> {
     let filter = query.filter();
-    let conn = state.pool.get().await?;
+    let conn = state.owner.conn().await?;
     let events = owner::audit::audit_search(&**conn, &filter).await?;
     let older = (events.len() as i64 == filter.limit)
         .then(|| events.last().map(|e| e.id))

@@ -12,11 +12,13 @@ use owner::sessions::SessionKind;
 use secrecy::ExposeSecret;
 use serde::Deserialize;
 
+use super::page::{
+    DashError, DashForm, DashResult, DashSession, client_mistake, read_form, render,
+};
 use super::view::{LoginPage, PasswordPage};
-use super::{DashError, DashForm, DashResult, DashSession, client_mistake, read_form, render};
-use crate::app::AppState;
 use crate::http::extract::ClientIp;
 use crate::http::session::{cookie, session_cookie};
+use crate::http::state::AppState;
 use crate::sign_in::{Attempt, sign_in, sign_out};
 use crate::{Error, Result};
 
@@ -116,7 +118,7 @@ pub async fn login(
         user_agent: crate::http::user_agent(&parts.headers),
         kind: SessionKind::Dashboard,
     };
-    match sign_in(&state.pool, &state.tokens, attempt).await {
+    match sign_in(&state.owner, &state.tokens, attempt).await {
         Ok(signed_in) => {
             let target = if signed_in.operator.must_change_password {
                 "/owner/password".to_string()
@@ -176,7 +178,7 @@ pub async fn logout(
     DashForm { session, .. }: DashForm<Empty>,
 ) -> DashResult<Response> {
     sign_out(
-        &state.pool,
+        &state.owner,
         &session.0.operator,
         session.0.id,
         ip.as_deref(),
@@ -210,7 +212,7 @@ pub async fn password(
 ) -> DashResult<Response> {
     let actor = session.actor(ip);
     let result: Result<()> = crate::operators::change_password(
-        &state.pool,
+        &state.owner,
         &session.0.operator,
         session.0.id,
         &actor,
@@ -219,7 +221,7 @@ pub async fn password(
     )
     .await;
     match result {
-        Ok(()) => Ok(super::see_other("/owner", "password_changed")),
+        Ok(()) => Ok(super::page::see_other("/owner", "password_changed")),
         Err(e) => {
             let api = client_mistake(e)?;
             let mut response = render(&PasswordPage {

@@ -9,11 +9,11 @@ use owner::migration_runs as runs;
 use serde::Deserialize;
 use uuid::Uuid;
 
+use super::page::{Chrome, DashForm, DashResult, DashSession, client_mistake, render};
 use super::view::{ago, progress_bar, when, when_opt};
-use super::{Chrome, DashForm, DashResult, DashSession, client_mistake, render};
 use crate::Error;
-use crate::app::AppState;
 use crate::fleet::{Canary, DEFAULT_CONCURRENCY, FailureBudget, FleetOptions};
+use crate::http::state::AppState;
 
 pub struct RunRow {
     pub id: String,
@@ -41,8 +41,8 @@ async fn list_page(
     error: Option<String>,
     status: StatusCode,
 ) -> DashResult<Response> {
-    let conn = state.pool.get().await?;
-    let target_version = state.provisioner.cluster().source().latest_version();
+    let conn = state.owner.conn().await?;
+    let target_version = state.migrations.latest_version();
     let behind = runs::schema_version_histogram(&**conn)
         .await?
         .into_iter()
@@ -54,7 +54,7 @@ async fn list_page(
         .into_iter()
         .map(|r| RunRow {
             id: r.id.to_string(),
-            status: r.status,
+            status: r.status.to_string(),
             target_version: r.target_version,
             started_by: r.started_by,
             started: ago(r.started_at),
@@ -119,7 +119,7 @@ pub async fn start(
     })();
     let started_by = format!("operator:{}", session.0.operator.email);
     let launched = match options {
-        Ok(options) => crate::fleet::launch(&state.provisioner, options, &started_by).await,
+        Ok(options) => crate::fleet::launch(&state.fleet, options, &started_by).await,
         Err(e) => Err(e),
     };
     match launched {
@@ -169,7 +169,7 @@ pub struct RunPage {
 }
 
 async fn fragment(state: &AppState, id: Uuid) -> DashResult<(runs::MigrationRun, LiveFragment)> {
-    let conn = state.pool.get().await?;
+    let conn = state.owner.conn().await?;
     let run = runs::run_fetch(&**conn, id).await?;
     let counts = runs::run_counts(&**conn, id).await?;
     let tenants = runs::run_tenants_list(&**conn, id, 2_000)
@@ -179,7 +179,7 @@ async fn fragment(state: &AppState, id: Uuid) -> DashResult<(runs::MigrationRun,
             id: t.tenant_id.to_string(),
             slug: t.slug,
             wave: t.wave,
-            status: t.status,
+            status: t.status.to_string(),
             from: t
                 .from_version
                 .map_or_else(|| "–".into(), |v| format!("V{v}")),
@@ -203,7 +203,7 @@ async fn fragment(state: &AppState, id: Uuid) -> DashResult<(runs::MigrationRun,
         .collect();
     let live = LiveFragment {
         finished: run.finished_at.is_some(),
-        status: run.status.clone(),
+        status: run.status.to_string(),
         halt_reason: run.halt_reason.clone(),
         total: counts.iter().map(|c| c.1).sum(),
         bar: progress_bar(&counts),

@@ -10,10 +10,10 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use super::overview::NoticeQuery;
+use super::page::{Chrome, DashForm, DashResult, DashSession, client_mistake, render, see_other};
 use super::view::{notice_text, when_opt};
-use super::{Chrome, DashForm, DashResult, DashSession, client_mistake, render, see_other};
-use crate::app::AppState;
 use crate::http::extract::ClientIp;
+use crate::http::state::AppState;
 use crate::operators::require_owner;
 use crate::{Error, Result};
 
@@ -46,7 +46,7 @@ async fn page(
     status: StatusCode,
 ) -> DashResult<Response> {
     require_owner(&session.0.operator)?;
-    let conn = state.pool.get().await?;
+    let conn = state.owner.conn().await?;
     let operators = operator_list(&**conn)
         .await?
         .into_iter()
@@ -109,7 +109,7 @@ pub async fn invite(
     let result = match role(&form.role) {
         Ok(role) => {
             crate::operators::invite(
-                &state.pool,
+                &state.owner,
                 &session.0.operator,
                 &session.actor(ip),
                 &form.email,
@@ -148,7 +148,7 @@ pub async fn update(
     let result = match role(&form.role) {
         Ok(role) => {
             crate::operators::update(
-                &state.pool,
+                &state.owner,
                 &session.0.operator,
                 &session.actor(ip),
                 id,

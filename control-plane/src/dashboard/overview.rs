@@ -5,9 +5,9 @@ use axum::extract::{Query, State};
 use axum::response::Response;
 use serde::Deserialize;
 
+use super::page::{Chrome, DashResult, DashSession, render};
 use super::view::{ago, notice_text};
-use super::{Chrome, DashResult, DashSession, render};
-use crate::app::AppState;
+use crate::http::state::AppState;
 
 #[derive(Deserialize, Default)]
 pub struct NoticeQuery {
@@ -112,7 +112,7 @@ pub async fn page(
     session: DashSession,
     Query(query): Query<NoticeQuery>,
 ) -> DashResult<Response> {
-    let conn = state.pool.get().await?;
+    let conn = state.owner.conn().await?;
     let statuses: Vec<StatusCount> = owner::tenants::tenant_status_counts(&**conn)
         .await?
         .into_iter()
@@ -123,7 +123,7 @@ pub async fn page(
         .filter(|s| s.status != "deleted")
         .map(|s| s.count)
         .sum();
-    let target_version = state.provisioner.cluster().source().latest_version();
+    let target_version = state.migrations.latest_version();
     let versions = owner::migration_runs::schema_version_histogram(&**conn)
         .await?
         .into_iter()
@@ -160,7 +160,7 @@ pub async fn page(
         .next()
         .map(|r| RunLine {
             id: r.id.to_string(),
-            status: r.status,
+            status: r.status.to_string(),
             target_version: r.target_version,
             started: ago(r.started_at),
         });

@@ -8,10 +8,10 @@ use owner::plans::{Plan, PlanFields, plan_fetch, plan_list, plan_tenant_counts};
 use serde::Deserialize;
 
 use super::overview::NoticeQuery;
+use super::page::{Chrome, DashForm, DashResult, DashSession, client_mistake, render, see_other};
 use super::view::{bytes, limit, money, notice_text};
-use super::{Chrome, DashForm, DashResult, DashSession, client_mistake, render, see_other};
-use crate::app::AppState;
 use crate::http::extract::ClientIp;
+use crate::http::state::AppState;
 use crate::{Error, Result};
 
 const GB: f64 = 1_000_000_000.0;
@@ -161,7 +161,7 @@ async fn plans_page(
     form: PlanForm,
     error: Option<String>,
 ) -> DashResult<Response> {
-    let conn = state.pool.get().await?;
+    let conn = state.owner.conn().await?;
     let counts = plan_tenant_counts(&**conn).await?;
     let plans = plan_list(&**conn)
         .await?
@@ -227,7 +227,10 @@ pub async fn create(
     session.require_write()?;
     let result = match form.fields() {
         Ok(fields) => {
-            crate::billing::plan_create(&state, &session.actor(ip), form.code.trim(), &fields).await
+            state
+                .billing
+                .plan_create(&session.actor(ip), form.code.trim(), &fields)
+                .await
         }
         Err(e) => Err(e),
     };
@@ -246,7 +249,7 @@ async fn edit_page(
     form: PlanForm,
     error: Option<String>,
 ) -> DashResult<Response> {
-    let conn = state.pool.get().await?;
+    let conn = state.owner.conn().await?;
     let tenants = plan_tenant_counts(&**conn)
         .await?
         .get(&form.code)
@@ -273,7 +276,7 @@ pub async fn edit_form(
     Path(code): Path<String>,
 ) -> DashResult<Response> {
     let plan = {
-        let conn = state.pool.get().await?;
+        let conn = state.owner.conn().await?;
         plan_fetch(&**conn, &code).await?
     };
     edit_page(&state, &session, PlanForm::from_plan(&plan), None).await
@@ -288,7 +291,12 @@ pub async fn edit(
     session.require_write()?;
     form.code = code.clone();
     let result = match form.fields() {
-        Ok(fields) => crate::billing::plan_edit(&state, &session.actor(ip), &code, &fields).await,
+        Ok(fields) => {
+            state
+                .billing
+                .plan_edit(&session.actor(ip), &code, &fields)
+                .await
+        }
         Err(e) => Err(e),
     };
     match result {

@@ -3,7 +3,7 @@
 use askama::Template;
 use chrono::{DateTime, Utc};
 
-use super::Chrome;
+use super::page::Chrome;
 
 #[derive(Template)]
 #[template(path = "error.html")]

@@ -20,6 +20,43 @@ use std::sync::Arc;
 use owner::tenants::TenantStatus;
 use serde::{Deserialize, Serialize};
 
+use crate::provisioning::Cluster;
+use crate::services::{MigrationSource, OwnerDb, Tasks, TenantAccess};
+
+/// What fleet runs and fleet status use. Cheap to clone.
+#[derive(Clone)]
+pub struct Fleet {
+    owner: OwnerDb,
+    access: Arc<TenantAccess>,
+    /// Upgraded first in a run, so tenants created during it are born at the target.
+    cluster: Arc<Cluster>,
+    source: Arc<MigrationSource>,
+    tasks: Tasks,
+}
+
+impl Fleet {
+    pub fn new(
+        owner: OwnerDb,
+        access: Arc<TenantAccess>,
+        cluster: Arc<Cluster>,
+        source: Arc<MigrationSource>,
+        tasks: Tasks,
+    ) -> Self {
+        Self {
+            owner,
+            access,
+            cluster,
+            source,
+            tasks,
+        }
+    }
+
+    /// The migrations runs bring tenants to.
+    pub fn source(&self) -> &Arc<MigrationSource> {
+        &self.source
+    }
+}
+
 /// Default number of tenants migrated at once. Measured on 2 cores, the work is bound by
 /// opening one connection per tenant, and 8 workers already saturate it.
 pub const DEFAULT_CONCURRENCY: usize = 8;
@@ -132,19 +169,19 @@ impl Default for FleetOptions {
 }
 
 /// Starts a run in the background, as the API and the dashboard do: records it (and
-/// [`FleetRun::start`] audits it), then executes it on the provisioner's task tracker (so shutdown waits for it).
-/// Returns the run's record and a handle on its summary.
+/// [`FleetRun::start`] audits it), then executes it as a background task (so shutdown
+/// waits for it). Returns the run's record and a handle on its summary.
 pub async fn launch(
-    provisioner: &Arc<crate::provisioning::Provisioner>,
+    fleet: &Fleet,
     options: FleetOptions,
     started_by: &str,
 ) -> crate::Result<(
     owner::migration_runs::MigrationRun,
     tokio::task::JoinHandle<crate::Result<RunSummary>>,
 )> {
-    let run = FleetRun::start(Arc::clone(provisioner), options, started_by).await?;
+    let run = FleetRun::start(fleet.clone(), options, started_by).await?;
     let record = run.run().clone();
-    let handle = provisioner.tasks().spawn(async move {
+    let handle = fleet.tasks.spawn(async move {
         let result = run.execute(|_| {}).await;
         if let Err(e) = &result {
             tracing::error!(error = %e, "fleet migration failed");

@@ -1,11 +1,10 @@
 //! One fleet migration run: start (lock, record, pick targets), then execute.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Instant;
 
 use futures::StreamExt;
-use owner::migration_runs as runs;
+use owner::migration_runs::{self as runs, RunStatus, TenantRunStatus};
 use owner::tenants::Tenant;
 use serde::Serialize;
 use serde_json::json;
@@ -13,9 +12,9 @@ use tokio_postgres::Client;
 use tracing::Instrument;
 use uuid::Uuid;
 
-use super::{Canary, FleetOptions, MAX_CONCURRENCY};
-use crate::pg::connect;
-use crate::provisioning::{Provisioner, TENANT_MIGRATION_LOCK, TenantRole};
+use super::{Canary, Fleet, FleetOptions, MAX_CONCURRENCY};
+use crate::provisioning::TENANT_MIGRATION_LOCK;
+use crate::services::TenantRole;
 use crate::{Error, Result};
 
 const FLEET_LOCK: &str = "SELECT pg_try_advisory_lock(hashtextextended('cp-fleet-migration', 0))";
@@ -35,7 +34,7 @@ pub struct Progress {
 #[derive(Debug, Clone, Serialize)]
 pub struct RunSummary {
     pub run_id: Uuid,
-    pub status: String,
+    pub status: RunStatus,
     pub target_version: i32,
     /// Tenants the run set out to migrate (or, in a dry run, to inspect).
     pub total: usize,
@@ -59,12 +58,11 @@ struct Target {
 
 /// A started run: it holds the fleet lock (unless a dry run) until it is executed or dropped.
 pub struct FleetRun {
-    provisioner: Arc<Provisioner>,
-    /// Owner-database connections for the per-tenant records, with asynchronous commit:
-    /// the tenant database's own migration history is the truth, so a record lost to a
-    /// crash only makes the next run connect to that tenant, find nothing pending and
-    /// record it again. Saves a WAL flush per tenant.
-    records: deadpool_postgres::Pool,
+    /// Per-tenant records go through the owner database's relaxed pool (asynchronous
+    /// commit): the tenant database's own migration history is the truth, so a record
+    /// lost to a crash only makes the next run connect to that tenant, find nothing
+    /// pending and record it again. Saves a WAL flush per tenant.
+    fleet: Fleet,
     _lock: Option<Client>,
     run: runs::MigrationRun,
     options: FleetOptions,
@@ -82,11 +80,7 @@ enum Outcome {
 impl FleetRun {
     /// Takes the fleet lock (refusing if another run holds it), marks runs of dead
     /// processes interrupted, picks the tenants still behind and records the run.
-    pub async fn start(
-        provisioner: Arc<Provisioner>,
-        options: FleetOptions,
-        started_by: &str,
-    ) -> Result<Self> {
+    pub async fn start(fleet: Fleet, options: FleetOptions, started_by: &str) -> Result<Self> {
         if !(1..=MAX_CONCURRENCY).contains(&options.concurrency) {
             return Err(Error::BadRequest(format!(
                 "concurrency must be 1 to {MAX_CONCURRENCY}"
@@ -95,26 +89,26 @@ impl FleetRun {
         let lock = if options.dry_run {
             None
         } else {
-            let lock = connect(provisioner.owner_endpoint()).await?;
+            let lock = fleet.owner.lock_session().await?;
             let got: bool = lock.query_one(FLEET_LOCK, &[]).await?.get(0);
             if !got {
-                let conn = provisioner.pool().get().await?;
+                let conn = fleet.owner.conn().await?;
                 let running = runs::run_list(&**conn, 20)
                     .await?
                     .into_iter()
-                    .find(|r| r.status == "running");
+                    .find(|r| r.status == RunStatus::Running);
                 return Err(Error::FleetBusy(running.map(|r| r.id)));
             }
             Some(lock)
         };
-        let conn = provisioner.pool().get().await?;
+        let conn = fleet.owner.conn().await?;
         if lock.is_some() {
             let interrupted = runs::run_mark_interrupted(&**conn).await?;
             for id in interrupted {
                 tracing::warn!(run_id = %id, "marked a run left running by a stopped process as interrupted");
             }
         }
-        let source = provisioner.cluster().source();
+        let source = &fleet.source;
         let target_version = source.latest_version();
         let tenants = owner::tenants::tenant_list_for_migration(
             &**conn,
@@ -173,9 +167,9 @@ impl FleetRun {
             &**conn,
             Uuid::now_v7(),
             if options.dry_run {
-                "dry_run"
+                RunStatus::DryRun
             } else {
-                "running"
+                RunStatus::Running
             },
             source.origin(),
             target_version,
@@ -216,12 +210,8 @@ impl FleetRun {
         )
         .await?;
         tracing::info!(run_id = %run.id, targets = targets.len(), up_to_date, target_version, dry_run = options.dry_run, "fleet migration started");
-        let mut records_pg = provisioner.owner_endpoint().clone();
-        records_pg.config_mut().options("-c synchronous_commit=off");
-        let records = crate::pg::owner_pool(&records_pg)?;
         Ok(Self {
-            records,
-            provisioner,
+            fleet,
             _lock: lock,
             run,
             options,
@@ -274,7 +264,7 @@ impl FleetRun {
         if halt_reason.is_none() && !self.options.dry_run {
             // New tenants must be born at the new version: upgrade the template before
             // the main wave (after the canaries, so a bad migration stops there).
-            if let Err(e) = self.provisioner.cluster().upgrade_template().await {
+            if let Err(e) = self.fleet.cluster.upgrade_template().await {
                 halt_reason = Some(format!("upgrading the template database failed: {e}"));
             }
         }
@@ -293,19 +283,19 @@ impl FleetRun {
             }
         }
         let status = if self.options.dry_run {
-            "dry_run"
+            RunStatus::DryRun
         } else if halted_by_budget {
-            "halted"
+            RunStatus::Halted
         } else if state.failed > 0 || halt_reason.is_some() {
-            "failed"
+            RunStatus::Failed
         } else {
-            "succeeded"
+            RunStatus::Succeeded
         };
-        let conn = self.provisioner.pool().get().await?;
+        let conn = self.fleet.owner.conn().await?;
         runs::run_finish(&**conn, self.run.id, status, halt_reason.as_deref()).await?;
         let summary = RunSummary {
             run_id: self.run.id,
-            status: status.to_string(),
+            status,
             target_version: self.run.target_version,
             total,
             succeeded: state.succeeded,
@@ -388,23 +378,20 @@ impl FleetRun {
         async {
             let run_id = self.run.id;
             {
-                let conn = self.records.get().await?;
+                let conn = self.fleet.owner.relaxed_conn().await?;
                 runs::run_tenant_start(&**conn, run_id, tenant.id).await?;
             }
             let started = Instant::now();
-            let source = self.provisioner.cluster().source();
+            let source = &self.fleet.source;
             let result: Result<tenant::migrations::MigrationOutcome> = async {
-                let mut client = self
-                    .provisioner
-                    .tenant_connect(tenant, TenantRole::Owner)
-                    .await?;
+                let mut client = self.fleet.access.connect(tenant, TenantRole::Owner).await?;
                 Ok(source
                     .apply_locked(&mut client, TENANT_MIGRATION_LOCK)
                     .await?)
             }
             .await;
             let ms = i32::try_from(started.elapsed().as_millis()).unwrap_or(i32::MAX);
-            let conn = self.records.get().await?;
+            let conn = self.fleet.owner.relaxed_conn().await?;
             match result {
                 Ok(outcome) => {
                     let applied = json!(
@@ -433,7 +420,7 @@ impl FleetRun {
                         &**conn,
                         run_id,
                         tenant.id,
-                        "failed",
+                        TenantRunStatus::Failed,
                         None,
                         None,
                         None,
@@ -453,12 +440,9 @@ impl FleetRun {
     /// Dry run: lists the tenant's pending migrations, changing nothing.
     async fn inspect_tenant(&self, tenant: &Tenant) -> Result<Outcome> {
         let started = Instant::now();
-        let source = self.provisioner.cluster().source();
+        let source = &self.fleet.source;
         let result: Result<(i32, Pending)> = async {
-            let client = self
-                .provisioner
-                .tenant_connect(tenant, TenantRole::Owner)
-                .await?;
+            let client = self.fleet.access.connect(tenant, TenantRole::Owner).await?;
             Ok((
                 tenant::migrations::current_version(&client).await?,
                 source.pending(&client).await?,
@@ -466,7 +450,7 @@ impl FleetRun {
         }
         .await;
         let ms = i32::try_from(started.elapsed().as_millis()).unwrap_or(i32::MAX);
-        let conn = self.provisioner.pool().get().await?;
+        let conn = self.fleet.owner.conn().await?;
         match result {
             Ok((from, pending)) => {
                 let pending = json!(
@@ -479,7 +463,7 @@ impl FleetRun {
                     &**conn,
                     self.run.id,
                     tenant.id,
-                    "skipped",
+                    TenantRunStatus::Skipped,
                     Some(from),
                     None,
                     Some(&pending),
@@ -494,7 +478,7 @@ impl FleetRun {
                     &**conn,
                     self.run.id,
                     tenant.id,
-                    "failed",
+                    TenantRunStatus::Failed,
                     None,
                     None,
                     None,

@@ -1,16 +1,14 @@
 //! `migrate status`: where the fleet is, from the owner database alone, or (with
 //! `verify`) by asking every tenant database.
 
-use std::sync::Arc;
-
 use futures::StreamExt;
 use serde::Serialize;
 use tenant::migrations::Drift;
 use uuid::Uuid;
 
-use super::DEFAULT_CONCURRENCY;
+use super::{DEFAULT_CONCURRENCY, Fleet};
 use crate::Result;
-use crate::provisioning::{Provisioner, TenantRole};
+use crate::services::TenantRole;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct FleetStatus {
@@ -35,10 +33,10 @@ pub struct TenantDrift {
     pub error: Option<String>,
 }
 
-pub async fn fleet_status(provisioner: &Arc<Provisioner>, verify: bool) -> Result<FleetStatus> {
-    let source = provisioner.cluster().source().clone();
+pub async fn fleet_status(fleet: &Fleet, verify: bool) -> Result<FleetStatus> {
+    let source = fleet.source.clone();
     let target_version = source.latest_version();
-    let conn = provisioner.pool().get().await?;
+    let conn = fleet.owner.conn().await?;
     let histogram = owner::migration_runs::schema_version_histogram(&**conn).await?;
     let tenants = owner::tenants::tenant_list_for_migration(
         &**conn,
@@ -60,7 +58,7 @@ pub async fn fleet_status(provisioner: &Arc<Provisioner>, verify: bool) -> Resul
                 let source = source.clone();
                 async move {
                     let result: Result<(i32, Drift)> = async {
-                        let client = provisioner.tenant_connect(&t, TenantRole::Owner).await?;
+                        let client = fleet.access.connect(&t, TenantRole::Owner).await?;
                         Ok((
                             tenant::migrations::current_version(&client).await?,
                             source.drift(&client).await?,

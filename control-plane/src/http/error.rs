@@ -1,20 +1,24 @@
 //! The one place where errors become HTTP responses:
 //! `{"error": {"code": "...", "message": "..."}}`. 4xx bodies say what to fix; 5xx bodies
-//! are generic and their detail is logged here, once.
+//! are generic and their detail is logged here, once. The body and its headers are
+//! written by `tenant::api::envelope`, the same writer the tenant API uses.
 
-use axum::Json;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use tenant::api::envelope::error_response;
 
 use crate::Error;
+use crate::gateway::Refusal;
 
-/// An error response decided outside the domain (rejections, fallbacks).
+/// An error answer: from the domain's [`Error`], a gateway [`Refusal`], or decided in
+/// the web layer (rejections, fallbacks).
 #[derive(Debug)]
 pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
+    /// Seconds for `Retry-After` (a 503 without one gets the default).
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -23,25 +27,23 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            retry_after: None,
         }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = Json(json!({ "error": { "code": self.code, "message": self.message } }));
-        let mut response = (self.status, body).into_response();
-        if self.status == StatusCode::SERVICE_UNAVAILABLE {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        error_response(self.status, self.code, &self.message, self.retry_after)
+    }
+}
+
+impl From<Refusal> for ApiError {
+    fn from(refusal: Refusal) -> Self {
+        if let Refusal::TenantUnavailable(why) = &refusal {
+            tracing::warn!(error = %why, "tenant unavailable");
         }
-        if self.status == StatusCode::UNAUTHORIZED {
-            response
-                .headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-        }
-        response
+        ApiError::new(refusal.status(), refusal.code(), refusal.message())
     }
 }
 
@@ -116,9 +118,10 @@ impl From<&Error> for ApiError {
                 "unauthenticated",
                 "a valid bearer token is required",
             ),
-            Error::TooManyAttempts(_) => {
-                ApiError::new(S::TOO_MANY_REQUESTS, "too_many_attempts", e.to_string())
-            }
+            Error::TooManyAttempts(secs) => ApiError {
+                retry_after: Some(*secs),
+                ..ApiError::new(S::TOO_MANY_REQUESTS, "too_many_attempts", e.to_string())
+            },
             Error::CsrfRejected => ApiError::new(
                 S::FORBIDDEN,
                 "csrf_rejected",
@@ -196,12 +199,6 @@ impl IntoResponse for Error {
         if api.status.is_server_error() {
             tracing::error!(error = %self, "request failed");
         }
-        let mut response = api.into_response();
-        if let Error::TooManyAttempts(secs) = self {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
-        }
-        response
+        api.into_response()
     }
 }

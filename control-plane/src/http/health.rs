@@ -6,7 +6,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{Value, json};
 
-use crate::app::AppState;
+use crate::http::state::AppState;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -21,7 +21,7 @@ async fn healthz() -> Json<Value> {
 
 /// The owner database answers.
 async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
-    let ok = match state.pool.get().await {
+    let ok = match state.owner.conn().await {
         Ok(conn) => conn.simple_query("SELECT 1").await.is_ok(),
         Err(_) => false,
     };

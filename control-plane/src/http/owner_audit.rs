@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use super::extract::ApiQuery;
 use super::owner_auth::CurrentOperator;
 use crate::Result;
-use crate::app::AppState;
+use crate::http::state::AppState;
 
 pub fn routes() -> Router<AppState> {
     Router::new().route("/audit", get(list))
@@ -54,7 +54,7 @@ async fn list(
     ApiQuery(query): ApiQuery<AuditQuery>,
 ) -> Result<Json<Value>> {
     let filter = query.filter();
-    let conn = state.pool.get().await?;
+    let conn = state.owner.conn().await?;
     let events = audit_search(&**conn, &filter).await?;
     let next_before = (events.len() as i64 == filter.limit)
         .then(|| events.last().map(|e| e.id))

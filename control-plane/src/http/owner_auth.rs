@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 
 use super::extract::{ApiJson, ClientIp};
 use super::session::{Session, authenticate, require_csrf_header};
-use crate::app::AppState;
+use crate::http::state::AppState;
 use crate::sign_in::{Attempt, sign_in, sign_out};
 use crate::{Error, Result};
 
@@ -43,7 +43,7 @@ async fn login(
     ApiJson(req): ApiJson<LoginRequest>,
 ) -> Result<Json<Value>> {
     let signed_in = sign_in(
-        &state.pool,
+        &state.owner,
         &state.tokens,
         Attempt {
             email: req.email,
@@ -75,7 +75,7 @@ async fn logout(
     AnyOperator(session): AnyOperator,
     ClientIp(ip): ClientIp,
 ) -> Result<StatusCode> {
-    sign_out(&state.pool, &session.operator, session.id, ip.as_deref()).await?;
+    sign_out(&state.owner, &session.operator, session.id, ip.as_deref()).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -100,7 +100,7 @@ async fn change_password(
 ) -> Result<StatusCode> {
     let actor = actor_of(&session.operator, ip);
     crate::operators::change_password(
-        &state.pool,
+        &state.owner,
         &session.operator,
         session.id,
         &actor,
@@ -111,8 +111,8 @@ async fn change_password(
     Ok(StatusCode::NO_CONTENT)
 }
 
-pub fn actor_of(operator: &Operator, ip: Option<String>) -> crate::provisioning::Actor {
-    crate::provisioning::Actor {
+pub fn actor_of(operator: &Operator, ip: Option<String>) -> crate::audit::Actor {
+    crate::audit::Actor {
         label: format!("operator:{}", operator.email),
         ip,
     }
@@ -146,7 +146,7 @@ impl CurrentOperator {
         }
     }
 
-    pub fn actor(&self, ip: Option<String>) -> crate::provisioning::Actor {
+    pub fn actor(&self, ip: Option<String>) -> crate::audit::Actor {
         actor_of(&self.0, ip)
     }
 }

@@ -12,8 +12,8 @@ use uuid::Uuid;
 
 use super::extract::{ApiJson, ApiQuery};
 use super::owner_auth::CurrentOperator;
-use crate::app::AppState;
 use crate::fleet::{Canary, DEFAULT_CONCURRENCY, FailureBudget, FleetOptions};
+use crate::http::state::AppState;
 use crate::{Error, Result};
 
 pub fn routes() -> Router<AppState> {
@@ -108,7 +108,7 @@ async fn start(
         options.statuses = req.statuses;
     }
     let started_by = format!("operator:{}", operator.0.email);
-    let (record, handle) = crate::fleet::launch(&state.provisioner, options, &started_by).await?;
+    let (record, handle) = crate::fleet::launch(&state.fleet, options, &started_by).await?;
     if query.wait
         && let Ok(Ok(Ok(summary))) =
             tokio::time::timeout(super::owner_tenants::WAIT_LIMIT, handle).await
@@ -122,7 +122,7 @@ async fn start(
 }
 
 async fn list(State(state): State<AppState>, _operator: CurrentOperator) -> Result<Json<Value>> {
-    let conn = state.pool.get().await?;
+    let conn = state.owner.conn().await?;
     let runs = runs::run_list(&**conn, 100).await?;
     Ok(Json(json!({ "runs": runs })))
 }
@@ -134,7 +134,7 @@ async fn show(
     Path(id): Path<String>,
 ) -> Result<Json<Value>> {
     let id = Uuid::parse_str(&id).map_err(|_| owner::Error::NotFound)?;
-    let conn = state.pool.get().await?;
+    let conn = state.owner.conn().await?;
     let run = runs::run_fetch(&**conn, id).await?;
     let counts: serde_json::Map<String, Value> = runs::run_counts(&**conn, id)
         .await?

@@ -13,7 +13,7 @@ use uuid::Uuid;
 use super::extract::{ApiJson, ClientIp};
 use super::owner_auth::CurrentOperator;
 use crate::Result;
-use crate::app::AppState;
+use crate::http::state::AppState;
 use crate::operators::{invite, require_owner, update};
 
 pub fn routes() -> Router<AppState> {
@@ -24,7 +24,7 @@ pub fn routes() -> Router<AppState> {
 
 async fn list(State(state): State<AppState>, operator: CurrentOperator) -> Result<Json<Value>> {
     require_owner(&operator.0)?;
-    let conn = state.pool.get().await?;
+    let conn = state.owner.conn().await?;
     Ok(Json(json!({ "operators": operator_list(&**conn).await? })))
 }
 
@@ -44,7 +44,7 @@ async fn create(
 ) -> Result<(StatusCode, Json<Value>)> {
     let actor = operator.actor(ip);
     let (invited, password) =
-        invite(&state.pool, &operator.0, &actor, &req.email, req.role).await?;
+        invite(&state.owner, &operator.0, &actor, &req.email, req.role).await?;
     Ok((
         StatusCode::CREATED,
         Json(json!({ "operator": invited, "one_time_password": password.expose_secret() })),
@@ -66,6 +66,6 @@ async fn change(
     ApiJson(req): ApiJson<ChangeRequest>,
 ) -> Result<Json<Operator>> {
     let actor = operator.actor(ip);
-    let updated = update(&state.pool, &operator.0, &actor, id, req.role, req.active).await?;
+    let updated = update(&state.owner, &operator.0, &actor, id, req.role, req.active).await?;
     Ok(Json(updated))
 }

@@ -11,8 +11,7 @@ use serde_json::{Value, json};
 use super::extract::{ApiJson, ClientIp};
 use super::owner_auth::CurrentOperator;
 use crate::Result;
-use crate::app::AppState;
-use crate::billing::{plan_create, plan_edit};
+use crate::http::state::AppState;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -21,7 +20,7 @@ pub fn routes() -> Router<AppState> {
 }
 
 async fn list(State(state): State<AppState>, _operator: CurrentOperator) -> Result<Json<Value>> {
-    let conn = state.pool.get().await?;
+    let conn = state.owner.conn().await?;
     Ok(Json(json!({ "plans": plan_list(&**conn).await? })))
 }
 
@@ -30,7 +29,7 @@ async fn show(
     _operator: CurrentOperator,
     Path(code): Path<String>,
 ) -> Result<Json<Plan>> {
-    let conn = state.pool.get().await?;
+    let conn = state.owner.conn().await?;
     Ok(Json(owner::plans::plan_fetch(&**conn, &code).await?))
 }
 
@@ -48,7 +47,10 @@ async fn create(
     ApiJson(req): ApiJson<CreateRequest>,
 ) -> Result<(StatusCode, Json<Plan>)> {
     operator.require_write()?;
-    let plan = plan_create(&state, &operator.actor(ip), &req.code, &req.fields).await?;
+    let plan = state
+        .billing
+        .plan_create(&operator.actor(ip), &req.code, &req.fields)
+        .await?;
     Ok((StatusCode::CREATED, Json(plan)))
 }
 
@@ -62,6 +64,9 @@ async fn edit(
 ) -> Result<Json<Plan>> {
     operator.require_write()?;
     Ok(Json(
-        plan_edit(&state, &operator.actor(ip), &code, &fields).await?,
+        state
+            .billing
+            .plan_edit(&operator.actor(ip), &code, &fields)
+            .await?,
     ))
 }

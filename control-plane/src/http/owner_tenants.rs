@@ -11,15 +11,13 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use owner::domains::{TenantDomain, domain_list_for_tenant};
-use owner::tenants::{
-    Tenant, TenantFilter, TenantStatus, tenant_fetch, tenant_fetch_by_slug, tenant_list,
-};
+use owner::tenants::{Tenant, TenantFilter, TenantStatus, tenant_find, tenant_list};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::extract::{ApiJson, ApiQuery, ClientIp};
 use super::owner_auth::CurrentOperator;
-use crate::app::AppState;
+use crate::http::state::AppState;
 use crate::provisioning::CreateTenant;
 use crate::{Error, Result};
 
@@ -61,7 +59,7 @@ pub struct TenantView {
 }
 
 async fn view(state: &AppState, tenant: Tenant) -> Result<TenantView> {
-    let conn = state.pool.get().await?;
+    let conn = state.owner.conn().await?;
     let domains = domain_list_for_tenant(&**conn, tenant.id).await?;
     Ok(TenantView {
         tenant,
@@ -72,12 +70,8 @@ async fn view(state: &AppState, tenant: Tenant) -> Result<TenantView> {
 
 /// A tenant by id, or by slug among living tenants.
 async fn find(state: &AppState, key: &str) -> Result<Tenant> {
-    let conn = state.pool.get().await?;
-    let tenant = match Uuid::parse_str(key) {
-        Ok(id) => tenant_fetch(&**conn, id).await?,
-        Err(_) => tenant_fetch_by_slug(&**conn, key).await?,
-    };
-    Ok(tenant)
+    let conn = state.owner.conn().await?;
+    Ok(tenant_find(&**conn, key).await?)
 }
 
 #[derive(Deserialize)]
@@ -114,22 +108,18 @@ async fn create(
         name: req.name,
         plan: req.plan,
         domains: req.domains,
+        admin_email: req.admin_email,
+        admin_password: req.admin_password.map(secrecy::SecretString::from),
     };
-    if req.admin_password.is_some() && req.admin_email.is_none() {
-        return Err(Error::BadRequest("admin_password needs admin_email".into()));
-    }
-    let admin = req
-        .admin_email
-        .map(|email| crate::provisioning::FirstAdmin {
-            email,
-            password: req.admin_password.map(secrecy::SecretString::from),
-        });
-    let (tenant, one_time) = state
+    let (created, drive) = state
         .provisioner
-        .tenant_create_with_admin(&request, admin.as_ref(), &operator.actor(ip))
+        .create(&request, &operator.actor(ip))
         .await?;
-    let one_time = one_time.map(|p| secrecy::ExposeSecret::expose_secret(&p).to_string());
-    match settle(&state, tenant.clone(), query.wait).await {
+    let tenant = created.tenant;
+    let one_time = created
+        .one_time_password
+        .map(|p| secrecy::ExposeSecret::expose_secret(&p).to_string());
+    match settle(&state, tenant.clone(), drive, query.wait).await {
         Ok((status, Json(mut view))) => {
             view.one_time_password = one_time;
             Ok((status, Json(view)))
@@ -150,13 +140,13 @@ async fn create(
     }
 }
 
-/// Starts the drive and, when asked, waits for it; 201 once active, else 202.
+/// When asked, waits for the drive; 201 once active, else 202.
 async fn settle(
     state: &AppState,
     tenant: Tenant,
+    handle: tokio::task::JoinHandle<Result<Tenant>>,
     wait: bool,
 ) -> Result<(StatusCode, Json<TenantView>)> {
-    let handle = state.provisioner.spawn_drive(tenant.id);
     let mut tenant = tenant;
     if wait {
         if let Ok(Ok(Ok(settled))) = tokio::time::timeout(WAIT_LIMIT, handle).await {
@@ -198,7 +188,7 @@ async fn list(
     };
     let limit = query.limit.unwrap_or(100).clamp(1, MAX_PAGE);
     let offset = query.offset.unwrap_or(0).max(0);
-    let conn = state.pool.get().await?;
+    let conn = state.owner.conn().await?;
     let tenants = tenant_list(
         &**conn,
         &TenantFilter {
@@ -232,11 +222,11 @@ async fn delete(
 ) -> Result<(StatusCode, Json<TenantView>)> {
     operator.require_write()?;
     let tenant = find(&state, &key).await?;
-    let tenant = state
+    let (tenant, drive) = state
         .provisioner
-        .tenant_delete(tenant.id, &operator.actor(ip))
+        .delete(tenant.id, &operator.actor(ip))
         .await?;
-    settle(&state, tenant, query.wait).await
+    settle(&state, tenant, drive, query.wait).await
 }
 
 async fn suspend(
@@ -275,7 +265,7 @@ async fn audit(
     Path(key): Path<String>,
 ) -> Result<Json<serde_json::Value>> {
     let tenant = find(&state, &key).await?;
-    let conn = state.pool.get().await?;
+    let conn = state.owner.conn().await?;
     let events =
         owner::audit::audit_list_for_target(&**conn, "tenant", &tenant.id.to_string(), 1000)
             .await?;
@@ -289,7 +279,7 @@ async fn subscription(
     Path(key): Path<String>,
 ) -> Result<Json<serde_json::Value>> {
     let tenant = find(&state, &key).await?;
-    let conn = state.pool.get().await?;
+    let conn = state.owner.conn().await?;
     let history = owner::subscriptions::subscription_list(&**conn, tenant.id).await?;
     Ok(Json(serde_json::json!({
         "current": history.first(),
@@ -327,7 +317,9 @@ async fn subscription_update(
         trial_days: req.trial_days,
     };
     Ok(Json(
-        crate::billing::subscription_update(&state, &operator.actor(ip), tenant.id, &change)
+        state
+            .billing
+            .subscription_update(&operator.actor(ip), tenant.id, &change)
             .await?,
     ))
 }
@@ -342,7 +334,7 @@ struct DomainRequest {
 
 /// The tenant's domains as they stand now (the answer of every domain route).
 async fn domain_list(state: &AppState, tenant_id: Uuid) -> Result<Json<Vec<TenantDomain>>> {
-    let conn = state.pool.get().await?;
+    let conn = state.owner.conn().await?;
     Ok(Json(domain_list_for_tenant(&**conn, tenant_id).await?))
 }
 
@@ -366,8 +358,8 @@ async fn domain_add(
     operator.require_write()?;
     let tenant = find(&state, &key).await?;
     state
-        .provisioner
-        .domain_add(tenant.id, &req.domain, req.primary, &operator.actor(ip))
+        .domains
+        .add(tenant.id, &req.domain, req.primary, &operator.actor(ip))
         .await?;
     Ok((StatusCode::CREATED, domain_list(&state, tenant.id).await?))
 }
@@ -381,8 +373,8 @@ async fn domain_remove(
     operator.require_write()?;
     let tenant = find(&state, &key).await?;
     state
-        .provisioner
-        .domain_remove(tenant.id, &domain, &operator.actor(ip))
+        .domains
+        .remove(tenant.id, &domain, &operator.actor(ip))
         .await?;
     domain_list(&state, tenant.id).await
 }
@@ -396,8 +388,8 @@ async fn domain_primary(
     operator.require_write()?;
     let tenant = find(&state, &key).await?;
     state
-        .provisioner
-        .domain_make_primary(tenant.id, &domain, &operator.actor(ip))
+        .domains
+        .make_primary(tenant.id, &domain, &operator.actor(ip))
         .await?;
     domain_list(&state, tenant.id).await
 }

@@ -7,7 +7,7 @@ use axum::http::{HeaderMap, Method, header};
 use owner::operators::Operator;
 use uuid::Uuid;
 
-use crate::app::AppState;
+use crate::http::state::AppState;
 use crate::{Error, Result};
 
 /// The dashboard's cookie. HttpOnly and SameSite=Strict; Secure when configured.
@@ -63,7 +63,7 @@ pub async fn authenticate(parts: &Parts, state: &AppState) -> Result<Session> {
         ),
     };
     let claims = state.tokens.verify(token)?;
-    let conn = state.pool.get().await?;
+    let conn = state.owner.conn().await?;
     let operator = owner::sessions::session_operator(&**conn, claims.sid)
         .await?
         .filter(|op| op.active && op.id == claims.sub)

@@ -63,8 +63,12 @@ impl Sessions {
     }
 }
 
+/// The PostgreSQL server tenants live on: its admin connection, and the idempotent
+/// steps that make and remove a tenant's roles and database there.
 pub struct Cluster {
     admin: Endpoint,
+    /// Its name in `database_servers`, recorded in each tenant row.
+    server_id: String,
     prefix: String,
     installation_id: String,
     /// The tenant migrations new tenants and the template are brought to.
@@ -105,6 +109,7 @@ async fn database_owner(client: &Client, db: &str) -> Result<Option<(String, Opt
 impl Cluster {
     pub fn new(
         admin: Endpoint,
+        server_id: String,
         prefix: String,
         installation_id: String,
         source: Arc<Source>,
@@ -112,6 +117,7 @@ impl Cluster {
     ) -> Self {
         Self {
             admin,
+            server_id,
             prefix,
             installation_id,
             source,
@@ -120,8 +126,8 @@ impl Cluster {
         }
     }
 
-    pub fn source(&self) -> &Arc<Source> {
-        &self.source
+    pub fn server_id(&self) -> &str {
+        &self.server_id
     }
 
     pub fn prefix(&self) -> &str {
@@ -134,11 +140,6 @@ impl Cluster {
 
     fn mark(&self, what: &str) -> String {
         marker(&self.installation_id, what)
-    }
-
-    /// Where `db` is, logging in as `role` with `password` (same server, same TLS).
-    pub fn endpoint_as(&self, db: &str, role: &str, password: &SecretString) -> Endpoint {
-        self.admin.as_role(db, role, password)
     }
 
     fn config_for(&self, db: &str) -> Endpoint {
@@ -324,19 +325,19 @@ impl Cluster {
         &self,
         sessions: &mut Sessions,
         names: &TenantNames,
-        admin: &serde_json::Value,
+        admin: &owner::tenants::InitialAdmin,
     ) -> Result<()> {
-        let email = admin["email"].as_str().unwrap_or_default();
-        let hash = admin["password_hash"].as_str().unwrap_or_default();
-        let must_change = admin["must_change_password"].as_bool().unwrap_or(true);
-        if email.is_empty() || hash.is_empty() {
-            return Err(Error::Internal("malformed initial admin record".into()));
-        }
         let client = sessions.tenant(self, &names.database).await?;
         client
             .batch_execute(&format!("SET ROLE {}", ident(&names.owner_role)))
             .await?;
-        let result = tenant::users::user_ensure_admin(&*client, email, hash, must_change).await;
+        let result = tenant::users::user_ensure_admin(
+            &*client,
+            &admin.email,
+            &admin.password_hash,
+            admin.must_change_password,
+        )
+        .await;
         client.batch_execute("RESET ROLE").await?;
         result?;
         Ok(())

@@ -1,6 +1,6 @@
 //! The reconciler: finds tenants that are not where they are going (provisioning or
-//! deleting) and drives them there. It runs at start-up, on a timer, and when nudged;
-//! the timer is the retry. Drives are skipped, not waited for, when another process
+//! deleting) and drives them there. It runs at start-up and on a timer; the timer is
+//! the retry. Drives are skipped, not waited for, when another process
 //! holds the tenant, so several service processes can run it at once.
 
 use std::sync::Arc;
@@ -32,7 +32,7 @@ impl Provisioner {
     /// One pass over every unfinished tenant.
     pub async fn reconcile_once(&self) -> Result<ReconcileReport> {
         let unsettled = {
-            let conn = self.pool().get().await?;
+            let conn = self.owner.conn().await?;
             owner::tenants::tenant_list_unsettled(&**conn).await?
         };
         let mut report = ReconcileReport {
@@ -54,13 +54,13 @@ impl Provisioner {
         }
         // Every pass, not only when something is unsettled: an owner role can reopen its
         // database at any time.
-        if let Err(e) = self.cluster().reassert_hardening().await {
+        if let Err(e) = self.cluster.reassert_hardening().await {
             tracing::warn!(error = %e, "could not re-assert tenant database hardening");
         }
         Ok(report)
     }
 
-    /// Runs passes until cancelled: at once, then every `interval` or when nudged.
+    /// Runs passes until cancelled: at once, then every `interval`.
     pub async fn run_reconciler(self: Arc<Self>, interval: Duration, cancel: CancellationToken) {
         loop {
             let span = tracing::info_span!("reconcile");
@@ -76,7 +76,6 @@ impl Provisioner {
             tokio::select! {
                 _ = cancel.cancelled() => return,
                 _ = tokio::time::sleep(interval) => {}
-                _ = self.nudge.notified() => {}
             }
         }
     }

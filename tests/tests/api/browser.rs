@@ -243,7 +243,7 @@ async fn an_operator_runs_the_fleet_from_the_dashboard() {
                     name: format!("{} practice", slug.replace('-', " ")),
                     ..Default::default()
                 },
-                &control_plane::provisioning::Actor::cli(),
+                &control_plane::audit::Actor::cli(),
             )
             .await
             .expect("create");

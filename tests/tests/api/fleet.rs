@@ -4,8 +4,9 @@
 use std::sync::Arc;
 
 use control_plane::Error;
+use control_plane::audit::Actor;
 use control_plane::fleet::{Canary, FailureBudget, FleetOptions, FleetRun, fleet_status};
-use control_plane::provisioning::{Actor, CreateTenant};
+use control_plane::provisioning::CreateTenant;
 
 use crate::helpers::{TestApp, eventually, pg, spawn_app};
 
@@ -74,7 +75,7 @@ async fn run(
     services: &control_plane::Services,
     options: FleetOptions,
 ) -> control_plane::fleet::RunSummary {
-    FleetRun::start(Arc::clone(&services.provisioner), options, "test")
+    FleetRun::start(services.fleet.clone(), options, "test")
         .await
         .expect("start")
         .execute(|_| {})
@@ -279,15 +280,11 @@ async fn only_one_fleet_run_at_a_time_and_creation_racing_a_run_ends_at_the_late
     app.create_tenants("lock", 4).await;
     let dir = migrations_dir();
     let services = app.services_with_dir(Some(dir.path())).await;
-    let first = FleetRun::start(
-        Arc::clone(&services.provisioner),
-        FleetOptions::default(),
-        "test",
-    )
-    .await
-    .expect("first");
+    let first = FleetRun::start(services.fleet.clone(), FleetOptions::default(), "test")
+        .await
+        .expect("first");
     let second = FleetRun::start(
-        Arc::clone(&app.services_with_dir(Some(dir.path())).await.provisioner),
+        app.services_with_dir(Some(dir.path())).await.fleet.clone(),
         FleetOptions::default(),
         "test",
     )
@@ -351,7 +348,7 @@ async fn a_run_killed_midway_is_marked_interrupted_and_the_next_run_finishes() {
     let dead_process = format!("{}dead", app.prefix);
     let dead_services = app.services_named(Some(dir.path()), &dead_process).await;
     let dead = FleetRun::start(
-        Arc::clone(&dead_services.provisioner),
+        dead_services.fleet.clone(),
         FleetOptions {
             concurrency: 2,
             crash_after: Some(4),
@@ -456,9 +453,7 @@ async fn dry_run_changes_nothing_and_status_reports_versions_and_drift() {
         .batch_execute("UPDATE refinery_schema_history SET checksum = '42' WHERE version = 1")
         .await
         .expect("drift");
-    let status = fleet_status(&services.provisioner, true)
-        .await
-        .expect("status");
+    let status = fleet_status(&services.fleet, true).await.expect("status");
     assert_eq!(status.target_version, 2);
     assert_eq!(status.histogram, [(Some(1), 3)]);
     assert_eq!(status.behind.len(), 3);

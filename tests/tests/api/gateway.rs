@@ -200,7 +200,7 @@ async fn suspension_provisioning_and_deletion_are_answered_at_once() {
                 name: "Later".into(),
                 ..Default::default()
             },
-            &control_plane::provisioning::Actor::cli(),
+            &control_plane::audit::Actor::cli(),
         )
         .await
         .expect("create");

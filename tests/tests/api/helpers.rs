@@ -198,6 +198,7 @@ pub struct TestApp {
     pub prefix: String,
     pub storage_root: PathBuf,
     pub state: AppState,
+    pub services: control_plane::Services,
     pub faults: Arc<Faults>,
     /// A bearer token of an operator with the `owner` role.
     pub token: String,
@@ -244,6 +245,7 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
         .expect("build application");
     let port = app.port();
     let state = app.state().clone();
+    let services = app.services().clone();
     let shutdown = CancellationToken::new();
     let server = tokio::spawn({
         let shutdown = shutdown.clone();
@@ -258,6 +260,7 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
         prefix,
         storage_root,
         state,
+        services,
         faults,
         token: String::new(),
         _dir: dir,
@@ -316,7 +319,8 @@ impl TestApp {
 
     /// Creates `n` active tenants `<stem>-<i>` directly through the provisioner.
     pub async fn create_tenants(&self, stem: &str, n: usize) -> Vec<owner::tenants::Tenant> {
-        use control_plane::provisioning::{Actor, CreateTenant};
+        use control_plane::audit::Actor;
+        use control_plane::provisioning::CreateTenant;
         use futures::StreamExt;
         let provisioner = self.provisioner();
         let mut tenants: Vec<owner::tenants::Tenant> = futures::stream::iter(0..n)
@@ -501,11 +505,7 @@ impl TestApp {
 
     /// Databases and roles of this test on the server.
     pub async fn server_objects(&self) -> (Vec<String>, Vec<String>) {
-        self.provisioner()
-            .cluster()
-            .list_prefixed()
-            .await
-            .expect("list")
+        self.services.cluster.list_prefixed().await.expect("list")
     }
 
     /// Names under `<storage root>/tenants`.

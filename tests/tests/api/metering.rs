@@ -48,7 +48,7 @@ async fn metering_writes_samples_for_every_active_tenant_and_keeps_going_when_on
     let quiet = app.create_tenants("meter-quiet", 1).await.remove(0);
     let gone = app.create_tenants("meter-gone", 1).await.remove(0);
     app.provisioner()
-        .tenant_delete(gone.id, &control_plane::provisioning::Actor::cli())
+        .tenant_delete(gone.id, &control_plane::audit::Actor::cli())
         .await
         .expect("delete");
     app.provisioner()

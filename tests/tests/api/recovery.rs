@@ -2,7 +2,8 @@
 //! finish. Each case must end with exactly one clean tenant (or none), and no orphan
 //! database, role or directory.
 
-use control_plane::provisioning::{Actor, CreateTenant, FaultPoint};
+use control_plane::audit::Actor;
+use control_plane::provisioning::{CreateTenant, FaultPoint};
 use owner::tenants::Step;
 
 use crate::helpers::{TestApp, spawn_app};

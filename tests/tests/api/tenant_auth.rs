@@ -238,10 +238,7 @@ async fn tokens_work_only_on_their_own_tenant_and_only_when_well_formed() {
     );
 
     let a_uuid: uuid::Uuid = a["id"].as_str().expect("id").parse().expect("uuid");
-    let secret = app
-        .provisioner()
-        .tenant_token_secret(a_uuid)
-        .expect("secret");
+    let secret = app.services.access.token_secret(a_uuid).expect("secret");
     let key = secrecy::ExposeSecret::expose_secret(&secret).to_vec();
     let now = jsonwebtoken::get_current_timestamp();
     let good = json!({ "sub": a_id, "aud": "tenant", "iss": "control-plane", "tid": a_uuid, "exp": now + 60, "iat": now, "role": "admin" });

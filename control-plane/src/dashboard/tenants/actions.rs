@@ -1,0 +1,231 @@
+//! The buttons of a tenant's page, one route each. They call the same provisioning,
+//! domain and billing services as the owner API; the answer is the page again (303
+//! with a notice on success, the page with the error on a client mistake).
+
+use axum::extract::{Path, State};
+use axum::response::Response;
+use owner::tenants::Tenant;
+use serde::Deserialize;
+
+use super::detail::detail_page;
+use crate::audit::Actor;
+use crate::billing::SubscriptionChange;
+use crate::dashboard::page::{DashForm, DashResult, client_mistake, see_other};
+use crate::http::extract::ClientIp;
+use crate::http::state::AppState;
+use crate::{Error, Result};
+
+/// What the buttons post; each action reads its own fields.
+#[derive(Deserialize, Default)]
+pub struct ActionForm {
+    #[serde(default)]
+    domain: String,
+    #[serde(default)]
+    primary: Option<String>,
+    #[serde(default)]
+    confirm: String,
+    #[serde(default)]
+    plan: String,
+    #[serde(default)]
+    status: String,
+    #[serde(default)]
+    trial_days: String,
+}
+
+/// An action on one tenant, by an operator who may write.
+struct Request {
+    state: AppState,
+    session: crate::dashboard::page::DashSession,
+    tenant: Tenant,
+    actor: Actor,
+    form: ActionForm,
+}
+
+async fn request(
+    state: AppState,
+    ip: Option<String>,
+    key: &str,
+    DashForm { session, form }: DashForm<ActionForm>,
+) -> DashResult<Request> {
+    session.require_write()?;
+    let tenant = {
+        let conn = state.owner.conn().await?;
+        owner::tenants::tenant_find(&**conn, key).await?
+    };
+    let actor = session.actor(ip);
+    Ok(Request {
+        state,
+        session,
+        tenant,
+        actor,
+        form,
+    })
+}
+
+/// The answer: back to the tenant's page with `notice`, or the page with the error.
+async fn finish(req: Request, result: Result<&str>) -> DashResult<Response> {
+    match result {
+        Ok(notice) => Ok(see_other(
+            &format!("/owner/tenants/{}", req.tenant.id),
+            notice,
+        )),
+        Err(e) => {
+            let api = client_mistake(e)?;
+            detail_page(
+                &req.state,
+                &req.session,
+                req.tenant.id,
+                None,
+                Some(api.message),
+                None,
+                api.status,
+            )
+            .await
+        }
+    }
+}
+
+pub async fn suspend(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    Path(key): Path<String>,
+    form: DashForm<ActionForm>,
+) -> DashResult<Response> {
+    let req = request(state, ip, &key, form).await?;
+    let result = req
+        .state
+        .provisioner
+        .tenant_suspend(req.tenant.id, &req.actor)
+        .await
+        .map(|_| "suspended");
+    finish(req, result).await
+}
+
+pub async fn resume(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    Path(key): Path<String>,
+    form: DashForm<ActionForm>,
+) -> DashResult<Response> {
+    let req = request(state, ip, &key, form).await?;
+    let result = req
+        .state
+        .provisioner
+        .tenant_resume(req.tenant.id, &req.actor)
+        .await
+        .map(|_| "resumed");
+    finish(req, result).await
+}
+
+/// Deletion asks the operator to type the slug.
+pub async fn delete(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    Path(key): Path<String>,
+    form: DashForm<ActionForm>,
+) -> DashResult<Response> {
+    let req = request(state, ip, &key, form).await?;
+    let result = if req.form.confirm.trim() != req.tenant.slug {
+        Err(Error::BadRequest(format!(
+            "type the tenant's slug ({}) to confirm deletion",
+            req.tenant.slug
+        )))
+    } else {
+        req.state
+            .provisioner
+            .delete(req.tenant.id, &req.actor)
+            .await
+            .map(|_| "deleting")
+    };
+    finish(req, result).await
+}
+
+pub async fn domain_add(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    Path(key): Path<String>,
+    form: DashForm<ActionForm>,
+) -> DashResult<Response> {
+    let req = request(state, ip, &key, form).await?;
+    let result = req
+        .state
+        .domains
+        .add(
+            req.tenant.id,
+            &req.form.domain,
+            req.form.primary.is_some(),
+            &req.actor,
+        )
+        .await
+        .map(|_| "domain_added");
+    finish(req, result).await
+}
+
+pub async fn domain_remove(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    Path(key): Path<String>,
+    form: DashForm<ActionForm>,
+) -> DashResult<Response> {
+    let req = request(state, ip, &key, form).await?;
+    let result = req
+        .state
+        .domains
+        .remove(req.tenant.id, &req.form.domain, &req.actor)
+        .await
+        .map(|_| "domain_removed");
+    finish(req, result).await
+}
+
+pub async fn domain_primary(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    Path(key): Path<String>,
+    form: DashForm<ActionForm>,
+) -> DashResult<Response> {
+    let req = request(state, ip, &key, form).await?;
+    let result = req
+        .state
+        .domains
+        .make_primary(req.tenant.id, &req.form.domain, &req.actor)
+        .await
+        .map(|_| "domain_primary");
+    finish(req, result).await
+}
+
+/// Moves the tenant to a plan or sets its billing status.
+pub async fn subscription(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    Path(key): Path<String>,
+    form: DashForm<ActionForm>,
+) -> DashResult<Response> {
+    let req = request(state, ip, &key, form).await?;
+    let result = match change_of(&req.form) {
+        Ok(change) => req
+            .state
+            .billing
+            .subscription_update(&req.actor, req.tenant.id, &change)
+            .await
+            .map(|_| "subscription"),
+        Err(e) => Err(e),
+    };
+    finish(req, result).await
+}
+
+fn change_of(form: &ActionForm) -> Result<SubscriptionChange> {
+    let status = owner::subscriptions::SubscriptionStatus::parse(&form.status)
+        .ok_or_else(|| Error::BadRequest(format!("unknown status {:?}", form.status)))?;
+    let trial_days = match form.trial_days.trim() {
+        "" => None,
+        t => Some(
+            t.parse::<u32>()
+                .map_err(|_| Error::BadRequest("trial days must be a whole number".into()))?,
+        ),
+    };
+    Ok(SubscriptionChange {
+        plan: form.plan.clone(),
+        status,
+        trial_days,
+    })
+}

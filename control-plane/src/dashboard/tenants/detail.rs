@@ -1,0 +1,294 @@
+//! A tenant's page: its state, provisioning steps, domains, subscription, usage and
+//! audit trail.
+
+use askama::Template;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use owner::tenants::{Step, Tenant, TenantStatus, tenant_fetch};
+use serde::Deserialize;
+use tokio_postgres::GenericClient;
+use uuid::Uuid;
+
+use crate::Result;
+use crate::dashboard::page::{Chrome, DashResult, DashSession, render};
+use crate::dashboard::view::{ago, bytes, chart, notice_text, when, when_opt};
+use crate::http::state::AppState;
+
+pub struct StepView {
+    pub name: &'static str,
+    pub class: &'static str,
+}
+
+pub struct DomainView {
+    pub domain: String,
+    pub primary: bool,
+}
+
+pub struct SubscriptionView {
+    pub plan: String,
+    pub status: String,
+    pub started: String,
+    pub period_end: String,
+    pub trial_end: String,
+}
+
+pub struct EventView {
+    pub at: String,
+    pub actor: String,
+    pub action: String,
+    pub details: String,
+}
+
+#[derive(Template)]
+#[template(path = "tenant.html")]
+pub struct DetailPage {
+    pub chrome: Chrome,
+    pub id: String,
+    pub slug: String,
+    pub name: String,
+    pub status: String,
+    pub settled: bool,
+    pub plan: String,
+    pub schema: String,
+    pub target_version: i32,
+    pub behind: bool,
+    pub created: String,
+    pub activated: String,
+    pub last_error: Option<String>,
+    pub steps: Vec<StepView>,
+    pub domains: Vec<DomainView>,
+    pub subscriptions: Vec<SubscriptionView>,
+    pub plans: Vec<(String, String)>,
+    pub sub_statuses: Vec<&'static str>,
+    pub usage_chart: String,
+    pub usage_facts: Vec<(String, String)>,
+    pub events: Vec<EventView>,
+    pub error: Option<String>,
+    pub one_time_password: Option<String>,
+    pub can_suspend: bool,
+    pub can_resume: bool,
+    pub can_delete: bool,
+}
+
+fn steps_of(tenant: &Tenant) -> Vec<StepView> {
+    let deleting = matches!(
+        tenant.status,
+        TenantStatus::Deleting | TenantStatus::Deleted
+    );
+    let range = if deleting {
+        &Step::ALL[6..]
+    } else {
+        &Step::ALL[..6]
+    };
+    let reached = range
+        .iter()
+        .position(|s| *s == tenant.provisioning_step)
+        .unwrap_or(0);
+    range
+        .iter()
+        .enumerate()
+        .map(|(i, s)| StepView {
+            name: s.as_str(),
+            class: if i < reached || (i == reached && i == range.len() - 1) {
+                "done"
+            } else if i == reached {
+                "current"
+            } else {
+                ""
+            },
+        })
+        .collect()
+}
+
+/// The tenant's page, with an optional notice, error (and its status) or one-time
+/// password to show once.
+pub async fn detail_page(
+    state: &AppState,
+    session: &DashSession,
+    id: Uuid,
+    notice: Option<String>,
+    error: Option<String>,
+    one_time_password: Option<String>,
+    status: StatusCode,
+) -> DashResult<Response> {
+    let conn = state.owner.conn().await?;
+    let tenant = tenant_fetch(&**conn, id).await?;
+    let domains = owner::domains::domain_list_for_tenant(&**conn, id)
+        .await?
+        .into_iter()
+        .map(|d| DomainView {
+            domain: d.domain,
+            primary: d.is_primary,
+        })
+        .collect();
+    let subscriptions = owner::subscriptions::subscription_list(&**conn, id)
+        .await?
+        .into_iter()
+        .map(|s| SubscriptionView {
+            plan: s.plan_code,
+            status: s.status.as_str().into(),
+            started: when(s.created_at),
+            period_end: when_opt(s.current_period_end),
+            trial_end: when_opt(s.trial_ends_at),
+        })
+        .collect();
+    let plans = owner::plans::plan_list(&**conn)
+        .await?
+        .into_iter()
+        .filter(|p| p.active)
+        .map(|p| (p.code, p.name))
+        .collect();
+    let recent = owner::audit::AuditFilter {
+        target_type: Some("tenant".into()),
+        target_id: Some(id.to_string()),
+        limit: 100,
+        ..Default::default()
+    };
+    let events: Vec<EventView> = owner::audit::audit_search(&**conn, &recent)
+        .await?
+        .into_iter()
+        .map(|e| EventView {
+            at: when(e.at),
+            actor: e.actor,
+            action: e.action,
+            details: if e.details == serde_json::json!({}) {
+                String::new()
+            } else {
+                e.details.to_string()
+            },
+        })
+        .collect();
+    let (usage_chart, usage_facts) = usage_view(&**conn, id).await?;
+    let target_version = state.migrations.latest_version();
+    let mut chrome = session.chrome(state, "tenants");
+    chrome.notice = notice;
+    let mut response = render(&DetailPage {
+        chrome,
+        id: id.to_string(),
+        steps: steps_of(&tenant),
+        settled: !matches!(
+            tenant.status,
+            TenantStatus::Provisioning | TenantStatus::Deleting
+        ),
+        slug: tenant.slug,
+        name: tenant.name,
+        status: tenant.status.as_str().into(),
+        plan: tenant.plan_code,
+        schema: tenant
+            .schema_version
+            .map_or_else(|| "–".into(), |v| format!("V{v}")),
+        target_version,
+        behind: tenant.schema_version.is_some_and(|v| v < target_version),
+        created: when(tenant.created_at),
+        activated: when_opt(tenant.activated_at),
+        last_error: tenant.last_error,
+        domains,
+        subscriptions,
+        plans,
+        sub_statuses: owner::subscriptions::SubscriptionStatus::ALL
+            .iter()
+            .map(|s| s.as_str())
+            .collect(),
+        usage_chart,
+        usage_facts,
+        events,
+        error,
+        one_time_password,
+        can_suspend: tenant.status == TenantStatus::Active,
+        can_resume: tenant.status == TenantStatus::Suspended,
+        can_delete: matches!(
+            tenant.status,
+            TenantStatus::Active | TenantStatus::Suspended | TenantStatus::Provisioning
+        ),
+    });
+    *response.status_mut() = status;
+    Ok(response)
+}
+
+/// The usage chart (database and storage bytes over the last samples) and latest figures.
+async fn usage_view(
+    client: &impl GenericClient,
+    id: Uuid,
+) -> Result<(String, Vec<(String, String)>)> {
+    let samples = owner::usage::usage_series(client, id, 60).await?;
+    let points: Vec<_> = samples
+        .iter()
+        .filter(|s| s.database_bytes.is_some() || s.storage_bytes.is_some())
+        .map(|s| {
+            (
+                s.sampled_at,
+                s.database_bytes.unwrap_or(0) as f64,
+                s.storage_bytes.unwrap_or(0) as f64,
+            )
+        })
+        .collect();
+    let latest = samples.iter().rev().find(|s| s.database_bytes.is_some());
+    let requests: i64 = samples.iter().map(|s| s.requests).sum();
+    let facts = vec![
+        (
+            "Database".into(),
+            bytes(latest.and_then(|s| s.database_bytes)),
+        ),
+        ("Files".into(), bytes(latest.and_then(|s| s.storage_bytes))),
+        (
+            "Users".into(),
+            latest
+                .and_then(|s| s.users)
+                .map_or_else(|| "–".into(), |u| u.to_string()),
+        ),
+        (
+            format!("Requests ({} samples)", samples.len()),
+            requests.to_string(),
+        ),
+        (
+            "Last sample".into(),
+            samples
+                .last()
+                .map_or_else(|| "none yet".into(), |s| ago(s.sampled_at)),
+        ),
+    ];
+    Ok((chart(&points), facts))
+}
+
+/// Totals over each living tenant's latest sample, for the overview.
+pub async fn usage_totals(client: &impl GenericClient) -> Result<Vec<(String, String)>> {
+    let totals = owner::usage::usage_totals(client).await?;
+    Ok(vec![
+        ("Active tenants".into(), totals.active_tenants.to_string()),
+        ("Databases".into(), bytes(Some(totals.database_bytes))),
+        ("Files".into(), bytes(Some(totals.storage_bytes))),
+        ("Tenant users".into(), totals.users.to_string()),
+        (
+            "Requests, last 24 h".into(),
+            totals.requests_24h.to_string(),
+        ),
+    ])
+}
+
+#[derive(Deserialize, Default)]
+pub struct DetailQuery {
+    notice: Option<String>,
+}
+
+pub async fn detail(
+    State(state): State<AppState>,
+    session: DashSession,
+    Path(key): Path<String>,
+    Query(query): Query<DetailQuery>,
+) -> DashResult<Response> {
+    let id = {
+        let conn = state.owner.conn().await?;
+        owner::tenants::tenant_find(&**conn, &key).await?.id
+    };
+    detail_page(
+        &state,
+        &session,
+        id,
+        notice_text(query.notice.as_deref()),
+        None,
+        None,
+        StatusCode::OK,
+    )
+    .await
+}

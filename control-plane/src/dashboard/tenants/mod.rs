@@ -1,0 +1,14 @@
+//! Tenants in the dashboard: the list, the create form, a tenant's page and its
+//! actions.
+
+mod actions;
+mod create;
+mod detail;
+mod list;
+
+pub use actions::{
+    delete, domain_add, domain_primary, domain_remove, resume, subscription, suspend,
+};
+pub use create::{create, new_form};
+pub use detail::{detail, usage_totals};
+pub use list::list;

@@ -1,0 +1,49 @@
+//! Why a tenant request could not be served. The web layer turns a refusal into the
+//! error envelope (`http::error`).
+
+use axum::http::StatusCode;
+
+#[derive(Debug)]
+pub enum Refusal {
+    /// No live tenant is served on this host.
+    UnknownTenant,
+    Suspended,
+    Provisioning,
+    /// The owner database cannot be asked and nothing is known of the host.
+    OwnerUnavailable,
+    /// The tenant's pool could not be built (the detail is for the log).
+    TenantUnavailable(String),
+}
+
+impl Refusal {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Refusal::UnknownTenant => StatusCode::NOT_FOUND,
+            Refusal::Suspended => StatusCode::FORBIDDEN,
+            Refusal::Provisioning | Refusal::OwnerUnavailable | Refusal::TenantUnavailable(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+        }
+    }
+
+    pub fn code(&self) -> &'static str {
+        match self {
+            Refusal::UnknownTenant => "unknown_tenant",
+            Refusal::Suspended => "tenant_suspended",
+            Refusal::Provisioning => "tenant_provisioning",
+            Refusal::OwnerUnavailable => "owner_unavailable",
+            Refusal::TenantUnavailable(_) => "tenant_unavailable",
+        }
+    }
+
+    /// What the client is told (never the detail of an internal failure).
+    pub fn message(&self) -> &'static str {
+        match self {
+            Refusal::UnknownTenant => "no tenant is served on this host",
+            Refusal::Suspended => "this tenant is suspended",
+            Refusal::Provisioning => "this tenant is still being set up; retry shortly",
+            Refusal::OwnerUnavailable => "tenant routing is unavailable; retry shortly",
+            Refusal::TenantUnavailable(_) => "this tenant's database is unavailable; retry shortly",
+        }
+    }
+}

@@ -1,0 +1,60 @@
+//! The tenant dispatch middleware: a request for a tenant host is admitted by the
+//! gateway and served by the tenant API with its tenant's context; a request for an
+//! owner host goes on to the owner routes.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use tower::ServiceExt;
+
+use super::error::ApiError;
+use crate::gateway::{ClientAddr, Gateway, client_addr, forwarded_host, request_host};
+
+/// What the middleware needs.
+#[derive(Clone)]
+pub struct Dispatch {
+    pub gateway: Arc<Gateway>,
+    /// Peers whose `X-Forwarded-*` headers are believed.
+    pub trusted_proxies: Arc<[IpAddr]>,
+    /// The tenant API (`tenant::api::router`, with its layers).
+    pub tenant_api: axum::Router,
+}
+
+pub async fn dispatch(State(dispatch): State<Dispatch>, mut req: Request, next: Next) -> Response {
+    let peer = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip());
+    let trusted = peer.is_some_and(|ip| dispatch.trusted_proxies.contains(&ip));
+    let client = client_addr(peer, &dispatch.trusted_proxies, req.headers());
+    req.extensions_mut().insert(ClientAddr(client));
+    let host = match trusted.then(|| forwarded_host(req.headers())).flatten() {
+        Some(forwarded) => forwarded,
+        None => request_host(&req),
+    };
+    let host = match host {
+        Ok(host) => host,
+        Err(why) => {
+            return ApiError::new(StatusCode::BAD_REQUEST, "invalid_host", why).into_response();
+        }
+    };
+    if dispatch.gateway.is_owner_host(&host) {
+        return next.run(req).await;
+    }
+    match dispatch.gateway.admit(&host, client).await {
+        Ok(context) => {
+            req.extensions_mut().insert(context);
+            dispatch
+                .tenant_api
+                .oneshot(req.map(Body::new))
+                .await
+                .unwrap_or_else(|never| match never {})
+        }
+        Err(refusal) => ApiError::from(refusal).into_response(),
+    }
+}

@@ -1,0 +1,102 @@
+//! The router, assembled in one place, with the layers every request goes through
+//! (sensitive headers, request id, tracing span, panic guard, timeout, body limit).
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderName, Request, StatusCode, header};
+use tower::ServiceBuilder;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+use super::dispatch::{Dispatch, dispatch};
+use super::error::ApiError;
+use super::state::AppState;
+use super::{
+    health, metrics, openapi, owner_audit, owner_auth, owner_migrations, owner_operators,
+    owner_plans, owner_tenants,
+};
+
+static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The whole service: tenant hosts go to the tenant API (through `dispatch`), owner
+/// hosts to health, metrics, the owner API and the dashboard.
+pub fn router(state: AppState) -> Router {
+    let owner_api = Router::new()
+        .merge(owner_auth::routes())
+        .merge(owner_tenants::routes())
+        .merge(owner_migrations::routes())
+        .merge(owner_operators::routes())
+        .merge(owner_plans::routes())
+        .merge(owner_audit::routes())
+        .route("/openapi.json", axum::routing::get(openapi::serve))
+        .fallback(not_found);
+    metrics::install();
+    Router::new()
+        .merge(health::routes())
+        .route("/metrics", axum::routing::get(metrics::render))
+        .nest("/api/owner", owner_api)
+        .merge(crate::dashboard::routes())
+        .route_layer(axum::middleware::from_fn(metrics::track_owner))
+        .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            Dispatch {
+                gateway: std::sync::Arc::clone(&state.gateway),
+                trusted_proxies: state.config.trusted_proxies.clone().into(),
+                tenant_api: tenant::api::router()
+                    .route_layer(axum::middleware::from_fn(metrics::track_tenant)),
+            },
+            dispatch,
+        ))
+        .with_state(state)
+        .layer(
+            ServiceBuilder::new()
+                .layer(SetSensitiveRequestHeadersLayer::new([
+                    header::AUTHORIZATION,
+                    header::COOKIE,
+                ]))
+                .layer(SetRequestIdLayer::new(REQUEST_ID.clone(), MakeRequestUuid))
+                .layer(
+                    TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
+                        let request_id = req
+                            .headers()
+                            .get(&REQUEST_ID)
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or_default();
+                        tracing::info_span!(
+                            "request",
+                            method = %req.method(),
+                            path = %req.uri().path(),
+                            request_id,
+                            tenant_id = tracing::field::Empty,
+                        )
+                    }),
+                )
+                .layer(PropagateRequestIdLayer::new(REQUEST_ID.clone()))
+                .layer(CatchPanicLayer::custom(|_| {
+                    ApiError::new(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "internal",
+                        "internal error; see the server log",
+                    )
+                    .into_response_owned()
+                }))
+                .layer(TimeoutLayer::with_status_code(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    super::REQUEST_TIMEOUT,
+                ))
+                .layer(DefaultBodyLimit::max(super::MAX_BODY_BYTES)),
+        )
+}
+
+impl ApiError {
+    fn into_response_owned(self) -> axum::response::Response {
+        axum::response::IntoResponse::into_response(self)
+    }
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route")
+}

@@ -1,0 +1,65 @@
+//! The state every handler sees: the services, plus what only the web layer needs.
+
+use std::sync::Arc;
+
+use crate::auth::OwnerTokens;
+use crate::billing::Billing;
+use crate::config::Config;
+use crate::domains::Domains;
+use crate::fleet::Fleet;
+use crate::gateway::Gateway;
+use crate::metering::Metering;
+use crate::provisioning::Provisioner;
+use crate::services::{MigrationSource, OwnerDb};
+use crate::wiring::Services;
+
+/// Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub owner: OwnerDb,
+    pub provisioner: Arc<Provisioner>,
+    pub domains: Arc<Domains>,
+    pub billing: Arc<Billing>,
+    pub fleet: Fleet,
+    /// The tenant migrations (the dashboard shows how far each tenant is from them).
+    pub migrations: Arc<MigrationSource>,
+    /// Operator session tokens.
+    pub tokens: Arc<OwnerTokens>,
+    /// Host -> tenant -> pool, for requests on tenant domains.
+    pub gateway: Arc<Gateway>,
+    /// Usage sampling; `sample_once` takes a sample now.
+    pub metering: Arc<Metering>,
+}
+
+impl AppState {
+    /// The web state over `services`, with a gateway and metering of its own.
+    pub fn new(services: &Services, tokens: OwnerTokens) -> Self {
+        let gateway = Gateway::new(
+            &services.config,
+            services.owner.clone(),
+            Arc::clone(&services.access),
+            services.storage.clone(),
+            &services.events,
+        );
+        let metering = Arc::new(Metering::new(
+            services.owner.clone(),
+            Arc::clone(&services.access),
+            services.storage.clone(),
+            Arc::clone(&gateway),
+            services.config.metering_concurrency,
+        ));
+        Self {
+            config: Arc::clone(&services.config),
+            owner: services.owner.clone(),
+            provisioner: Arc::clone(&services.provisioner),
+            domains: Arc::clone(&services.domains),
+            billing: Arc::clone(&services.billing),
+            fleet: services.fleet.clone(),
+            migrations: Arc::clone(&services.migrations),
+            tokens: Arc::new(tokens),
+            gateway,
+            metering,
+        }
+    }
+}

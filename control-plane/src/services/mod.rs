@@ -1,0 +1,27 @@
+//! The services the whole control plane shares, built once per process by
+//! `wiring::Services::init` and handed explicitly to whoever needs one. Each has one
+//! job:
+//!
+//! | service | its job |
+//! | --- | --- |
+//! | [`OwnerDb`] | the owner database: pools, a lock session, the transaction helper |
+//! | [`TenantAccess`] | tenant credentials sealed and opened, connection settings per role, token keys |
+//! | `storage::Storage` | the per-tenant file trees under the storage root |
+//! | [`MigrationSource`] | the tenant migrations: one, so provisioning, fleet runs, status and the dashboard never disagree |
+//! | [`TenantEvents`] | "tenant X changed" announcements, for caches |
+//! | `Tasks` | background work (drives, fleet runs) awaited at shutdown |
+//!
+//! On top of them, each in its own module: `provisioning::Cluster` (the PostgreSQL
+//! server tenants live on), `provisioning::Provisioner` (the tenant lifecycle),
+//! `domains::Domains`, `billing::Billing` and `fleet::Fleet`. The HTTP layer, the
+//! dashboard and the CLI are thin layers over those.
+
+mod events;
+pub mod owner_db;
+mod tasks;
+mod tenant_access;
+
+pub use events::{Change, Listener, TenantEvents};
+pub use owner_db::OwnerDb;
+pub use tasks::{MigrationSource, Tasks};
+pub use tenant_access::{SealedPassword, TenantAccess, TenantRole};

@@ -1,0 +1,101 @@
+//! Reaching a tenant's database: its two roles' passwords, sealed under the master key
+//! and bound to the tenant and purpose, the connection settings for each role, and the
+//! key that signs the tenant's user tokens. The one place that opens tenant secrets.
+
+use std::sync::Arc;
+
+use owner::tenants::Tenant;
+use secrecy::{ExposeSecret, SecretBox, SecretString};
+use tokio_postgres::Client;
+use uuid::Uuid;
+
+use crate::Result;
+use crate::pg::{Endpoint, connect};
+use crate::secrets::{Keyring, random_password};
+
+/// Which of a tenant's two database roles to log in as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TenantRole {
+    /// Owns the database and its objects: migrations, provisioning.
+    Owner,
+    /// May only read and write rows: the tenant's pool, metering.
+    Runtime,
+}
+
+impl TenantRole {
+    /// The associated data its password is sealed with.
+    fn purpose(self) -> &'static str {
+        match self {
+            TenantRole::Owner => "db-owner",
+            TenantRole::Runtime => "db-runtime",
+        }
+    }
+}
+
+/// A freshly generated password, sealed: what the tenant row stores.
+pub struct SealedPassword {
+    pub key_version: i32,
+    pub blob: Vec<u8>,
+}
+
+pub struct TenantAccess {
+    keyring: Arc<Keyring>,
+    /// The server tenants live on, as the admin role; tenant endpoints derive from it
+    /// (same host, same TLS).
+    server: Endpoint,
+}
+
+fn aad(id: Uuid, role: TenantRole) -> String {
+    format!("tenant:{id}:{}", role.purpose())
+}
+
+impl TenantAccess {
+    pub fn new(keyring: Arc<Keyring>, server: Endpoint) -> Self {
+        Self { keyring, server }
+    }
+
+    /// The server's admin connection (roles, databases, sizes).
+    pub fn server(&self) -> &Endpoint {
+        &self.server
+    }
+
+    /// A new random password for `role` of tenant `id`, sealed for its row.
+    pub fn seal_new_password(&self, id: Uuid, role: TenantRole) -> Result<SealedPassword> {
+        let password = random_password();
+        let (key_version, blob) = self
+            .keyring
+            .seal(password.expose_secret().as_bytes(), &aad(id, role))?;
+        Ok(SealedPassword { key_version, blob })
+    }
+
+    /// The password of `role`, opened from the tenant row.
+    pub fn password(&self, tenant: &Tenant, role: TenantRole) -> Result<SecretString> {
+        let blob = match role {
+            TenantRole::Owner => &tenant.owner_password_enc,
+            TenantRole::Runtime => &tenant.runtime_password_enc,
+        };
+        self.keyring
+            .open_string(tenant.secret_key_version, blob, &aad(tenant.id, role))
+    }
+
+    /// Where and as whom to reach a tenant's database.
+    pub fn endpoint(&self, tenant: &Tenant, role: TenantRole) -> Result<Endpoint> {
+        let name = match role {
+            TenantRole::Owner => &tenant.owner_role,
+            TenantRole::Runtime => &tenant.runtime_role,
+        };
+        let password = self.password(tenant, role)?;
+        Ok(self.server.as_role(&tenant.db_name, name, &password))
+    }
+
+    /// One connection to a tenant's database, outside any pool: for work that visits
+    /// each tenant briefly (migrations, checks, metering) and must not keep a pool open.
+    pub async fn connect(&self, tenant: &Tenant, role: TenantRole) -> Result<Client> {
+        connect(&self.endpoint(tenant, role)?).await
+    }
+
+    /// The key that signs this tenant's user tokens (and no other tenant's).
+    pub fn token_secret(&self, id: Uuid) -> Result<SecretBox<[u8; 32]>> {
+        self.keyring.derive(&format!("tenant-jwt-v1:{id}"))
+    }
+}

@@ -1,0 +1,148 @@
+//! Wiring: every service built once per process, in dependency order, and shared by
+//! the service and every CLI command. The only module that knows them all.
+
+use std::sync::Arc;
+
+use crate::billing::Billing;
+use crate::config::Config;
+use crate::domains::Domains;
+use crate::fleet::Fleet;
+use crate::provisioning::{Cluster, Faults, Provisioner};
+use crate::secrets::Keyring;
+use crate::{Error, Result, installation, pg};
+
+use crate::services::{MigrationSource, OwnerDb, Tasks, TenantAccess, TenantEvents};
+
+/// Everything the service and the CLI share. Cheap to clone.
+#[derive(Clone)]
+pub struct Services {
+    pub config: Arc<Config>,
+    pub owner: OwnerDb,
+    pub keyring: Arc<Keyring>,
+    pub access: Arc<TenantAccess>,
+    pub storage: storage::Storage,
+    pub migrations: Arc<MigrationSource>,
+    pub events: TenantEvents,
+    pub tasks: Tasks,
+    pub cluster: Arc<Cluster>,
+    pub provisioner: Arc<Provisioner>,
+    pub domains: Arc<Domains>,
+    pub billing: Arc<Billing>,
+    pub fleet: Fleet,
+}
+
+impl Services {
+    /// Prepares the owner database (created if missing, migrated, hardened), checks this
+    /// process's key and storage root against the installation's, and builds the
+    /// services. Shared by `serve` and every CLI command.
+    pub async fn init(mut config: Config, faults: Arc<Faults>) -> Result<Self> {
+        let owner_pg = config.owner_endpoint()?;
+        let admin_pg = config.admin_endpoint()?;
+        let owner_db = owner_pg
+            .config()
+            .get_dbname()
+            .ok_or_else(|| Error::Config("invalid setting DATABASE_URL: names no database".into()))?
+            .to_string();
+        pg::ensure_owner_database(&owner_pg, &admin_pg, &owner_db).await?;
+        let owner = OwnerDb::new(owner_pg)?;
+        {
+            let mut conn = owner.conn().await?;
+            owner::migrations::run(&mut conn).await?;
+        }
+        pg::harden_server(&admin_pg, &owner_db).await?;
+        // Relative roots would follow the current directory; the recorded one must not.
+        std::fs::create_dir_all(&config.storage_root).map_err(|e| {
+            Error::Config(format!(
+                "invalid setting CP_STORAGE_ROOT: cannot create {}: {e}",
+                config.storage_root.display()
+            ))
+        })?;
+        config.storage_root = installation::absolute(&config.storage_root);
+        let keyring = {
+            let conn = owner.conn().await?;
+            installation::refuse_second_dev_key(&**conn, &config.master_key).await?;
+            let keyring = Arc::new(Keyring::load(&config.master_key)?);
+            installation::verify(&**conn, &keyring, &config.master_key, &config.storage_root)
+                .await?;
+            keyring
+        };
+        let (host, port) = server_address(admin_pg.config());
+        let installation_id = {
+            let conn = owner.conn().await?;
+            owner::servers::server_upsert(&**conn, owner::servers::DEFAULT_SERVER, &host, port)
+                .await?;
+            owner::settings::installation_id(&**conn).await?
+        };
+        let migrations = Arc::new(match &config.tenant_migrations_dir {
+            Some(dir) => MigrationSource::with_dir(dir)?,
+            None => MigrationSource::embedded(),
+        });
+        let access = Arc::new(TenantAccess::new(Arc::clone(&keyring), admin_pg.clone()));
+        let cluster = Arc::new(Cluster::new(
+            admin_pg,
+            owner::servers::DEFAULT_SERVER.to_string(),
+            config.tenant_db_prefix.clone(),
+            installation_id,
+            Arc::clone(&migrations),
+            runtime_connection_limit(config.tenant_pool_size),
+        ));
+        let storage = storage::Storage::new(&config.storage_root);
+        let events = TenantEvents::default();
+        let tasks = Tasks::new();
+        let provisioner = Arc::new(Provisioner::new(
+            owner.clone(),
+            Arc::clone(&access),
+            Arc::clone(&cluster),
+            storage.clone(),
+            events.clone(),
+            tasks.clone(),
+            faults,
+            config.base_domain.clone(),
+        ));
+        let domains = Arc::new(Domains::new(
+            owner.clone(),
+            events.clone(),
+            config.base_domain.clone(),
+        ));
+        let billing = Arc::new(Billing::new(owner.clone(), events.clone()));
+        let fleet = Fleet::new(
+            owner.clone(),
+            Arc::clone(&access),
+            Arc::clone(&cluster),
+            Arc::clone(&migrations),
+            tasks.clone(),
+        );
+        Ok(Self {
+            config: Arc::new(config),
+            owner,
+            keyring,
+            access,
+            storage,
+            migrations,
+            events,
+            tasks,
+            cluster,
+            provisioner,
+            domains,
+            billing,
+            fleet,
+        })
+    }
+}
+
+/// The runtime role's CONNECTION LIMIT: its pool, twice over (a pool being replaced
+/// while the old one drains), plus a few for metering and checks.
+fn runtime_connection_limit(pool_size: usize) -> i32 {
+    i32::try_from(pool_size.saturating_mul(2).saturating_add(5)).unwrap_or(i32::MAX)
+}
+
+/// Host and port of the admin connection, as recorded in `database_servers`.
+fn server_address(config: &tokio_postgres::Config) -> (String, u16) {
+    let host = match config.get_hosts().first() {
+        Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
+        Some(tokio_postgres::config::Host::Unix(p)) => p.display().to_string(),
+        None => "localhost".to_string(),
+    };
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    (host, port)
+}
