@@ -22,6 +22,7 @@ pub mod secrets;
 pub mod services;
 pub mod sign_in;
 pub mod telemetry;
+pub mod views;
 pub mod wiring;
 
 pub use app::Application;

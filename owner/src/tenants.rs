@@ -99,8 +99,9 @@ impl Step {
     }
 }
 
-/// A tenant row. The encrypted passwords are never serialised.
-#[derive(Debug, Clone, Serialize)]
+/// A tenant row, secrets included: never serialised as such (answers use a view that
+/// names what it shows).
+#[derive(Debug, Clone)]
 pub struct Tenant {
     pub id: Uuid,
     pub slug: String,
@@ -113,11 +114,8 @@ pub struct Tenant {
     pub db_name: String,
     pub owner_role: String,
     pub runtime_role: String,
-    #[serde(skip)]
     pub owner_password_enc: Vec<u8>,
-    #[serde(skip)]
     pub runtime_password_enc: Vec<u8>,
-    #[serde(skip)]
     pub secret_key_version: i32,
     pub schema_version: Option<i32>,
     pub settings: serde_json::Value,
@@ -127,7 +125,6 @@ pub struct Tenant {
     pub activated_at: Option<DateTime<Utc>>,
     pub deleted_at: Option<DateTime<Utc>>,
     /// The first user to make in the tenant database, until active.
-    #[serde(skip)]
     pub initial_admin: Option<InitialAdmin>,
 }
 
@@ -536,9 +533,8 @@ pub struct TenantSearch {
 }
 
 /// One line of the tenants page.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct TenantListItem {
-    #[serde(flatten)]
     pub tenant: Tenant,
     pub primary_domain: Option<String>,
     pub database_bytes: Option<i64>,

@@ -8,11 +8,18 @@
 
 use std::path::Path;
 
-use refinery::{Migration, Runner};
+use refinery::Migration;
 use serde::Serialize;
 use tokio_postgres::Client;
 
 use crate::{Error, Result};
+
+/// refinery's history table, as refinery creates it (databases migrated before keep
+/// theirs, and refinery's tools still read ours); only when missing, so a role without
+/// CREATE on the schema can still read it.
+const HISTORY_TABLE: &str = "DO $$ BEGIN IF to_regclass('refinery_schema_history') IS NULL THEN \
+    CREATE TABLE refinery_schema_history (version int4 PRIMARY KEY, name varchar(255), \
+    applied_on varchar(255), checksum varchar(255)); END IF; END $$;";
 
 mod embedded {
     refinery::embed_migrations!("../migrations/tenant");
@@ -123,47 +130,36 @@ impl Source {
     }
 
     /// Applies every pending migration in one transaction; returns the version reached.
-    /// Callers hold the tenant migration lock (refinery takes none).
+    /// Callers hold the tenant migration lock. A database ahead of this source (its
+    /// template upgraded by a fleet run with newer migrations) is fine: it has everything
+    /// this source knows, and more.
     pub async fn migrate(&self, client: &mut Client) -> Result<i32> {
-        // A database ahead of this source (its template upgraded by a fleet run with
-        // newer migrations) is fine: it has everything this source knows, and more.
-        Runner::new(&self.migrations)
-            .set_grouped(true)
-            .set_abort_divergent(true)
-            .set_abort_missing(false)
-            .run_async(client)
-            .await?;
-        current_version(client).await
+        Ok(self.apply(client, "").await?.to)
     }
 
     /// Takes the tenant migration lock (`lock_sql`, held for the session) and applies the
-    /// pending migrations, in three round trips whatever their number: the lock and the
-    /// history in one, then every pending migration and its history row in one
-    /// transaction. Writes the same history rows refinery does, so both paths can take
-    /// turns on one database. Returns the versions before and after, and what applied.
+    /// pending migrations (see [`Source::apply`]).
     pub async fn apply_locked(
         &self,
         client: &mut Client,
         lock_sql: &str,
     ) -> Result<MigrationOutcome> {
+        self.apply(client, &format!("{lock_sql};")).await
+    }
+
+    /// The one applier, for provisioning, the template and fleet runs alike: in two round
+    /// trips whatever the number of migrations, `prelude` (a lock, or nothing) with the
+    /// history read, then every pending migration and its history row in one transaction.
+    /// The history is refinery's table, written the way refinery writes it. A recorded
+    /// migration whose checksum differs from the source's stops the tenant (drift).
+    async fn apply(&self, client: &mut Client, prelude: &str) -> Result<MigrationOutcome> {
         use tokio_postgres::SimpleQueryMessage;
-        let messages = match client
+        let messages = client
             .simple_query(&format!(
-                "{lock_sql}; SELECT version, name, checksum FROM refinery_schema_history ORDER BY version"
+                "{prelude} {HISTORY_TABLE} \
+                 SELECT version, name, checksum FROM refinery_schema_history ORDER BY version"
             ))
-            .await
-        {
-            Ok(messages) => messages,
-            Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNDEFINED_TABLE) => {
-                // No history yet: let refinery create it (rare: tenants are born migrated).
-                client.batch_execute(lock_sql).await?;
-                let before = current_version(client).await?;
-                let pending = self.pending(client).await?;
-                let after = self.migrate(client).await?;
-                return Ok(MigrationOutcome { from: before, to: after, applied: pending });
-            }
-            Err(e) => return Err(e.into()),
-        };
+            .await?;
         let mut applied = Vec::new();
         for message in messages {
             if let SimpleQueryMessage::Row(row) = message
@@ -215,7 +211,11 @@ impl Source {
             ));
         }
         batch.push_str("COMMIT;");
-        client.batch_execute(&batch).await?;
+        if let Err(e) = client.batch_execute(&batch).await {
+            // A failed statement leaves the transaction open on this session.
+            let _ = client.batch_execute("ROLLBACK").await;
+            return Err(e.into());
+        }
         let to = pending.iter().map(|m| m.version()).max().unwrap_or(current);
         Ok(MigrationOutcome {
             from: current,

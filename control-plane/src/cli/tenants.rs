@@ -11,6 +11,7 @@ use super::output::emit;
 use crate::audit::Actor;
 use crate::config::Config;
 use crate::provisioning::{CreateTenant, Faults};
+use crate::views::TenantInfo;
 use crate::wiring::Services;
 use crate::{Error, Result};
 
@@ -137,7 +138,8 @@ pub async fn run(cmd: TenantsCommand, config: Config) -> Result<()> {
                 },
             )
             .await?;
-            emit(json, &json!(tenants), || {
+            let infos: Vec<TenantInfo> = tenants.iter().map(TenantInfo::from).collect();
+            emit(json, &json!(infos), || {
                 let mut out = format!(
                     "{:<40} {:<14} {:<10} {:>7}  {}",
                     "SLUG", "STATUS", "PLAN", "SCHEMA", "ID"
@@ -205,7 +207,7 @@ async fn by_slug(services: &Services, slug: &str) -> Result<Tenant> {
 async fn show(services: &Services, tenant: Tenant, json: bool) -> Result<()> {
     let conn = services.owner.conn().await?;
     let domains = owner::domains::domain_list_for_tenant(&**conn, tenant.id).await?;
-    let mut value = json!(tenant);
+    let mut value = json!(TenantInfo::from(&tenant));
     value["domains"] = json!(domains);
     emit(json, &value, || {
         format!(

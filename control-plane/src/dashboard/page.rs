@@ -15,17 +15,7 @@ use crate::{Error, Result};
 /// Largest form the dashboard accepts.
 const MAX_FORM_BYTES: usize = 64 * 1024;
 
-/// What every page's frame shows: who is signed in, the navigation, the CSRF token for
-/// its forms, and a notice after an action.
-pub struct Chrome {
-    pub email: String,
-    pub role: &'static str,
-    pub csrf: String,
-    pub nav: &'static str,
-    pub notice: Option<String>,
-    pub can_write: bool,
-    pub is_owner: bool,
-}
+pub use super::view::Chrome;
 
 /// A signed-in operator on a dashboard page. Without a session the page redirects to the
 /// login page; an operator with a one-time password is sent to choose their own.

@@ -3,7 +3,17 @@
 use askama::Template;
 use chrono::{DateTime, Utc};
 
-use super::page::Chrome;
+/// What every page's frame shows: who is signed in, the navigation, the CSRF token for
+/// its forms, and a notice after an action.
+pub struct Chrome {
+    pub email: String,
+    pub role: &'static str,
+    pub csrf: String,
+    pub nav: &'static str,
+    pub notice: Option<String>,
+    pub can_write: bool,
+    pub is_owner: bool,
+}
 
 #[derive(Template)]
 #[template(path = "error.html")]

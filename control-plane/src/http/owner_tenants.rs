@@ -19,6 +19,7 @@ use super::extract::{ApiJson, ApiQuery, ClientIp};
 use super::owner_auth::CurrentOperator;
 use crate::http::state::AppState;
 use crate::provisioning::CreateTenant;
+use crate::views::TenantInfo;
 use crate::{Error, Result};
 
 /// The longest `?wait=true` holds a request.
@@ -47,11 +48,11 @@ pub fn routes() -> Router<AppState> {
         )
 }
 
-/// A tenant as the API shows it: the row (secrets never included) and its domains.
+/// A tenant as the API shows it (never its secrets) and its domains.
 #[derive(Serialize)]
 pub struct TenantView {
     #[serde(flatten)]
-    pub tenant: Tenant,
+    pub tenant: TenantInfo,
     pub domains: Vec<TenantDomain>,
     /// Shown once, in the answer to the create request that generated it.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -62,7 +63,7 @@ async fn view(state: &AppState, tenant: Tenant) -> Result<TenantView> {
     let conn = state.owner.conn().await?;
     let domains = domain_list_for_tenant(&**conn, tenant.id).await?;
     Ok(TenantView {
-        tenant,
+        tenant: TenantInfo::from(&tenant),
         domains,
         one_time_password: None,
     })
@@ -131,7 +132,7 @@ async fn create(
             Ok((
                 StatusCode::ACCEPTED,
                 Json(TenantView {
-                    tenant,
+                    tenant: TenantInfo::from(&tenant),
                     domains: Vec::new(),
                     one_time_password: one_time,
                 }),
@@ -199,6 +200,7 @@ async fn list(
         },
     )
     .await?;
+    let tenants: Vec<TenantInfo> = tenants.iter().map(TenantInfo::from).collect();
     Ok(Json(
         serde_json::json!({ "tenants": tenants, "limit": limit, "offset": offset }),
     ))

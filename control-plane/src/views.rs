@@ -1,0 +1,56 @@
+//! What answers show of the owner database's rows: the owner API's and the CLI's JSON.
+//! A view names every field it shows, so a column added to a row (a secret, say) is not
+//! shown until someone decides it should be.
+
+use chrono::{DateTime, Utc};
+use owner::tenants::{Step, Tenant, TenantStatus};
+use serde::Serialize;
+use uuid::Uuid;
+
+/// A tenant as operators see it: never its credentials or its first admin's hash.
+#[derive(Debug, Clone, Serialize)]
+pub struct TenantInfo {
+    pub id: Uuid,
+    pub slug: String,
+    pub name: String,
+    pub status: TenantStatus,
+    pub provisioning_step: Step,
+    pub last_error: Option<String>,
+    pub plan_code: String,
+    pub server_id: String,
+    pub db_name: String,
+    pub owner_role: String,
+    pub runtime_role: String,
+    pub schema_version: Option<i32>,
+    pub settings: serde_json::Value,
+    pub features: serde_json::Value,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub activated_at: Option<DateTime<Utc>>,
+    pub deleted_at: Option<DateTime<Utc>>,
+}
+
+impl From<&Tenant> for TenantInfo {
+    fn from(t: &Tenant) -> Self {
+        Self {
+            id: t.id,
+            slug: t.slug.clone(),
+            name: t.name.clone(),
+            status: t.status,
+            provisioning_step: t.provisioning_step,
+            last_error: t.last_error.clone(),
+            plan_code: t.plan_code.clone(),
+            server_id: t.server_id.clone(),
+            db_name: t.db_name.clone(),
+            owner_role: t.owner_role.clone(),
+            runtime_role: t.runtime_role.clone(),
+            schema_version: t.schema_version,
+            settings: t.settings.clone(),
+            features: t.features.clone(),
+            created_at: t.created_at,
+            updated_at: t.updated_at,
+            activated_at: t.activated_at,
+            deleted_at: t.deleted_at,
+        }
+    }
+}
