@@ -2,7 +2,6 @@
 //! billing status. Shared by the API and the dashboard; every change is audited and the
 //! gateway forgets what it cached, so new limits apply from the next request.
 
-use owner::audit::{AuditEntry, audit_insert};
 use owner::plans::{Plan, PlanFields, plan_code_check, plan_fetch, plan_insert, plan_update};
 use owner::subscriptions::{
     Subscription, SubscriptionStatus, subscription_change, subscription_list,
@@ -13,7 +12,7 @@ use serde_json::json;
 use uuid::Uuid;
 
 use crate::Result;
-use crate::audit::Actor;
+use crate::audit::{self, Actor, Target};
 use crate::services::{OwnerDb, TenantEvents, owner_db};
 
 /// Plans and subscriptions, over the owner database; changes are announced so caches
@@ -165,17 +164,12 @@ async fn audit(
     target_id: &str,
     details: serde_json::Value,
 ) -> Result<()> {
-    audit_insert(
+    audit::record(
         client,
-        &AuditEntry {
-            actor: &actor.label,
-            action,
-            target_type,
-            target_id,
-            details,
-            ip: actor.ip.as_deref(),
-        },
+        actor,
+        action,
+        Target(target_type, target_id),
+        details,
     )
-    .await?;
-    Ok(())
+    .await
 }

@@ -1,7 +1,6 @@
 //! Managing operators: invite, change role, disable, change one's own password. The API
 //! and the dashboard both call these, so the rules and the audit trail are the same.
 
-use owner::audit::{AuditEntry, audit_insert};
 use owner::operators::{
     Operator, OperatorRole, operator_count_active_owners, operator_fetch, operator_insert_with,
     operator_set_password, operator_update,
@@ -11,7 +10,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::audit::Actor;
+use crate::audit::{self, Actor, Target};
 use crate::auth::{check_new_password, hash_password};
 use crate::secrets::random_password;
 use crate::services::{OwnerDb, owner_db};
@@ -150,17 +149,6 @@ async fn audit(
     operator: &Operator,
     details: serde_json::Value,
 ) -> Result<()> {
-    audit_insert(
-        client,
-        &AuditEntry {
-            actor: &actor.label,
-            action,
-            target_type: "operator",
-            target_id: &operator.id.to_string(),
-            details,
-            ip: actor.ip.as_deref(),
-        },
-    )
-    .await?;
-    Ok(())
+    let id = operator.id.to_string();
+    audit::record(client, actor, action, Target("operator", &id), details).await
 }

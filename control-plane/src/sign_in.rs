@@ -9,13 +9,14 @@
 use std::time::Duration;
 
 use chrono::Utc;
-use owner::audit::{AuditEntry, audit_insert, audit_login_failures};
+use owner::audit::audit_login_failures;
 use owner::operators::{Operator, operator_fetch_by_email, operator_record_login};
 use owner::sessions::{NewSession, SessionKind, session_insert, session_revoke};
 use secrecy::SecretString;
 use serde_json::json;
 use uuid::Uuid;
 
+use crate::audit::{self, Actor, Target};
 use crate::auth::OwnerTokens;
 use crate::services::OwnerDb;
 use crate::{Error, Result};
@@ -66,19 +67,18 @@ pub async fn sign_in(owner: &OwnerDb, tokens: &OwnerTokens, attempt: Attempt) ->
         if account_failures >= MAX_FAILURES_PER_ACCOUNT
             || address_failures >= MAX_FAILURES_PER_ADDRESS
         {
-            audit_insert(
+            audit::record(
                 &**conn,
-                &AuditEntry {
-                    actor: &format!("operator:{email_label}"),
-                    action: "operator.login_throttled",
-                    target_type: "operator",
-                    target_id: &email_label,
-                    details: json!({
-                        "account_failures": account_failures,
-                        "address_failures": address_failures,
-                    }),
-                    ip,
+                &Actor {
+                    label: format!("operator:{email_label}"),
+                    ip: ip.map(str::to_string),
                 },
+                "operator.login_throttled",
+                Target("operator", &email_label),
+                json!({
+                    "account_failures": account_failures,
+                    "address_failures": address_failures,
+                }),
             )
             .await?;
             return Err(Error::TooManyAttempts(FAILURE_WINDOW.as_secs()));
@@ -98,16 +98,15 @@ pub async fn sign_in(owner: &OwnerDb, tokens: &OwnerTokens, attempt: Attempt) ->
     let operator = match operator {
         Some(op) if verified && op.active => op,
         _ => {
-            audit_insert(
+            audit::record(
                 &**conn,
-                &AuditEntry {
-                    actor: &format!("operator:{email_label}"),
-                    action: "operator.login_failed",
-                    target_type: "operator",
-                    target_id: &email_label,
-                    details: json!({ "via": attempt.kind.as_str() }),
-                    ip,
+                &Actor {
+                    label: format!("operator:{email_label}"),
+                    ip: ip.map(str::to_string),
                 },
+                "operator.login_failed",
+                Target("operator", &email_label),
+                json!({ "via": attempt.kind.as_str() }),
             )
             .await?;
             return Err(Error::Unauthenticated);
@@ -130,16 +129,15 @@ pub async fn sign_in(owner: &OwnerDb, tokens: &OwnerTokens, attempt: Attempt) ->
     )
     .await?;
     operator_record_login(&**conn, operator.id).await?;
-    audit_insert(
+    audit::record(
         &**conn,
-        &AuditEntry {
-            actor: &format!("operator:{}", operator.email),
-            action: "operator.login",
-            target_type: "operator",
-            target_id: &operator.id.to_string(),
-            details: json!({ "via": attempt.kind.as_str() }),
-            ip,
+        &Actor {
+            label: format!("operator:{}", operator.email),
+            ip: ip.map(str::to_string),
         },
+        "operator.login",
+        Target("operator", &operator.id.to_string()),
+        json!({ "via": attempt.kind.as_str() }),
     )
     .await?;
     Ok(SignedIn {
@@ -159,16 +157,15 @@ pub async fn sign_out(
 ) -> Result<()> {
     let conn = owner.conn().await?;
     if session_revoke(&**conn, session_id).await? {
-        audit_insert(
+        audit::record(
             &**conn,
-            &AuditEntry {
-                actor: &format!("operator:{}", operator.email),
-                action: "operator.logout",
-                target_type: "operator",
-                target_id: &operator.id.to_string(),
-                details: json!({}),
-                ip,
+            &Actor {
+                label: format!("operator:{}", operator.email),
+                ip: ip.map(str::to_string),
             },
+            "operator.logout",
+            Target("operator", &operator.id.to_string()),
+            json!({}),
         )
         .await?;
     }

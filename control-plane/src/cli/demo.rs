@@ -85,16 +85,12 @@ async fn ensure_operator(services: &Services) -> Result<Option<SecretString>> {
         Err(owner::Error::EmailTaken) => return Ok(None),
         Err(e) => return Err(e.into()),
     };
-    owner::audit::audit_insert(
+    crate::audit::record(
         &**conn,
-        &owner::audit::AuditEntry {
-            actor: "cli",
-            action: "operator.create",
-            target_type: "operator",
-            target_id: &operator.id.to_string(),
-            details: json!({ "email": operator.email, "role": operator.role, "demo": true }),
-            ip: None,
-        },
+        &crate::audit::Actor::cli(),
+        "operator.create",
+        crate::audit::Target("operator", &operator.id.to_string()),
+        json!({ "email": operator.email, "role": operator.role, "demo": true }),
     )
     .await?;
     Ok(Some(password))

@@ -88,16 +88,12 @@ pub async fn run(cmd: InstallationCommand, config: Config) -> Result<()> {
                 )));
             }
             installation::adopt_storage_root(&**conn, &root).await?;
-            owner::audit::audit_insert(
+            crate::audit::record(
                 &**conn,
-                &owner::audit::AuditEntry {
-                    actor: "cli",
-                    action: "installation.adopt_storage_root",
-                    target_type: "installation",
-                    target_id: "storage_root",
-                    details: json!({ "storage_root": root.display().to_string(), "missing": missing }),
-                    ip: None,
-                },
+                &crate::audit::Actor::cli(),
+                "installation.adopt_storage_root",
+                crate::audit::Target("installation", "storage_root"),
+                json!({ "storage_root": root.display().to_string(), "missing": missing }),
             )
             .await?;
             println!("recorded {} as the storage root", root.display());

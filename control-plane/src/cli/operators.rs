@@ -48,16 +48,12 @@ pub async fn run(cmd: OperatorsCommand, config: Config) -> Result<()> {
             let services = Services::init(config, Arc::new(Faults::default())).await?;
             let conn = services.owner.conn().await?;
             let operator = owner::operators::operator_insert(&**conn, &email, &hash, role).await?;
-            owner::audit::audit_insert(
+            crate::audit::record(
                 &**conn,
-                &owner::audit::AuditEntry {
-                    actor: "cli",
-                    action: "operator.create",
-                    target_type: "operator",
-                    target_id: &operator.id.to_string(),
-                    details: json!({ "email": operator.email, "role": operator.role }),
-                    ip: None,
-                },
+                &crate::audit::Actor::cli(),
+                "operator.create",
+                crate::audit::Target("operator", &operator.id.to_string()),
+                json!({ "email": operator.email, "role": operator.role }),
             )
             .await?;
             emit(json, &json!(operator), || {

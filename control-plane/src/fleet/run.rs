@@ -190,23 +190,19 @@ impl FleetRun {
             .collect();
         runs::run_tenants_insert(&**conn, run.id, &rows).await?;
         // Every start is audited here, whoever started it (API, dashboard or CLI).
-        owner::audit::audit_insert(
+        crate::audit::record(
             &**conn,
-            &owner::audit::AuditEntry {
-                actor: started_by,
-                action: if options.dry_run {
-                    "migration.dry_run"
-                } else {
-                    "migration.start"
-                },
-                target_type: "migration_run",
-                target_id: &run.id.to_string(),
-                details: serde_json::json!({
-                    "target_version": run.target_version,
-                    "options": run.options,
-                }),
-                ip: None,
+            &crate::audit::Actor::system(started_by),
+            if options.dry_run {
+                "migration.dry_run"
+            } else {
+                "migration.start"
             },
+            crate::audit::Target("migration_run", &run.id.to_string()),
+            serde_json::json!({
+                "target_version": run.target_version,
+                "options": run.options,
+            }),
         )
         .await?;
         tracing::info!(run_id = %run.id, targets = targets.len(), up_to_date, target_version, dry_run = options.dry_run, "fleet migration started");

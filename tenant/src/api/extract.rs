@@ -15,6 +15,77 @@ use serde::de::DeserializeOwned;
 use super::ApiFailure;
 use crate::text::{NUL_MESSAGE, json_has_nul, urlencoded_has_nul};
 
+/// Why a body or a query string was refused. The reading, the NUL check and the
+/// classification are shared by both APIs; each puts the answer in its own words.
+#[derive(Debug)]
+pub enum Refused {
+    /// No JSON content type.
+    NotJson,
+    /// Over the service's body limit.
+    TooLarge,
+    /// The body could not be read: its status and why.
+    Unreadable(StatusCode, String),
+    /// Not JSON at all.
+    Malformed(String),
+    /// JSON, but not of the expected shape.
+    Invalid(String),
+    /// Another rejection of axum's: its status and text.
+    Other(StatusCode, String),
+    /// A string holds a NUL character.
+    Nul,
+    /// The query string does not parse (or holds a NUL character).
+    Query(String),
+}
+
+/// A JSON body of type `T`, read under the service's body limit (`DefaultBodyLimit`) and
+/// checked for NUL in the text, not the value.
+pub async fn json_body<T, S>(req: Request, state: &S) -> Result<T, Refused>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    if !is_json(req.headers()) {
+        return Err(Refused::NotJson);
+    }
+    let bytes = Bytes::from_request(req, state).await.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            Refused::TooLarge
+        } else {
+            Refused::Unreadable(e.status(), e.body_text())
+        }
+    })?;
+    let axum::Json(value) = axum::Json::<T>::from_bytes(&bytes).map_err(|r| match r {
+        JsonRejection::MissingJsonContentType(_) => Refused::NotJson,
+        JsonRejection::JsonSyntaxError(e) => Refused::Malformed(e.body_text()),
+        JsonRejection::JsonDataError(e) => Refused::Invalid(e.body_text()),
+        other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => Refused::TooLarge,
+        other => Refused::Other(other.status(), other.body_text()),
+    })?;
+    if json_has_nul(&bytes) {
+        return Err(Refused::Nul);
+    }
+    Ok(value)
+}
+
+/// A query string of type `T`, with no NUL character.
+pub async fn query<T, S>(parts: &mut Parts, state: &S) -> Result<T, Refused>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    if parts
+        .uri
+        .query()
+        .is_some_and(|q| urlencoded_has_nul(q.as_bytes()))
+    {
+        return Err(Refused::Query(NUL_MESSAGE.into()));
+    }
+    axum::extract::Query::<T>::from_request_parts(parts, state)
+        .await
+        .map(|q| q.0)
+        .map_err(|e| Refused::Query(e.body_text()))
+}
+
 /// A JSON body of type `T` (`axum::Json`, with our error shape and no NUL in any string).
 pub struct ApiJson<T>(pub T);
 
@@ -26,38 +97,24 @@ where
     type Rejection = ApiFailure;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiFailure> {
-        if !is_json(req.headers()) {
-            return Err(ApiFailure::BadRequest(
-                "unsupported_media_type",
-                "send JSON with Content-Type: application/json".into(),
-            ));
-        }
-        // Buffered under the service's body limit (`DefaultBodyLimit`).
-        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
-            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiFailure::BodyTooLarge
-            } else {
-                ApiFailure::BadRequest("bad_body", e.body_text())
-            }
-        })?;
-        let axum::Json(value) = axum::Json::<T>::from_bytes(&bytes).map_err(json_rejection)?;
-        if json_has_nul(&bytes) {
-            return Err(ApiFailure::Unprocessable(
-                "invalid_text",
-                NUL_MESSAGE.into(),
-            ));
-        }
-        Ok(Self(value))
+        json_body(req, state).await.map(Self).map_err(failure)
     }
 }
 
-fn json_rejection(rejection: JsonRejection) -> ApiFailure {
-    match rejection {
-        JsonRejection::JsonSyntaxError(e) => {
-            ApiFailure::BadRequest("malformed_json", e.body_text())
-        }
-        JsonRejection::JsonDataError(e) => ApiFailure::Unprocessable("invalid_body", e.body_text()),
-        other => ApiFailure::BadRequest("bad_request", other.body_text()),
+/// The tenant API's words for a refusal.
+fn failure(refused: Refused) -> ApiFailure {
+    match refused {
+        Refused::NotJson => ApiFailure::BadRequest(
+            "unsupported_media_type",
+            "send JSON with Content-Type: application/json".into(),
+        ),
+        Refused::TooLarge => ApiFailure::BodyTooLarge,
+        Refused::Unreadable(_, why) => ApiFailure::BadRequest("bad_body", why),
+        Refused::Malformed(why) => ApiFailure::BadRequest("malformed_json", why),
+        Refused::Invalid(why) => ApiFailure::Unprocessable("invalid_body", why),
+        Refused::Other(_, why) => ApiFailure::BadRequest("bad_request", why),
+        Refused::Nul => ApiFailure::Unprocessable("invalid_text", NUL_MESSAGE.into()),
+        Refused::Query(why) => ApiFailure::BadRequest("invalid_query", why),
     }
 }
 
@@ -93,17 +150,7 @@ where
     type Rejection = ApiFailure;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiFailure> {
-        if parts
-            .uri
-            .query()
-            .is_some_and(|q| urlencoded_has_nul(q.as_bytes()))
-        {
-            return Err(ApiFailure::BadRequest("invalid_query", NUL_MESSAGE.into()));
-        }
-        axum::extract::Query::<T>::from_request_parts(parts, state)
-            .await
-            .map(|q| Self(q.0))
-            .map_err(|e| ApiFailure::BadRequest("invalid_query", e.body_text()))
+        query(parts, state).await.map(Self).map_err(failure)
     }
 }
 
