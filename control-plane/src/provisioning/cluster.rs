@@ -134,9 +134,6 @@ impl Cluster {
         &self.prefix
     }
 
-    pub fn admin_endpoint(&self) -> &Endpoint {
-        &self.admin
-    }
 
     fn mark(&self, what: &str) -> String {
         marker(&self.installation_id, what)

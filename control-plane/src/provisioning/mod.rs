@@ -70,9 +70,4 @@ impl Provisioner {
             base_domain,
         }
     }
-
-    /// The test-only fault switch (see [`faults`]).
-    pub fn faults(&self) -> &Faults {
-        &self.faults
-    }
 }
