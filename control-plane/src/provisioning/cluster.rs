@@ -134,7 +134,6 @@ impl Cluster {
         &self.prefix
     }
 
-
     fn mark(&self, what: &str) -> String {
         marker(&self.installation_id, what)
     }
