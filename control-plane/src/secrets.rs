@@ -254,8 +254,43 @@ pub fn random_password() -> SecretString {
 
 /// The SCRAM-SHA-256 verifier PostgreSQL stores for `password`, computed here so the
 /// clear-text password never appears in a statement the server could log.
-pub fn scram_verifier(password: &SecretString) -> String {
-    postgres_protocol::password::scram_sha_256(password.expose_secret().as_bytes())
+pub fn scram_verifier(password: &SecretString, iterations: u32) -> String {
+    scram_verifier_salted(password, iterations, rand::random::<[u8; 16]>())
+}
+
+/// The verifier PostgreSQL would compute itself (RFC 5802/7677), with the iteration count
+/// chosen here: the server accepts any count in a verifier the client computed, and each
+/// login then costs that many PBKDF2 rounds. Our passwords are URL-safe base64, which
+/// SASLprep leaves as it is.
+fn scram_verifier_salted(password: &SecretString, iterations: u32, salt: [u8; 16]) -> String {
+    let hmac = |key: &[u8], parts: &[&[u8]]| -> [u8; 32] {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key)
+            .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+        for part in parts {
+            mac.update(part);
+        }
+        mac.finalize().into_bytes().into()
+    };
+    let password = password.expose_secret().as_bytes();
+    // PBKDF2-HMAC-SHA256, one block (the output is one SHA-256 long).
+    let mut block = hmac(password, &[&salt, &1u32.to_be_bytes()]);
+    let mut salted = block;
+    for _ in 1..iterations.max(1) {
+        block = hmac(password, &[&block]);
+        for (s, b) in salted.iter_mut().zip(block) {
+            *s ^= b;
+        }
+    }
+    let client_key = hmac(&salted, &[b"Client Key"]);
+    let stored_key: [u8; 32] = <Sha256 as sha2::Digest>::digest(client_key).into();
+    let server_key = hmac(&salted, &[b"Server Key"]);
+    format!(
+        "SCRAM-SHA-256${}:{}${}:{}",
+        iterations.max(1),
+        BASE64_STANDARD.encode(salt),
+        BASE64_STANDARD.encode(stored_key),
+        BASE64_STANDARD.encode(server_key)
+    )
 }
 
 #[cfg(test)]
@@ -315,8 +350,25 @@ mod tests {
 
     #[test]
     fn scram_verifier_has_postgres_shape() {
-        let v = scram_verifier(&SecretString::from("pw".to_string()));
+        let v = scram_verifier(&SecretString::from("pw".to_string()), 4096);
         assert!(v.starts_with("SCRAM-SHA-256$4096:"), "{v}");
         assert!(!v.contains("pw$"));
+    }
+
+    #[test]
+    fn scram_verifier_matches_postgres_protocols_for_the_same_salt() {
+        let pw = random_password();
+        let theirs = postgres_protocol::password::scram_sha_256(pw.expose_secret().as_bytes());
+        let salt_b64 = theirs
+            .split(['$', ':'])
+            .nth(2)
+            .expect("SCRAM-SHA-256$<iter>:<salt>$...");
+        let salt: [u8; 16] = BASE64_STANDARD
+            .decode(salt_b64)
+            .expect("base64")
+            .try_into()
+            .expect("16 bytes");
+        assert_eq!(scram_verifier_salted(&pw, 4096, salt), theirs);
+        assert!(scram_verifier(&pw, 7).starts_with("SCRAM-SHA-256$7:"));
     }
 }

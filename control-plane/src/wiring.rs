@@ -85,6 +85,7 @@ impl Services {
             installation_id,
             Arc::clone(&migrations),
             runtime_connection_limit(config.tenant_pool_size),
+            config.tenant_scram_iterations,
         ));
         let storage = storage::Storage::new(&config.storage_root);
         let events = TenantEvents::default();

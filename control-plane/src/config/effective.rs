@@ -68,6 +68,10 @@ impl Config {
             ),
             ("CP_OWNER_HOSTS", join(self.owner_hosts.clone())),
             ("CP_TENANT_POOL_SIZE", self.tenant_pool_size.to_string()),
+            (
+                "CP_TENANT_SCRAM_ITERATIONS",
+                self.tenant_scram_iterations.to_string(),
+            ),
             ("CP_MAX_TENANT_POOLS", self.max_tenant_pools.to_string()),
             (
                 "CP_TENANT_CONNECTION_BUDGET",

@@ -32,6 +32,12 @@ pub const DEFAULT_OWNER_TOKEN_TTL: Duration = Duration::from_secs(900);
 pub const DEFAULT_METERING_INTERVAL: Duration = Duration::from_secs(300);
 pub const DEFAULT_METERING_CONCURRENCY: usize = 4;
 pub const DEFAULT_TENANT_POOL_SIZE: usize = 5;
+/// PBKDF2 rounds in the tenant roles' SCRAM verifiers. Their passwords are 256 random bits,
+/// which key stretching cannot make any harder to guess, while every login pays the rounds
+/// (4096 by PostgreSQL's default, about a third of a connection's cost here).
+pub const DEFAULT_TENANT_SCRAM_ITERATIONS: u32 = 16;
+/// More rounds than anyone would want per login (PostgreSQL's own default is 4096).
+const MAX_SCRAM_ITERATIONS: u32 = 1_000_000;
 pub const DEFAULT_MAX_TENANT_POOLS: usize = 200;
 pub const DEFAULT_TENANT_CONNECTION_BUDGET: usize = 40;
 pub const DEFAULT_TENANT_POOL_IDLE: Duration = Duration::from_secs(300);
@@ -80,6 +86,8 @@ pub struct Config {
     /// Hosts that serve the owner API and are never resolved as tenants.
     pub owner_hosts: Vec<String>,
     pub tenant_pool_size: usize,
+    /// PBKDF2 rounds in the SCRAM verifiers of tenant roles made or re-made from now on.
+    pub tenant_scram_iterations: u32,
     pub max_tenant_pools: u64,
     /// Tenant connections open at once, all pools together.
     pub tenant_connection_budget: usize,
@@ -289,6 +297,18 @@ impl Config {
             ));
         }
         let tenant_pool_size = count("CP_TENANT_POOL_SIZE", DEFAULT_TENANT_POOL_SIZE)?;
+        let tenant_scram_iterations = match number("CP_TENANT_SCRAM_ITERATIONS", false)? {
+            None => DEFAULT_TENANT_SCRAM_ITERATIONS,
+            Some(n) => u32::try_from(n)
+                .ok()
+                .filter(|n| *n <= MAX_SCRAM_ITERATIONS)
+                .ok_or_else(|| {
+                    v.invalid(
+                        "CP_TENANT_SCRAM_ITERATIONS",
+                        format!("must be 1 to {MAX_SCRAM_ITERATIONS}"),
+                    )
+                })?,
+        };
         let max_tenant_pools = count("CP_MAX_TENANT_POOLS", DEFAULT_MAX_TENANT_POOLS)? as u64;
         let tenant_connection_budget = count(
             "CP_TENANT_CONNECTION_BUDGET",
@@ -358,6 +378,7 @@ impl Config {
             max_upload_bytes,
             owner_hosts,
             tenant_pool_size,
+            tenant_scram_iterations,
             max_tenant_pools,
             tenant_connection_budget,
             tenant_pool_idle,

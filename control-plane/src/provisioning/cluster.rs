@@ -77,6 +77,8 @@ pub struct Cluster {
     template_ready: Mutex<bool>,
     /// Sessions the runtime role may hold at once (its pool plus headroom).
     runtime_connection_limit: i32,
+    /// PBKDF2 rounds in the login roles' SCRAM verifiers (`CP_TENANT_SCRAM_ITERATIONS`).
+    scram_iterations: u32,
 }
 
 /// Sessions a tenant's owner role may hold at once: migrations, provisioning and checks
@@ -114,6 +116,7 @@ impl Cluster {
         installation_id: String,
         source: Arc<Source>,
         runtime_connection_limit: i32,
+        scram_iterations: u32,
     ) -> Self {
         Self {
             admin,
@@ -123,6 +126,7 @@ impl Cluster {
             source,
             template_ready: Mutex::new(false),
             runtime_connection_limit,
+            scram_iterations,
         }
     }
 
@@ -160,7 +164,7 @@ impl Cluster {
         let login = match password {
             Some(pw) => format!(
                 "LOGIN PASSWORD {} CONNECTION LIMIT {connection_limit}",
-                literal(&scram_verifier(pw))
+                literal(&scram_verifier(pw, self.scram_iterations))
             ),
             None => "NOLOGIN".to_string(),
         };

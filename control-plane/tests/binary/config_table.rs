@@ -64,6 +64,7 @@ const ROWS: &[(&str, &str, &str, &str)] = &[
         "bad host!",
     ),
     ("CP_TENANT_POOL_SIZE", "7", "7", "seven"),
+    ("CP_TENANT_SCRAM_ITERATIONS", "4096", "4096", "0"),
     ("CP_MAX_TENANT_POOLS", "500", "500", "0"),
     ("CP_TENANT_CONNECTION_BUDGET", "100", "100", "lots"),
     ("CP_TENANT_POOL_IDLE_SECS", "60", "60", "0"),

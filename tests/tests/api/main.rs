@@ -20,6 +20,8 @@ mod openapi;
 mod provisioning;
 mod records;
 mod recovery;
+mod scram;
+mod scratch_cluster;
 mod sessions;
 mod sign_in_throttling;
 mod tenant_auth;
