@@ -87,6 +87,16 @@ impl ScratchCluster {
         }
     }
 
+    /// The superuser's URL for `db` over the cluster's Unix socket (local logins are
+    /// trusted, as on a database host where only the service's user can reach the socket).
+    pub fn socket_url(&self, db: &str) -> String {
+        format!(
+            "postgres://postgres@/{db}?host={}&port={}",
+            self.dir.path().display(),
+            self.port
+        )
+    }
+
     /// The superuser's URL for `db`, over TCP (so the password is checked).
     pub fn url(&self, db: &str) -> String {
         format!(
