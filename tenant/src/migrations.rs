@@ -14,12 +14,12 @@ use tokio_postgres::Client;
 
 use crate::{Error, Result};
 
-/// refinery's history table, as refinery creates it (databases migrated before keep
-/// theirs, and refinery's tools still read ours); only when missing, so a role without
-/// CREATE on the schema can still read it.
-const HISTORY_TABLE: &str = "DO $$ BEGIN IF to_regclass('refinery_schema_history') IS NULL THEN \
-    CREATE TABLE refinery_schema_history (version int4 PRIMARY KEY, name varchar(255), \
-    applied_on varchar(255), checksum varchar(255)); END IF; END $$;";
+/// refinery's history table, as refinery creates it: databases migrated before keep
+/// theirs, and refinery's tools still read ours.
+const HISTORY_TABLE: &str = "CREATE TABLE IF NOT EXISTS refinery_schema_history (\
+    version int4 PRIMARY KEY, name varchar(255), applied_on varchar(255), checksum varchar(255))";
+const HISTORY: &str =
+    "SELECT version, name, checksum FROM refinery_schema_history ORDER BY version";
 
 mod embedded {
     refinery::embed_migrations!("../migrations/tenant");
@@ -154,12 +154,17 @@ impl Source {
     /// migration whose checksum differs from the source's stops the tenant (drift).
     async fn apply(&self, client: &mut Client, prelude: &str) -> Result<MigrationOutcome> {
         use tokio_postgres::SimpleQueryMessage;
-        let messages = client
-            .simple_query(&format!(
-                "{prelude} {HISTORY_TABLE} \
-                 SELECT version, name, checksum FROM refinery_schema_history ORDER BY version"
-            ))
-            .await?;
+        let messages = match client.simple_query(&format!("{prelude} {HISTORY}")).await {
+            Ok(messages) => messages,
+            // A database never migrated (the template, the first time): make the table.
+            // The prelude's lock is a session lock, so it stays held although the
+            // statement after it failed.
+            Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNDEFINED_TABLE) => {
+                client.batch_execute(HISTORY_TABLE).await?;
+                client.simple_query(HISTORY).await?
+            }
+            Err(e) => return Err(e.into()),
+        };
         let mut applied = Vec::new();
         for message in messages {
             if let SimpleQueryMessage::Row(row) = message

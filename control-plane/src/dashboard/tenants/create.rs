@@ -9,7 +9,7 @@ use axum::response::Response;
 use secrecy::ExposeSecret;
 use serde::Deserialize;
 
-use super::detail::detail_page;
+use super::detail::{active_plans, detail_page};
 use crate::Error;
 use crate::dashboard::page::{Chrome, DashForm, DashResult, DashSession, client_mistake, render};
 use crate::http::extract::ClientIp;
@@ -55,12 +55,7 @@ async fn new_page(
     errors: HashMap<&'static str, String>,
 ) -> DashResult<Response> {
     let conn = state.owner.conn().await?;
-    let plans = owner::plans::plan_list(&**conn)
-        .await?
-        .into_iter()
-        .filter(|p| p.active)
-        .map(|p| (p.code, p.name))
-        .collect();
+    let plans = active_plans(&**conn).await?;
     let status = if errors.is_empty() {
         StatusCode::OK
     } else {

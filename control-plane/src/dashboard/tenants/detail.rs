@@ -133,12 +133,7 @@ pub async fn detail_page(
             trial_end: when_opt(s.trial_ends_at),
         })
         .collect();
-    let plans = owner::plans::plan_list(&**conn)
-        .await?
-        .into_iter()
-        .filter(|p| p.active)
-        .map(|p| (p.code, p.name))
-        .collect();
+    let plans = active_plans(&**conn).await?;
     let recent = owner::audit::AuditFilter {
         target_type: Some("tenant".into()),
         target_id: Some(id.to_string()),
@@ -291,4 +286,14 @@ pub async fn detail(
         StatusCode::OK,
     )
     .await
+}
+
+/// `(code, name)` of the plans a tenant can be put on.
+pub(super) async fn active_plans(client: &impl GenericClient) -> Result<Vec<(String, String)>> {
+    Ok(owner::plans::plan_list(client)
+        .await?
+        .into_iter()
+        .filter(|p| p.active)
+        .map(|p| (p.code, p.name))
+        .collect())
 }
