@@ -1,13 +1,31 @@
-//! Gateway benchmark: requests per second and p50/p99 latency of a simple tenant read
-//! (`GET /api/v1/status` on `<slug>.localhost`) through the real service with 1, 100 and
-//! 1000 tenants (Zipf-distributed over the set), next to a baseline server answering the
-//! same query from one static pool with no tenant resolution, and the peak number of
-//! PostgreSQL connections during each run. One process, same machine, same load generator.
+//! Gateway benchmark: requests per second, p50/p99 latency, errors and connection churn of
+//! a simple tenant read (`GET /api/v1/status` on `<slug>.localhost`) through the real
+//! service, for a matrix of tenant counts (Zipf-distributed traffic over the set) and
+//! connection budgets (`CP_TENANT_CONNECTION_BUDGET`), next to a baseline server answering
+//! the same query from one static pool with no tenant resolution. One process, same
+//! machine, same load generator.
+//!
+//! By default the bench starts its own scratch PostgreSQL cluster (max_connections 1200,
+//! scram-sha-256 over TCP), so tenant roles log in over TCP with SCRAM as in production;
+//! `--pg URL` uses an existing server instead. Tenants are provisioned once, for the
+//! largest tenant count, and reused by every run; a new service is built for each budget
+//! with every other setting at its default (but `--pool-size`).
+//!
+//! Per run: req/s and its ratio to the best baseline, p50/p99, answers by status (200, 503
+//! busy with Retry-After, anything else), new PostgreSQL sessions per second next to the
+//! ideal open rate of the same request trace (one connection kept for each of the
+//! `budget` most requested tenants of the trace, one open for every other request), and
+//! the peak of tenant connections. Per service: the first request of cold tenants next to
+//! a bare connect + query + close. After each run: open pools and the process's RSS.
 //!
 //! ```sh
-//! cargo run --release -p bench --bin gateway -- --tenants 1000 --seconds 10
+//! cargo run --release -p bench --bin gateway -- --out bench/results/gateway-fleet.txt
+//! # the default matrix: --tenants 1,100,1000 --budgets 40,300,1000 --seconds 10 --warmup 3
+//! # a quick check: --seconds 2 --warmup 1 --tenants 1,100 --budgets 40,300
 //! ```
 
+use std::fmt::Write as _;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -15,61 +33,108 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use axum::Router;
 use axum::extract::State;
+use axum::http::StatusCode;
 use axum::routing::get;
 use clap::Parser;
 use control_plane::Application;
+use control_plane::pg::Endpoint;
 use control_plane::provisioning::Faults;
+use control_plane::services::TenantRole;
+use scratch_cluster::ScratchCluster;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
 struct Args {
-    #[arg(long, default_value_t = 1000)]
-    tenants: usize,
+    /// Tenant counts to run (comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = "1,100,1000")]
+    tenants: Vec<usize>,
+    /// CP_TENANT_CONNECTION_BUDGET values to run (comma-separated); a service per budget.
+    #[arg(long, value_delimiter = ',', default_value = "40,300,1000")]
+    budgets: Vec<usize>,
+    /// Seconds of each timed run.
     #[arg(long, default_value_t = 10)]
     seconds: u64,
+    /// Seconds of load before each timed run (not counted).
+    #[arg(long, default_value_t = 3)]
+    warmup: u64,
     /// Concurrent keep-alive clients.
     #[arg(long, default_value_t = 64)]
     clients: usize,
-    #[arg(long, default_value = "postgres://postgres@localhost:5432")]
-    pg: String,
-    /// Keep the tenants afterwards.
-    #[arg(long)]
-    keep: bool,
     /// CP_TENANT_POOL_SIZE for the service.
     #[arg(long, default_value_t = 5)]
     pool_size: usize,
-    /// CP_TENANT_CONNECTION_BUDGET for the service (and the baseline's pool size).
-    #[arg(long, default_value_t = 40)]
-    budget: usize,
+    /// Baseline pool sizes to try besides the budgets (the fastest is the reference).
+    #[arg(long, value_delimiter = ',', default_value = "5,10,20")]
+    baseline_sizes: Vec<usize>,
+    /// Cold tenants timed per service (taken from the tail of the tenant set).
+    #[arg(long, default_value_t = 20)]
+    cold: usize,
+    /// An existing server (a URL without a database) instead of a scratch cluster.
+    #[arg(long)]
+    pg: Option<String>,
+    /// With --pg: keep the tenants afterwards (a later run reuses them).
+    #[arg(long)]
+    keep: bool,
+    /// Also write the tables to this file.
+    #[arg(long)]
+    out: Option<PathBuf>,
 }
 
 const PREFIX: &str = "cpbg_";
 const OWNER_DB: &str = "cpbg_owner";
 const QUERY: &str = "SELECT current_database(), current_user, (SELECT count(*) FROM practices), (SELECT count(*) FROM users)";
+/// Backends report to the statistics with a delay of up to about a second.
+const STATS_SETTLE: Duration = Duration::from_millis(1500);
+
+/// What the load generator saw.
+struct Drive {
+    /// Latencies of the 200 answers.
+    latencies: Vec<Duration>,
+    /// 503 with Retry-After: the service said it was busy.
+    busy: usize,
+    /// Any other status, or no answer.
+    other: usize,
+    /// Requests per tenant index (the trace, as counts).
+    per_tenant: Vec<u64>,
+    elapsed: Duration,
+}
 
 struct RunResult {
-    requests: usize,
-    errors: usize,
+    ok: usize,
+    busy: usize,
+    other: usize,
     rps: f64,
     p50: Duration,
     p99: Duration,
-    peak_connections: i64,
-    /// Connections logged in as tenant roles (what the budget bounds).
     peak_tenant_connections: i64,
-    /// New PostgreSQL sessions per second on the bench's databases during the run: each
-    /// costs a backend fork and authentication, so churn here is lost throughput.
+    /// New PostgreSQL sessions per second on the bench's databases during the run.
     opens_per_sec: f64,
+    /// Opens per second of the ideal for the same trace.
+    ideal_opens_per_sec: f64,
+    /// Tenants that got at least one request.
+    tenants_hit: usize,
 }
 
 /// Sessions ever opened on the bench's databases (the owner database excepted), from
-/// `pg_stat_database.sessions` (PostgreSQL 14+). Backends report it with a delay of up to
-/// about a second, so callers let the stats settle before reading.
+/// `pg_stat_database.sessions` (PostgreSQL 14+). Backends report it with a delay, so
+/// callers let the stats settle before reading.
 async fn sessions_opened(watcher: &tokio_postgres::Client) -> anyhow::Result<i64> {
     let row = watcher
         .query_one(
             "SELECT coalesce(sum(sessions), 0)::int8 FROM pg_stat_database \
              WHERE datname LIKE 'cpbg\\_%' AND datname <> $1",
             &[&OWNER_DB],
+        )
+        .await?;
+    Ok(row.get(0))
+}
+
+/// Sessions open now as the bench's tenant roles.
+async fn tenant_sessions(watcher: &tokio_postgres::Client) -> anyhow::Result<i64> {
+    let row = watcher
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity WHERE usename LIKE 'cpbg\\_%'",
+            &[],
         )
         .await?;
     Ok(row.get(0))
@@ -101,44 +166,21 @@ impl Zipf {
     }
 }
 
-async fn load(
-    url: &str,
-    hosts: Arc<Vec<String>>,
-    args: &Args,
-    pg: &str,
-) -> anyhow::Result<RunResult> {
-    let stop = Arc::new(AtomicBool::new(false));
-    let stats = bench::connect(&format!("{pg}/postgres")).await?;
-    // Let sessions of the previous run reach the statistics before counting from here.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    let opened_before = sessions_opened(&stats).await?;
-    let sampler = {
-        let stop = Arc::clone(&stop);
-        let watcher = bench::connect(&format!("{pg}/postgres")).await?;
-        tokio::spawn(async move {
-            let (mut peak, mut peak_tenant) = (0i64, 0i64);
-            while !stop.load(Ordering::Relaxed) {
-                if let Ok(row) = watcher
-                    .query_one(
-                        "SELECT count(*), count(*) FILTER (WHERE usename LIKE 'cpbg\\_%') FROM pg_stat_activity \
-                         WHERE backend_type = 'client backend'",
-                        &[],
-                    )
-                    .await
-                {
-                    peak = peak.max(row.get(0));
-                    peak_tenant = peak_tenant.max(row.get(1));
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            (peak, peak_tenant)
-        })
-    };
+/// Opens the ideal scheduler needs for this trace: it keeps one connection for each of
+/// the `budget` most requested tenants and opens one for every request of any other.
+fn ideal_opens(per_tenant: &[u64], budget: usize) -> u64 {
+    let mut counts = per_tenant.to_vec();
+    counts.sort_unstable_by(|a, b| b.cmp(a));
+    counts.iter().skip(budget).sum()
+}
+
+/// `clients` keep-alive clients sending requests for Zipf-chosen hosts for `length`.
+async fn drive(url: &str, hosts: &Arc<Vec<String>>, clients: usize, length: Duration) -> Drive {
     let zipf = Arc::new(Zipf::new(hosts.len()));
-    let deadline = Instant::now() + Duration::from_secs(args.seconds);
+    let deadline = Instant::now() + length;
     let started = Instant::now();
-    let workers = (0..args.clients).map(|_| {
-        let hosts = Arc::clone(&hosts);
+    let workers = (0..clients).map(|_| {
+        let hosts = Arc::clone(hosts);
         let zipf = Arc::clone(&zipf);
         let url = url.to_string();
         tokio::spawn(async move {
@@ -146,182 +188,642 @@ async fn load(
                 .pool_max_idle_per_host(1)
                 .build()
                 .expect("client");
-            let mut latencies = Vec::new();
-            let mut errors = 0usize;
+            let mut out = Drive {
+                latencies: Vec::new(),
+                busy: 0,
+                other: 0,
+                per_tenant: vec![0; hosts.len()],
+                elapsed: Duration::ZERO,
+            };
             while Instant::now() < deadline {
-                let host = &hosts[zipf.sample()];
+                let index = zipf.sample();
+                out.per_tenant[index] += 1;
                 let t = Instant::now();
-                match client.get(&url).header("host", host.as_str()).send().await {
-                    Ok(r) if r.status().is_success() => {
+                match client
+                    .get(&url)
+                    .header("host", hosts[index].as_str())
+                    .send()
+                    .await
+                {
+                    Ok(r) => {
+                        let status = r.status();
+                        let retry_after = r.headers().contains_key(reqwest::header::RETRY_AFTER);
                         let _ = r.bytes().await;
-                        latencies.push(t.elapsed());
+                        if status == StatusCode::OK {
+                            out.latencies.push(t.elapsed());
+                        } else if status == StatusCode::SERVICE_UNAVAILABLE && retry_after {
+                            out.busy += 1;
+                        } else {
+                            out.other += 1;
+                        }
                     }
-                    _ => errors += 1,
+                    Err(_) => out.other += 1,
                 }
             }
-            (latencies, errors)
+            out
         })
     });
-    let mut latencies = Vec::new();
-    let mut errors = 0;
-    for result in futures::future::join_all(workers).await {
-        let (l, e) = result?;
-        latencies.extend(l);
-        errors += e;
+    let mut total = Drive {
+        latencies: Vec::new(),
+        busy: 0,
+        other: 0,
+        per_tenant: vec![0; hosts.len()],
+        elapsed: Duration::ZERO,
+    };
+    for worker in futures::future::join_all(workers).await {
+        let Ok(d) = worker else {
+            total.other += 1;
+            continue;
+        };
+        total.latencies.extend(d.latencies);
+        total.busy += d.busy;
+        total.other += d.other;
+        for (sum, n) in total.per_tenant.iter_mut().zip(d.per_tenant) {
+            *sum += n;
+        }
     }
-    let elapsed = started.elapsed();
+    total.elapsed = started.elapsed();
+    total
+}
+
+/// A warm-up, then a timed run with the peak of tenant connections sampled and the
+/// sessions opened counted.
+async fn measure(
+    url: &str,
+    hosts: Vec<String>,
+    args: &Args,
+    budget: usize,
+    stats: &tokio_postgres::Client,
+    server: &str,
+) -> anyhow::Result<RunResult> {
+    let hosts = Arc::new(hosts);
+    if args.warmup > 0 {
+        drive(url, &hosts, args.clients, Duration::from_secs(args.warmup)).await;
+    }
+    // Let the warm-up's sessions reach the statistics before counting from here.
+    tokio::time::sleep(STATS_SETTLE).await;
+    let opened_before = sessions_opened(stats).await?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let sampler = {
+        let stop = Arc::clone(&stop);
+        let watcher = bench::connect(&format!("{server}/postgres")).await?;
+        tokio::spawn(async move {
+            let mut peak = 0i64;
+            while !stop.load(Ordering::Relaxed) {
+                if let Ok(n) = tenant_sessions(&watcher).await {
+                    peak = peak.max(n);
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            peak
+        })
+    };
+    let mut d = drive(url, &hosts, args.clients, Duration::from_secs(args.seconds)).await;
     stop.store(true, Ordering::Relaxed);
-    let (peak_connections, peak_tenant_connections) = sampler.await?;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    let opened = sessions_opened(&stats).await? - opened_before;
-    latencies.sort();
+    let peak_tenant_connections = sampler.await?;
+    tokio::time::sleep(STATS_SETTLE).await;
+    let opened = sessions_opened(stats).await? - opened_before;
+    let seconds = d.elapsed.as_secs_f64();
+    d.latencies.sort();
     let pick = |q: f64| {
-        latencies
-            .get(((latencies.len() as f64 * q) as usize).min(latencies.len().saturating_sub(1)))
+        d.latencies
+            .get(((d.latencies.len() as f64 * q) as usize).min(d.latencies.len().saturating_sub(1)))
             .copied()
             .unwrap_or_default()
     };
     Ok(RunResult {
-        requests: latencies.len(),
-        errors,
-        rps: latencies.len() as f64 / elapsed.as_secs_f64(),
+        ok: d.latencies.len(),
+        busy: d.busy,
+        other: d.other,
+        rps: d.latencies.len() as f64 / seconds,
         p50: pick(0.50),
         p99: pick(0.99),
-        peak_connections,
         peak_tenant_connections,
-        opens_per_sec: opened as f64 / elapsed.as_secs_f64(),
+        opens_per_sec: opened as f64 / seconds,
+        ideal_opens_per_sec: ideal_opens(&d.per_tenant, budget) as f64 / seconds,
+        tenants_hit: d.per_tenant.iter().filter(|n| **n > 0).count(),
     })
 }
 
-fn report(label: &str, r: &RunResult) {
-    println!(
-        "{label:<44} {:>8.0} req/s   p50 {:>6.2} ms   p99 {:>7.2} ms   peak PG connections {:>3} (tenant roles {:>3})   new connections {:>6.1}/s   ({} ok, {} errors)",
-        r.rps,
-        r.p50.as_secs_f64() * 1000.0,
-        r.p99.as_secs_f64() * 1000.0,
-        r.peak_connections,
-        r.peak_tenant_connections,
-        r.opens_per_sec,
-        r.requests,
-        r.errors
-    );
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn median(mut values: Vec<Duration>) -> Duration {
+    values.sort();
+    values.get(values.len() / 2).copied().unwrap_or_default()
+}
+
+/// Resident memory of this process, in MiB.
+fn rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map_or(f64::NAN, |kb| kb / 1024.0)
 }
 
 async fn baseline_status(
     State(pool): State<deadpool_postgres::Pool>,
-) -> axum::Json<serde_json::Value> {
-    let conn = pool.get().await.expect("connection");
-    let row = conn.query_one(QUERY, &[]).await.expect("query");
+) -> Result<axum::Json<serde_json::Value>, StatusCode> {
+    let conn = pool
+        .get()
+        .await
+        .map_err(|_| StatusCode::SERVICE_UNAVAILABLE)?;
+    let row = conn
+        .query_one(QUERY, &[])
+        .await
+        .map_err(|_| StatusCode::INTERNAL_SERVER_ERROR)?;
     let practices: i64 = row.get(2);
-    axum::Json(serde_json::json!({ "database": row.get::<_, String>(0), "practices": practices }))
+    Ok(axum::Json(
+        serde_json::json!({ "database": row.get::<_, String>(0), "practices": practices }),
+    ))
+}
+
+/// The baseline with a pool of `size`: a static deadpool-postgres pool (fast recycling)
+/// logging in as `endpoint` (the first tenant's runtime role), behind a bare handler.
+async fn baseline(
+    endpoint: &Endpoint,
+    size: usize,
+    args: &Args,
+    stats: &tokio_postgres::Client,
+    server: &str,
+) -> anyhow::Result<RunResult> {
+    let manager = deadpool_postgres::Manager::from_config(
+        endpoint.config().clone(),
+        endpoint.tls().clone(),
+        deadpool_postgres::ManagerConfig {
+            recycling_method: deadpool_postgres::RecyclingMethod::Fast,
+        },
+    );
+    let pool = deadpool_postgres::Pool::builder(manager)
+        .max_size(size)
+        .runtime(deadpool_postgres::Runtime::Tokio1)
+        .build()?;
+    let router = Router::new()
+        .route("/api/v1/status", get(baseline_status))
+        .with_state(pool.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let port = listener.local_addr()?.port();
+    let stop = CancellationToken::new();
+    let served = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(stop.cancelled_owned())
+                .await
+        })
+    };
+    let result = measure(
+        &format!("http://127.0.0.1:{port}/api/v1/status"),
+        vec!["baseline.localhost".into()],
+        args,
+        size,
+        stats,
+        server,
+    )
+    .await;
+    stop.cancel();
+    let _ = served.await;
+    // Its connections would otherwise count in the service's runs.
+    pool.close();
+    result
+}
+
+/// A service built for `budget` on the bench's owner database, serving.
+struct Service {
+    port: u16,
+    state: control_plane::AppState,
+    services: control_plane::Services,
+    shutdown: CancellationToken,
+    server: tokio::task::JoinHandle<control_plane::Result<()>>,
+}
+
+impl Service {
+    async fn start(
+        server_url: &str,
+        storage: &std::path::Path,
+        pool_size: usize,
+        budget: usize,
+    ) -> anyhow::Result<Self> {
+        let mut config = bench::config(server_url, OWNER_DB, PREFIX, storage)?;
+        config.listen = "127.0.0.1:0".parse()?;
+        config.tenant_pool_size = pool_size;
+        config.tenant_connection_budget = budget;
+        let app = Application::build(config, Arc::new(Faults::default())).await?;
+        let port = app.port();
+        let state = app.state().clone();
+        let services = app.services().clone();
+        let shutdown = CancellationToken::new();
+        let server = tokio::spawn(app.run(shutdown.clone()));
+        Ok(Self {
+            port,
+            state,
+            services,
+            shutdown,
+            server,
+        })
+    }
+
+    /// Stops serving and closes the tenant pools, and waits (a while) for their sessions
+    /// to end so the next service starts from none.
+    async fn stop(self, stats: &tokio_postgres::Client) -> anyhow::Result<()> {
+        self.shutdown.cancel();
+        self.server.await??;
+        self.state.gateway.forget(None).await;
+        self.state.gateway.open_pools().await;
+        drop(self.state);
+        drop(self.services);
+        for _ in 0..50 {
+            if tenant_sessions(stats).await? == 0 {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let left = tenant_sessions(stats).await?;
+        eprintln!("note: {left} tenant sessions still open after the service stopped; ending them");
+        stats
+            .batch_execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename LIKE 'cpbg\\_%'",
+            )
+            .await?;
+        Ok(())
+    }
+}
+
+struct Cold {
+    gateway: Duration,
+    bare: Duration,
+    samples: usize,
+}
+
+/// The first request of each of `slugs` on a service that has not served them yet, next
+/// to a bare connect + the same query + close as the same role (after one untimed connect,
+/// so both find the database's caches equally warm).
+async fn cold_requests(service: &Service, slugs: &[String]) -> anyhow::Result<Cold> {
+    let client = reqwest::Client::new();
+    let url = format!("http://127.0.0.1:{}/api/v1/status", service.port);
+    // Open the keep-alive connection first (any answer will do): only the tenant's cold
+    // path is timed, not a TCP connect to the service.
+    let _ = client.get(&url).send().await?.bytes().await;
+    let mut gateway = Vec::new();
+    let mut bare = Vec::new();
+    for slug in slugs {
+        let tenant = {
+            let conn = service.state.owner.conn().await?;
+            owner::tenants::tenant_fetch_by_slug(&**conn, slug).await?
+        };
+        let endpoint = service
+            .services
+            .access
+            .endpoint(&tenant, TenantRole::Runtime)?;
+        for timed in [false, true] {
+            let t = Instant::now();
+            let (pg, connection) = endpoint.config().connect(endpoint.tls().clone()).await?;
+            let connection = tokio::spawn(connection);
+            pg.query_one(QUERY, &[]).await?;
+            drop(pg);
+            let _ = connection.await;
+            if timed {
+                bare.push(t.elapsed());
+            }
+        }
+        let t = Instant::now();
+        let response = client
+            .get(&url)
+            .header("host", format!("{slug}.localhost"))
+            .send()
+            .await?;
+        let status = response.status();
+        let _ = response.bytes().await;
+        anyhow::ensure!(
+            status == StatusCode::OK,
+            "cold request for {slug}: {status}"
+        );
+        gateway.push(t.elapsed());
+    }
+    Ok(Cold {
+        samples: gateway.len(),
+        gateway: median(gateway),
+        bare: median(bare),
+    })
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let admin = bench::connect(&format!("{}/postgres", args.pg))
+    anyhow::ensure!(
+        !args.tenants.is_empty() && !args.budgets.is_empty(),
+        "--tenants and --budgets need at least one value each"
+    );
+    anyhow::ensure!(
+        args.tenants.iter().all(|n| *n > 0),
+        "tenant counts must be positive"
+    );
+    // The cluster lives until the end of main, errors included; Drop stops and removes it.
+    let cluster = match &args.pg {
+        Some(_) => None,
+        None => Some(
+            ScratchCluster::builder()
+                .max_connections(1200)
+                .try_start()
+                .context("start a scratch cluster")?,
+        ),
+    };
+    let (server, where_) = match (&args.pg, &cluster) {
+        (Some(pg), _) => (pg.clone(), "an existing server (--pg)".to_string()),
+        (None, Some(c)) => (
+            c.server_url(),
+            "a scratch cluster (max_connections 1200, scram-sha-256 over TCP)".to_string(),
+        ),
+        (None, None) => unreachable!(),
+    };
+    let result = run(&args, &server, &where_).await;
+    if args.pg.is_some() && !args.keep {
+        let admin = bench::connect(&format!("{server}/postgres"))
+            .await
+            .context("connect as admin")?;
+        bench::drop_prefixed(&admin, PREFIX, 4).await?;
+    }
+    // The scratch cluster, if any, goes with everything on it.
+    drop(cluster);
+    result
+}
+
+async fn run(args: &Args, server: &str, where_: &str) -> anyhow::Result<()> {
+    let stats = bench::connect(&format!("{server}/postgres"))
         .await
         .context("connect as admin")?;
+    let version: String = stats.query_one("SHOW server_version", &[]).await?.get(0);
     let storage = tempfile::tempdir()?;
-    let mut config = bench::config(&args.pg, OWNER_DB, PREFIX, storage.path())?;
-    config.listen = "127.0.0.1:0".parse()?;
-    config.tenant_pool_size = args.pool_size;
-    config.tenant_connection_budget = args.budget;
-    let budget = config.tenant_connection_budget;
-    let app = Application::build(config, Arc::new(Faults::default())).await?;
-    let port = app.port();
-    let provisioner = Arc::clone(&app.state().provisioner);
-    let owner = app.state().owner.clone();
+    let most = *args.tenants.iter().max().expect("checked");
 
-    // The fleet (reused if a kept run left it).
-    let existing: Vec<String> = {
+    // The fleet, provisioned once for the largest count (reused if a kept run left it).
+    let (slugs, first_endpoint, first_role) = {
+        let mut config = bench::config(server, OWNER_DB, PREFIX, storage.path())?;
+        config.listen = "127.0.0.1:0".parse()?;
+        // The runtime roles' CONNECTION LIMIT follows the pool size.
+        config.tenant_pool_size = args.pool_size;
+        let app = Application::build(config, Arc::new(Faults::default())).await?;
+        let owner = app.state().owner.clone();
+        let existing: Vec<String> = {
+            let conn = owner.conn().await?;
+            conn.query(
+                "SELECT slug FROM tenants WHERE status = 'active' ORDER BY slug",
+                &[],
+            )
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect()
+        };
+        let mut slugs = existing;
+        if slugs.len() < most {
+            let missing: Vec<String> = (slugs.len()..most).map(|i| format!("g{i:05}")).collect();
+            bench::provision_many(&app.state().provisioner, &missing).await?;
+            slugs.extend(missing);
+            slugs.sort();
+        }
+        slugs.truncate(most);
         let conn = owner.conn().await?;
-        conn.query(
-            "SELECT slug FROM tenants WHERE status = 'active' ORDER BY slug",
-            &[],
+        let first = owner::tenants::tenant_fetch_by_slug(&**conn, &slugs[0]).await?;
+        let endpoint = app
+            .services()
+            .access
+            .endpoint(&first, TenantRole::Runtime)?;
+        (slugs, endpoint, first.runtime_role)
+    };
+
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "gateway benchmark: GET /api/v1/status, {} keep-alive clients, {} s timed after {} s warm-up per run, \
+         Zipf(s=1) over the tenant set; PostgreSQL {version} on {where_}; tenant roles log in over {}; \
+         service settings at their defaults but CP_TENANT_POOL_SIZE={} and CP_TENANT_CONNECTION_BUDGET per row.",
+        args.clients,
+        args.seconds,
+        args.warmup,
+        if args.pg.is_some() {
+            "the URL's transport"
+        } else {
+            "TCP with SCRAM"
+        },
+        args.pool_size,
+    );
+    println!("{out}");
+
+    // The baseline: the first tenant's database, as its runtime role, one static pool.
+    let mut sizes: Vec<usize> = args
+        .baseline_sizes
+        .iter()
+        .chain(&args.budgets)
+        .copied()
+        .collect();
+    sizes.sort_unstable();
+    sizes.dedup();
+    // The runtime role's CONNECTION LIMIT (2 x pool size + 5) would refuse the larger
+    // pools: lifted for the baselines, put back after.
+    let role_limit: i32 = stats
+        .query_one(
+            "SELECT rolconnlimit FROM pg_roles WHERE rolname = $1",
+            &[&first_role],
         )
         .await?
-        .iter()
-        .map(|r| r.get(0))
-        .collect()
-    };
-    let mut slugs = existing;
-    if slugs.len() < args.tenants {
-        let missing: Vec<String> = (slugs.len()..args.tenants)
-            .map(|i| format!("g{i:05}"))
-            .collect();
-        bench::provision_many(&provisioner, &missing).await?;
-        slugs.extend(missing);
-        slugs.sort();
-    }
-    slugs.truncate(args.tenants);
-
-    let shutdown = CancellationToken::new();
-    let server = tokio::spawn(app.run(shutdown.clone()));
-
-    // The baseline: one static pool on one tenant database, no resolution at all.
-    let first_db: String = {
-        let conn = owner.conn().await?;
-        conn.query_one("SELECT db_name FROM tenants WHERE slug = $1", &[&slugs[0]])
-            .await?
-            .get(0)
-    };
-    let mut pg_config = deadpool_postgres::Config::new();
-    pg_config.url = Some(format!("{}/{first_db}", args.pg));
-    pg_config.pool = Some(deadpool_postgres::PoolConfig::new(budget));
-    let pool = pg_config.create_pool(
-        Some(deadpool_postgres::Runtime::Tokio1),
-        tokio_postgres::NoTls,
-    )?;
-    let baseline = Router::new()
-        .route("/api/v1/status", get(baseline_status))
-        .with_state(pool.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let baseline_port = listener.local_addr()?.port();
-    tokio::spawn(async move { axum::serve(listener, baseline).await });
-
-    println!(
-        "gateway benchmark: GET /api/v1/status, {} clients, {} s per run, Zipf(s=1) over the tenant set; tenant connection budget {budget}, tenant pool size {}",
-        args.clients, args.seconds, args.pool_size
-    );
-    let base = load(
-        &format!("http://127.0.0.1:{baseline_port}/api/v1/status"),
-        Arc::new(vec!["baseline.localhost".into()]),
-        &args,
-        &args.pg,
-    )
-    .await?;
-    report("baseline: one static pool, no resolution", &base);
-    // Close the baseline's connections: left open, they would take `budget` of the
-    // server's max_connections during the gateway runs and count in their peaks.
-    pool.close();
-    for n in [1usize, 100, 1000]
-        .into_iter()
-        .filter(|n| *n <= slugs.len())
-    {
-        let hosts: Vec<String> = slugs[..n]
-            .iter()
-            .map(|s| format!("{s}.localhost"))
-            .collect();
-        let r = load(
-            &format!("http://127.0.0.1:{port}/api/v1/status"),
-            Arc::new(hosts),
-            &args,
-            &args.pg,
-        )
+        .get(0);
+    stats
+        .batch_execute(&format!("ALTER ROLE \"{first_role}\" CONNECTION LIMIT -1"))
         .await?;
-        report(&format!("gateway, {n} tenant(s)"), &r);
+    let mut baselines = Vec::new();
+    for size in sizes {
+        let r = baseline(&first_endpoint, size, args, &stats, server).await;
+        let r = match r {
+            Ok(r) => r,
+            Err(e) => {
+                let _ = stats
+                    .batch_execute(&format!(
+                        "ALTER ROLE \"{first_role}\" CONNECTION LIMIT {role_limit}"
+                    ))
+                    .await;
+                return Err(e);
+            }
+        };
         println!(
-            "{:<44} {:.2}x the baseline's throughput",
-            "",
-            r.rps / base.rps
+            "baseline pool {size:>4}: {:>7.0} req/s  p50 {:>6.2} ms  p99 {:>7.2} ms  errors {}  new connections {:.1}/s  peak tenant connections {}",
+            r.rps,
+            ms(r.p50),
+            ms(r.p99),
+            r.busy + r.other,
+            r.opens_per_sec,
+            r.peak_tenant_connections
+        );
+        baselines.push((size, r));
+    }
+    stats
+        .batch_execute(&format!(
+            "ALTER ROLE \"{first_role}\" CONNECTION LIMIT {role_limit}"
+        ))
+        .await?;
+    let best = baselines.iter().map(|(_, r)| r.rps).fold(0.0f64, f64::max);
+
+    let mut rows = Vec::new();
+    let mut colds = Vec::new();
+    let mut counts = args.tenants.clone();
+    counts.sort_unstable();
+    counts.dedup();
+    for &budget in &args.budgets {
+        let service = Service::start(server, storage.path(), args.pool_size, budget).await?;
+        let cold_slugs = &slugs[slugs.len() - args.cold.min(slugs.len())..];
+        if !cold_slugs.is_empty() {
+            let cold = cold_requests(&service, cold_slugs).await?;
+            println!(
+                "budget {budget}: cold tenant first request median {:.2} ms, bare connect+query+close {:.2} ms ({:.2}x, {} tenants)",
+                ms(cold.gateway),
+                ms(cold.bare),
+                cold.gateway.as_secs_f64() / cold.bare.as_secs_f64(),
+                cold.samples
+            );
+            colds.push((budget, cold));
+            // Their pools would hold budget permits through the runs: closed, and the
+            // domain cache emptied, as a change of every tenant would.
+            service.state.gateway.forget(None).await;
+            service.state.gateway.open_pools().await;
+        }
+        for &n in &counts {
+            let hosts: Vec<String> = slugs[..n]
+                .iter()
+                .map(|s| format!("{s}.localhost"))
+                .collect();
+            let r = measure(
+                &format!("http://127.0.0.1:{}/api/v1/status", service.port),
+                hosts,
+                args,
+                budget,
+                &stats,
+                server,
+            )
+            .await?;
+            let pools = service.state.gateway.open_pools().await;
+            let rss = rss_mib();
+            println!(
+                "tenants {n:>4} budget {budget:>4}: {:>7.0} req/s ({:.2}x)  p50 {:>6.2} ms  p99 {:>7.2} ms  200 {}  503 busy {}  other {}  \
+                 new connections {:.1}/s (ideal {:.1}/s)  peak tenant connections {}  pools open {pools}  RSS {rss:.0} MiB",
+                r.rps,
+                r.rps / best,
+                ms(r.p50),
+                ms(r.p99),
+                r.ok,
+                r.busy,
+                r.other,
+                r.opens_per_sec,
+                r.ideal_opens_per_sec,
+                r.peak_tenant_connections,
+            );
+            rows.push((n, budget, r, pools, rss));
+        }
+        service.stop(&stats).await?;
+    }
+
+    // The tables.
+    let _ = writeln!(
+        out,
+        "\nBaseline (static deadpool-postgres pool, fast recycling, logged in as the first tenant's runtime role \
+         with its CONNECTION LIMIT ({role_limit}) lifted, no tenant resolution; pools larger than the {} clients \
+         never grow past them):\n",
+        args.clients
+    );
+    let _ = writeln!(
+        out,
+        "| pool size | req/s | p50 ms | p99 ms | errors | new conn/s | peak tenant conns |"
+    );
+    let _ = writeln!(out, "|---:|---:|---:|---:|---:|---:|---:|");
+    for (size, r) in &baselines {
+        let mark = if r.rps == best { " (best)" } else { "" };
+        let _ = writeln!(
+            out,
+            "| {size}{mark} | {:.0} | {:.2} | {:.2} | {} | {:.1} | {} |",
+            r.rps,
+            ms(r.p50),
+            ms(r.p99),
+            r.busy + r.other,
+            r.opens_per_sec,
+            r.peak_tenant_connections
         );
     }
-
-    shutdown.cancel();
-    let _ = server.await;
-    if !args.keep {
-        bench::drop_prefixed(&admin, PREFIX, 4).await?;
+    let _ = writeln!(out, "\nGateway (the real service, in-process):\n");
+    let _ = writeln!(
+        out,
+        "| tenants | budget | req/s | x best baseline | p50 ms | p99 ms | 200 | 503 busy | other | new conn/s | ideal conn/s | actual/ideal | peak tenant conns | tenants hit | pools open | RSS MiB |"
+    );
+    let _ = writeln!(
+        out,
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    );
+    for (n, budget, r, pools, rss) in &rows {
+        let ratio = if r.ideal_opens_per_sec > 0.0 {
+            format!("{:.2}", r.opens_per_sec / r.ideal_opens_per_sec)
+        } else {
+            "- (ideal 0)".to_string()
+        };
+        let _ = writeln!(
+            out,
+            "| {n} | {budget} | {:.0} | {:.2} | {:.2} | {:.2} | {} | {} | {} | {:.1} | {:.1} | {ratio} | {} | {} | {pools} | {rss:.0} |",
+            r.rps,
+            r.rps / best,
+            ms(r.p50),
+            ms(r.p99),
+            r.ok,
+            r.busy,
+            r.other,
+            r.opens_per_sec,
+            r.ideal_opens_per_sec,
+            r.peak_tenant_connections,
+            r.tenants_hit,
+        );
+    }
+    if !colds.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nCold tenant, first request on a service that has not served it (median; tenants from the tail of the set), \
+             next to a bare tokio_postgres connect + the same query + close as the same role over the same transport:\n"
+        );
+        let _ = writeln!(
+            out,
+            "| budget | tenants | first request ms | bare connect+query+close ms | ratio |"
+        );
+        let _ = writeln!(out, "|---:|---:|---:|---:|---:|");
+        for (budget, c) in &colds {
+            let _ = writeln!(
+                out,
+                "| {budget} | {} | {:.2} | {:.2} | {:.2} |",
+                c.samples,
+                ms(c.gateway),
+                ms(c.bare),
+                c.gateway.as_secs_f64() / c.bare.as_secs_f64()
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "\nnew conn/s: pg_stat_database.sessions summed over the tenant databases, read {:.1} s after the warm-up and after the run \
+         (a statistics delay). ideal conn/s: for the same request trace, one connection kept for each of the `budget` most \
+         requested tenants and one opened for every request of any other tenant (0 when tenants <= budget). \
+         RSS: VmRSS of this process after the run; the service runs in-process, so it includes the load generator, \
+         the baselines' leftovers and earlier services: an upper bound on the service's own.",
+        STATS_SETTLE.as_secs_f64()
+    );
+    if let Some((_, _, _, pools, rss)) = rows.iter().find(|(n, b, ..)| *n == 1000 && *b == 1000) {
+        let _ = writeln!(
+            out,
+            "With 1000 tenants and budget 1000: RSS {rss:.0} MiB (upper bound, see above), {pools} tenant pools open."
+        );
+    }
+    println!("\n{out}");
+    if let Some(path) = &args.out {
+        std::fs::write(path, &out).with_context(|| format!("write {}", path.display()))?;
     }
     Ok(())
 }
