@@ -542,7 +542,21 @@ async fn main() -> anyhow::Result<()> {
         ),
         (None, None) => unreachable!(),
     };
-    let result = run(&args, &server, &where_).await;
+    // The service's data and storage: inside the scratch cluster's directory, so the sweep
+    // removes them too after a killed run.
+    let (_storage_dir, storage) = match &cluster {
+        Some(c) => {
+            let path = c.dir().join("service");
+            std::fs::create_dir(&path)?;
+            (None, path)
+        }
+        None => {
+            let dir = tempfile::tempdir()?;
+            let path = dir.path().to_path_buf();
+            (Some(dir), path)
+        }
+    };
+    let result = run(&args, &server, &where_, &storage).await;
     if args.pg.is_some() && !args.keep {
         let admin = bench::connect(&format!("{server}/postgres"))
             .await
@@ -554,17 +568,21 @@ async fn main() -> anyhow::Result<()> {
     result
 }
 
-async fn run(args: &Args, server: &str, where_: &str) -> anyhow::Result<()> {
+async fn run(
+    args: &Args,
+    server: &str,
+    where_: &str,
+    storage: &std::path::Path,
+) -> anyhow::Result<()> {
     let stats = bench::connect(&format!("{server}/postgres"))
         .await
         .context("connect as admin")?;
     let version: String = stats.query_one("SHOW server_version", &[]).await?.get(0);
-    let storage = tempfile::tempdir()?;
     let most = *args.tenants.iter().max().expect("checked");
 
     // The fleet, provisioned once for the largest count (reused if a kept run left it).
     let (slugs, first_endpoint, first_role) = {
-        let mut config = bench::config(server, OWNER_DB, PREFIX, storage.path())?;
+        let mut config = bench::config(server, OWNER_DB, PREFIX, storage)?;
         config.listen = "127.0.0.1:0".parse()?;
         // The runtime roles' CONNECTION LIMIT follows the pool size.
         config.tenant_pool_size = args.pool_size;
@@ -675,7 +693,7 @@ async fn run(args: &Args, server: &str, where_: &str) -> anyhow::Result<()> {
     counts.sort_unstable();
     counts.dedup();
     for &budget in &args.budgets {
-        let service = Service::start(server, storage.path(), args.pool_size, budget).await?;
+        let service = Service::start(server, storage, args.pool_size, budget).await?;
         let cold_slugs = &slugs[slugs.len() - args.cold.min(slugs.len())..];
         if !cold_slugs.is_empty() {
             let cold = cold_requests(&service, cold_slugs).await?;
