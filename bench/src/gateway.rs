@@ -226,8 +226,8 @@ async fn main() -> anyhow::Result<()> {
     let mut config = bench::config(&args.pg, OWNER_DB, PREFIX, storage.path())?;
     config.listen = "127.0.0.1:0".parse()?;
     config.tenant_pool_size = args.pool_size;
-    config.tenant_connection_budget = args.budget;
-    let budget = config.tenant_connection_budget;
+    config.tenant_connection_budget = Some(args.budget);
+    let budget = args.budget;
     let app = Application::build(config, Arc::new(Faults::default())).await?;
     let port = app.port();
     let provisioner = Arc::clone(&app.state().provisioner);

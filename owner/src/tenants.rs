@@ -272,6 +272,33 @@ pub async fn tenant_find(client: &impl GenericClient, key: &str) -> Result<Tenan
     }
 }
 
+/// The active tenants that served the most requests in the last `hours` (as metering
+/// recorded them), most requested first, at most `limit`.
+pub async fn tenants_most_requested(
+    client: &impl GenericClient,
+    hours: i32,
+    limit: i64,
+) -> Result<Vec<Tenant>> {
+    let t_columns = COLUMNS
+        .split(", ")
+        .map(|c| format!("t.{}", c.trim()))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let rows = client
+        .query(
+            &format!(
+                "SELECT {t_columns} FROM tenants t \
+                 JOIN (SELECT tenant_id, sum(requests) AS requests FROM tenant_usage \
+                       WHERE sampled_at > now() - make_interval(hours => $1) \
+                       GROUP BY tenant_id HAVING sum(requests) > 0) u ON u.tenant_id = t.id \
+                 WHERE t.status = 'active' ORDER BY u.requests DESC, t.id LIMIT $2"
+            ),
+            &[&hours, &limit],
+        )
+        .await?;
+    rows.iter().map(Tenant::try_from).collect()
+}
+
 /// Filters for [`tenant_list`]. `include_deleted` is off by default.
 #[derive(Debug, Default, Clone)]
 pub struct TenantFilter {

@@ -79,9 +79,9 @@ impl Gateway {
         ledger
     }
 
-    /// decrypted or derived again per request.
     /// The tenant's runtime (pool, token keys, storage tree), built once however many
     /// requests ask at the same time, and kept while the tenant is in use: nothing is
+    /// decrypted or derived again per request.
     pub(super) async fn runtime(
         &self,
         tenant: &Arc<Tenant>,
