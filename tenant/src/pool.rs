@@ -21,7 +21,7 @@
 //!   (connections are handed out last-in first-out, so a tenant's extras are the ones that
 //!   go idle) and first when relief is asked for.
 //!
-//! Connections are recycled without a round trip (deadpool's fast method: a connection
+//! Connections are recycled without a round trip (as deadpool's fast method: a connection
 //! whose socket closed is dropped); dead ones are found by [`TenantPool::sweep`] in the
 //! background, and a request that meets one anyway is retried once by the gateway when it
 //! is safe to (see `ConnectionLost` in the tenant API).
@@ -32,7 +32,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use deadpool::managed::{self, Metrics, RecycleError, RecycleResult, TimeoutType};
-use deadpool_postgres::{ClientWrapper, ManagerConfig, RecyclingMethod};
+use deadpool_postgres::ClientWrapper;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
 /// How often a connection waiting for budget asks for relief again.
@@ -109,8 +109,20 @@ impl Drop for Held {
     }
 }
 
+/// Asked for the tenant's logins again when the server refuses every password the pool
+/// has: another process may have rotated them (`tenants rotate-credentials`).
+pub type Relogin = Arc<
+    dyn Fn() -> std::pin::Pin<Box<dyn Future<Output = Option<Vec<tokio_postgres::Config>>> + Send>>
+        + Send
+        + Sync,
+>;
+
 pub struct BudgetedManager {
-    inner: deadpool_postgres::Manager,
+    /// How to log in: the tenant's current password, then (while a rotation is in
+    /// flight) its new one. Replaced when a relogin finds others.
+    logins: std::sync::RwLock<Arc<[tokio_postgres::Config]>>,
+    tls: tokio_postgres_rustls::MakeRustlsConnect,
+    relogin: Option<Relogin>,
     budget: Arc<Budget>,
     budget_wait: Duration,
     relief: Relief,
@@ -192,7 +204,7 @@ impl managed::Manager for BudgetedManager {
             }
         };
         metrics::counter!("tenant_connections_opened_total").increment(1);
-        let client = <deadpool_postgres::Manager as managed::Manager>::create(&self.inner).await?;
+        let client = self.log_in().await?;
         Ok(BudgetedClient {
             client,
             _permit: permit,
@@ -200,25 +212,67 @@ impl managed::Manager for BudgetedManager {
         })
     }
 
-    async fn recycle(
-        &self,
-        obj: &mut BudgetedClient,
-        metrics: &Metrics,
-    ) -> RecycleResult<ConnectError> {
-        <deadpool_postgres::Manager as managed::Manager>::recycle(
-            &self.inner,
-            &mut obj.client,
-            metrics,
-        )
-        .await
-        .map_err(|e| match e {
-            RecycleError::Message(m) => RecycleError::Message(m),
-            RecycleError::Backend(e) => RecycleError::Backend(ConnectError::Db(e)),
-        })
+    async fn recycle(&self, obj: &mut BudgetedClient, _: &Metrics) -> RecycleResult<ConnectError> {
+        // No round trip: a connection whose socket closed is dropped here, one that died
+        // unnoticed is found by `TenantPool::sweep` or fails its request, which the
+        // gateway retries once when it is safe to.
+        if obj.client.is_closed() {
+            return Err(RecycleError::message("connection closed"));
+        }
+        Ok(())
+    }
+}
+
+/// Whether the server refused the password (not the network, not the database).
+fn password_refused(e: &tokio_postgres::Error) -> bool {
+    e.code() == Some(&tokio_postgres::error::SqlState::INVALID_PASSWORD)
+}
+
+impl BudgetedManager {
+    /// A new session, with the first login the server accepts; when it refuses them all,
+    /// with the logins a relogin finds (kept for the next connections).
+    async fn log_in(&self) -> Result<ClientWrapper, tokio_postgres::Error> {
+        let logins = Arc::clone(&self.logins.read().unwrap_or_else(|p| p.into_inner()));
+        match self.first_accepted(&logins).await {
+            Err(e) if password_refused(&e) => {
+                let Some(fresh) = (match &self.relogin {
+                    Some(relogin) => relogin().await,
+                    None => None,
+                }) else {
+                    return Err(e);
+                };
+                if fresh.is_empty() {
+                    return Err(e);
+                }
+                let fresh: Arc<[tokio_postgres::Config]> = fresh.into();
+                *self.logins.write().unwrap_or_else(|p| p.into_inner()) = Arc::clone(&fresh);
+                tracing::info!("tenant pool logs in with credentials read again");
+                self.first_accepted(&fresh).await
+            }
+            other => other,
+        }
     }
 
-    fn detach(&self, obj: &mut BudgetedClient) {
-        <deadpool_postgres::Manager as managed::Manager>::detach(&self.inner, &mut obj.client);
+    async fn first_accepted(
+        &self,
+        logins: &[tokio_postgres::Config],
+    ) -> Result<ClientWrapper, tokio_postgres::Error> {
+        let mut refused = None;
+        for config in logins {
+            match config.connect(self.tls.clone()).await {
+                Ok((client, connection)) => {
+                    let task = tokio::spawn(async move {
+                        if let Err(e) = connection.await {
+                            tracing::debug!(error = %e, "tenant connection ended");
+                        }
+                    });
+                    return Ok(ClientWrapper::new(client, task));
+                }
+                Err(e) if password_refused(&e) => refused = Some(e),
+                Err(e) => return Err(e),
+            }
+        }
+        Err(refused.expect("a pool has at least one login"))
     }
 }
 
@@ -375,21 +429,20 @@ pub struct PoolSettings {
 /// whose socket closed (a server restart, `pg_terminate_backend`) is dropped, not handed
 /// out; see the module notes for the rest.
 pub fn build_pool(
-    config: tokio_postgres::Config,
+    logins: Vec<tokio_postgres::Config>,
     tls: tokio_postgres_rustls::MakeRustlsConnect,
     settings: PoolSettings,
     budget: Arc<Budget>,
     relief: Relief,
+    relogin: Option<Relogin>,
 ) -> Result<TenantPool, String> {
-    let inner = deadpool_postgres::Manager::from_config(
-        config,
-        tls,
-        ManagerConfig {
-            recycling_method: RecyclingMethod::Fast,
-        },
-    );
+    if logins.is_empty() {
+        return Err("a tenant pool needs a login".into());
+    }
     let manager = BudgetedManager {
-        inner,
+        logins: std::sync::RwLock::new(logins.into()),
+        tls,
+        relogin,
         budget,
         budget_wait: settings.connect,
         relief,

@@ -13,7 +13,7 @@ use crate::helpers::spawn_app;
 fn pool(app: &crate::helpers::TestApp, budget: &Arc<Budget>, relief: Relief) -> TenantPool {
     let endpoint = app.state.owner.endpoint();
     build_pool(
-        endpoint.config().clone(),
+        vec![endpoint.config().clone()],
         endpoint.tls().clone(),
         PoolSettings {
             max_size: 10,
@@ -22,6 +22,7 @@ fn pool(app: &crate::helpers::TestApp, budget: &Arc<Budget>, relief: Relief) -> 
         },
         Arc::clone(budget),
         relief,
+        None,
     )
     .expect("pool")
 }
