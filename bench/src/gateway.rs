@@ -413,7 +413,7 @@ impl Service {
         let mut config = bench::config(server_url, OWNER_DB, PREFIX, storage)?;
         config.listen = "127.0.0.1:0".parse()?;
         config.tenant_pool_size = pool_size;
-        config.tenant_connection_budget = budget;
+        config.tenant_connection_budget = Some(budget);
         let app = Application::build(config, Arc::new(Faults::default())).await?;
         let port = app.port();
         let state = app.state().clone();

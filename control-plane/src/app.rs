@@ -9,6 +9,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::auth::OwnerTokens;
 use crate::config::Config;
+use crate::gateway::ConnectionPlan;
 use crate::http::state::AppState;
 use crate::provisioning::Faults;
 use crate::wiring::Services;
@@ -38,7 +39,23 @@ impl Application {
             .local_addr()
             .map_err(|e| Error::Internal(format!("listener has no address: {e}")))?;
         let tokens = OwnerTokens::new(&services.keyring, services.config.owner_token_ttl)?;
-        let state = AppState::new(&services, tokens);
+        let plan = ConnectionPlan::for_server(&services.config, services.access.server()).await?;
+        match plan.derived {
+            Some(d) => tracing::info!(
+                budget = plan.budget,
+                max_connections = d.max_connections,
+                reserved = d.reserved,
+                kept_back = d.kept_back,
+                max_pools = plan.max_pools,
+                "tenant connection budget derived from the server's max_connections"
+            ),
+            None => tracing::info!(
+                budget = plan.budget,
+                max_pools = plan.max_pools,
+                "tenant connection budget as configured"
+            ),
+        }
+        let state = AppState::new(&services, tokens, &plan);
         Ok(Self {
             listener,
             state,
@@ -71,6 +88,10 @@ impl Application {
             Arc::clone(&self.state.provisioner)
                 .run_reconciler(self.state.config.reconcile_interval, shutdown.clone()),
         );
+        let prewarm = {
+            let gateway = Arc::clone(&self.state.gateway);
+            tokio::spawn(async move { gateway.prewarm().await })
+        };
         let interval = self.state.config.metering_interval;
         let metering = (!interval.is_zero()).then(|| {
             tokio::spawn(Arc::clone(&self.state.metering).run(interval, shutdown.clone()))
@@ -89,6 +110,7 @@ impl Application {
         tracing::info!(address = %self.address, max_connections, "control plane listening");
         let router = crate::http::router::router(self.state.clone());
         crate::http::serve(self.listener, router, shutdown.clone(), max_connections).await;
+        prewarm.abort();
         // Background drives and fleet runs finish before the process stops.
         let tasks = &self.services.tasks;
         tasks.close();

@@ -126,6 +126,17 @@ pub struct Tenant {
     pub deleted_at: Option<DateTime<Utc>>,
     /// The first user to make in the tenant database, until active.
     pub initial_admin: Option<InitialAdmin>,
+    /// New role passwords being put in place (see `tenant_rotation_begin`).
+    pub rotation: Option<Rotation>,
+}
+
+/// A rotation of both role passwords in flight: sealed like the current ones.
+#[derive(Debug, Clone)]
+pub struct Rotation {
+    pub key_version: i32,
+    pub owner_password_enc: Vec<u8>,
+    pub runtime_password_enc: Vec<u8>,
+    pub started_at: DateTime<Utc>,
 }
 
 /// The first user (an admin) to make in a new tenant's database. Only the argon2 hash of
@@ -141,7 +152,8 @@ pub struct InitialAdmin {
 const COLUMNS: &str = "id, slug, name, status, provisioning_step, last_error, plan_code, \
     server_id, db_name, owner_role, runtime_role, owner_password_enc, runtime_password_enc, \
     secret_key_version, schema_version, settings, features, created_at, updated_at, \
-    activated_at, deleted_at, initial_admin";
+    activated_at, deleted_at, initial_admin, rotation_key_version, rotation_owner_password_enc, \
+    rotation_runtime_password_enc, rotation_started_at";
 
 impl TryFrom<&Row> for Tenant {
     type Error = Error;
@@ -185,6 +197,15 @@ impl TryFrom<&Row> for Tenant {
                     field: "tenants.initial_admin",
                     reason: e.to_string(),
                 })?,
+            rotation: match row.try_get::<_, Option<i32>>("rotation_key_version")? {
+                None => None,
+                Some(key_version) => Some(Rotation {
+                    key_version,
+                    owner_password_enc: row.try_get("rotation_owner_password_enc")?,
+                    runtime_password_enc: row.try_get("rotation_runtime_password_enc")?,
+                    started_at: row.try_get("rotation_started_at")?,
+                }),
+            },
         })
     }
 }
@@ -270,6 +291,93 @@ pub async fn tenant_find(client: &impl GenericClient, key: &str) -> Result<Tenan
         Ok(id) => tenant_fetch(client, id).await,
         Err(_) => tenant_fetch_by_slug(client, key).await,
     }
+}
+
+/// Records new role passwords for a tenant (sealed under `key_version`) unless a rotation
+/// is already in flight; returns the tenant as it now is, with its rotation (the new one,
+/// or the one in flight, which the caller finishes instead).
+pub async fn tenant_rotation_begin(
+    client: &impl GenericClient,
+    id: Uuid,
+    key_version: i32,
+    owner_password_enc: &[u8],
+    runtime_password_enc: &[u8],
+) -> Result<Tenant> {
+    client
+        .execute(
+            "UPDATE tenants SET rotation_key_version = $2, rotation_owner_password_enc = $3, \
+             rotation_runtime_password_enc = $4, rotation_started_at = now() \
+             WHERE id = $1 AND rotation_key_version IS NULL AND status IN ('active', 'suspended')",
+            &[
+                &id,
+                &key_version,
+                &owner_password_enc,
+                &runtime_password_enc,
+            ],
+        )
+        .await?;
+    tenant_fetch(client, id).await
+}
+
+/// Makes the rotation's passwords the current ones (once both roles have them).
+/// Returns whether a rotation was finished (false: none was in flight).
+pub async fn tenant_rotation_finish(client: &impl GenericClient, id: Uuid) -> Result<bool> {
+    let n = client
+        .execute(
+            "UPDATE tenants SET owner_password_enc = rotation_owner_password_enc, \
+             runtime_password_enc = rotation_runtime_password_enc, \
+             secret_key_version = rotation_key_version, rotation_key_version = NULL, \
+             rotation_owner_password_enc = NULL, rotation_runtime_password_enc = NULL, \
+             rotation_started_at = NULL, updated_at = now() \
+             WHERE id = $1 AND rotation_key_version IS NOT NULL",
+            &[&id],
+        )
+        .await?;
+    Ok(n == 1)
+}
+
+/// Tenants with a rotation started more than `older_than_secs` ago: left by a crash.
+pub async fn tenant_list_rotations_left(
+    client: &impl GenericClient,
+    older_than_secs: f64,
+) -> Result<Vec<Tenant>> {
+    let rows = client
+        .query(
+            &format!(
+                "SELECT {COLUMNS} FROM tenants WHERE rotation_key_version IS NOT NULL \
+                 AND rotation_started_at < now() - make_interval(secs => $1) ORDER BY id"
+            ),
+            &[&older_than_secs],
+        )
+        .await?;
+    rows_to_tenants(&rows)
+}
+
+/// The active tenants that served the most requests in the last `hours` (as metering
+/// recorded them), most requested first, at most `limit`.
+pub async fn tenants_most_requested(
+    client: &impl GenericClient,
+    hours: i32,
+    limit: i64,
+) -> Result<Vec<Tenant>> {
+    let t_columns = COLUMNS
+        .split(", ")
+        .map(|c| format!("t.{}", c.trim()))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let rows = client
+        .query(
+            &format!(
+                "SELECT {t_columns} FROM tenants t \
+                 JOIN (SELECT tenant_id, sum(requests) AS requests FROM tenant_usage \
+                       WHERE sampled_at > now() - make_interval(hours => $1) \
+                       GROUP BY tenant_id HAVING sum(requests) > 0) u ON u.tenant_id = t.id \
+                 WHERE t.status = 'active' ORDER BY u.requests DESC, t.id LIMIT $2"
+            ),
+            &[&hours, &limit],
+        )
+        .await?;
+    rows.iter().map(Tenant::try_from).collect()
 }
 
 /// Filters for [`tenant_list`]. `include_deleted` is off by default.

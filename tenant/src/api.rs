@@ -34,6 +34,9 @@ pub fn router() -> Router {
         .fallback(not_found)
 }
 
+const STATUS_QUERY: &str = "SELECT current_database(), current_user, \
+     (SELECT count(*) FROM practices), (SELECT count(*) FROM users)";
+
 /// The tenant as its own database sees it. Anyone may ask whether the tenant is up (the
 /// same query runs either way, so the answer proves the database answers); only its admins
 /// see which database and role serve it and the counts, which say too much to strangers.
@@ -55,14 +58,12 @@ async fn status(
         Err(e) => return Err(e),
     };
     let conn = ctx.pool.get().await.map_err(ApiFailure::Pool)?;
-    let row = conn
-        .query_one(
-            "SELECT current_database(), current_user, \
-             (SELECT count(*) FROM practices), (SELECT count(*) FROM users)",
-            &[],
-        )
-        .await
-        .map_err(ApiFailure::Db)?;
+    let row = crate::prepared::with_prepared(&conn, STATUS_QUERY, |statement| {
+        let conn = &conn;
+        async move { conn.query_one(&statement, &[]).await }
+    })
+    .await
+    .map_err(ApiFailure::Db)?;
     if !detailed {
         return Ok(Json(json!({
             "tenant": { "slug": ctx.slug },
@@ -85,6 +86,27 @@ async fn status(
 
 async fn not_found() -> Response {
     error(StatusCode::NOT_FOUND, "not_found", "no such route")
+}
+
+/// Put on an answer given because the tenant's connection was lost before or while the
+/// request ran (a server restart, `pg_terminate_backend`): the gateway repeats a request
+/// that is safe to repeat (GET, HEAD) once, on a fresh connection, instead of failing it.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionLost;
+
+/// Whether `e` says the connection itself failed (closed, reset, or ended by the server),
+/// not the statement.
+pub fn connection_lost(e: &tokio_postgres::Error) -> bool {
+    use tokio_postgres::error::SqlState;
+    match e.code() {
+        Some(code) => [
+            SqlState::ADMIN_SHUTDOWN,
+            SqlState::CRASH_SHUTDOWN,
+            SqlState::CANNOT_CONNECT_NOW,
+        ]
+        .contains(code),
+        None => e.as_db_error().is_none(),
+    }
 }
 
 /// Why a tenant request failed. Failures of the tenant's own database make the tenant
@@ -190,21 +212,23 @@ impl IntoResponse for ApiFailure {
                 "invalid_text",
                 crate::text::NUL_MESSAGE,
             ),
-            ApiFailure::Db(e) if e.as_db_error().is_some() => {
+            ApiFailure::Db(e) if connection_lost(&e) => {
+                tracing::warn!(error = %crate::chain(&e), "tenant connection lost");
+                let mut response = envelope(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "tenant_unavailable",
+                    "this tenant's database is unavailable; retry shortly",
+                    None,
+                );
+                response.extensions_mut().insert(ConnectionLost);
+                response
+            }
+            ApiFailure::Db(e) => {
                 tracing::error!(error = %crate::chain(&e), "tenant query failed");
                 error(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "internal",
                     "internal error; see the server log",
-                )
-            }
-            ApiFailure::Db(e) => {
-                tracing::warn!(error = %crate::chain(&e), "tenant database unreachable");
-                envelope(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "tenant_unavailable",
-                    "this tenant's database is unavailable; retry shortly",
-                    None,
                 )
             }
             ApiFailure::Unauthenticated => envelope(

@@ -11,6 +11,7 @@ pub mod demo;
 pub mod ledger;
 pub mod migrations;
 pub mod pool;
+pub mod prepared;
 pub mod sign_in;
 pub mod text;
 pub mod users;

@@ -14,7 +14,17 @@
 //!   same bounded wait), which is much sooner than a new connection would be ready;
 //! - only a tenant holding no connection at all asks for relief, and only one request of
 //!   that tenant at a time (the others wait for the connection it opens);
-//! - a tenant grows past its first connection (up to its pool size) from free budget only.
+//! - a tenant grows past its first connection (up to its pool size) only while requests
+//!   of its own wait (deadpool opens a connection only then) and the budget has more free
+//!   than its reserve, so tenants with none can still open their first without relief;
+//! - those extra connections are the first closed: after [`Budget::EXTRA_IDLE`] idle
+//!   (connections are handed out last-in first-out, so a tenant's extras are the ones that
+//!   go idle) and first when relief is asked for.
+//!
+//! Connections are recycled without a round trip (as deadpool's fast method: a connection
+//! whose socket closed is dropped); dead ones are found by [`TenantPool::sweep`] in the
+//! background, and a request that meets one anyway is retried once by the gateway when it
+//! is safe to (see `ConnectionLost` in the tenant API).
 
 use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
@@ -22,7 +32,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use deadpool::managed::{self, Metrics, RecycleError, RecycleResult, TimeoutType};
-use deadpool_postgres::{ClientWrapper, ManagerConfig, RecyclingMethod};
+use deadpool_postgres::ClientWrapper;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
 /// How often a connection waiting for budget asks for relief again.
@@ -33,6 +43,54 @@ const SATURATED_RECHECK: Duration = Duration::from_millis(20);
 
 /// Asked to free budget (close an idle connection of another pool) before waiting for it.
 pub type Relief = Arc<dyn Fn() + Send + Sync>;
+
+/// The fleet-wide limit on tenant connections: one permit per open connection.
+#[derive(Debug)]
+pub struct Budget {
+    permits: Arc<Semaphore>,
+    limit: usize,
+    /// Permits a tenant's extra connection may not take: kept for first connections.
+    reserve: usize,
+}
+
+impl Budget {
+    /// How long a tenant's extra connection (beyond its first) stays open unused.
+    pub const EXTRA_IDLE: Duration = Duration::from_secs(10);
+
+    /// A budget of `limit` connections. A tenth of it (none below ten) is kept for
+    /// tenants opening their first connection: an extra connection saves a tenant a short
+    /// wait on its own, while a tenant with none cannot be served at all without one.
+    pub fn new(limit: usize) -> Arc<Self> {
+        Arc::new(Self {
+            permits: Arc::new(Semaphore::new(limit)),
+            limit,
+            reserve: limit / 10,
+        })
+    }
+
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+
+    /// The part of the budget outside the reserve.
+    pub fn beyond_reserve(&self) -> usize {
+        self.limit - self.reserve
+    }
+
+    /// Connections open (or being opened) now.
+    pub fn in_use(&self) -> usize {
+        self.limit.saturating_sub(self.permits.available_permits())
+    }
+
+    /// A permit for a tenant's extra connection, if the budget has more free than its
+    /// reserve.
+    fn try_extra(&self) -> Option<OwnedSemaphorePermit> {
+        if self.permits.available_permits() <= self.reserve {
+            return None;
+        }
+        Arc::clone(&self.permits).try_acquire_owned().ok()
+    }
+}
 
 /// Counts a connection of one pool, open or being opened, while it lives.
 struct Held(Arc<AtomicUsize>);
@@ -51,9 +109,21 @@ impl Drop for Held {
     }
 }
 
+/// Asked for the tenant's logins again when the server refuses every password the pool
+/// has: another process may have rotated them (`tenants rotate-credentials`).
+pub type Relogin = Arc<
+    dyn Fn() -> std::pin::Pin<Box<dyn Future<Output = Option<Vec<tokio_postgres::Config>>> + Send>>
+        + Send
+        + Sync,
+>;
+
 pub struct BudgetedManager {
-    inner: deadpool_postgres::Manager,
-    budget: Arc<Semaphore>,
+    /// How to log in: the tenant's current password, then (while a rotation is in
+    /// flight) its new one. Replaced when a relogin finds others.
+    logins: std::sync::RwLock<Arc<[tokio_postgres::Config]>>,
+    tls: tokio_postgres_rustls::MakeRustlsConnect,
+    relogin: Option<Relogin>,
+    budget: Arc<Budget>,
     budget_wait: Duration,
     relief: Relief,
     /// This pool's connections, open or being opened.
@@ -100,44 +170,41 @@ impl managed::Manager for BudgetedManager {
     type Error = ConnectError;
 
     async fn create(&self) -> Result<BudgetedClient, ConnectError> {
-        // Free budget: take it, whether or not this pool holds connections already.
-        let (held, permit) = match Arc::clone(&self.budget).try_acquire_owned() {
-            Ok(permit) => (Held::count(&self.held).0, permit),
-            Err(_) => {
-                // The budget is spent. A pool that holds (or is opening) a connection
-                // waits for its own (see `TenantPool::get`): closing another tenant's
-                // connection to open one here would cost two connection set-ups to save a
-                // wait of one query.
-                let (held, before) = Held::count(&self.held);
-                if before > 0 {
-                    return Err(ConnectError::Saturated);
+        let (held, before) = Held::count(&self.held);
+        let permit = if before > 0 {
+            // An extra connection: only from free budget beyond the reserve. Otherwise
+            // this tenant waits for one of its own (see `TenantPool::get`): closing another
+            // tenant's connection to open one here would cost two connection set-ups to
+            // save a wait of one query.
+            self.budget.try_extra().ok_or(ConnectError::Saturated)?
+        } else if let Ok(permit) = Arc::clone(&self.budget.permits).try_acquire_owned() {
+            permit
+        } else {
+            // This tenant holds nothing: it cannot be served without relief. Permits are
+            // held by open connections, idle ones included, and idle connections only
+            // close when asked: ask again while waiting, since connections keep going idle
+            // in other pools. One acquire future kept for the whole wait holds this
+            // request's place in the semaphore's FIFO queue (a fresh one per attempt would
+            // go to the back each time and let later requests overtake: a long tail of
+            // waits).
+            let acquire = Arc::clone(&self.budget.permits).acquire_owned();
+            tokio::pin!(acquire);
+            let deadline = tokio::time::sleep(self.budget_wait);
+            tokio::pin!(deadline);
+            let mut ask = tokio::time::interval(RELIEF_INTERVAL);
+            loop {
+                tokio::select! {
+                    // In this order: a permit already granted is taken before relief would
+                    // close one more connection for nothing.
+                    biased;
+                    permit = &mut acquire => break permit.map_err(|_| ConnectError::Budget)?,
+                    _ = &mut deadline => return Err(ConnectError::Budget),
+                    _ = ask.tick() => (self.relief)(),
                 }
-                // This tenant holds nothing: it cannot be served without relief. Permits
-                // are held by open connections, idle ones included, and idle connections
-                // only close when asked: ask again while waiting, since connections keep
-                // going idle in other pools. One acquire future kept for the whole wait holds this request's place in
-                // the semaphore's FIFO queue (a fresh one per attempt would go to the back
-                // each time and let later requests overtake: a long tail of waits).
-                let acquire = Arc::clone(&self.budget).acquire_owned();
-                tokio::pin!(acquire);
-                let deadline = tokio::time::sleep(self.budget_wait);
-                tokio::pin!(deadline);
-                let mut ask = tokio::time::interval(RELIEF_INTERVAL);
-                let permit = loop {
-                    tokio::select! {
-                        // In this order: a permit already granted is taken before relief
-                        // would close one more connection for nothing.
-                        biased;
-                        permit = &mut acquire => break permit.map_err(|_| ConnectError::Budget)?,
-                        _ = &mut deadline => return Err(ConnectError::Budget),
-                        _ = ask.tick() => (self.relief)(),
-                    }
-                };
-                (held, permit)
             }
         };
         metrics::counter!("tenant_connections_opened_total").increment(1);
-        let client = <deadpool_postgres::Manager as managed::Manager>::create(&self.inner).await?;
+        let client = self.log_in().await?;
         Ok(BudgetedClient {
             client,
             _permit: permit,
@@ -145,21 +212,67 @@ impl managed::Manager for BudgetedManager {
         })
     }
 
-    async fn recycle(
+    async fn recycle(&self, obj: &mut BudgetedClient, _: &Metrics) -> RecycleResult<ConnectError> {
+        // No round trip: a connection whose socket closed is dropped here, one that died
+        // unnoticed is found by `TenantPool::sweep` or fails its request, which the
+        // gateway retries once when it is safe to.
+        if obj.client.is_closed() {
+            return Err(RecycleError::message("connection closed"));
+        }
+        Ok(())
+    }
+}
+
+/// Whether the server refused the password (not the network, not the database).
+fn password_refused(e: &tokio_postgres::Error) -> bool {
+    e.code() == Some(&tokio_postgres::error::SqlState::INVALID_PASSWORD)
+}
+
+impl BudgetedManager {
+    /// A new session, with the first login the server accepts; when it refuses them all,
+    /// with the logins a relogin finds (kept for the next connections).
+    async fn log_in(&self) -> Result<ClientWrapper, tokio_postgres::Error> {
+        let logins = Arc::clone(&self.logins.read().unwrap_or_else(|p| p.into_inner()));
+        match self.first_accepted(&logins).await {
+            Err(e) if password_refused(&e) => {
+                let Some(fresh) = (match &self.relogin {
+                    Some(relogin) => relogin().await,
+                    None => None,
+                }) else {
+                    return Err(e);
+                };
+                if fresh.is_empty() {
+                    return Err(e);
+                }
+                let fresh: Arc<[tokio_postgres::Config]> = fresh.into();
+                *self.logins.write().unwrap_or_else(|p| p.into_inner()) = Arc::clone(&fresh);
+                tracing::info!("tenant pool logs in with credentials read again");
+                self.first_accepted(&fresh).await
+            }
+            other => other,
+        }
+    }
+
+    async fn first_accepted(
         &self,
-        obj: &mut BudgetedClient,
-        metrics: &Metrics,
-    ) -> RecycleResult<ConnectError> {
-        <deadpool_postgres::Manager as managed::Manager>::recycle(
-            &self.inner,
-            &mut obj.client,
-            metrics,
-        )
-        .await
-        .map_err(|e| match e {
-            RecycleError::Message(m) => RecycleError::Message(m),
-            RecycleError::Backend(e) => RecycleError::Backend(ConnectError::Db(e)),
-        })
+        logins: &[tokio_postgres::Config],
+    ) -> Result<ClientWrapper, tokio_postgres::Error> {
+        let mut refused = None;
+        for config in logins {
+            match config.connect(self.tls.clone()).await {
+                Ok((client, connection)) => {
+                    let task = tokio::spawn(async move {
+                        if let Err(e) = connection.await {
+                            tracing::debug!(error = %e, "tenant connection ended");
+                        }
+                    });
+                    return Ok(ClientWrapper::new(client, task));
+                }
+                Err(e) if password_refused(&e) => refused = Some(e),
+                Err(e) => return Err(e),
+            }
+        }
+        Err(refused.expect("a pool has at least one login"))
     }
 }
 
@@ -271,6 +384,30 @@ impl TenantPool {
         closed
     }
 
+    /// Drops idle connections whose server side is gone, and closes idle extra
+    /// connections (beyond the tenant's first) unused for `extra_idle`; returns how many
+    /// extras it closed. Run in the background for every pool.
+    pub fn sweep(&self, extra_idle: Duration) -> usize {
+        let size = self.inner.status().size;
+        let (mut kept, mut extras_closed) = (size, 0);
+        // Idle connections come least recently used first (handed out last-in first-out),
+        // so the tenant keeps the one it used last.
+        let _ = self.inner.retain(|client, metrics| {
+            let dead = client.client.is_closed();
+            let extra = !dead && kept > 1 && metrics.last_used() >= extra_idle;
+            if dead || extra {
+                kept -= 1;
+                extras_closed += usize::from(extra);
+            }
+            !(dead || extra)
+        });
+        if extras_closed > 0 {
+            metrics::counter!("tenant_extra_connections_closed_total")
+                .increment(extras_closed as u64);
+        }
+        extras_closed
+    }
+
     /// Closes every idle connection; those in use close when handed back, once the last
     /// clone of the pool is gone.
     pub fn close_idle(&self) {
@@ -288,24 +425,24 @@ pub struct PoolSettings {
     pub connect: Duration,
 }
 
-/// Builds a pool for one tenant. Connections are verified when recycled, so one killed by
-/// a server restart or `pg_terminate_backend` is replaced, not handed out.
+/// Builds a pool for one tenant. Connections are recycled without a round trip: one
+/// whose socket closed (a server restart, `pg_terminate_backend`) is dropped, not handed
+/// out; see the module notes for the rest.
 pub fn build_pool(
-    config: tokio_postgres::Config,
+    logins: Vec<tokio_postgres::Config>,
     tls: tokio_postgres_rustls::MakeRustlsConnect,
     settings: PoolSettings,
-    budget: Arc<Semaphore>,
+    budget: Arc<Budget>,
     relief: Relief,
+    relogin: Option<Relogin>,
 ) -> Result<TenantPool, String> {
-    let inner = deadpool_postgres::Manager::from_config(
-        config,
-        tls,
-        ManagerConfig {
-            recycling_method: RecyclingMethod::Verified,
-        },
-    );
+    if logins.is_empty() {
+        return Err("a tenant pool needs a login".into());
+    }
     let manager = BudgetedManager {
-        inner,
+        logins: std::sync::RwLock::new(logins.into()),
+        tls,
+        relogin,
         budget,
         budget_wait: settings.connect,
         relief,
@@ -313,6 +450,9 @@ pub fn build_pool(
     };
     let inner = managed::Pool::builder(manager)
         .max_size(settings.max_size)
+        // Last in, first out: a tenant's busiest connection serves it again, and the ones
+        // it needed only for a burst go idle and are closed by `sweep`.
+        .queue_mode(managed::QueueMode::Lifo)
         .wait_timeout(Some(settings.wait))
         .create_timeout(Some(settings.connect + Duration::from_secs(5)))
         .recycle_timeout(Some(Duration::from_secs(5)))

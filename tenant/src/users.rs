@@ -65,6 +65,20 @@ pub async fn user_fetch(
         .map(|r| from_row(&r)))
 }
 
+/// [`user_fetch`] on a pooled connection, with the statement prepared once per
+/// connection: it runs for every request that carries a token.
+pub async fn user_fetch_pooled(
+    client: &deadpool_postgres::ClientWrapper,
+    id: Uuid,
+) -> Result<Option<User>, tokio_postgres::Error> {
+    let sql = format!("SELECT {COLUMNS} FROM users WHERE id = $1");
+    let row = crate::prepared::with_prepared(client, &sql, |statement| async move {
+        client.query_opt(&statement, &[&id]).await
+    })
+    .await?;
+    Ok(row.map(|r| from_row(&r)))
+}
+
 /// Creates the tenant's first admin unless a user with that email exists (idempotent,
 /// for provisioning steps that may run twice).
 pub async fn user_ensure_admin(

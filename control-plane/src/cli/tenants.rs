@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use clap::{Args, Subcommand};
+use futures::StreamExt;
 use owner::tenants::{Tenant, TenantFilter, TenantStatus};
 use serde_json::json;
 
@@ -48,6 +49,19 @@ pub enum TenantsCommand {
     /// Delete a tenant's database, roles and files, and wait until done.
     Delete {
         slug: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Give tenants' database roles new passwords, online: requests keep being served,
+    /// sessions already open keep working, new logins use the new passwords (whose
+    /// verifiers have CP_TENANT_SCRAM_ITERATIONS rounds). Audited.
+    RotateCredentials {
+        /// Tenants to rotate, by slug or id.
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        slugs: Vec<String>,
+        /// Every active and suspended tenant.
+        #[arg(long)]
+        all: bool,
         #[arg(long)]
         json: bool,
     },
@@ -174,6 +188,9 @@ pub async fn run(cmd: TenantsCommand, config: Config) -> Result<()> {
             let tenant = provisioner.tenant_resume(tenant.id, &actor).await?;
             show(&services, tenant, json).await
         }
+        TenantsCommand::RotateCredentials { slugs, all, json } => {
+            rotate_credentials(&services, slugs, all, json, &actor).await
+        }
         TenantsCommand::Reconcile { json } => {
             let report = provisioner.reconcile_once().await?;
             emit(json, &json!(report), || {
@@ -197,6 +214,73 @@ pub async fn run(cmd: TenantsCommand, config: Config) -> Result<()> {
             show(&services, tenant, json).await
         }
     }
+}
+
+/// Tenants rotated at once with `--all`: each costs two logins' worth of server work.
+const ROTATE_CONCURRENCY: usize = 4;
+
+async fn rotate_credentials(
+    services: &Services,
+    slugs: Vec<String>,
+    all: bool,
+    json: bool,
+    actor: &Actor,
+) -> Result<()> {
+    let tenants = if all {
+        let conn = services.owner.conn().await?;
+        let mut tenants = Vec::new();
+        for status in [TenantStatus::Active, TenantStatus::Suspended] {
+            let filter = TenantFilter {
+                status: Some(status),
+                limit: i64::MAX,
+                ..TenantFilter::default()
+            };
+            tenants.extend(owner::tenants::tenant_list(&**conn, &filter).await?);
+        }
+        tenants
+    } else {
+        let mut tenants = Vec::new();
+        for slug in &slugs {
+            tenants.push(by_slug(services, slug).await?);
+        }
+        tenants
+    };
+    let results: Vec<(String, Result<Tenant>)> = futures::stream::iter(tenants)
+        .map(|t| async move {
+            let result = services.provisioner.rotate_credentials(t.id, actor).await;
+            (t.slug, result)
+        })
+        .buffered(ROTATE_CONCURRENCY)
+        .collect()
+        .await;
+    let failed = results.iter().filter(|(_, r)| r.is_err()).count();
+    let report: Vec<serde_json::Value> = results
+        .iter()
+        .map(|(slug, r)| match r {
+            Ok(t) => json!({ "slug": slug, "rotated": true, "key_version": t.secret_key_version }),
+            Err(e) => json!({ "slug": slug, "rotated": false, "error": e.to_string() }),
+        })
+        .collect();
+    emit(json, &json!(report), || {
+        let mut lines: Vec<String> = results
+            .iter()
+            .map(|(slug, r)| match r {
+                Ok(_) => format!("{slug}: rotated"),
+                Err(e) => format!("{slug}: FAILED: {e}"),
+            })
+            .collect();
+        lines.push(format!(
+            "{} rotated, {failed} failed",
+            results.len() - failed
+        ));
+        lines.join("\n")
+    });
+    if failed > 0 {
+        return Err(Error::Internal(format!(
+            "{failed} tenant(s) failed; run the command again for them"
+        )));
+    }
+    Ok(())
 }
 
 async fn by_slug(services: &Services, slug: &str) -> Result<Tenant> {

@@ -72,10 +72,10 @@ impl Config {
                 "CP_TENANT_SCRAM_ITERATIONS",
                 self.tenant_scram_iterations.to_string(),
             ),
-            ("CP_MAX_TENANT_POOLS", self.max_tenant_pools.to_string()),
+            ("CP_MAX_TENANT_POOLS", auto(self.max_tenant_pools)),
             (
                 "CP_TENANT_CONNECTION_BUDGET",
-                self.tenant_connection_budget.to_string(),
+                auto(self.tenant_connection_budget),
             ),
             (
                 "CP_TENANT_POOL_IDLE_SECS",
@@ -120,6 +120,11 @@ fn mask_password(url: &str) -> String {
         })
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// A setting worked out at start-up unless given: `auto`, or its value.
+fn auto<T: ToString>(value: Option<T>) -> String {
+    value.map_or_else(|| "auto".to_string(), |v| v.to_string())
 }
 
 #[cfg(test)]

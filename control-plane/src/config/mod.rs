@@ -38,8 +38,6 @@ pub const DEFAULT_TENANT_POOL_SIZE: usize = 5;
 pub const DEFAULT_TENANT_SCRAM_ITERATIONS: u32 = 16;
 /// More rounds than anyone would want per login (PostgreSQL's own default is 4096).
 const MAX_SCRAM_ITERATIONS: u32 = 1_000_000;
-pub const DEFAULT_MAX_TENANT_POOLS: usize = 200;
-pub const DEFAULT_TENANT_CONNECTION_BUDGET: usize = 40;
 pub const DEFAULT_TENANT_POOL_IDLE: Duration = Duration::from_secs(300);
 pub const DEFAULT_MAX_UPLOAD_BYTES: u64 = 25 * 1024 * 1024;
 /// HTTP connections open at once; past it the oldest idle connection is closed.
@@ -88,9 +86,11 @@ pub struct Config {
     pub tenant_pool_size: usize,
     /// PBKDF2 rounds in the SCRAM verifiers of tenant roles made or re-made from now on.
     pub tenant_scram_iterations: u32,
-    pub max_tenant_pools: u64,
-    /// Tenant connections open at once, all pools together.
-    pub tenant_connection_budget: usize,
+    /// Tenant pools kept at once; `None`: sized with the connection budget at start-up.
+    pub max_tenant_pools: Option<u64>,
+    /// Tenant connections open at once, all pools together; `None`: derived at start-up
+    /// from the server's `max_connections` (see `gateway::budget`).
+    pub tenant_connection_budget: Option<usize>,
     pub tenant_pool_idle: Duration,
     /// Largest single upload.
     pub max_upload_bytes: u64,
@@ -309,16 +309,34 @@ impl Config {
                     )
                 })?,
         };
-        let max_tenant_pools = count("CP_MAX_TENANT_POOLS", DEFAULT_MAX_TENANT_POOLS)? as u64;
-        let tenant_connection_budget = count(
-            "CP_TENANT_CONNECTION_BUDGET",
-            DEFAULT_TENANT_CONNECTION_BUDGET,
-        )?;
-        if tenant_connection_budget < tenant_pool_size {
+        // A count, or `auto` (the default): worked out at start-up.
+        let auto = |setting: &str| -> Result<Option<u64>> {
+            match v.get(setting) {
+                None => Ok(None),
+                Some(raw) if raw.trim().eq_ignore_ascii_case("auto") => Ok(None),
+                Some(raw) => match raw.trim().parse::<u64>() {
+                    Ok(n) if n > 0 => Ok(Some(n)),
+                    _ => Err(v.invalid(
+                        setting,
+                        format!("{raw:?} is neither auto nor a positive whole number"),
+                    )),
+                },
+            }
+        };
+        let max_tenant_pools = auto("CP_MAX_TENANT_POOLS")?;
+        let tenant_connection_budget = auto("CP_TENANT_CONNECTION_BUDGET")?
+            .map(|n| {
+                usize::try_from(n)
+                    .map_err(|_| v.invalid("CP_TENANT_CONNECTION_BUDGET", "is too large"))
+            })
+            .transpose()?;
+        if let Some(budget) = tenant_connection_budget
+            && budget < tenant_pool_size
+        {
             return Err(v.invalid(
                 "CP_TENANT_CONNECTION_BUDGET",
                 format!(
-                    "{tenant_connection_budget} is smaller than CP_TENANT_POOL_SIZE ({tenant_pool_size}); one busy tenant could not get its pool"
+                    "{budget} is smaller than CP_TENANT_POOL_SIZE ({tenant_pool_size}); one busy tenant could not get its pool"
                 ),
             ));
         }
@@ -488,7 +506,8 @@ mod tests {
             ("CP_METERING_INTERVAL_SECS", "0"),
         ]))
         .expect("config");
-        assert_eq!(c.tenant_connection_budget, 100);
+        assert_eq!(c.tenant_connection_budget, Some(100));
+        assert_eq!(c.max_tenant_pools, None, "auto by default");
         assert!(c.cookie_secure);
         assert!(c.metering_interval.is_zero());
     }

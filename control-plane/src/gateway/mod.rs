@@ -8,16 +8,20 @@
 //!   processes' changes show within the TTL.
 //! - If the owner database is unreachable, tenants last known to be active keep being
 //!   served; never one last known suspended or deleted.
-//! - The pool cache ([`runtimes`]) holds at most `CP_MAX_TENANT_POOLS` pools, closes a
-//!   pool unused for `CP_TENANT_POOL_IDLE_SECS`, and opens each pool once however many
-//!   requests arrive for a cold tenant at once. Every open tenant connection holds a
-//!   permit of `CP_TENANT_CONNECTION_BUDGET`; when it is spent, a tenant holding
-//!   connections waits for its own (tenant/src/pool.rs), and a tenant holding none gets
-//!   one by closing an idle connection of another pool (the relief in `runtimes`).
+//! - The pool cache ([`runtimes`]) holds at most `CP_MAX_TENANT_POOLS` pools (by default
+//!   sized with the budget, see [`budget`]), closes a pool unused for
+//!   `CP_TENANT_POOL_IDLE_SECS`, and opens each pool once however many requests arrive
+//!   for a cold tenant at once. Every open tenant connection holds a permit of the
+//!   connection budget; a tenant's first connection comes before any tenant's second,
+//!   extras are closed first (tenant/src/pool.rs), and a tenant holding none when the
+//!   budget is spent gets one by closing an idle connection of another pool (the relief
+//!   in `runtimes`).
 //! - Requests are counted per tenant ([`requests`]) for metering.
 
+mod budget;
 mod client;
 mod host;
+mod prewarm;
 mod refusal;
 mod requests;
 mod resolve;
@@ -31,10 +35,10 @@ use std::time::Duration;
 use moka::future::Cache;
 use owner::tenants::{Tenant, TenantStatus};
 use tenant::ledger::StorageLedger;
-use tenant::pool::PoolSettings;
-use tokio::sync::Semaphore;
+use tenant::pool::{Budget, PoolSettings};
 use uuid::Uuid;
 
+pub use budget::{ConnectionPlan, Derivation};
 pub use client::{ClientAddr, client_addr};
 pub use host::{forwarded_host, is_ip_literal, normalise, request_host};
 pub use refusal::Refusal;
@@ -76,8 +80,7 @@ pub struct Gateway {
     /// alone: a runtime is rebuilt after eviction or a change of the tenant, and uploads
     /// still in flight on the old one must count against the quota for the new one's.
     ledgers: std::sync::Mutex<HashMap<Uuid, Weak<StorageLedger>>>,
-    budget: Arc<Semaphore>,
-    budget_limit: usize,
+    budget: Arc<Budget>,
     max_upload_bytes: u64,
     settings: PoolSettings,
 }
@@ -86,6 +89,7 @@ impl Gateway {
     /// Builds the gateway; it forgets a tenant whenever `events` announces a change.
     pub fn new(
         config: &Config,
+        plan: &ConnectionPlan,
         owner: OwnerDb,
         access: Arc<TenantAccess>,
         storage: storage::Storage,
@@ -93,7 +97,7 @@ impl Gateway {
     ) -> Arc<Self> {
         let pools: Cache<Uuid, Arc<TenantRuntime>> = Cache::builder()
             .name("tenant_pools")
-            .max_capacity(config.max_tenant_pools)
+            .max_capacity(plan.max_pools)
             // Plain LRU, not moka's default TinyLFU: under TinyLFU a full cache may refuse
             // to admit a newly built pool, which is then dropped after its one request with
             // the connection it opened, so every request of a rarely seen tenant paid for
@@ -134,8 +138,7 @@ impl Gateway {
             ledgers: std::sync::Mutex::new(HashMap::new()),
             generation: std::sync::atomic::AtomicU64::new(0),
             requests: RequestCounts::default(),
-            budget: Arc::new(Semaphore::new(config.tenant_connection_budget)),
-            budget_limit: config.tenant_connection_budget,
+            budget: Budget::new(plan.budget),
             max_upload_bytes: config.max_upload_bytes,
             settings: PoolSettings {
                 max_size: config.tenant_pool_size,
@@ -146,6 +149,7 @@ impl Gateway {
         // Forget a tenant (or the plans) as soon as this process changes it.
         let listener: Arc<dyn Listener> = gateway.clone();
         events.listen(Arc::downgrade(&listener));
+        tokio::spawn(sweep_pools(Arc::downgrade(&gateway)));
         gateway
     }
 
@@ -190,8 +194,12 @@ impl Gateway {
 
     /// Tenant connections open now (each holds a permit of the budget).
     pub fn connections_open(&self) -> usize {
-        self.budget_limit
-            .saturating_sub(self.budget.available_permits())
+        self.budget.in_use()
+    }
+
+    /// The tenant connection budget in force (configured, or derived from the server).
+    pub fn connection_budget(&self) -> usize {
+        self.budget.limit()
     }
 
     /// Everything a request on `host` needs to be served by the tenant API: its tenant,
@@ -226,6 +234,24 @@ impl Gateway {
             ledger: Arc::clone(&runtime.ledger),
             client_ip,
         })
+    }
+}
+
+/// How often idle tenant connections are checked (dead ones dropped, idle extras closed).
+const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Sweeps every pool (see `TenantPool::sweep`) until the gateway is gone.
+async fn sweep_pools(gateway: Weak<Gateway>) {
+    let mut tick = tokio::time::interval(SWEEP_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(gateway) = gateway.upgrade() else {
+            return;
+        };
+        for (_, runtime) in gateway.pools.iter() {
+            runtime.pool.sweep(Budget::EXTRA_IDLE);
+        }
     }
 }
 

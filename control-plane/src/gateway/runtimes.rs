@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use owner::tenants::Tenant;
 use tenant::ledger::StorageLedger;
-use tenant::pool::{Relief, TenantPool, build_pool};
+use tenant::pool::{Relief, Relogin, TenantPool, build_pool};
 use uuid::Uuid;
 
 use super::{Gateway, Refusal};
@@ -79,9 +79,9 @@ impl Gateway {
         ledger
     }
 
-    /// decrypted or derived again per request.
     /// The tenant's runtime (pool, token keys, storage tree), built once however many
     /// requests ask at the same time, and kept while the tenant is in use: nothing is
+    /// decrypted or derived again per request.
     pub(super) async fn runtime(
         &self,
         tenant: &Arc<Tenant>,
@@ -134,18 +134,32 @@ impl Gateway {
                 metrics::counter!("tenant_connections_relieved_total").increment(1);
             }
         });
+        let relogin: Relogin = {
+            let (owner, access, id) = (self.owner.clone(), Arc::clone(&self.access), tenant.id);
+            Arc::new(move || {
+                let (owner, access) = (owner.clone(), Arc::clone(&access));
+                Box::pin(async move {
+                    let conn = owner.conn().await.ok()?;
+                    let tenant = owner::tenants::tenant_fetch(&**conn, id).await.ok()?;
+                    let logins = access.logins(&tenant, TenantRole::Runtime).ok()?;
+                    Some(logins.iter().map(|e| e.config().clone()).collect())
+                })
+            })
+        };
         self.pools
             .try_get_with(tenant.id, async move {
                 metrics::counter!("tenant_pools_created_total").increment(1);
-                let endpoint = access
-                    .endpoint(&tenant, TenantRole::Runtime)
+                let logins = access
+                    .logins(&tenant, TenantRole::Runtime)
                     .map_err(|e| e.to_string())?;
+                let tls = logins[0].tls().clone();
                 let pool = build_pool(
-                    endpoint.config().clone(),
-                    endpoint.tls().clone(),
+                    logins.iter().map(|e| e.config().clone()).collect(),
+                    tls,
                     settings,
                     budget,
                     relief,
+                    Some(relogin),
                 )?;
                 let secret = access.token_secret(tenant.id).map_err(|e| e.to_string())?;
                 let keys = tenant::auth::TenantKeys::new(

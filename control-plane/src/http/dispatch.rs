@@ -7,10 +7,12 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::StatusCode;
+use axum::http::{Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use tower::ServiceExt;
+
+use tenant::api::ConnectionLost;
 
 use super::error::ApiError;
 use crate::gateway::{ClientAddr, Gateway, client_addr, forwarded_host, request_host};
@@ -49,12 +51,39 @@ pub async fn dispatch(State(dispatch): State<Dispatch>, mut req: Request, next: 
     match dispatch.gateway.admit(&host, client).await {
         Ok(context) => {
             req.extensions_mut().insert(context);
-            dispatch
-                .tenant_api
-                .oneshot(req.map(Body::new))
-                .await
-                .unwrap_or_else(|never| match never {})
+            let again = replay(&req);
+            let response = serve(&dispatch.tenant_api, req).await;
+            match again {
+                Some(again) if response.extensions().get::<ConnectionLost>().is_some() => {
+                    metrics::counter!("tenant_requests_retried_total").increment(1);
+                    serve(&dispatch.tenant_api, again).await
+                }
+                _ => response,
+            }
         }
         Err(refusal) => ApiError::from(refusal).into_response(),
     }
+}
+
+async fn serve(tenant_api: &axum::Router, req: Request) -> Response {
+    tenant_api
+        .clone()
+        .oneshot(req)
+        .await
+        .unwrap_or_else(|never| match never {})
+}
+
+/// A copy of a request that is safe to repeat (GET or HEAD: no body, no effect), for
+/// one retry when its tenant connection turns out to be dead (see `ConnectionLost`).
+fn replay(req: &Request) -> Option<Request> {
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        return None;
+    }
+    let mut copy = Request::new(Body::empty());
+    *copy.method_mut() = req.method().clone();
+    *copy.uri_mut() = req.uri().clone();
+    *copy.version_mut() = req.version();
+    *copy.headers_mut() = req.headers().clone();
+    *copy.extensions_mut() = req.extensions().clone();
+    Some(copy)
 }

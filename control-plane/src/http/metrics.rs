@@ -66,7 +66,7 @@ pub async fn render(State(state): State<AppState>) -> Response {
     let gateway = &state.gateway;
     metrics::gauge!("tenant_pools_open").set(gateway.open_pools().await as f64);
     metrics::gauge!("tenant_connections_open").set(gateway.connections_open() as f64);
-    metrics::gauge!("tenant_connection_budget").set(state.config.tenant_connection_budget as f64);
+    metrics::gauge!("tenant_connection_budget").set(state.gateway.connection_budget() as f64);
     match HANDLE.get().and_then(Option::as_ref) {
         Some(handle) => (
             [(

@@ -7,7 +7,7 @@ use crate::billing::Billing;
 use crate::config::Config;
 use crate::domains::Domains;
 use crate::fleet::Fleet;
-use crate::gateway::Gateway;
+use crate::gateway::{ConnectionPlan, Gateway};
 use crate::metering::Metering;
 use crate::provisioning::Provisioner;
 use crate::services::{MigrationSource, OwnerDb};
@@ -33,10 +33,12 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// The web state over `services`, with a gateway and metering of its own.
-    pub fn new(services: &Services, tokens: OwnerTokens) -> Self {
+    /// The web state over `services`, with a gateway (holding `plan`'s connections)
+    /// and metering of its own.
+    pub fn new(services: &Services, tokens: OwnerTokens, plan: &ConnectionPlan) -> Self {
         let gateway = Gateway::new(
             &services.config,
+            plan,
             services.owner.clone(),
             Arc::clone(&services.access),
             services.storage.clone(),

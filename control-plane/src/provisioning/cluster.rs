@@ -223,6 +223,32 @@ impl Cluster {
         Ok(())
     }
 
+    /// Gives both roles of a tenant new passwords (as SCRAM verifiers), in one
+    /// transaction. Sessions already open keep working; new logins need the new ones.
+    pub async fn set_role_passwords(
+        &self,
+        owner_role: &str,
+        runtime_role: &str,
+        owner_password: &SecretString,
+        runtime_password: &SecretString,
+    ) -> Result<()> {
+        let mut client = connect(&self.admin).await?;
+        let tx = client.transaction().await?;
+        for (role, password) in [
+            (owner_role, owner_password),
+            (runtime_role, runtime_password),
+        ] {
+            tx.batch_execute(&format!(
+                "ALTER ROLE {} PASSWORD {}",
+                ident(role),
+                literal(&scram_verifier(password, self.scram_iterations))
+            ))
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// The tenant's database: cloned from the template, owned by the tenant's owner role,
     /// closed to `PUBLIC`, its objects handed to the owner role and readable and writable
     /// (rows only) by the runtime role. Safe to repeat.

@@ -13,6 +13,7 @@
 //!            removed (status deleted; the row stays for the audit trail)
 
 mod cluster;
+mod credentials;
 mod driver;
 pub mod faults;
 mod intent;

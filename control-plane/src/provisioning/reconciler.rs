@@ -52,6 +52,16 @@ impl Provisioner {
         if report.found > 0 {
             tracing::info!(?report, "reconciler pass");
         }
+        match self.finish_left_rotations().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                finished = n,
+                "credential rotations left by a crash finished"
+            ),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not look for unfinished credential rotations")
+            }
+        }
         // Every pass, not only when something is unsettled: an owner role can reopen its
         // database at any time.
         if let Err(e) = self.cluster.reassert_hardening().await {

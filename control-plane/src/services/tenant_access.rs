@@ -78,6 +78,38 @@ impl TenantAccess {
             .open_string(tenant.secret_key_version, blob, &aad(tenant.id, role))
     }
 
+    /// The new password of `role` while a rotation is in flight.
+    pub fn rotation_password(
+        &self,
+        tenant: &Tenant,
+        role: TenantRole,
+    ) -> Result<Option<SecretString>> {
+        let Some(rotation) = &tenant.rotation else {
+            return Ok(None);
+        };
+        let blob = match role {
+            TenantRole::Owner => &rotation.owner_password_enc,
+            TenantRole::Runtime => &rotation.runtime_password_enc,
+        };
+        self.keyring
+            .open_string(rotation.key_version, blob, &aad(tenant.id, role))
+            .map(Some)
+    }
+
+    /// Every way `role` may log in now: the current password, then (while a rotation is
+    /// in flight, when the server may already have the new one) the new.
+    pub fn logins(&self, tenant: &Tenant, role: TenantRole) -> Result<Vec<Endpoint>> {
+        let name = match role {
+            TenantRole::Owner => &tenant.owner_role,
+            TenantRole::Runtime => &tenant.runtime_role,
+        };
+        let mut logins = vec![self.endpoint(tenant, role)?];
+        if let Some(password) = self.rotation_password(tenant, role)? {
+            logins.push(self.server.as_role(&tenant.db_name, name, &password));
+        }
+        Ok(logins)
+    }
+
     /// Where and as whom to reach a tenant's database.
     pub fn endpoint(&self, tenant: &Tenant, role: TenantRole) -> Result<Endpoint> {
         let name = match role {

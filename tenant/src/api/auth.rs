@@ -233,7 +233,7 @@ impl<S: Send + Sync> FromRequestParts<S> for AuthUser {
             .ok_or(ApiFailure::Unauthenticated)?;
         let claims = ctx.keys.verify(token).ok_or(ApiFailure::Unauthenticated)?;
         let conn = ctx.pool.get().await?;
-        match users::user_fetch(&***conn, claims.sub).await? {
+        match users::user_fetch_pooled(&conn, claims.sub).await? {
             // Tokens issued before the user last changed (password, role, status) are void.
             Some(user)
                 if user.status == "active"

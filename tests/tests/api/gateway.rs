@@ -262,9 +262,9 @@ async fn a_tenant_whose_database_is_unreachable_fails_alone_and_recovers() {
 async fn more_tenants_than_pools_under_load_stay_within_the_connection_budget() {
     const BUDGET: usize = 6;
     let app = spawn_app_with(|c| {
-        c.tenant_connection_budget = BUDGET;
+        c.tenant_connection_budget = Some(BUDGET);
         c.tenant_pool_size = 2;
-        c.max_tenant_pools = 4;
+        c.max_tenant_pools = Some(4);
     })
     .await;
     let tenants = app.create_tenants("load", 10).await;
@@ -693,7 +693,7 @@ async fn with_the_budget_spent_a_busy_tenant_waits_for_its_own_and_a_cold_one_ta
 {
     // Budget 2: tenants `sched-0` and `sched-1` hold one connection each.
     let app = spawn_app_with(|c| {
-        c.tenant_connection_budget = 2;
+        c.tenant_connection_budget = Some(2);
         c.tenant_pool_size = 2;
     })
     .await;

@@ -17,6 +17,7 @@ mod isolation;
 mod limits;
 mod metering;
 mod openapi;
+mod pool_policy;
 mod provisioning;
 mod records;
 mod recovery;

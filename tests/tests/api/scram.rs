@@ -25,6 +25,8 @@ async fn connect(url: &str) -> Result<tokio_postgres::Client, tokio_postgres::Er
 struct Running {
     port: u16,
     tenant: Tenant,
+    config: Config,
+    gateway: Arc<control_plane::gateway::Gateway>,
     shutdown: CancellationToken,
     server: tokio::task::JoinHandle<control_plane::Result<()>>,
     _dir: tempfile::TempDir,
@@ -52,11 +54,12 @@ impl Running {
         config.reconcile_interval = Duration::from_secs(3600);
         config.metering_interval = Duration::ZERO;
         adjust(&mut config);
-        let app = Application::build(config, Arc::new(Faults::default()))
+        let app = Application::build(config.clone(), Arc::new(Faults::default()))
             .await
             .expect("the service starts on the scratch cluster");
         let port = app.port();
         let services = app.services().clone();
+        let gateway = Arc::clone(&app.state().gateway);
         let shutdown = CancellationToken::new();
         let server = tokio::spawn(app.run(shutdown.clone()));
         let created = services
@@ -80,6 +83,8 @@ impl Running {
         Self {
             port,
             tenant,
+            config,
+            gateway,
             shutdown,
             server,
             _dir: dir,
@@ -88,19 +93,37 @@ impl Running {
 
     /// A tenant request through the gateway, which logs in as the tenant's runtime role.
     async fn assert_tenant_served(&self) {
-        let response = reqwest::Client::new()
-            .get(format!("http://127.0.0.1:{}/api/v1/status", self.port))
-            .header("Host", format!("{}.localhost", self.tenant.slug))
-            .send()
-            .await
-            .expect("request");
-        assert_eq!(response.status(), 200, "{:?}", response.text().await);
+        let (status, body) = status_of(self.port, &self.tenant.slug).await;
+        assert_eq!(status, 200, "{body}");
     }
 
     async fn stop(self) {
         self.shutdown.cancel();
         self.server.await.expect("join").expect("server");
     }
+}
+
+async fn status_of(port: u16, slug: &str) -> (u16, String) {
+    let response = reqwest::Client::new()
+        .get(format!("http://127.0.0.1:{port}/api/v1/status"))
+        .header("Host", format!("{slug}.localhost"))
+        .send()
+        .await
+        .expect("request");
+    let status = response.status().as_u16();
+    (status, response.text().await.unwrap_or_default())
+}
+
+/// The role's stored SCRAM verifier.
+async fn verifier(admin: &tokio_postgres::Client, role: &str) -> String {
+    admin
+        .query_one(
+            "SELECT rolpassword FROM pg_authid WHERE rolname = $1",
+            &[&role],
+        )
+        .await
+        .expect("verifier")
+        .get(0)
 }
 
 #[tokio::test]
@@ -120,16 +143,8 @@ async fn tenant_roles_get_verifiers_of_the_configured_rounds_and_log_in_over_scr
         .await
         .expect("superuser login with its password");
     for role in [&tenant.owner_role, &tenant.runtime_role] {
-        let verifier: String = admin
-            .query_one(
-                "SELECT rolpassword FROM pg_authid WHERE rolname = $1",
-                &[role],
-            )
-            .await
-            .expect("verifier")
-            .get(0);
         assert!(
-            verifier.starts_with("SCRAM-SHA-256$7:"),
+            verifier(&admin, role).await.starts_with("SCRAM-SHA-256$7:"),
             "{role} has a verifier of other rounds"
         );
     }
@@ -181,5 +196,221 @@ async fn a_server_on_the_same_machine_is_reached_over_its_unix_socket() {
     };
     assert_eq!(count(true).await, 0);
     assert!(count(false).await > 0, "no session of the service is open");
+    running.stop().await;
+}
+
+/// Requests sent back to back by `clients` tasks until stopped: how many were answered
+/// 200, and every other answer.
+struct Load {
+    ok: Arc<std::sync::atomic::AtomicUsize>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    tasks: Vec<tokio::task::JoinHandle<Vec<(u16, String)>>>,
+}
+
+impl Load {
+    fn start(port: u16, slug: &str, clients: usize) -> Self {
+        let ok = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let tasks = (0..clients)
+            .map(|_| {
+                let (ok, stop, slug) = (Arc::clone(&ok), Arc::clone(&stop), slug.to_string());
+                tokio::spawn(async move {
+                    let mut failures = Vec::new();
+                    while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                        match status_of(port, &slug).await {
+                            (200, _) => {
+                                ok.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                            }
+                            other => failures.push(other),
+                        }
+                    }
+                    failures
+                })
+            })
+            .collect();
+        Self { ok, stop, tasks }
+    }
+
+    /// Waits until `more` further requests have been served.
+    async fn served(&self, more: usize) {
+        let target = self.ok.load(std::sync::atomic::Ordering::SeqCst) + more;
+        crate::helpers::eventually("requests to be served", || async {
+            let now = self.ok.load(std::sync::atomic::Ordering::SeqCst);
+            if now >= target { Ok(()) } else { Err(now) }
+        })
+        .await;
+    }
+
+    async fn stop(self) -> Vec<(u16, String)> {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        let mut failures = Vec::new();
+        for task in self.tasks {
+            failures.extend(task.await.expect("load task"));
+        }
+        failures
+    }
+}
+
+#[tokio::test]
+async fn credentials_rotate_online_from_another_process_without_a_failed_request() {
+    let cluster = ScratchCluster::start();
+    let running = Running::start(
+        |db| cluster.url(db),
+        "rotate",
+        |config| config.tenant_scram_iterations = 9,
+    )
+    .await;
+    let tenant = running.tenant.clone();
+    let admin = connect(&cluster.url("postgres")).await.expect("admin");
+    // The rotation comes from another set of services, as from the CLI in another
+    // process: the serving process hears nothing of it.
+    let cli =
+        control_plane::wiring::Services::init(running.config.clone(), Arc::new(Faults::default()))
+            .await
+            .expect("a second process's services");
+    let old_runtime = secrecy::ExposeSecret::expose_secret(
+        &cli.access
+            .password(&tenant, control_plane::services::TenantRole::Runtime)
+            .expect("password"),
+    )
+    .to_string();
+    let old_owner = secrecy::ExposeSecret::expose_secret(
+        &cli.access
+            .password(&tenant, control_plane::services::TenantRole::Owner)
+            .expect("password"),
+    )
+    .to_string();
+
+    // Requests keep coming while the roles get their new passwords: sessions already
+    // open keep working.
+    let load = Load::start(running.port, &tenant.slug, 4);
+    load.served(50).await;
+    let rotated = cli
+        .provisioner
+        .rotate_credentials(tenant.id, &Actor::cli())
+        .await
+        .expect("rotate");
+    assert!(rotated.rotation.is_none(), "the rotation is finished");
+    assert_ne!(rotated.runtime_password_enc, tenant.runtime_password_enc);
+    load.served(50).await;
+    let failures = load.stop().await;
+    assert!(
+        failures.is_empty(),
+        "requests failed during the rotation: {failures:?}"
+    );
+
+    // The serving process's open sessions go; its next logins use the old password,
+    // which the server now refuses, and it finds the new one by itself.
+    admin
+        .execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1",
+            &[&tenant.runtime_role],
+        )
+        .await
+        .expect("terminate");
+    crate::helpers::eventually("the killed backends to exit", || async {
+        let left: i64 = admin
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE usename = $1",
+                &[&tenant.runtime_role],
+            )
+            .await
+            .expect("count")
+            .get(0);
+        if left == 0 { Ok(()) } else { Err(left) }
+    })
+    .await;
+    crate::helpers::eventually("the dead connections to be dropped", || async {
+        match running.gateway.connections_open() {
+            0 => Ok(()),
+            n => Err(n),
+        }
+    })
+    .await;
+    let load = Load::start(running.port, &tenant.slug, 4);
+    load.served(50).await;
+    let failures = load.stop().await;
+    assert!(
+        failures.is_empty(),
+        "requests failed after the rotation: {failures:?}"
+    );
+
+    // The old passwords no longer log in; the new verifiers have the configured rounds.
+    for (role, password) in [
+        (&tenant.runtime_role, &old_runtime),
+        (&tenant.owner_role, &old_owner),
+    ] {
+        let url = format!(
+            "postgres://{role}:{password}@127.0.0.1:{}/{}",
+            cluster.port, tenant.db_name
+        );
+        let refused = connect(&url)
+            .await
+            .expect_err("an old password still logs in");
+        assert_eq!(
+            refused.code(),
+            Some(&tokio_postgres::error::SqlState::INVALID_PASSWORD),
+            "{refused:?}"
+        );
+        assert!(verifier(&admin, role).await.starts_with("SCRAM-SHA-256$9:"));
+    }
+    let audited: i64 = {
+        let conn = cli.owner.conn().await.expect("owner");
+        conn.query_one(
+            "SELECT count(*) FROM audit_log WHERE action = 'tenant.rotate_credentials' AND target_id = $1",
+            &[&tenant.id.to_string()],
+        )
+        .await
+        .expect("audit")
+        .get(0)
+    };
+    assert_eq!(audited, 1, "the rotation is audited once");
+
+    // A rotation cut short after its new passwords were recorded (a crash) is finished
+    // with those passwords by the next rotation, not replaced.
+    let sealed = cli
+        .access
+        .seal_new_password(tenant.id, control_plane::services::TenantRole::Owner)
+        .expect("seal");
+    let sealed_runtime = cli
+        .access
+        .seal_new_password(tenant.id, control_plane::services::TenantRole::Runtime)
+        .expect("seal");
+    let left = {
+        let conn = cli.owner.conn().await.expect("owner");
+        owner::tenants::tenant_rotation_begin(
+            &**conn,
+            tenant.id,
+            sealed.key_version,
+            &sealed.blob,
+            &sealed_runtime.blob,
+        )
+        .await
+        .expect("begin")
+    };
+    let pending = cli
+        .access
+        .rotation_password(&left, control_plane::services::TenantRole::Runtime)
+        .expect("open")
+        .expect("a rotation in flight");
+    let finished = cli
+        .provisioner
+        .rotate_credentials(tenant.id, &Actor::cli())
+        .await
+        .expect("finish");
+    assert!(finished.rotation.is_none());
+    assert_eq!(
+        finished.runtime_password_enc, sealed_runtime.blob,
+        "the recorded passwords"
+    );
+    let url = format!(
+        "postgres://{}:{}@127.0.0.1:{}/{}",
+        tenant.runtime_role,
+        secrecy::ExposeSecret::expose_secret(&pending),
+        cluster.port,
+        tenant.db_name
+    );
+    connect(&url).await.expect("the recorded password logs in");
+    running.assert_tenant_served().await;
     running.stop().await;
 }

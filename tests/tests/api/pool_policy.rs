@@ -1,0 +1,102 @@
+//! The tenant pool's connection policy against a real server, with connections held by
+//! the test itself so every step is deterministic: first connections before anyone's
+//! extras (the reserve), extras closed first.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use tenant::pool::{Budget, PoolSettings, Relief, TenantPool, build_pool};
+
+use crate::helpers::spawn_app;
+
+fn pool(app: &crate::helpers::TestApp, budget: &Arc<Budget>, relief: Relief) -> TenantPool {
+    let endpoint = app.state.owner.endpoint();
+    build_pool(
+        vec![endpoint.config().clone()],
+        endpoint.tls().clone(),
+        PoolSettings {
+            max_size: 10,
+            wait: Duration::from_secs(30),
+            connect: Duration::from_secs(30),
+        },
+        Arc::clone(budget),
+        relief,
+        None,
+    )
+    .expect("pool")
+}
+
+#[tokio::test]
+async fn a_burst_cannot_take_the_reserve_kept_for_first_connections() {
+    let app = spawn_app().await;
+    // Ten connections, one of them kept for first connections.
+    let budget = Budget::new(10);
+    let reliefs = Arc::new(AtomicUsize::new(0));
+    let counted: Relief = {
+        let reliefs = Arc::clone(&reliefs);
+        Arc::new(move || {
+            reliefs.fetch_add(1, Ordering::SeqCst);
+        })
+    };
+    let busy = pool(&app, &budget, Arc::clone(&counted));
+    let quiet = pool(&app, &budget, counted);
+
+    // A burst on one tenant grows it to the budget less the reserve, and no further.
+    let mut held = Vec::new();
+    for _ in 0..9 {
+        held.push(busy.get().await.expect("from free budget"));
+    }
+    assert_eq!(budget.in_use(), 9);
+    let tenth = tokio::spawn({
+        let busy = busy.clone();
+        async move { busy.get().await.map(|_| ()) }
+    });
+    // While it waits for one of its own, a tenant with none is served from the reserve
+    // at once, without closing anyone's connection.
+    let first = quiet.get().await.expect("the reserve");
+    assert_eq!(budget.in_use(), 10);
+    assert_eq!(busy.status().size, 9, "the burst did not take the reserve");
+    assert_eq!(reliefs.load(Ordering::SeqCst), 0, "no relief was needed");
+    assert!(
+        !tenth.is_finished(),
+        "the burst's tenth request waits for its own"
+    );
+    // One of its own comes back: the waiting request is served by it.
+    drop(held.pop());
+    tenth
+        .await
+        .expect("task")
+        .expect("served by its own connection");
+    assert_eq!(busy.status().size, 9);
+    drop(first);
+}
+
+#[tokio::test]
+async fn extra_connections_close_after_their_idle_time_and_the_first_stays() {
+    let app = spawn_app().await;
+    let budget = Budget::new(20);
+    let pool = pool(&app, &budget, Arc::new(|| {}));
+    let held: Vec<_> = futures::future::join_all((0..4).map(|_| pool.get()))
+        .await
+        .into_iter()
+        .map(|c| c.expect("connection"))
+        .collect();
+    assert_eq!(pool.status().size, 4);
+    drop(held);
+    // Not idle long enough yet: nothing closes.
+    assert_eq!(pool.sweep(Duration::from_secs(3600)), 0);
+    assert_eq!(pool.status().size, 4);
+    // Idle long enough: the extras close, the tenant keeps one.
+    assert_eq!(pool.sweep(Duration::ZERO), 3);
+    assert_eq!(pool.status().size, 1);
+    assert_eq!(budget.in_use(), 1, "their budget is back");
+    assert_eq!(pool.sweep(Duration::ZERO), 0, "the last one is kept");
+    // One in use counts as the one kept: an idle extra beside it closes.
+    let in_use = pool.get().await.expect("connection");
+    let extra = pool.get().await.expect("connection");
+    drop(extra);
+    assert_eq!(pool.sweep(Duration::ZERO), 1);
+    assert_eq!(pool.status().size, 1);
+    drop(in_use);
+}
