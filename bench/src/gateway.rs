@@ -334,8 +334,13 @@ async fn baseline_status(
         .get()
         .await
         .map_err(|_| StatusCode::SERVICE_UNAVAILABLE)?;
+    // Prepared once per connection, as the tenant API does: one round trip per query.
+    let statement = conn
+        .prepare_cached(QUERY)
+        .await
+        .map_err(|_| StatusCode::INTERNAL_SERVER_ERROR)?;
     let row = conn
-        .query_one(QUERY, &[])
+        .query_one(&statement, &[])
         .await
         .map_err(|_| StatusCode::INTERNAL_SERVER_ERROR)?;
     let practices: i64 = row.get(2);
@@ -344,8 +349,9 @@ async fn baseline_status(
     ))
 }
 
-/// The baseline with a pool of `size`: a static deadpool-postgres pool (fast recycling)
-/// logging in as `endpoint` (the first tenant's runtime role), behind a bare handler.
+/// The baseline with a pool of `size`: a static deadpool-postgres pool (fast recycling,
+/// statements prepared once per connection) logging in as `endpoint` (the first tenant's
+/// runtime role), behind a bare handler.
 async fn baseline(
     endpoint: &Endpoint,
     size: usize,
