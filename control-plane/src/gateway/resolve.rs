@@ -31,6 +31,14 @@ impl Expiry<String, Resolution> for ResolutionExpiry {
     }
 }
 
+fn count_lookup(resolution: &Resolution) {
+    let outcome = match resolution {
+        Resolution::Tenant(_) => "tenant",
+        Resolution::Unknown => "unknown",
+    };
+    metrics::counter!("gateway_domain_lookups_total", "outcome" => outcome).increment(1);
+}
+
 impl Gateway {
     pub(super) async fn resolve(&self, domain: &str) -> Result<Resolution, Refusal> {
         // A lookup that overlapped a change may have read the old row: drop it and
@@ -46,6 +54,11 @@ impl Gateway {
 
     async fn resolve_once(&self, domain: &str) -> Result<Resolution, Refusal> {
         metrics::counter!("gateway_domain_cache_requests_total").increment(1);
+        // The common case, a cached answer, without building the loader below.
+        if let Some(known) = self.domains.get(domain).await {
+            count_lookup(&known);
+            return Ok(known);
+        }
         let owner = self.owner.clone();
         let last_known = self.last_known.clone();
         let key = domain.to_string();
@@ -74,12 +87,7 @@ impl Gateway {
             .await;
         match lookup {
             Ok(resolution) => {
-                let outcome = match resolution {
-                    Resolution::Tenant(_) => "tenant",
-                    Resolution::Unknown => "unknown",
-                };
-                metrics::counter!("gateway_domain_lookups_total", "outcome" => outcome)
-                    .increment(1);
+                count_lookup(&resolution);
                 Ok(resolution)
             }
             Err(e) => {
