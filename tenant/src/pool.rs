@@ -35,14 +35,22 @@ use deadpool::managed::{self, Metrics, RecycleError, RecycleResult, TimeoutType}
 use deadpool_postgres::ClientWrapper;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
-/// How often a connection waiting for budget asks for relief again.
+/// How soon a connection waiting for budget asks for relief again after relief found
+/// nothing to close.
 const RELIEF_INTERVAL: Duration = Duration::from_millis(20);
 /// How often a request waiting for its tenant's own busy connections looks again even
 /// without being woken (budget may have been freed, or its connections closed meanwhile).
 const SATURATED_RECHECK: Duration = Duration::from_millis(20);
 
-/// Asked to free budget (close an idle connection of another pool) before waiting for it.
-pub type Relief = Arc<dyn Fn() + Send + Sync>;
+/// How soon it asks again after relief closed a connection: the permit freed normally
+/// reaches it at once, unless an earlier waiter took it (whose own relief found nothing).
+/// Asking sooner would close connections nobody needs, each re-opened later by its
+/// tenant.
+const RELIEF_AFTER_CLOSE: Duration = Duration::from_millis(100);
+
+/// Asked to free budget (close an idle connection of another pool) before waiting for
+/// it; says whether it closed one.
+pub type Relief = Arc<dyn Fn() -> bool + Send + Sync>;
 
 /// The fleet-wide limit on tenant connections: one permit per open connection.
 #[derive(Debug)]
@@ -191,7 +199,7 @@ impl managed::Manager for BudgetedManager {
             tokio::pin!(acquire);
             let deadline = tokio::time::sleep(self.budget_wait);
             tokio::pin!(deadline);
-            let mut ask = tokio::time::interval(RELIEF_INTERVAL);
+            let mut ask_at = tokio::time::Instant::now();
             loop {
                 tokio::select! {
                     // In this order: a permit already granted is taken before relief would
@@ -199,7 +207,11 @@ impl managed::Manager for BudgetedManager {
                     biased;
                     permit = &mut acquire => break permit.map_err(|_| ConnectError::Budget)?,
                     _ = &mut deadline => return Err(ConnectError::Budget),
-                    _ = ask.tick() => (self.relief)(),
+                    _ = tokio::time::sleep_until(ask_at) => {
+                        let closed = (self.relief)();
+                        let again = if closed { RELIEF_AFTER_CLOSE } else { RELIEF_INTERVAL };
+                        ask_at = tokio::time::Instant::now() + again;
+                    }
                 }
             }
         };

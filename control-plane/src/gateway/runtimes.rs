@@ -128,11 +128,11 @@ impl Gateway {
                     best = Some((runtime, rank));
                 }
             }
-            if let Some((runtime, _)) = best
-                && runtime.pool.close_longest_idle()
-            {
+            let closed = best.is_some_and(|(runtime, _)| runtime.pool.close_longest_idle());
+            if closed {
                 metrics::counter!("tenant_connections_relieved_total").increment(1);
             }
+            closed
         });
         let relogin: Relogin = {
             let (owner, access, id) = (self.owner.clone(), Arc::clone(&self.access), tenant.id);

@@ -37,6 +37,7 @@ async fn a_burst_cannot_take_the_reserve_kept_for_first_connections() {
         let reliefs = Arc::clone(&reliefs);
         Arc::new(move || {
             reliefs.fetch_add(1, Ordering::SeqCst);
+            false
         })
     };
     let busy = pool(&app, &budget, Arc::clone(&counted));
@@ -76,7 +77,7 @@ async fn a_burst_cannot_take_the_reserve_kept_for_first_connections() {
 async fn extra_connections_close_after_their_idle_time_and_the_first_stays() {
     let app = spawn_app().await;
     let budget = Budget::new(20);
-    let pool = pool(&app, &budget, Arc::new(|| {}));
+    let pool = pool(&app, &budget, Arc::new(|| false));
     let held: Vec<_> = futures::future::join_all((0..4).map(|_| pool.get()))
         .await
         .into_iter()
