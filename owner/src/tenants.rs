@@ -210,6 +210,15 @@ impl TryFrom<&Row> for Tenant {
     }
 }
 
+/// [`COLUMNS`] qualified by a table alias, for queries that join `tenants`.
+fn columns_of(alias: &str) -> String {
+    COLUMNS
+        .split(", ")
+        .map(|c| format!("{alias}.{}", c.trim()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 fn rows_to_tenants(rows: &[Row]) -> Result<Vec<Tenant>> {
     rows.iter().map(Tenant::try_from).collect()
 }
@@ -360,11 +369,7 @@ pub async fn tenants_most_requested(
     hours: i32,
     limit: i64,
 ) -> Result<Vec<Tenant>> {
-    let t_columns = COLUMNS
-        .split(", ")
-        .map(|c| format!("t.{}", c.trim()))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let t_columns = columns_of("t");
     let rows = client
         .query(
             &format!(
@@ -377,7 +382,7 @@ pub async fn tenants_most_requested(
             &[&hours, &limit],
         )
         .await?;
-    rows.iter().map(Tenant::try_from).collect()
+    rows_to_tenants(&rows)
 }
 
 /// Filters for [`tenant_list`]. `include_deleted` is off by default.
@@ -546,11 +551,7 @@ pub async fn tenant_fetch_by_domain(
     client: &impl GenericClient,
     domain: &str,
 ) -> Result<Option<Tenant>> {
-    let columns = COLUMNS
-        .split(", ")
-        .map(|c| format!("t.{}", c.trim()))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let columns = columns_of("t");
     let row = client
         .query_opt(
             &format!("SELECT {columns} FROM tenant_domains d JOIN tenants t ON t.id = d.tenant_id WHERE d.domain = $1"),
@@ -681,11 +682,7 @@ pub async fn tenant_search(
         .await?
         .get(0);
     let direction = if search.descending { "DESC" } else { "ASC" };
-    let columns = COLUMNS
-        .split(", ")
-        .map(|c| format!("t.{}", c.trim()))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let columns = columns_of("t");
     // The page is chosen first (an index scan for the default order) and only its rows
     // get their primary domain and latest usage: with ten thousand tenants, joining
     // before the LIMIT would look up every tenant's usage.

@@ -57,12 +57,13 @@ pub async fn user_fetch(
     id: Uuid,
 ) -> Result<Option<User>, tokio_postgres::Error> {
     Ok(client
-        .query_opt(
-            &format!("SELECT {COLUMNS} FROM users WHERE id = $1"),
-            &[&id],
-        )
+        .query_opt(&by_id_sql(), &[&id])
         .await?
         .map(|r| from_row(&r)))
+}
+
+fn by_id_sql() -> String {
+    format!("SELECT {COLUMNS} FROM users WHERE id = $1")
 }
 
 /// [`user_fetch`] on a pooled connection, with the statement prepared once per
@@ -71,7 +72,7 @@ pub async fn user_fetch_pooled(
     client: &deadpool_postgres::ClientWrapper,
     id: Uuid,
 ) -> Result<Option<User>, tokio_postgres::Error> {
-    let sql = format!("SELECT {COLUMNS} FROM users WHERE id = $1");
+    let sql = by_id_sql();
     let row = crate::prepared::with_prepared(client, &sql, |statement| async move {
         client.query_opt(&statement, &[&id]).await
     })

@@ -114,6 +114,16 @@ async fn status_of(port: u16, slug: &str) -> (u16, String) {
     (status, response.text().await.unwrap_or_default())
 }
 
+/// The server refuses the login at `url` for its password (not for any other reason).
+async fn assert_password_refused(url: &str, what: &str) {
+    let refused = connect(url).await.expect_err(&format!("{what} logged in"));
+    assert_eq!(
+        refused.code(),
+        Some(&tokio_postgres::error::SqlState::INVALID_PASSWORD),
+        "{what}: {refused:?}"
+    );
+}
+
 /// The role's stored SCRAM verifier.
 async fn verifier(admin: &tokio_postgres::Client, role: &str) -> String {
     admin
@@ -157,14 +167,7 @@ async fn tenant_roles_get_verifiers_of_the_configured_rounds_and_log_in_over_scr
         "postgres://{}:wrong@127.0.0.1:{}/{}",
         tenant.runtime_role, cluster.port, tenant.db_name
     );
-    let refused = connect(&wrong)
-        .await
-        .expect_err("a wrong password logged in");
-    assert_eq!(
-        refused.code(),
-        Some(&tokio_postgres::error::SqlState::INVALID_PASSWORD),
-        "{refused:?}"
-    );
+    assert_password_refused(&wrong, "a wrong password").await;
     running.stop().await;
 }
 
@@ -344,14 +347,7 @@ async fn credentials_rotate_online_from_another_process_without_a_failed_request
             "postgres://{role}:{password}@127.0.0.1:{}/{}",
             cluster.port, tenant.db_name
         );
-        let refused = connect(&url)
-            .await
-            .expect_err("an old password still logs in");
-        assert_eq!(
-            refused.code(),
-            Some(&tokio_postgres::error::SqlState::INVALID_PASSWORD),
-            "{refused:?}"
-        );
+        assert_password_refused(&url, "an old password").await;
         assert!(verifier(&admin, role).await.starts_with("SCRAM-SHA-256$9:"));
     }
     let audited: i64 = {
