@@ -88,6 +88,15 @@ impl Application {
             Arc::clone(&self.state.provisioner)
                 .run_reconciler(self.state.config.reconcile_interval, shutdown.clone()),
         );
+        let backups = {
+            let config = &self.state.config;
+            tokio::spawn(Arc::clone(&self.services.backups).run(
+                config.reconcile_interval,
+                config.backup_schedule_interval,
+                config.restore_test_interval,
+                shutdown.clone(),
+            ))
+        };
         let prewarm = {
             let gateway = Arc::clone(&self.state.gateway);
             tokio::spawn(async move { gateway.prewarm().await })
@@ -116,6 +125,7 @@ impl Application {
         tasks.close();
         tasks.wait().await;
         let _ = reconciler.await;
+        let _ = backups.await;
         if let Some(metering) = metering {
             let _ = metering.await;
         }

@@ -51,6 +51,9 @@ pub enum Error {
     PasswordChangeRequired,
     #[error("not allowed")]
     Forbidden,
+    /// A backup's files or manifest do not match their checksums; nothing was restored.
+    #[error("the backup cannot be used: {0}")]
+    BackupCorrupt(String),
     #[error("{0}")]
     Internal(String),
 }

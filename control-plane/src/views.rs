@@ -28,6 +28,8 @@ pub struct TenantInfo {
     pub updated_at: DateTime<Utc>,
     pub activated_at: Option<DateTime<Utc>>,
     pub deleted_at: Option<DateTime<Utc>>,
+    /// Why the tenant is not served right now (a restore running), if it is not.
+    pub maintenance: Option<String>,
 }
 
 impl From<&Tenant> for TenantInfo {
@@ -51,6 +53,26 @@ impl From<&Tenant> for TenantInfo {
             updated_at: t.updated_at,
             activated_at: t.activated_at,
             deleted_at: t.deleted_at,
+            maintenance: t.maintenance.clone(),
+        }
+    }
+}
+
+/// A backup as operators see it: the row with its size and duration worked out.
+#[derive(Debug, Clone, Serialize)]
+pub struct BackupInfo {
+    #[serde(flatten)]
+    pub backup: owner::backups::Backup,
+    pub size_bytes: Option<i64>,
+    pub duration_ms: Option<i64>,
+}
+
+impl From<&owner::backups::Backup> for BackupInfo {
+    fn from(b: &owner::backups::Backup) -> Self {
+        Self {
+            backup: b.clone(),
+            size_bytes: b.size_bytes(),
+            duration_ms: b.duration_ms(),
         }
     }
 }

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use crate::backups::Backups;
 use crate::billing::Billing;
 use crate::config::Config;
 use crate::domains::Domains;
@@ -29,6 +30,7 @@ pub struct Services {
     pub domains: Arc<Domains>,
     pub billing: Arc<Billing>,
     pub fleet: Fleet,
+    pub backups: Arc<Backups>,
 }
 
 impl Services {
@@ -66,7 +68,7 @@ impl Services {
                 .await?;
             keyring
         };
-        let (host, port) = server_address(admin_pg.config());
+        let (host, port) = pg::server_address(admin_pg.config());
         let installation_id = {
             let conn = owner.conn().await?;
             owner::servers::server_upsert(&**conn, owner::servers::DEFAULT_SERVER, &host, port)
@@ -88,6 +90,7 @@ impl Services {
             config.tenant_scram_iterations,
         ));
         let storage = storage::Storage::new(&config.storage_root);
+        Backups::check_root(config.backup_root.as_deref())?;
         let events = TenantEvents::default();
         let tasks = Tasks::new();
         let provisioner = Arc::new(Provisioner::new(
@@ -97,8 +100,18 @@ impl Services {
             storage.clone(),
             events.clone(),
             tasks.clone(),
-            faults,
+            Arc::clone(&faults),
             config.base_domain.clone(),
+        ));
+        let backups = Arc::new(Backups::new(
+            owner.clone(),
+            Arc::clone(&cluster),
+            storage.clone(),
+            events.clone(),
+            Arc::clone(&provisioner),
+            faults,
+            config.backup_root.clone(),
+            config.backup_concurrency,
         ));
         let domains = Arc::new(Domains::new(
             owner.clone(),
@@ -127,6 +140,7 @@ impl Services {
             domains,
             billing,
             fleet,
+            backups,
         })
     }
 }
@@ -135,15 +149,4 @@ impl Services {
 /// while the old one drains), plus a few for metering and checks.
 fn runtime_connection_limit(pool_size: usize) -> i32 {
     i32::try_from(pool_size.saturating_mul(2).saturating_add(5)).unwrap_or(i32::MAX)
-}
-
-/// Host and port of the admin connection, as recorded in `database_servers`.
-fn server_address(config: &tokio_postgres::Config) -> (String, u16) {
-    let host = match config.get_hosts().first() {
-        Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
-        Some(tokio_postgres::config::Host::Unix(p)) => p.display().to_string(),
-        None => "localhost".to_string(),
-    };
-    let port = config.get_ports().first().copied().unwrap_or(5432);
-    (host, port)
 }

@@ -22,6 +22,9 @@ pub enum Error {
     NotFound,
     #[error("row changed concurrently")]
     Conflict,
+    /// One of a kind per tenant at a time (a backup, a restore) is already running.
+    #[error("a {0} of this tenant is already running")]
+    AlreadyRunning(&'static str),
     #[error("owner database error: {0}")]
     Db(#[source] tokio_postgres::Error),
     #[error("owner migration failed: {0}")]
@@ -49,6 +52,8 @@ impl From<tokio_postgres::Error> for Error {
                         return Error::DomainTaken(domain);
                     }
                     "owner_users_email_key" => return Error::EmailTaken,
+                    "tenant_backups_one_running" => return Error::AlreadyRunning("backup"),
+                    "tenant_restores_one_running" => return Error::AlreadyRunning("restore"),
                     _ => {}
                 }
             }

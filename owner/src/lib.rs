@@ -15,7 +15,11 @@
 //! resource-first that take any [`tokio_postgres::GenericClient`] (a client or a transaction).
 //! No HTTP here.
 
+#[macro_use]
+mod text_status;
+
 pub mod audit;
+pub mod backups;
 pub mod domains;
 mod error;
 pub mod ids;

@@ -128,6 +128,8 @@ pub struct Tenant {
     pub initial_admin: Option<InitialAdmin>,
     /// New role passwords being put in place (see `tenant_rotation_begin`).
     pub rotation: Option<Rotation>,
+    /// Why the tenant is not served right now (a restore running), if it is not.
+    pub maintenance: Option<String>,
 }
 
 /// A rotation of both role passwords in flight: sealed like the current ones.
@@ -153,7 +155,7 @@ const COLUMNS: &str = "id, slug, name, status, provisioning_step, last_error, pl
     server_id, db_name, owner_role, runtime_role, owner_password_enc, runtime_password_enc, \
     secret_key_version, schema_version, settings, features, created_at, updated_at, \
     activated_at, deleted_at, initial_admin, rotation_key_version, rotation_owner_password_enc, \
-    rotation_runtime_password_enc, rotation_started_at";
+    rotation_runtime_password_enc, rotation_started_at, maintenance";
 
 impl TryFrom<&Row> for Tenant {
     type Error = Error;
@@ -206,6 +208,7 @@ impl TryFrom<&Row> for Tenant {
                     started_at: row.try_get("rotation_started_at")?,
                 }),
             },
+            maintenance: row.try_get("maintenance")?,
         })
     }
 }
@@ -759,4 +762,19 @@ pub async fn tenant_key_versions(client: &impl GenericClient) -> Result<Vec<i32>
         )
         .await?;
     Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
+/// Puts a tenant in maintenance (`Some(why)`) or takes it out (`None`).
+pub async fn tenant_set_maintenance(
+    client: &impl GenericClient,
+    id: Uuid,
+    why: Option<&str>,
+) -> Result<()> {
+    client
+        .execute(
+            "UPDATE tenants SET maintenance = $2, updated_at = now() WHERE id = $1",
+            &[&id, &why],
+        )
+        .await?;
+    Ok(())
 }

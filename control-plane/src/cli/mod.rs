@@ -1,7 +1,9 @@
 //! The command line: one binary, one module per subcommand.
 
+mod backups;
 mod config;
 mod demo;
+mod find;
 mod installation;
 mod migrate;
 mod operators;
@@ -33,6 +35,10 @@ pub enum Command {
     /// directly; no running service needed).
     #[command(subcommand)]
     Tenants(tenants::TenantsCommand),
+    /// List backups, and run the backup job's passes by hand (`tenants backup`,
+    /// `tenants restore` and `tenants export` work on one tenant).
+    #[command(subcommand)]
+    Backups(backups::BackupsCommand),
     /// Run the tenant migrations across the fleet (`migrate status` shows where it is).
     Migrate(migrate::MigrateArgs),
     /// Manage operator accounts.
@@ -55,6 +61,7 @@ impl Cli {
         match self.command {
             Command::Serve => serve::run(config).await,
             Command::Tenants(cmd) => tenants::run(cmd, config).await,
+            Command::Backups(cmd) => backups::run(cmd, config).await,
             Command::Operators(cmd) => operators::run(cmd, config).await,
             Command::Migrate(args) => migrate::run(args, config).await,
             Command::Demo => demo::run(config).await,

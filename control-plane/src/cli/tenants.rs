@@ -8,6 +8,7 @@ use futures::StreamExt;
 use owner::tenants::{Tenant, TenantFilter, TenantStatus};
 use serde_json::json;
 
+use super::find;
 use super::output::emit;
 use crate::audit::Actor;
 use crate::config::Config;
@@ -62,6 +63,39 @@ pub enum TenantsCommand {
         /// Every active and suspended tenant.
         #[arg(long)]
         all: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Back up a tenant's database and files now, and wait; `--json` prints the backup
+    /// record with its id.
+    Backup {
+        slug: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Restore a backup into its tenant (checked against its checksums first; the
+    /// tenant is in maintenance meanwhile), or with --into into a new tenant.
+    Restore {
+        slug: String,
+        /// The backup's id (see `backups list SLUG`).
+        #[arg(long)]
+        backup: String,
+        /// Create tenant NEW_SLUG from the backup instead (same plan, its own id, roles,
+        /// database, files and domain).
+        #[arg(long, value_name = "NEW_SLUG")]
+        into: Option<String>,
+        /// Do not ask to type the slug.
+        #[arg(long)]
+        yes: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write one archive of everything the tenant owns (database dump, each table as
+    /// JSON lines, files, manifest), for handing over.
+    Export {
+        slug: String,
+        #[arg(long)]
+        out: std::path::PathBuf,
         #[arg(long)]
         json: bool,
     },
@@ -175,21 +209,45 @@ pub async fn run(cmd: TenantsCommand, config: Config) -> Result<()> {
             Ok(())
         }
         TenantsCommand::Show { slug, json } => {
-            let tenant = by_slug(&services, &slug).await?;
+            let tenant = find::tenant(&services, &slug).await?;
             show(&services, tenant, json).await
         }
         TenantsCommand::Suspend { slug, json } => {
-            let tenant = by_slug(&services, &slug).await?;
+            let tenant = find::tenant(&services, &slug).await?;
             let tenant = provisioner.tenant_suspend(tenant.id, &actor).await?;
             show(&services, tenant, json).await
         }
         TenantsCommand::Resume { slug, json } => {
-            let tenant = by_slug(&services, &slug).await?;
+            let tenant = find::tenant(&services, &slug).await?;
             let tenant = provisioner.tenant_resume(tenant.id, &actor).await?;
             show(&services, tenant, json).await
         }
         TenantsCommand::RotateCredentials { slugs, all, json } => {
             rotate_credentials(&services, slugs, all, json, &actor).await
+        }
+        TenantsCommand::Backup { slug, json } => {
+            super::backups::backup(&services, &slug, json, &actor).await
+        }
+        TenantsCommand::Restore {
+            slug,
+            backup,
+            into,
+            yes,
+            json,
+        } => {
+            super::backups::restore(
+                &services,
+                &slug,
+                &backup,
+                into.as_deref(),
+                yes,
+                json,
+                &actor,
+            )
+            .await
+        }
+        TenantsCommand::Export { slug, out, json } => {
+            super::backups::export(&services, &slug, out, json, &actor).await
         }
         TenantsCommand::Reconcile { json } => {
             let report = provisioner.reconcile_once().await?;
@@ -208,7 +266,7 @@ pub async fn run(cmd: TenantsCommand, config: Config) -> Result<()> {
             Ok(())
         }
         TenantsCommand::Delete { slug, json } => {
-            let tenant = by_slug(&services, &slug).await?;
+            let tenant = find::tenant(&services, &slug).await?;
             provisioner.tenant_delete(tenant.id, &actor).await?;
             let tenant = provisioner.drive(tenant.id).await?;
             show(&services, tenant, json).await
@@ -241,7 +299,7 @@ async fn rotate_credentials(
     } else {
         let mut tenants = Vec::new();
         for slug in &slugs {
-            tenants.push(by_slug(services, slug).await?);
+            tenants.push(find::tenant(services, slug).await?);
         }
         tenants
     };
@@ -281,11 +339,6 @@ async fn rotate_credentials(
         )));
     }
     Ok(())
-}
-
-async fn by_slug(services: &Services, slug: &str) -> Result<Tenant> {
-    let conn = services.owner.conn().await?;
-    Ok(owner::tenants::tenant_find(&**conn, slug).await?)
 }
 
 async fn show(services: &Services, tenant: Tenant, json: bool) -> Result<()> {

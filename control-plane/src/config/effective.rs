@@ -96,6 +96,22 @@ impl Config {
             ),
             ("CP_COOKIE_SECURE", self.cookie_secure.to_string()),
             ("CP_MAX_CONNECTIONS", self.max_connections.to_string()),
+            (
+                "CP_BACKUP_ROOT",
+                self.backup_root.as_ref().map_or_else(
+                    || "(each tenant's backups folder)".to_string(),
+                    |p| p.display().to_string(),
+                ),
+            ),
+            ("CP_BACKUP_CONCURRENCY", self.backup_concurrency.to_string()),
+            (
+                "CP_BACKUP_SCHEDULE_INTERVAL_SECS",
+                self.backup_schedule_interval.as_secs().to_string(),
+            ),
+            (
+                "CP_RESTORE_TEST_INTERVAL_SECS",
+                self.restore_test_interval.as_secs().to_string(),
+            ),
         ]
     }
 }

@@ -40,6 +40,13 @@ pub const DEFAULT_TENANT_SCRAM_ITERATIONS: u32 = 16;
 const MAX_SCRAM_ITERATIONS: u32 = 1_000_000;
 pub const DEFAULT_TENANT_POOL_IDLE: Duration = Duration::from_secs(300);
 pub const DEFAULT_MAX_UPLOAD_BYTES: u64 = 25 * 1024 * 1024;
+/// Backups taken at once by the background job (each holds one admin connection and
+/// runs one `pg_dump`).
+pub const DEFAULT_BACKUP_CONCURRENCY: usize = 2;
+/// How often the backup job looks for tenants whose plan says a backup is due.
+pub const DEFAULT_BACKUP_SCHEDULE_INTERVAL: Duration = Duration::from_secs(60);
+/// How often one recent backup is restored into a scratch database and checked.
+pub const DEFAULT_RESTORE_TEST_INTERVAL: Duration = Duration::from_secs(86_400);
 /// HTTP connections open at once; past it the oldest idle connection is closed.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 
@@ -107,6 +114,14 @@ pub struct Config {
     pub database_ca_file: Option<PathBuf>,
     /// HTTP connections open at once, all clients together.
     pub max_connections: usize,
+    /// Where backups go; `None`: each tenant's own `backups` folder.
+    pub backup_root: Option<PathBuf>,
+    /// Backups the background job takes at once.
+    pub backup_concurrency: usize,
+    /// How often the backup job looks for due backups; zero: never in the background.
+    pub backup_schedule_interval: Duration,
+    /// How often a recent backup is test-restored; zero: never in the background.
+    pub restore_test_interval: Duration,
     /// `CP_*` variables that name no setting; reported once at start-up.
     pub unknown_variables: Vec<String>,
 }
@@ -388,7 +403,26 @@ impl Config {
             }
         };
         let max_connections = count("CP_MAX_CONNECTIONS", DEFAULT_MAX_CONNECTIONS)?;
+        let backup_root = v.get_path("CP_BACKUP_ROOT");
+        if let Some(dir) = &backup_root
+            && dir.exists()
+            && !dir.is_dir()
+        {
+            return Err(v.invalid(
+                "CP_BACKUP_ROOT",
+                format!("{} exists and is not a directory", dir.display()),
+            ));
+        }
+        let backup_concurrency = count("CP_BACKUP_CONCURRENCY", DEFAULT_BACKUP_CONCURRENCY)?;
+        let backup_schedule_interval = number("CP_BACKUP_SCHEDULE_INTERVAL_SECS", true)?
+            .map_or(DEFAULT_BACKUP_SCHEDULE_INTERVAL, Duration::from_secs);
+        let restore_test_interval = number("CP_RESTORE_TEST_INTERVAL_SECS", true)?
+            .map_or(DEFAULT_RESTORE_TEST_INTERVAL, Duration::from_secs);
         Ok(Config {
+            backup_root,
+            backup_concurrency,
+            backup_schedule_interval,
+            restore_test_interval,
             cookie_secure,
             metering_interval,
             metering_concurrency,

@@ -39,6 +39,10 @@ pub const SETTINGS: &[&str] = &[
     "CP_METERING_CONCURRENCY",
     "CP_COOKIE_SECURE",
     "CP_MAX_CONNECTIONS",
+    "CP_BACKUP_ROOT",
+    "CP_BACKUP_CONCURRENCY",
+    "CP_BACKUP_SCHEDULE_INTERVAL_SECS",
+    "CP_RESTORE_TEST_INTERVAL_SECS",
 ];
 
 /// Variables with the `CP_` prefix that are not settings but are read all the same.

@@ -4,7 +4,7 @@
 //!
 //! The derived budget is what the server's `max_connections` leaves once its reserved
 //! slots and this process's other connections are set aside: the owner pools, fleet
-//! migrations, metering, provisioning and the reconciler, plus a margin for operators'
+//! migrations, metering, backups, provisioning and the reconciler, plus a margin for operators'
 //! own sessions (psql, backups, monitoring). It is one process's share: several
 //! processes on one server must each be given a budget explicitly.
 
@@ -58,7 +58,11 @@ impl ConnectionPlan {
                     .await
                     .map_err(|e| Error::Internal(format!("cannot read max_connections: {e}")))?;
                 let count = |i: usize| usize::try_from(row.get::<_, i64>(i)).unwrap_or(0);
-                let derivation = derive(count(0), count(1), config.metering_concurrency);
+                // Metering and the backup job run beside the pools, each on connections
+                // of its own (a backup holds a snapshot session and pg_dump's).
+                let side_work = config.metering_concurrency
+                    + crate::backups::Backups::connections_needed(config.backup_concurrency);
+                let derivation = derive(count(0), count(1), side_work);
                 let budget = derivation
                     .max_connections
                     .saturating_sub(derivation.reserved + derivation.kept_back);
@@ -96,13 +100,13 @@ impl ConnectionPlan {
     }
 }
 
-fn derive(max_connections: usize, reserved: usize, metering_concurrency: usize) -> Derivation {
+fn derive(max_connections: usize, reserved: usize, side_work: usize) -> Derivation {
     // Operators' sessions: a twentieth of the server, at least five.
     let margin = (max_connections / 20).max(5);
     Derivation {
         max_connections,
         reserved,
-        kept_back: 2 * OWNER_POOL_SIZE + OWN_WORK + metering_concurrency + margin,
+        kept_back: 2 * OWNER_POOL_SIZE + OWN_WORK + side_work + margin,
     }
 }
 

@@ -222,6 +222,9 @@ impl Gateway {
             TenantStatus::Provisioning => return Err(Refusal::Provisioning),
             TenantStatus::Deleting | TenantStatus::Deleted => return Err(Refusal::UnknownTenant),
         }
+        if tenant.maintenance.is_some() {
+            return Err(Refusal::Maintenance);
+        }
         let runtime = self.runtime(&tenant).await?;
         runtime.record_demand();
         Ok(tenant::TenantContext {

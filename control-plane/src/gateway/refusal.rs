@@ -9,6 +9,8 @@ pub enum Refusal {
     UnknownTenant,
     Suspended,
     Provisioning,
+    /// An operation that must not race its requests runs (a restore).
+    Maintenance,
     /// The owner database cannot be asked and nothing is known of the host.
     OwnerUnavailable,
     /// The tenant's pool could not be built (the detail is for the log).
@@ -20,9 +22,10 @@ impl Refusal {
         match self {
             Refusal::UnknownTenant => StatusCode::NOT_FOUND,
             Refusal::Suspended => StatusCode::FORBIDDEN,
-            Refusal::Provisioning | Refusal::OwnerUnavailable | Refusal::TenantUnavailable(_) => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            Refusal::Provisioning
+            | Refusal::Maintenance
+            | Refusal::OwnerUnavailable
+            | Refusal::TenantUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -31,6 +34,7 @@ impl Refusal {
             Refusal::UnknownTenant => "unknown_tenant",
             Refusal::Suspended => "tenant_suspended",
             Refusal::Provisioning => "tenant_provisioning",
+            Refusal::Maintenance => "tenant_maintenance",
             Refusal::OwnerUnavailable => "owner_unavailable",
             Refusal::TenantUnavailable(_) => "tenant_unavailable",
         }
@@ -42,6 +46,7 @@ impl Refusal {
             Refusal::UnknownTenant => "no tenant is served on this host",
             Refusal::Suspended => "this tenant is suspended",
             Refusal::Provisioning => "this tenant is still being set up; retry shortly",
+            Refusal::Maintenance => "this tenant is in maintenance (a restore); retry shortly",
             Refusal::OwnerUnavailable => "tenant routing is unavailable; retry shortly",
             Refusal::TenantUnavailable(_) => "this tenant's database is unavailable; retry shortly",
         }

@@ -91,6 +91,9 @@ impl From<&Error> for ApiError {
                 }
                 O::NotFound => ApiError::new(S::NOT_FOUND, "not_found", "no such resource"),
                 O::Conflict => ApiError::new(S::CONFLICT, "conflict", o.to_string()),
+                O::AlreadyRunning(_) => {
+                    ApiError::new(S::CONFLICT, "already_running", o.to_string())
+                }
                 O::Db(db) if connection_lost(db) => owner_unavailable(),
                 O::Db(_) | O::Migration(_) => internal(),
             },
@@ -132,6 +135,9 @@ impl From<&Error> for ApiError {
                 "password_change_required",
                 "you signed in with a one-time password: set your own with POST /api/owner/me/password",
             ),
+            Error::BackupCorrupt(_) => {
+                ApiError::new(S::UNPROCESSABLE_ENTITY, "backup_corrupt", e.to_string())
+            }
             Error::Forbidden => {
                 ApiError::new(S::FORBIDDEN, "forbidden", "your role does not allow this")
             }

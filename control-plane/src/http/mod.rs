@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod owner_audit;
 mod owner_auth;
+mod owner_backups;
 mod owner_migrations;
 mod owner_operators;
 mod owner_plans;

@@ -15,8 +15,8 @@ use super::dispatch::{Dispatch, dispatch};
 use super::error::ApiError;
 use super::state::AppState;
 use super::{
-    health, metrics, openapi, owner_audit, owner_auth, owner_migrations, owner_operators,
-    owner_plans, owner_tenants,
+    health, metrics, openapi, owner_audit, owner_auth, owner_backups, owner_migrations,
+    owner_operators, owner_plans, owner_tenants,
 };
 
 static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -27,6 +27,7 @@ pub fn router(state: AppState) -> Router {
     let owner_api = Router::new()
         .merge(owner_auth::routes())
         .merge(owner_tenants::routes())
+        .merge(owner_backups::routes())
         .merge(owner_migrations::routes())
         .merge(owner_operators::routes())
         .merge(owner_plans::routes())

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use crate::auth::OwnerTokens;
+use crate::backups::Backups;
 use crate::billing::Billing;
 use crate::config::Config;
 use crate::domains::Domains;
@@ -10,7 +11,7 @@ use crate::fleet::Fleet;
 use crate::gateway::{ConnectionPlan, Gateway};
 use crate::metering::Metering;
 use crate::provisioning::Provisioner;
-use crate::services::{MigrationSource, OwnerDb};
+use crate::services::{MigrationSource, OwnerDb, Tasks};
 use crate::wiring::Services;
 
 /// Cheap to clone.
@@ -30,6 +31,9 @@ pub struct AppState {
     pub gateway: Arc<Gateway>,
     /// Usage sampling; `sample_once` takes a sample now.
     pub metering: Arc<Metering>,
+    pub backups: Arc<Backups>,
+    /// Background work (backups, restores started over HTTP) awaited at shutdown.
+    pub tasks: Tasks,
 }
 
 impl AppState {
@@ -62,6 +66,8 @@ impl AppState {
             tokens: Arc::new(tokens),
             gateway,
             metering,
+            backups: Arc::clone(&services.backups),
+            tasks: services.tasks.clone(),
         }
     }
 }

@@ -3,6 +3,7 @@
 //! hardening.
 
 pub mod tls;
+pub mod tools;
 
 use std::path::Path;
 use std::time::Duration;
@@ -22,6 +23,8 @@ pub struct Endpoint {
     config: tokio_postgres::Config,
     tls: MakeRustlsConnect,
     mode: tls::SslMode,
+    /// The CA file the connector trusts, if one was named (handed to libpq tools).
+    root_cert: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for Endpoint {
@@ -54,6 +57,7 @@ impl Endpoint {
             config,
             tls: connector,
             mode: parsed.mode,
+            root_cert: ca.map(Path::to_path_buf),
         })
     }
 
@@ -72,6 +76,10 @@ impl Endpoint {
 
     pub fn sslmode(&self) -> tls::SslMode {
         self.mode
+    }
+
+    pub fn root_cert(&self) -> Option<&Path> {
+        self.root_cert.as_deref()
     }
 
     /// The same server and credentials, another database.
@@ -223,4 +231,16 @@ pub async fn harden_server(admin: &Endpoint, owner_db: &str) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Host and port of a connection configuration (its first host), as recorded in
+/// `database_servers` and in backup manifests.
+pub fn server_address(config: &tokio_postgres::Config) -> (String, u16) {
+    let host = match config.get_hosts().first() {
+        Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
+        Some(tokio_postgres::config::Host::Unix(p)) => p.display().to_string(),
+        None => "localhost".to_string(),
+    };
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    (host, port)
 }

@@ -565,3 +565,202 @@ fn grant_runtime_sql(names: &TenantNames) -> String {
         rt_inner = rt.replace('\'', "''"),
     )
 }
+
+/// Restores: a backup is loaded into a database of its own, checked, and then swapped
+/// in for the tenant's database in one transaction, so a restore that fails or dies
+/// before the swap leaves the tenant's database untouched.
+impl Cluster {
+    /// The admin endpoint, for the PostgreSQL client tools.
+    pub fn admin_endpoint(&self) -> &Endpoint {
+        &self.admin
+    }
+
+    /// An admin session in database `db`.
+    pub async fn admin_session(&self, db: &str) -> Result<Client> {
+        connect(&self.config_for(db)).await
+    }
+
+    pub async fn database_exists(&self, db: &str) -> Result<bool> {
+        let admin = connect(&self.admin).await?;
+        Ok(admin
+            .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&db])
+            .await?
+            .is_some())
+    }
+
+    /// A fresh, empty database for a restore of tenant `id`, owned by its owner role,
+    /// closed to everyone else; one left by an earlier attempt is dropped first.
+    pub async fn create_restore_database(
+        &self,
+        id: Uuid,
+        names: &TenantNames,
+        db: &str,
+    ) -> Result<()> {
+        self.drop_tenant_database(id, names, db).await?;
+        let admin = connect(&self.admin).await?;
+        admin
+            .batch_execute(&format!(
+                "CREATE DATABASE {db_q} TEMPLATE template0 OWNER {owner}",
+                db_q = ident(db),
+                owner = ident(&names.owner_role)
+            ))
+            .await?;
+        admin
+            .batch_execute(&format!(
+                "COMMENT ON DATABASE {db_q} IS {mark}; REVOKE ALL ON DATABASE {db_q} FROM PUBLIC",
+                db_q = ident(db),
+                mark = literal(&self.mark(&format!("tenant:{id}:restore"))),
+            ))
+            .await?;
+        Ok(())
+    }
+
+    /// Gives the runtime role its row privileges in a loaded restore database, as
+    /// `ensure_database` does for a new one.
+    pub async fn grant_restored(&self, names: &TenantNames, db: &str) -> Result<()> {
+        let mut client = connect(&self.config_for(db)).await?;
+        let tx = client.transaction().await?;
+        tx.batch_execute(&grant_runtime_sql(names)).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Puts the loaded database `restored` in the place of the tenant's database, which
+    /// becomes `aside`, in one transaction. Sessions in the tenant's database are ended
+    /// first (a rename needs it empty); the runtime role cannot come back in between
+    /// because its `CONNECT` is taken away until the swap commits.
+    pub async fn swap_in_restored(
+        &self,
+        id: Uuid,
+        names: &TenantNames,
+        restored: &str,
+        aside: &str,
+    ) -> Result<()> {
+        let mut admin = connect(&self.admin).await?;
+        admin
+            .batch_execute(&format!(
+                "REVOKE CONNECT ON DATABASE {db} FROM {rt}",
+                db = ident(&names.database),
+                rt = ident(&names.runtime_role),
+            ))
+            .await?;
+        let mut attempts = 0;
+        loop {
+            admin
+                .execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                     WHERE datname = ANY($1) AND pid <> pg_backend_pid()",
+                    &[&vec![names.database.as_str(), restored]],
+                )
+                .await?;
+            let tx = admin.transaction().await?;
+            let swapped = tx
+                .batch_execute(&format!(
+                    "ALTER DATABASE {db} RENAME TO {aside_q}; \
+                     ALTER DATABASE {restored_q} RENAME TO {db}; \
+                     COMMENT ON DATABASE {db} IS {mark}; \
+                     GRANT CONNECT ON DATABASE {db} TO {rt}",
+                    db = ident(&names.database),
+                    aside_q = ident(aside),
+                    restored_q = ident(restored),
+                    mark = literal(&self.mark(&format!("tenant:{id}:database"))),
+                    rt = ident(&names.runtime_role),
+                ))
+                .await;
+            match swapped {
+                Ok(()) => {
+                    tx.commit().await?;
+                    return Ok(());
+                }
+                // Someone connected between the termination and the rename.
+                Err(e) if e.code() == Some(&SqlState::OBJECT_IN_USE) && attempts < 50 => {
+                    drop(tx);
+                    attempts += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+                Err(e) => {
+                    drop(tx);
+                    admin
+                        .batch_execute(&format!(
+                            "GRANT CONNECT ON DATABASE {db} TO {rt}",
+                            db = ident(&names.database),
+                            rt = ident(&names.runtime_role),
+                        ))
+                        .await?;
+                    return Err(e.into());
+                }
+            }
+        }
+    }
+
+    /// Drops `db` if it exists and belongs to tenant `id` (owned by its owner role, which
+    /// carries our mark). For the databases a restore makes and sets aside.
+    pub async fn drop_tenant_database(
+        &self,
+        id: Uuid,
+        names: &TenantNames,
+        db: &str,
+    ) -> Result<()> {
+        let admin = connect(&self.admin).await?;
+        match database_owner(&admin, db).await? {
+            None => Ok(()),
+            Some((owner, comment))
+                if owner == names.owner_role
+                    && comment.as_deref()
+                        == Some(self.mark(&format!("tenant:{id}:owner")).as_str()) =>
+            {
+                admin
+                    .batch_execute(&format!(
+                        "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                        ident(db)
+                    ))
+                    .await?;
+                Ok(())
+            }
+            Some(_) => Err(Error::NotOurs(format!("database {db}"))),
+        }
+    }
+
+    /// A scratch database for the restore test, owned by the admin role and marked;
+    /// dropped with [`Cluster::drop_scratch_database`].
+    pub async fn create_scratch_database(&self, db: &str) -> Result<()> {
+        self.drop_scratch_database(db).await?;
+        let admin = connect(&self.admin).await?;
+        admin
+            .batch_execute(&format!("CREATE DATABASE {} TEMPLATE template0", ident(db)))
+            .await?;
+        admin
+            .batch_execute(&format!(
+                "COMMENT ON DATABASE {db_q} IS {mark}; REVOKE ALL ON DATABASE {db_q} FROM PUBLIC",
+                db_q = ident(db),
+                mark = literal(&self.mark("restore-test")),
+            ))
+            .await?;
+        Ok(())
+    }
+
+    /// Drops a scratch database if it exists and carries the restore test's mark.
+    pub async fn drop_scratch_database(&self, db: &str) -> Result<()> {
+        let admin = connect(&self.admin).await?;
+        let comment: Option<Option<String>> = admin
+            .query_opt(
+                "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = $1",
+                &[&db],
+            )
+            .await?
+            .map(|r| r.get(0));
+        match comment {
+            None => Ok(()),
+            Some(Some(c)) if c == self.mark("restore-test") => {
+                admin
+                    .batch_execute(&format!(
+                        "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                        ident(db)
+                    ))
+                    .await?;
+                Ok(())
+            }
+            Some(_) => Err(Error::NotOurs(format!("database {db}"))),
+        }
+    }
+}

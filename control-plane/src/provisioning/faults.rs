@@ -1,4 +1,5 @@
-//! A test-only fault switch: makes provisioning stop at a chosen point, as a crash would.
+//! A test-only fault switch: makes provisioning, a backup or a restore stop at a chosen
+//! point, as a crash would.
 //! Only a build with the `fault-injection` feature (the test suite's) can arm it; in any
 //! other build the checks never fire.
 
@@ -17,6 +18,12 @@ pub enum FaultPoint {
     /// of an earlier, killed attempt commits on its own orphaned server session (the
     /// server finishes a CREATE DATABASE whose client is gone).
     OrphanedCreateDatabase,
+    /// A backup's database is dumped; its files are not archived yet.
+    BackupDumped,
+    /// A restore's database is loaded and checked; it has not been swapped in.
+    RestoreLoaded,
+    /// A restore's database is swapped in; the files are not.
+    RestoreDatabaseSwapped,
 }
 
 /// One armed fault at a time; it fires once and disarms.

@@ -23,6 +23,17 @@ impl TenantNames {
     }
 }
 
+/// The databases of one restore: the one the backup is loaded into, and the name the
+/// tenant's current database is moved to when the loaded one takes its place. Eight hex
+/// digits of the restore id keep both under 63 bytes.
+pub fn restore_databases(names: &TenantNames, restore_id: Uuid) -> (String, String) {
+    let short = &restore_id.simple().to_string()[..8];
+    (
+        format!("{}_r{short}", names.database),
+        format!("{}_p{short}", names.database),
+    )
+}
+
 /// The template every tenant database is cloned from.
 pub fn template_database(prefix: &str) -> String {
     format!("{prefix}template")

@@ -78,6 +78,10 @@ const ROWS: &[(&str, &str, &str, &str)] = &[
     ("CP_METERING_INTERVAL_SECS", "0", "0", "soon"),
     ("CP_METERING_CONCURRENCY", "8", "8", "0"),
     ("CP_COOKIE_SECURE", "true", "true", "maybe"),
+    ("CP_BACKUP_ROOT", "{dir}/backups", "{dir}/backups", "{file}"),
+    ("CP_BACKUP_CONCURRENCY", "3", "3", "0"),
+    ("CP_BACKUP_SCHEDULE_INTERVAL_SECS", "0", "0", "hourly"),
+    ("CP_RESTORE_TEST_INTERVAL_SECS", "3600", "3600", "daily"),
     ("CP_MAX_CONNECTIONS", "500", "500", "0"),
 ];
 

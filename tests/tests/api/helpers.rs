@@ -238,6 +238,8 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
     // Background passes would race the tests' own; tests run passes explicitly.
     config.reconcile_interval = Duration::from_secs(3600);
     config.metering_interval = Duration::ZERO;
+    config.backup_schedule_interval = Duration::ZERO;
+    config.restore_test_interval = Duration::ZERO;
     adjust(&mut config);
     let faults = Arc::new(Faults::default());
     let app = Application::build(config, Arc::clone(&faults))

@@ -3,6 +3,7 @@
 mod helpers;
 
 mod auth;
+mod backups;
 mod browser;
 mod cli;
 mod connections;

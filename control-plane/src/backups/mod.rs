@@ -1,0 +1,202 @@
+//! Per-tenant backups, restores, clones and exports, made with PostgreSQL's own tools.
+//!
+//! A backup is a folder `<root>/<tenant id>/<backup id>/` (by default the root is the
+//! tenant's own `backups` folder) holding `database.dump` (`pg_dump -Fc`, taken from an
+//! exported snapshot in which every table's rows were counted), `files.tar` (the tenant's
+//! tree but its `backups` folder) and `manifest.json` (ids, versions, sizes, checksums,
+//! row counts). The owner database records each backup (`tenant_backups`) with the
+//! manifest's own checksum.
+//!
+//! - `take.rs`: one backup, under a per-tenant advisory lock (two never overlap).
+//! - `restore.rs`: a backup brought back into its tenant or into a new one (a clone):
+//!   checked first, loaded into a database of its own, then swapped in.
+//! - `recover.rs`: what a crashed process left (a backup marked failed and its files
+//!   removed; a restore undone before its swap, finished after it).
+//! - `schedule.rs`: the background job (per-plan schedules, retention) and the restore
+//!   test. `export.rs`: one archive of everything a tenant owns, for handing over.
+
+mod archive;
+mod export;
+mod manifest;
+mod recover;
+mod restore;
+mod schedule;
+mod take;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use owner::backups::Backup;
+use owner::tenants::Tenant;
+use tokio_postgres::Client;
+use uuid::Uuid;
+
+pub use self::export::Export;
+pub use self::manifest::Manifest;
+pub use self::recover::Recovered;
+pub use self::restore::Checked;
+pub use self::schedule::{Pruned, ScheduleReport, retention_keeps};
+pub use self::take::{Request as BackupRequest, Started};
+use crate::provisioning::{Cluster, Faults, Provisioner};
+use crate::services::{OwnerDb, TenantEvents};
+use crate::{Error, Result};
+
+/// Backups, restores and exports of tenants. Cheap to share (`Arc`).
+pub struct Backups {
+    owner: OwnerDb,
+    cluster: Arc<Cluster>,
+    storage: storage::Storage,
+    events: TenantEvents,
+    provisioner: Arc<Provisioner>,
+    faults: Arc<Faults>,
+    /// `CP_BACKUP_ROOT`; `None`: each tenant's own `backups` folder.
+    root: Option<PathBuf>,
+    /// Backups the background job takes at once.
+    concurrency: usize,
+}
+
+/// The session-level advisory lock (in the owner database) a backup or restore of one
+/// tenant holds while it runs: two never overlap, and a lock nobody holds tells the
+/// recovery pass that a row still marked running lost its process.
+const TENANT_BACKUP_LOCK: &str =
+    "SELECT pg_try_advisory_lock(hashtextextended('cp-backup:' || $1::text, 0))";
+
+impl Backups {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        owner: OwnerDb,
+        cluster: Arc<Cluster>,
+        storage: storage::Storage,
+        events: TenantEvents,
+        provisioner: Arc<Provisioner>,
+        faults: Arc<Faults>,
+        root: Option<PathBuf>,
+        concurrency: usize,
+    ) -> Self {
+        Self {
+            owner,
+            cluster,
+            storage,
+            events,
+            provisioner,
+            faults,
+            root,
+            concurrency: concurrency.max(1),
+        }
+    }
+
+    /// Connections the background job may hold at once on the tenants' server (a
+    /// snapshot session and `pg_dump`'s own per backup), for the connection budget.
+    pub fn connections_needed(concurrency: usize) -> usize {
+        concurrency.max(1) * 2
+    }
+
+    /// Refuses to start with a backup root that cannot be written, so a misconfigured
+    /// root is found at start-up and not by the first scheduled backup at 3 a.m.
+    pub fn check_root(root: Option<&Path>) -> Result<()> {
+        let Some(root) = root else {
+            return Ok(());
+        };
+        let unwritable = |e: std::io::Error| {
+            Error::Config(format!(
+                "invalid setting CP_BACKUP_ROOT: {} is not writable: {e}",
+                root.display()
+            ))
+        };
+        std::fs::create_dir_all(root).map_err(unwritable)?;
+        let probe = root.join(format!(".write-test-{}", Uuid::new_v4().simple()));
+        std::fs::write(&probe, b"ok").map_err(unwritable)?;
+        std::fs::remove_file(&probe).map_err(unwritable)?;
+        Ok(())
+    }
+
+    /// The folder of backup `id` of `tenant`.
+    fn location(&self, tenant: &Tenant, id: Uuid) -> Result<PathBuf> {
+        Ok(match &self.root {
+            Some(root) => root.join(tenant.id.to_string()).join(id.to_string()),
+            None => self
+                .storage
+                .tenant(&tenant.slug)?
+                .dir()
+                .join("backups")
+                .join(id.to_string()),
+        })
+    }
+
+    /// A tenant's backups (or everyone's), newest first.
+    pub async fn list(&self, tenant_id: Option<Uuid>, limit: i64) -> Result<Vec<Backup>> {
+        let conn = self.owner.conn().await?;
+        Ok(owner::backups::backup_list(&**conn, tenant_id, limit).await?)
+    }
+
+    /// Backup `id` of tenant `tenant_id`: another tenant's is not found, like a
+    /// missing one.
+    pub async fn fetch_of(&self, tenant_id: Uuid, id: Uuid) -> Result<Backup> {
+        let conn = self.owner.conn().await?;
+        let backup = owner::backups::backup_fetch(&**conn, id).await?;
+        if backup.tenant_id != tenant_id {
+            return Err(owner::Error::NotFound.into());
+        }
+        Ok(backup)
+    }
+
+    /// The latest restore test, for the dashboard and /metrics.
+    pub async fn latest_restore_test(&self) -> Result<Option<owner::backups::RestoreTest>> {
+        let conn = self.owner.conn().await?;
+        Ok(owner::backups::restore_test_latest(&**conn).await?)
+    }
+
+    /// Takes the tenant's backup lock on a session of its own; `None` when another
+    /// backup or restore of the tenant holds it.
+    async fn lock_tenant(&self, tenant_id: Uuid) -> Result<Option<Client>> {
+        let session = self.owner.lock_session().await?;
+        let locked: bool = session
+            .query_one(TENANT_BACKUP_LOCK, &[&tenant_id.to_string()])
+            .await?
+            .get(0);
+        Ok(locked.then_some(session))
+    }
+
+    async fn lock_tenant_or_busy(&self, tenant_id: Uuid) -> Result<Client> {
+        self.lock_tenant(tenant_id)
+            .await?
+            .ok_or_else(|| owner::Error::AlreadyRunning("backup or restore").into())
+    }
+}
+
+/// Runs blocking file work off the async threads.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::Internal(format!("backup file task failed: {e}")))?
+}
+
+/// Rows per table (`schema.table`) of every table outside the system schemas.
+async fn count_rows(
+    client: &impl tokio_postgres::GenericClient,
+) -> Result<std::collections::BTreeMap<String, i64>> {
+    let tables = client
+        .query(
+            "SELECT schemaname, tablename FROM pg_tables \
+             WHERE schemaname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1, 2",
+            &[],
+        )
+        .await?;
+    let mut counts = std::collections::BTreeMap::new();
+    for t in tables {
+        let (schema, table): (String, String) = (t.get(0), t.get(1));
+        let n: i64 = client
+            .query_one(
+                &format!(
+                    "SELECT count(*) FROM {}.{}",
+                    crate::pg::ident(&schema),
+                    crate::pg::ident(&table)
+                ),
+                &[],
+            )
+            .await?
+            .get(0);
+        counts.insert(format!("{schema}.{table}"), n);
+    }
+    Ok(counts)
+}

@@ -1,0 +1,248 @@
+//! `/api/owner/.../backups`, `restore`, `restores` and `export`: a tenant's backups,
+//! bringing one back (into the tenant or into a new one), and its data handed over.
+//!
+//! Backups and restores run in the background and answer 202 with their record at once;
+//! `?wait=true` waits (up to [`WAIT_LIMIT`]) and answers with the finished record, which
+//! is what scripts want. A restore's backup is checked against its checksums before the
+//! answer, so a tampered backup is refused (422) with nothing touched. An export is
+//! streamed as it is read from disk, never held whole in memory.
+
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use owner::backups::{BackupKind, Restore, RestoreStatus};
+use owner::tenants::{Tenant, tenant_find};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use super::extract::{ApiJson, ApiQuery, ClientIp};
+use super::owner_auth::CurrentOperator;
+use super::owner_tenants::WAIT_LIMIT;
+use crate::backups::BackupRequest;
+use crate::http::state::AppState;
+use crate::views::{BackupInfo, TenantInfo};
+use crate::{Error, Result};
+
+const MAX_PAGE: i64 = 500;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/backups", get(list_all))
+        .route("/backups/restore-test", get(restore_test))
+        .route("/tenants/{id}/backups", get(list).post(create))
+        .route("/tenants/{id}/backups/{backup}", get(show))
+        .route("/tenants/{id}/restore", post(restore))
+        .route("/tenants/{id}/restores/{restore}", get(restore_show))
+        .route("/tenants/{id}/export", get(export))
+}
+
+async fn find(state: &AppState, key: &str) -> Result<Tenant> {
+    let conn = state.owner.conn().await?;
+    Ok(tenant_find(&**conn, key).await?)
+}
+
+fn parse_id(text: &str) -> Result<Uuid> {
+    // A malformed id names nothing, like an unknown one.
+    Uuid::parse_str(text).map_err(|_| owner::Error::NotFound.into())
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    limit: Option<i64>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct WaitQuery {
+    #[serde(default)]
+    wait: bool,
+}
+
+async fn list_all(
+    State(state): State<AppState>,
+    _operator: CurrentOperator,
+    ApiQuery(query): ApiQuery<ListQuery>,
+) -> Result<Json<Vec<BackupInfo>>> {
+    let limit = query.limit.unwrap_or(100).clamp(1, MAX_PAGE);
+    let backups = state.backups.list(None, limit).await?;
+    Ok(Json(backups.iter().map(BackupInfo::from).collect()))
+}
+
+async fn list(
+    State(state): State<AppState>,
+    _operator: CurrentOperator,
+    Path(key): Path<String>,
+    ApiQuery(query): ApiQuery<ListQuery>,
+) -> Result<Json<Vec<BackupInfo>>> {
+    let tenant = find(&state, &key).await?;
+    let limit = query.limit.unwrap_or(100).clamp(1, MAX_PAGE);
+    let backups = state.backups.list(Some(tenant.id), limit).await?;
+    Ok(Json(backups.iter().map(BackupInfo::from).collect()))
+}
+
+async fn show(
+    State(state): State<AppState>,
+    _operator: CurrentOperator,
+    Path((key, backup)): Path<(String, String)>,
+) -> Result<Json<BackupInfo>> {
+    let tenant = find(&state, &key).await?;
+    let backup = state
+        .backups
+        .fetch_of(tenant.id, parse_id(&backup)?)
+        .await?;
+    Ok(Json(BackupInfo::from(&backup)))
+}
+
+async fn create(
+    State(state): State<AppState>,
+    operator: CurrentOperator,
+    ClientIp(ip): ClientIp,
+    Path(key): Path<String>,
+    ApiQuery(query): ApiQuery<WaitQuery>,
+) -> Result<(StatusCode, Json<BackupInfo>)> {
+    operator.require_write()?;
+    let tenant = find(&state, &key).await?;
+    let actor = operator.actor(ip);
+    let started = state
+        .backups
+        .start(
+            &tenant,
+            &BackupRequest {
+                kind: BackupKind::Manual,
+                actor: &actor,
+                migration_run_id: None,
+            },
+        )
+        .await?;
+    let running = started.backup.clone();
+    let backups = std::sync::Arc::clone(&state.backups);
+    let handle = state
+        .tasks
+        .spawn(async move { backups.finish(started).await });
+    if query.wait
+        && let Ok(Ok(result)) = tokio::time::timeout(WAIT_LIMIT, handle).await
+    {
+        return Ok((StatusCode::CREATED, Json(BackupInfo::from(&result?))));
+    }
+    Ok((StatusCode::ACCEPTED, Json(BackupInfo::from(&running))))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RestoreRequest {
+    backup_id: String,
+    /// Restore into a new tenant with this slug instead.
+    into: Option<String>,
+}
+
+async fn restore(
+    State(state): State<AppState>,
+    operator: CurrentOperator,
+    ClientIp(ip): ClientIp,
+    Path(key): Path<String>,
+    ApiQuery(query): ApiQuery<WaitQuery>,
+    ApiJson(body): ApiJson<RestoreRequest>,
+) -> Result<(StatusCode, Json<Value>)> {
+    operator.require_write()?;
+    let tenant = find(&state, &key).await?;
+    if let Some(slug) = &body.into {
+        owner::TenantSlug::parse(slug)?;
+    }
+    let backup_id = parse_id(&body.backup_id)?;
+    let checked = state.backups.check(&tenant, backup_id).await?;
+    let actor = operator.actor(ip);
+    let restore_id = Uuid::new_v4();
+    let backups = std::sync::Arc::clone(&state.backups);
+    let into = body.into.clone();
+    let target_tenant = tenant.clone();
+    let handle = state.tasks.spawn(async move {
+        match into {
+            None => backups
+                .restore(&target_tenant, &checked, restore_id, &actor)
+                .await
+                .map(|r| (None, r)),
+            Some(slug) => backups
+                .restore_as_new(&checked, &slug, restore_id, &actor)
+                .await
+                .map(|(t, r)| (Some(t), r)),
+        }
+    });
+    let answer = |tenant: Option<&Tenant>, restore: Value| {
+        let mut value = json!({ "restore": restore });
+        if let Some(t) = tenant {
+            value["tenant"] = json!(TenantInfo::from(t));
+        }
+        value
+    };
+    if query.wait
+        && let Ok(Ok(result)) = tokio::time::timeout(WAIT_LIMIT, handle).await
+    {
+        let (clone, restore) = result?;
+        return Ok((StatusCode::OK, Json(answer(clone.as_ref(), json!(restore)))));
+    }
+    let running = json!({
+        "id": restore_id,
+        "backup_id": backup_id,
+        "status": RestoreStatus::Running,
+        "into": body.into,
+    });
+    Ok((StatusCode::ACCEPTED, Json(answer(None, running))))
+}
+
+async fn restore_show(
+    State(state): State<AppState>,
+    _operator: CurrentOperator,
+    Path((key, restore)): Path<(String, String)>,
+) -> Result<Json<Restore>> {
+    let tenant = find(&state, &key).await?;
+    let conn = state.owner.conn().await?;
+    let restore = owner::backups::restore_fetch(&**conn, parse_id(&restore)?).await?;
+    if restore.tenant_id != tenant.id {
+        return Err(owner::Error::NotFound.into());
+    }
+    Ok(Json(restore))
+}
+
+async fn restore_test(
+    State(state): State<AppState>,
+    _operator: CurrentOperator,
+) -> Result<Json<Value>> {
+    let latest = state.backups.latest_restore_test().await?;
+    Ok(Json(json!({ "latest": latest })))
+}
+
+async fn export(
+    State(state): State<AppState>,
+    operator: CurrentOperator,
+    ClientIp(ip): ClientIp,
+    Path(key): Path<String>,
+) -> Result<Response> {
+    // A full copy of a customer's data: not for read-only operators.
+    operator.require_write()?;
+    let tenant = find(&state, &key).await?;
+    let export = state.backups.export(&tenant, &operator.actor(ip)).await?;
+    let file = tokio::fs::File::open(&export.path)
+        .await
+        .map_err(|e| Error::Internal(format!("cannot read the export: {e}")))?;
+    let disposition = format!("attachment; filename=\"{}\"", export.file_name);
+    let length = export.bytes;
+    // The export file goes when the stream does (sent, or the client went away).
+    let stream = futures::StreamExt::map(tokio_util::io::ReaderStream::new(file), move |chunk| {
+        let _keep = &export;
+        chunk
+    });
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/x-tar".to_string()),
+            (header::CONTENT_DISPOSITION, disposition),
+            (header::CONTENT_LENGTH, length.to_string()),
+        ],
+        Body::from_stream(stream),
+    )
+        .into_response())
+}

@@ -1,0 +1,109 @@
+//! PostgreSQL's own client tools (`pg_dump`, `pg_restore`), run against an [`Endpoint`].
+//!
+//! The connection is handed over in libpq's environment variables, never on the command
+//! line, so the password does not show in `ps`; what a tool prints on failure is libpq's
+//! and never holds it either.
+
+use std::ffi::OsString;
+use std::process::Stdio;
+
+use secrecy::{ExposeSecret, SecretString};
+use tokio::process::Command;
+
+use super::Endpoint;
+use crate::{Error, Result};
+
+/// A tool run against one database of an endpoint's server.
+pub struct Tool {
+    command: Command,
+    program: &'static str,
+}
+
+impl Tool {
+    /// `program` (found on `PATH`) connecting to database `db` as the endpoint's user.
+    pub fn new(program: &'static str, endpoint: &Endpoint, db: &str) -> Self {
+        let mut command = Command::new(program);
+        command
+            .env_clear()
+            .envs(libpq_env(endpoint, db))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        if let Some(path) = std::env::var_os("PATH") {
+            command.env("PATH", path);
+        }
+        Self { command, program }
+    }
+
+    pub fn arg(mut self, arg: impl Into<OsString>) -> Self {
+        self.command.arg(arg.into());
+        self
+    }
+
+    /// Runs the tool to the end; its standard output, or an error with what it printed
+    /// on standard error.
+    pub async fn run(mut self) -> Result<String> {
+        let output = self.command.output().await.map_err(|e| {
+            Error::Internal(format!(
+                "cannot run {}: {e} (is the PostgreSQL client installed?)",
+                self.program
+            ))
+        })?;
+        if !output.status.success() {
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            return Err(Error::Internal(format!(
+                "{} failed ({}): {}",
+                self.program,
+                output.status,
+                stderr.trim()
+            )));
+        }
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    }
+}
+
+/// `pg_dump --version`, e.g. `pg_dump (PostgreSQL) 15.20`.
+pub async fn version(program: &'static str) -> Result<String> {
+    let output = Command::new(program)
+        .arg("--version")
+        .output()
+        .await
+        .map_err(|e| {
+            Error::Internal(format!(
+                "cannot run {program}: {e} (is the PostgreSQL client installed?)"
+            ))
+        })?;
+    Ok(String::from_utf8_lossy(&output.stdout).trim().to_string())
+}
+
+/// libpq's variables for the endpoint's first host, with database `db`.
+fn libpq_env(endpoint: &Endpoint, db: &str) -> Vec<(&'static str, OsString)> {
+    use tokio_postgres::config::Host;
+    let config = endpoint.config();
+    let mut env: Vec<(&'static str, OsString)> = vec![("PGDATABASE", db.into())];
+    match config.get_hosts().first() {
+        Some(Host::Tcp(host)) => env.push(("PGHOST", host.into())),
+        Some(Host::Unix(path)) => env.push(("PGHOST", path.into())),
+        None => {}
+    }
+    if let Some(port) = config.get_ports().first() {
+        env.push(("PGPORT", port.to_string().into()));
+    }
+    if let Some(user) = config.get_user() {
+        env.push(("PGUSER", user.into()));
+    }
+    if let Some(password) = config.get_password() {
+        let password = SecretString::from(String::from_utf8_lossy(password).into_owned());
+        env.push(("PGPASSWORD", password.expose_secret().into()));
+    }
+    env.push(("PGSSLMODE", endpoint.sslmode().as_str().into()));
+    if let Some(ca) = endpoint.root_cert() {
+        env.push(("PGSSLROOTCERT", ca.into()));
+    }
+    if let Some(name) = config.get_application_name() {
+        env.push(("PGAPPNAME", name.into()));
+    }
+    env.push(("PGCONNECT_TIMEOUT", "10".into()));
+    env
+}
