@@ -76,3 +76,19 @@ impl From<&owner::backups::Backup> for BackupInfo {
         }
     }
 }
+
+/// `1.2 GB`, `340 kB`: decimal units, as disks and bills count.
+pub fn human_bytes(n: i64) -> String {
+    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value >= 1000.0 && unit < UNITS.len() - 1 {
+        value /= 1000.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}

@@ -125,6 +125,7 @@ impl Services {
             Arc::clone(&cluster),
             Arc::clone(&migrations),
             tasks.clone(),
+            Arc::clone(&backups),
         );
         Ok(Self {
             config: Arc::new(config),

@@ -62,12 +62,17 @@ pub struct RunTenant {
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
     pub duration_ms: Option<i32>,
+    /// The pre-migration backup taken for the tenant in this run (`migrate --backup`).
+    pub backup_id: Option<Uuid>,
 }
 
 const RUN_COLUMNS: &str =
     "id, status, source, target_version, options, started_by, started_at, finished_at, halt_reason";
 const TENANT_COLUMNS: &str = "tenant_id, slug, wave, status, from_version, to_version, pending, \
-    error, started_at, finished_at, duration_ms";
+    error, started_at, finished_at, duration_ms, \
+    (SELECT b.id FROM tenant_backups b WHERE b.migration_run_id = run_id \
+     AND b.tenant_id = migration_run_tenants.tenant_id AND b.status = 'succeeded' \
+     ORDER BY b.started_at DESC LIMIT 1) AS backup_id";
 
 fn run_from_row(r: &Row) -> MigrationRun {
     MigrationRun {
@@ -96,6 +101,7 @@ fn tenant_from_row(r: &Row) -> RunTenant {
         started_at: r.get(8),
         finished_at: r.get(9),
         duration_ms: r.get(10),
+        backup_id: r.get(11),
     }
 }
 

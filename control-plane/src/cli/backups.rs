@@ -17,7 +17,7 @@ use crate::audit::Actor;
 use crate::backups::BackupRequest as Request;
 use crate::config::Config;
 use crate::provisioning::Faults;
-use crate::views::{BackupInfo, TenantInfo};
+use crate::views::{BackupInfo, TenantInfo, human_bytes};
 use crate::wiring::Services;
 use crate::{Error, Result};
 
@@ -262,19 +262,4 @@ fn confirm(slug: &str, what: &str) -> Result<()> {
         ));
     }
     Ok(())
-}
-
-fn human_bytes(bytes: i64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
 }

@@ -72,6 +72,10 @@ struct RunArgs {
     /// List, for each tenant, the migrations that would apply; change nothing.
     #[arg(long)]
     dry_run: bool,
+    /// Back each tenant up right before migrating it (a tenant whose backup fails is not
+    /// migrated); `tenants restore SLUG --backup ID` brings one back.
+    #[arg(long, conflicts_with = "dry_run")]
+    backup: bool,
     #[arg(long)]
     json: bool,
 }
@@ -160,6 +164,7 @@ async fn run_fleet(args: RunArgs, mut config: Config) -> Result<()> {
         plan: args.plan,
         statuses,
         dry_run: args.dry_run,
+        backup: args.backup,
         crash_after: None,
     };
     let services = Services::init(config, Arc::new(Faults::default())).await?;

@@ -141,6 +141,8 @@ pub struct TenantRow {
     pub pending: String,
     pub duration: String,
     pub error: String,
+    /// The tenant's pre-migration backup in this run (`migrate --backup`), if any.
+    pub backup: Option<String>,
 }
 
 #[derive(Template)]
@@ -199,6 +201,7 @@ async fn fragment(state: &AppState, id: Uuid) -> DashResult<(runs::MigrationRun,
                 .duration_ms
                 .map_or_else(String::new, |ms| format!("{ms} ms")),
             error: t.error.unwrap_or_default(),
+            backup: t.backup_id.map(|id| id.to_string()),
         })
         .collect();
     let live = LiveFragment {

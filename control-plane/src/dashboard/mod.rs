@@ -52,6 +52,8 @@ pub fn routes() -> Router<AppState> {
             "/owner/tenants/{id}/subscription",
             post(tenants::subscription),
         )
+        .route("/owner/tenants/{id}/backup", post(tenants::backup_now))
+        .route("/owner/tenants/{id}/restore", post(tenants::restore))
         .route("/owner/plans", get(plans::list).post(plans::create))
         .route(
             "/owner/plans/{code}",

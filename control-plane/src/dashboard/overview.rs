@@ -164,7 +164,16 @@ pub async fn page(
             target_version: r.target_version,
             started: ago(r.started_at),
         });
-    let usage = super::tenants::usage_totals(&**conn).await?;
+    let mut usage = super::tenants::usage_totals(&**conn).await?;
+    let restore_test = owner::backups::restore_test_latest(&**conn).await?;
+    usage.push((
+        "Restore test".into(),
+        match restore_test {
+            None => "not run yet".into(),
+            Some(t) if t.ok => format!("passed {}", ago(t.tested_at)),
+            Some(t) => format!("FAILED {}: {}", ago(t.tested_at), t.detail),
+        },
+    ));
     let mut chrome = session.chrome(&state, "overview");
     chrome.notice = notice_text(query.notice.as_deref());
     Ok(render(&OverviewPage {

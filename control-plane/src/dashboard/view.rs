@@ -55,6 +55,10 @@ pub fn notice_text(code: Option<&str>) -> Option<String> {
         "plan_created" => "Plan created.",
         "plan_saved" => "Plan saved.",
         "operator_saved" => "Operator saved.",
+        "backup_started" => "Backup started; it is listed below once it finishes.",
+        "restore_started" => {
+            "Restore started: the tenant is in maintenance (its requests are answered 503) until it finishes."
+        }
         _ => return None,
     };
     Some(text.to_string())
@@ -62,21 +66,7 @@ pub fn notice_text(code: Option<&str>) -> Option<String> {
 
 /// `1.2 GB`, `340 kB`, or a dash for unknown.
 pub fn bytes(n: Option<i64>) -> String {
-    let Some(n) = n else {
-        return "–".into();
-    };
-    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
-    let mut value = n as f64;
-    let mut unit = 0;
-    while value >= 1000.0 && unit < UNITS.len() - 1 {
-        value /= 1000.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{n} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
+    n.map_or_else(|| "–".into(), crate::views::human_bytes)
 }
 
 pub fn limit<T: std::fmt::Display>(n: Option<T>) -> String {

@@ -20,6 +20,7 @@ use std::sync::Arc;
 use owner::tenants::TenantStatus;
 use serde::{Deserialize, Serialize};
 
+use crate::backups::Backups;
 use crate::provisioning::Cluster;
 use crate::services::{MigrationSource, OwnerDb, Tasks, TenantAccess};
 
@@ -32,6 +33,8 @@ pub struct Fleet {
     cluster: Arc<Cluster>,
     source: Arc<MigrationSource>,
     tasks: Tasks,
+    /// Takes the pre-migration backups of `migrate --backup`.
+    backups: Arc<Backups>,
 }
 
 impl Fleet {
@@ -41,6 +44,7 @@ impl Fleet {
         cluster: Arc<Cluster>,
         source: Arc<MigrationSource>,
         tasks: Tasks,
+        backups: Arc<Backups>,
     ) -> Self {
         Self {
             owner,
@@ -48,6 +52,7 @@ impl Fleet {
             cluster,
             source,
             tasks,
+            backups,
         }
     }
 
@@ -148,6 +153,10 @@ pub struct FleetOptions {
     pub statuses: Vec<TenantStatus>,
     #[serde(default)]
     pub dry_run: bool,
+    /// Back each tenant up right before migrating it; a tenant whose backup fails is
+    /// not migrated (it fails the run's budget like a failed migration).
+    #[serde(default)]
+    pub backup: bool,
     /// Test-only: stop dead after this many tenants, as a crash would.
     #[serde(skip)]
     pub crash_after: Option<usize>,
@@ -163,6 +172,7 @@ impl Default for FleetOptions {
             plan: None,
             statuses: vec![TenantStatus::Active, TenantStatus::Suspended],
             dry_run: false,
+            backup: false,
             crash_after: None,
         }
     }

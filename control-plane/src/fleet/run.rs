@@ -365,6 +365,22 @@ impl FleetRun {
         Ok(false)
     }
 
+    /// The pre-migration backup of `migrate --backup`, recorded with the run's id.
+    async fn back_up(&self, tenant: &Tenant) -> Result<()> {
+        let actor = crate::audit::Actor::system("system:fleet");
+        let request = crate::backups::BackupRequest {
+            kind: owner::backups::BackupKind::PreMigration,
+            actor: &actor,
+            migration_run_id: Some(self.run.id),
+        };
+        self.fleet
+            .backups
+            .take(tenant, &request)
+            .await
+            .map(|_| ())
+            .map_err(|e| Error::Internal(format!("pre-migration backup failed, not migrated: {e}")))
+    }
+
     /// Migrates one tenant over its owner role's connection, under the tenant migration
     /// lock; records the outcome. A tenant's own failure is an outcome, not an error;
     /// only a failure to record it is.
@@ -380,6 +396,9 @@ impl FleetRun {
             let started = Instant::now();
             let source = &self.fleet.source;
             let result: Result<tenant::migrations::MigrationOutcome> = async {
+                if self.options.backup {
+                    self.back_up(tenant).await?;
+                }
                 let mut client = self.fleet.access.connect(tenant, TenantRole::Owner).await?;
                 Ok(source
                     .apply_locked(&mut client, TENANT_MIGRATION_LOCK)

@@ -412,6 +412,7 @@ fn schemas() -> Value {
             "into": {"type": "string", "pattern": "^[a-z][a-z0-9-]{1,39}$", "description": "restore into a new tenant with this slug"}}},
         "MigrationStart": {"type": "object", "additionalProperties": false, "properties": {
             "dry_run": {"type": "boolean"}, "concurrency": int,
+            "backup": {"type": "boolean", "description": "back each tenant up right before migrating it"},
             "max_failures": {"description": "a count (5) or a ratio (\"5%\", \"0.05\")"},
             "canary": {"description": "a count of tenants, or a list of slugs"},
             "tenants": {"type": "array", "items": string}, "plan": string,

@@ -27,6 +27,9 @@ pub fn routes() -> Router<AppState> {
 struct StartRequest {
     #[serde(default)]
     dry_run: bool,
+    /// Back each tenant up right before migrating it.
+    #[serde(default)]
+    backup: bool,
     concurrency: Option<usize>,
     /// A count (`5`) or a ratio (`"5%"`, `"0.05"`).
     max_failures: Option<Value>,
@@ -102,6 +105,7 @@ async fn start(
         tenants: req.tenants,
         plan: req.plan,
         dry_run: req.dry_run,
+        backup: req.backup,
         ..FleetOptions::default()
     };
     if !req.statuses.is_empty() {

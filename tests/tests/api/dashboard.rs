@@ -5,7 +5,7 @@ use reqwest::Method;
 use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
 use serde_json::{Value, json};
 
-use crate::helpers::{OPERATOR_PASSWORD, TestApp, spawn_app};
+use crate::helpers::{OPERATOR_PASSWORD, TestApp, eventually, spawn_app};
 
 /// A browser-like session: the session cookie and the CSRF token its pages carry.
 struct Browser {
@@ -209,6 +209,11 @@ async fn a_viewer_can_look_but_every_change_is_refused() {
         ("/owner/plans/free", ("name", "Free!")),
         ("/owner/operators", ("email", "x@example.com")),
         ("/owner/migrations", ("dry_run", "on")),
+        (&*format!("/owner/tenants/{id}/backup"), ("x", "y")),
+        (
+            &*format!("/owner/tenants/{id}/restore"),
+            ("confirm", "looked-at"),
+        ),
     ] {
         let response = b.form(&app, path, &[("_csrf", &csrf), extra]).await;
         assert_eq!(response.status(), 403, "dashboard POST {path}");
@@ -639,4 +644,125 @@ async fn the_dashboard_finds_tenants_by_name_slug_or_domain() {
     assert!(html.contains("No tenant matches."));
     let response = b.get(&app, "/owner/tenants?status=bogus").await;
     assert_eq!(response.status(), 400);
+}
+
+#[tokio::test]
+async fn the_backups_panel_backs_up_and_restores_after_the_slug_is_typed() {
+    let app = spawn_app().await;
+    let (tenant, token) = app.tenant_with_admin("panel", "pro").await;
+    let id = tenant["id"].as_str().expect("id").to_string();
+    let b = browser(&app, "owner@example.com").await;
+    let response = b
+        .form(
+            &app,
+            &format!("/owner/tenants/{id}/backup"),
+            &[("_csrf", &b.csrf)],
+        )
+        .await;
+    assert_eq!(response.status(), 303);
+    assert!(
+        response.headers()[LOCATION]
+            .to_str()
+            .expect("location")
+            .contains("backup_started")
+    );
+    let backup_id: String = eventually("the backup finishes", || async {
+        let found = app
+            .owner_client()
+            .await
+            .query_opt(
+                "SELECT id::text FROM tenant_backups WHERE status = 'succeeded'",
+                &[],
+            )
+            .await
+            .expect("query");
+        found.map(|r| r.get::<_, String>(0)).ok_or("not yet")
+    })
+    .await;
+    let page = b
+        .get(&app, &format!("/owner/tenants/{id}"))
+        .await
+        .text()
+        .await
+        .expect("html");
+    assert!(
+        page.contains(&backup_id) && page.contains("Restore"),
+        "the panel lists it"
+    );
+
+    // Something changes after the backup.
+    let practice = app
+        .on(
+            Method::POST,
+            "panel.localhost",
+            "/api/v1/practices",
+            Some(&token),
+            Some(&json!({ "name": "Later" })),
+        )
+        .await;
+    assert_eq!(practice.status(), 201);
+    let practices = || async {
+        app.on(
+            Method::GET,
+            "panel.localhost",
+            "/api/v1/practices",
+            Some(&token),
+            None,
+        )
+        .await
+        .json::<Value>()
+        .await
+        .expect("json")["items"]
+            .as_array()
+            .map_or(0, Vec::len)
+    };
+    assert_eq!(practices().await, 1);
+
+    // A wrong slug restores nothing.
+    let path = format!("/owner/tenants/{id}/restore");
+    let refused = b
+        .form(
+            &app,
+            &path,
+            &[
+                ("_csrf", &b.csrf),
+                ("backup_id", &backup_id),
+                ("confirm", "pane"),
+            ],
+        )
+        .await;
+    assert_eq!(refused.status(), 400);
+    assert!(
+        refused
+            .text()
+            .await
+            .expect("html")
+            .contains("to confirm the restore")
+    );
+    assert_eq!(app.count("SELECT count(*) FROM tenant_restores").await, 0);
+
+    let started = b
+        .form(
+            &app,
+            &path,
+            &[
+                ("_csrf", &b.csrf),
+                ("backup_id", &backup_id),
+                ("confirm", "panel"),
+            ],
+        )
+        .await;
+    assert_eq!(started.status(), 303);
+    eventually("the restore finishes", || async {
+        let done = app
+            .count("SELECT count(*) FROM tenant_restores WHERE status = 'succeeded'")
+            .await;
+        if done == 1 { Ok(()) } else { Err(done) }
+    })
+    .await;
+    assert_eq!(
+        practices().await,
+        0,
+        "the tenant is as it was at the backup"
+    );
 }

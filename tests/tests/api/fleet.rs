@@ -547,3 +547,102 @@ async fn the_owner_api_starts_and_shows_runs_and_viewers_cannot_start_them() {
         "refused requests start nothing"
     );
 }
+
+#[tokio::test]
+async fn migrate_with_backup_saves_each_tenant_first_and_the_run_page_links_the_failed_ones() {
+    let app = spawn_app().await;
+    let tenants = app.create_tenants("safe", 3).await;
+    let broken = &tenants[1];
+    pg(&broken.db_name)
+        .await
+        .batch_execute(
+            "CREATE TABLE patients_microchip (id int); INSERT INTO patients_microchip VALUES (42)",
+        )
+        .await
+        .expect("conflict");
+    let dir = migrations_dir();
+    let services = app.services_with_dir(Some(dir.path())).await;
+    let dir_arg = dir.path().to_str().expect("utf8").to_string();
+    let config = {
+        let mut c = app.state.config.as_ref().clone();
+        c.tenant_migrations_dir = None;
+        c
+    };
+    let cli = <control_plane::cli::Cli as clap::Parser>::try_parse_from([
+        "control-plane",
+        "migrate",
+        "--dir",
+        &dir_arg,
+        "--backup",
+        "--json",
+    ])
+    .expect("parse");
+    assert!(cli.run(config).await.is_err(), "a tenant failed");
+    let owner = app.owner_client().await;
+    let backed_up: Vec<(String, String)> = owner
+        .query(
+            "SELECT t.slug, b.kind FROM tenant_backups b JOIN tenants t ON t.id = b.tenant_id \
+             WHERE b.status = 'succeeded' AND b.migration_run_id IS NOT NULL ORDER BY 1",
+            &[],
+        )
+        .await
+        .expect("backups")
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    let mut expected: Vec<(String, String)> = tenants
+        .iter()
+        .map(|t| (t.slug.clone(), "pre_migration".to_string()))
+        .collect();
+    expected.sort();
+    assert_eq!(
+        backed_up, expected,
+        "every tenant saved before it was migrated"
+    );
+
+    // The run's record names the failed tenant's backup, and the dashboard links it.
+    let run_id: uuid::Uuid = owner
+        .query_one(
+            "SELECT id FROM migration_runs ORDER BY started_at DESC LIMIT 1",
+            &[],
+        )
+        .await
+        .expect("run")
+        .get(0);
+    let run: serde_json::Value = app
+        .get(&format!("/api/owner/migrations/{run_id}"), Some(&app.token))
+        .await
+        .json()
+        .await
+        .expect("json");
+    let failed = run["tenants"]
+        .as_array()
+        .expect("tenants")
+        .iter()
+        .find(|t| t["status"] == "failed")
+        .expect("a failed tenant")
+        .clone();
+    assert_eq!(failed["slug"], broken.slug.as_str());
+    let backup_id = failed["backup_id"]
+        .as_str()
+        .expect("its backup")
+        .to_string();
+
+    // Restoring it brings the tenant back as it was before the run, conflict included.
+    let restored = app
+        .post_json(
+            &format!("/api/owner/tenants/{}/restore?wait=true", broken.slug),
+            Some(&app.token),
+            &serde_json::json!({ "backup_id": backup_id }),
+        )
+        .await;
+    assert_eq!(restored.status(), 200);
+    let kept: i32 = pg(&broken.db_name)
+        .await
+        .query_one("SELECT id FROM patients_microchip", &[])
+        .await
+        .expect("the table is back")
+        .get(0);
+    assert_eq!(kept, 42);
+    drop(services);
+}

@@ -30,18 +30,32 @@ pub struct ActionForm {
     status: String,
     #[serde(default)]
     trial_days: String,
+    #[serde(default)]
+    backup_id: String,
+}
+
+impl ActionForm {
+    /// What the operator typed to confirm.
+    pub fn confirm_text(&self) -> &str {
+        &self.confirm
+    }
+
+    /// The backup a restore names.
+    pub fn backup_id(&self) -> &str {
+        &self.backup_id
+    }
 }
 
 /// An action on one tenant, by an operator who may write.
-struct Request {
-    state: AppState,
-    session: crate::dashboard::page::DashSession,
-    tenant: Tenant,
-    actor: Actor,
-    form: ActionForm,
+pub(super) struct Request {
+    pub state: AppState,
+    pub session: crate::dashboard::page::DashSession,
+    pub tenant: Tenant,
+    pub actor: Actor,
+    pub form: ActionForm,
 }
 
-async fn request(
+pub(super) async fn request(
     state: AppState,
     ip: Option<String>,
     key: &str,
@@ -63,7 +77,7 @@ async fn request(
 }
 
 /// The answer: back to the tenant's page with `notice`, or the page with the error.
-async fn finish(req: Request, result: Result<&str>) -> DashResult<Response> {
+pub(super) async fn finish(req: Request, result: Result<&str>) -> DashResult<Response> {
     match result {
         Ok(notice) => Ok(see_other(
             &format!("/owner/tenants/{}", req.tenant.id),

@@ -1,10 +1,11 @@
-//! A tenant's page: its state, provisioning steps, domains, subscription, usage and
-//! audit trail.
+//! A tenant's page: its state, provisioning steps, domains, subscription, usage,
+//! backups and audit trail.
 
 use askama::Template;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
+use owner::backups::{Backup, BackupStatus};
 use owner::tenants::{Step, Tenant, TenantStatus, tenant_fetch};
 use serde::Deserialize;
 use tokio_postgres::GenericClient;
@@ -40,6 +41,44 @@ pub struct EventView {
     pub details: String,
 }
 
+/// A row of the Backups panel.
+pub struct BackupView {
+    pub id: String,
+    pub started: String,
+    pub kind: &'static str,
+    pub status: &'static str,
+    pub size: String,
+    pub duration: String,
+    pub error: String,
+    pub restorable: bool,
+}
+
+impl From<&Backup> for BackupView {
+    fn from(b: &Backup) -> Self {
+        Self {
+            id: b.id.to_string(),
+            started: when(b.started_at),
+            kind: b.kind.as_str(),
+            status: b.status.as_str(),
+            size: bytes(b.size_bytes()),
+            duration: b
+                .duration_ms()
+                .map_or_else(|| "–".into(), |ms| format!("{:.1} s", ms as f64 / 1000.0)),
+            error: b.error.clone().unwrap_or_default(),
+            restorable: b.status == BackupStatus::Succeeded,
+        }
+    }
+}
+
+/// The tenant's latest backups, for its page.
+pub async fn backup_views(client: &impl GenericClient, tenant_id: Uuid) -> Result<Vec<BackupView>> {
+    Ok(owner::backups::backup_list(client, Some(tenant_id), 20)
+        .await?
+        .iter()
+        .map(BackupView::from)
+        .collect())
+}
+
 #[derive(Template)]
 #[template(path = "tenant.html")]
 pub struct DetailPage {
@@ -69,6 +108,8 @@ pub struct DetailPage {
     pub can_suspend: bool,
     pub can_resume: bool,
     pub can_delete: bool,
+    pub maintenance: Option<String>,
+    pub backups: Vec<BackupView>,
 }
 
 fn steps_of(tenant: &Tenant) -> Vec<StepView> {
@@ -155,6 +196,7 @@ pub async fn detail_page(
         })
         .collect();
     let (usage_chart, usage_facts) = usage_view(&**conn, id).await?;
+    let backups = backup_views(&**conn, id).await?;
     let target_version = state.migrations.latest_version();
     let mut chrome = session.chrome(state, "tenants");
     chrome.notice = notice;
@@ -165,7 +207,9 @@ pub async fn detail_page(
         settled: !matches!(
             tenant.status,
             TenantStatus::Provisioning | TenantStatus::Deleting
-        ),
+        ) && tenant.maintenance.is_none(),
+        maintenance: tenant.maintenance.clone(),
+        backups,
         slug: tenant.slug,
         name: tenant.name,
         status: tenant.status.as_str().into(),

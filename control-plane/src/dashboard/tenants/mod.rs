@@ -2,6 +2,7 @@
 //! actions.
 
 mod actions;
+mod backups;
 mod create;
 mod detail;
 mod list;
@@ -9,6 +10,7 @@ mod list;
 pub use actions::{
     delete, domain_add, domain_primary, domain_remove, resume, subscription, suspend,
 };
+pub use backups::{backup_now, restore};
 pub use create::{create, new_form};
 pub use detail::{detail, usage_totals};
 pub use list::list;
