@@ -6,17 +6,18 @@ RUN cargo build --release --locked --bin control-plane
 
 FROM debian:bookworm-slim
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends ca-certificates \
+    && apt-get install -y --no-install-recommends ca-certificates postgresql-client-15 \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --system --home /var/lib/control-plane control-plane \
-    && mkdir -p /var/lib/control-plane/storage \
-    && chown -R control-plane /var/lib/control-plane
+    && mkdir -p /var/lib/control-plane/storage /var/lib/control-plane-backups \
+    && chown -R control-plane /var/lib/control-plane /var/lib/control-plane-backups
 COPY --from=build /src/target/release/control-plane /usr/local/bin/control-plane
 USER control-plane
 WORKDIR /var/lib/control-plane
 ENV CP_LISTEN=0.0.0.0:8080 \
     CP_DATA_DIR=/var/lib/control-plane \
-    CP_STORAGE_ROOT=/var/lib/control-plane/storage
+    CP_STORAGE_ROOT=/var/lib/control-plane/storage \
+    CP_BACKUP_ROOT=/var/lib/control-plane-backups
 EXPOSE 8080
 ENTRYPOINT ["control-plane"]
 CMD ["serve"]
