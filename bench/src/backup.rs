@@ -81,7 +81,12 @@ fn shell(script: &str) -> anyhow::Result<Duration> {
 
 /// `clients` keep-alive clients requesting `GET /api/v1/status` on random `hosts` for
 /// `length`; successful requests per second.
-async fn load(address: &str, hosts: &Arc<Vec<String>>, clients: usize, length: Duration) -> (f64, u64) {
+async fn load(
+    address: &str,
+    hosts: &Arc<Vec<String>>,
+    clients: usize,
+    length: Duration,
+) -> (f64, u64) {
     let deadline = Instant::now() + length;
     let started = Instant::now();
     let workers: Vec<_> = (0..clients)
@@ -317,7 +322,8 @@ async fn run(args: &Args, server: &str, work: &Path) -> anyhow::Result<()> {
             )
             .await?;
     }
-    big_db.batch_execute("VACUUM ANALYZE; CHECKPOINT").await?;
+    big_db.batch_execute("VACUUM ANALYZE").await?;
+    big_db.batch_execute("CHECKPOINT").await?;
     let size: i64 = big_db
         .query_one("SELECT pg_database_size(current_database())", &[])
         .await?
@@ -358,10 +364,7 @@ async fn run(args: &Args, server: &str, work: &Path) -> anyhow::Result<()> {
     let started = Instant::now();
     let checked = services.backups.check(&big, backup.id).await?;
     let verify_time = started.elapsed();
-    services
-        .backups
-        .restore(&big, &checked, uuid::Uuid::new_v4(), &actor)
-        .await?;
+    services.backups.restore(&big, &checked, &actor).await?;
     let ours_restore = started.elapsed();
     report.line(format!(
         "\n3. one tenant with {rows} rows: database {mb:.0} MB, dump {:.0} MB",

@@ -35,6 +35,8 @@ CREATE TABLE tenant_restores (
     tenant_id   uuid NOT NULL REFERENCES tenants (id),
     status      text NOT NULL CHECK (status IN ('running', 'succeeded', 'failed')),
     phase       text NOT NULL CHECK (phase IN ('loading', 'swapped')),
+    -- Into a tenant made for it (a clone), which is deleted again if the restore fails.
+    into_new    boolean NOT NULL DEFAULT false,
     error       text,
     requested_by text NOT NULL,
     started_at  timestamptz NOT NULL DEFAULT now(),

@@ -172,16 +172,16 @@ pub async fn backup_succeed(
     Ok(n == 1)
 }
 
-/// Marks a running backup failed.
-pub async fn backup_fail(client: &impl GenericClient, id: Uuid, error: &str) -> Result<()> {
-    client
+/// Marks a running backup failed; false if it was not running (any more).
+pub async fn backup_fail(client: &impl GenericClient, id: Uuid, error: &str) -> Result<bool> {
+    let n = client
         .execute(
             "UPDATE tenant_backups SET status = 'failed', error = $2, finished_at = now() \
              WHERE id = $1 AND status = 'running'",
             &[&id, &error],
         )
         .await?;
-    Ok(())
+    Ok(n == 1)
 }
 
 /// Marks a succeeded backup removed (its files are gone).
@@ -354,14 +354,16 @@ pub struct Restore {
     pub tenant_id: Uuid,
     pub status: RestoreStatus,
     pub phase: RestorePhase,
+    /// Into a tenant made for it (a clone), deleted again if the restore fails.
+    pub into_new: bool,
     pub error: Option<String>,
     pub requested_by: String,
     pub started_at: DateTime<Utc>,
     pub finished_at: Option<DateTime<Utc>>,
 }
 
-const RESTORE_COLUMNS: &str =
-    "id, backup_id, tenant_id, status, phase, error, requested_by, started_at, finished_at";
+const RESTORE_COLUMNS: &str = "id, backup_id, tenant_id, status, phase, into_new, error, \
+    requested_by, started_at, finished_at";
 
 fn restore_from(r: &Row) -> Result<Restore> {
     Ok(Restore {
@@ -370,29 +372,39 @@ fn restore_from(r: &Row) -> Result<Restore> {
         tenant_id: r.try_get(2)?,
         status: r.try_get(3)?,
         phase: r.try_get(4)?,
-        error: r.try_get(5)?,
-        requested_by: r.try_get(6)?,
-        started_at: r.try_get(7)?,
-        finished_at: r.try_get(8)?,
+        into_new: r.try_get(5)?,
+        error: r.try_get(6)?,
+        requested_by: r.try_get(7)?,
+        started_at: r.try_get(8)?,
+        finished_at: r.try_get(9)?,
     })
+}
+
+pub struct NewRestore<'a> {
+    pub id: Uuid,
+    pub backup_id: Uuid,
+    pub tenant_id: Uuid,
+    pub into_new: bool,
+    pub requested_by: &'a str,
 }
 
 /// Records a restore as running; refused with [`Error::AlreadyRunning`] while another
 /// restore of the same tenant runs.
-pub async fn restore_begin(
-    client: &impl GenericClient,
-    id: Uuid,
-    backup_id: Uuid,
-    tenant_id: Uuid,
-    requested_by: &str,
-) -> Result<Restore> {
+pub async fn restore_begin(client: &impl GenericClient, new: &NewRestore<'_>) -> Result<Restore> {
     let row = client
         .query_one(
             &format!(
-                "INSERT INTO tenant_restores (id, backup_id, tenant_id, status, phase, requested_by) \
-                 VALUES ($1, $2, $3, 'running', 'loading', $4) RETURNING {RESTORE_COLUMNS}"
+                "INSERT INTO tenant_restores (id, backup_id, tenant_id, status, phase, into_new, \
+                 requested_by) VALUES ($1, $2, $3, 'running', 'loading', $4, $5) \
+                 RETURNING {RESTORE_COLUMNS}"
             ),
-            &[&id, &backup_id, &tenant_id, &requested_by],
+            &[
+                &new.id,
+                &new.backup_id,
+                &new.tenant_id,
+                &new.into_new,
+                &new.requested_by,
+            ],
         )
         .await?;
     restore_from(&row)

@@ -43,7 +43,7 @@ pub fn append_tree<W: io::Write>(
                 b.append_dir(&entry_name, &path)
                     .map_err(|e| io_error(&path, e))?;
                 walk(b, &path, &entry_name)?;
-            } else if meta.is_file() {
+            } else if meta.is_file() && !is_partial_upload(&entry.file_name()) {
                 let mut file = fs::File::open(&path).map_err(|e| io_error(&path, e))?;
                 b.append_file(&entry_name, &mut file)
                     .map_err(|e| io_error(&path, e))?;
@@ -65,6 +65,12 @@ pub fn append_tree<W: io::Write>(
         walk(builder, &dir, &name)?;
     }
     Ok(())
+}
+
+/// An upload still being written (`.<id>.part`): not a file of the tenant yet.
+fn is_partial_upload(name: &std::ffi::OsStr) -> bool {
+    let name = name.to_string_lossy();
+    name.starts_with('.') && name.ends_with(".part")
 }
 
 /// Writes the archive of `tree` to `out`.
@@ -167,6 +173,7 @@ mod tests {
         fs::write(tree.join("uploads/a/b/x.txt"), b"hello").unwrap();
         fs::write(tree.join("documents/d.pdf"), b"pdf").unwrap();
         fs::write(tree.join("backups/old.dump"), b"not archived").unwrap();
+        fs::write(tree.join("uploads/.0f3a.part"), b"half an upload").unwrap();
         std::os::unix::fs::symlink("/etc/passwd", tree.join("documents/link")).unwrap();
 
         let out = dir.path().join("files.tar");
@@ -180,6 +187,7 @@ mod tests {
         assert_eq!(fs::read(staging.join("documents/d.pdf")).unwrap(), b"pdf");
         assert!(!staging.join("backups").exists());
         assert!(!staging.join("documents/link").exists());
+        assert!(!staging.join("uploads/.0f3a.part").exists());
 
         // The tree changes after the backup; a swap interrupted after one folder resumes.
         fs::write(tree.join("documents/new.txt"), b"after").unwrap();

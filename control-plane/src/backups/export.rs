@@ -116,7 +116,7 @@ impl Backups {
         let mut jsonl = Vec::new();
         for name in tables.keys() {
             let (schema, table) = name.split_once('.').unwrap_or(("public", name));
-            let path = tables_dir.join(format!("{name}.jsonl"));
+            let path = tables_dir.join(format!("{}.jsonl", file_name_of(name)));
             let copy = format!(
                 "COPY (SELECT row_to_json(t) FROM {}.{} t) TO STDOUT",
                 ident(schema),
@@ -141,7 +141,7 @@ impl Backups {
             jsonl.push(path);
         }
         tx.commit().await?;
-        let pg_dump_version = tools::version("pg_dump").await?;
+        let pg_dump_version = tools::pg_dump_version().await?;
         let tree = self.storage.tenant(&tenant.slug)?.dir().to_path_buf();
         let (host, port) = crate::pg::server_address(self.cluster.admin_endpoint().config());
         let (work, out) = (work.to_path_buf(), out.to_path_buf());
@@ -193,6 +193,23 @@ impl Backups {
         })
         .await
     }
+}
+
+/// A table's name as a file name: anything but letters, digits, `.`, `_` and `-` becomes
+/// `_`, so no name can reach outside the export's folder.
+fn file_name_of(table: &str) -> String {
+    table
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect::<String>()
+        .trim_start_matches('.')
+        .to_string()
 }
 
 /// Undoes the backslash escapes of COPY's text format: `\\` for a backslash, and `\n`,

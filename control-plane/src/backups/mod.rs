@@ -34,7 +34,7 @@ use uuid::Uuid;
 pub use self::export::Export;
 pub use self::manifest::Manifest;
 pub use self::recover::Recovered;
-pub use self::restore::Checked;
+pub use self::restore::{Checked, RestoreStarted};
 pub use self::schedule::{Pruned, ScheduleReport, retention_keeps};
 pub use self::take::{Request as BackupRequest, Started};
 use crate::provisioning::{Cluster, Faults, Provisioner};
@@ -60,6 +60,25 @@ pub struct Backups {
 /// recovery pass that a row still marked running lost its process.
 const TENANT_BACKUP_LOCK: &str =
     "SELECT pg_try_advisory_lock(hashtextextended('cp-backup:' || $1::text, 0))";
+const TENANT_BACKUP_UNLOCK: &str =
+    "SELECT pg_advisory_unlock(hashtextextended('cp-backup:' || $1::text, 0))";
+
+/// A tenant's backup lock, held on a session of its own. [`TenantLock::release`] lets it
+/// go at once; a lock that is only dropped (a crash, a cancelled task) goes with its
+/// session, which the server notices a moment later.
+pub struct TenantLock {
+    session: Client,
+    tenant_id: Uuid,
+}
+
+impl TenantLock {
+    pub async fn release(self) {
+        let key = self.tenant_id.to_string();
+        if let Err(e) = self.session.execute(TENANT_BACKUP_UNLOCK, &[&key]).await {
+            tracing::debug!(error = %e, "backup lock released with its session");
+        }
+    }
+}
 
 impl Backups {
     #[allow(clippy::too_many_arguments)]
@@ -148,16 +167,16 @@ impl Backups {
 
     /// Takes the tenant's backup lock on a session of its own; `None` when another
     /// backup or restore of the tenant holds it.
-    async fn lock_tenant(&self, tenant_id: Uuid) -> Result<Option<Client>> {
+    async fn lock_tenant(&self, tenant_id: Uuid) -> Result<Option<TenantLock>> {
         let session = self.owner.lock_session().await?;
         let locked: bool = session
             .query_one(TENANT_BACKUP_LOCK, &[&tenant_id.to_string()])
             .await?
             .get(0);
-        Ok(locked.then_some(session))
+        Ok(locked.then_some(TenantLock { session, tenant_id }))
     }
 
-    async fn lock_tenant_or_busy(&self, tenant_id: Uuid) -> Result<Client> {
+    async fn lock_tenant_or_busy(&self, tenant_id: Uuid) -> Result<TenantLock> {
         self.lock_tenant(tenant_id)
             .await?
             .ok_or_else(|| owner::Error::AlreadyRunning("backup or restore").into())
@@ -178,7 +197,9 @@ async fn count_rows(
     let tables = client
         .query(
             "SELECT schemaname, tablename FROM pg_tables \
-             WHERE schemaname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1, 2",
+             WHERE schemaname NOT IN ('pg_catalog', 'information_schema') \
+             AND schemaname NOT LIKE 'pg\\_temp\\_%' AND schemaname NOT LIKE 'pg\\_toast\\_temp\\_%' \
+             ORDER BY 1, 2",
             &[],
         )
         .await?;

@@ -42,6 +42,7 @@ impl Backups {
             // Read again under the lock: it may have finished in between.
             let now = owner::backups::backup_fetch(&**conn, backup.id).await?;
             if now.status != owner::backups::BackupStatus::Running {
+                lock.release().await;
                 continue;
             }
             let dir = std::path::PathBuf::from(&now.location);
@@ -49,7 +50,7 @@ impl Backups {
             owner::backups::backup_fail(&**conn, now.id, LOST).await?;
             tracing::warn!(backup = %now.id, tenant = %now.tenant_slug, "a backup left by a stopped process was marked failed and its files removed");
             report.backups_failed += 1;
-            drop(lock);
+            lock.release().await;
         }
         for restore in restores {
             let Some(lock) = self.lock_tenant(restore.tenant_id).await? else {
@@ -64,6 +65,7 @@ impl Backups {
                 )
             };
             if now.status != owner::backups::RestoreStatus::Running {
+                lock.release().await;
                 continue;
             }
             let places = self.places(&tenant, now.id)?;
@@ -82,10 +84,14 @@ impl Backups {
                 report.restores_finished += 1;
             } else {
                 self.undo(&tenant, now.id, LOST).await?;
+                if now.into_new {
+                    self.discard_clone(tenant.id, &Actor::system("system:reconciler"))
+                        .await;
+                }
                 tracing::warn!(restore = %now.id, tenant = %tenant.slug, "a restore left before its swap by a stopped process was undone");
                 report.restores_undone += 1;
             }
-            drop(lock);
+            lock.release().await;
         }
         Ok(report)
     }

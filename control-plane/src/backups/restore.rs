@@ -17,16 +17,34 @@ use serde_json::json;
 use uuid::Uuid;
 
 use super::manifest::{self, DATABASE_DUMP, FILES_ARCHIVE, Manifest};
-use super::{Backups, archive, blocking, count_rows};
+use super::{Backups, TenantLock, archive, blocking, count_rows};
 use crate::audit::{self, Actor, Target};
 use crate::pg::tools::Tool;
 use crate::provisioning::{CreateTenant, FaultPoint, TenantNames, names};
 use crate::{Error, Result};
 
 /// A backup found and checked against its checksums, ready to restore.
+#[derive(Clone)]
 pub struct Checked {
     pub backup: Backup,
     pub manifest: Manifest,
+}
+
+/// A restore recorded and holding its tenant's backup lock, to be carried out by
+/// [`Backups::finish_restore`].
+pub struct RestoreStarted {
+    tenant: Tenant,
+    checked: Checked,
+    pub restore: Restore,
+    actor: Actor,
+    lock: TenantLock,
+}
+
+impl RestoreStarted {
+    /// The tenant restored into (for a clone, the new one).
+    pub fn tenant(&self) -> &Tenant {
+        &self.tenant
+    }
 }
 
 /// What the gateway is told while a restore runs.
@@ -91,38 +109,62 @@ impl Backups {
         Ok(Checked { backup, manifest })
     }
 
-    /// Restores a checked backup into the tenant it was taken from, and waits for it.
+    /// Restores a checked backup into the tenant it was taken from, and waits for it:
+    /// [`Backups::start_restore`], then [`Backups::finish_restore`].
     pub async fn restore(
         &self,
         tenant: &Tenant,
         checked: &Checked,
-        restore_id: Uuid,
         actor: &Actor,
     ) -> Result<Restore> {
-        self.restore_into(
-            tenant,
-            &checked.backup,
-            &checked.manifest,
-            restore_id,
-            actor,
-        )
-        .await
+        let started = self.start_restore(tenant, checked, actor).await?;
+        Ok(self.finish_restore(started).await?.1)
     }
 
-    /// Restores a checked backup into a new tenant `slug` (the source's plan, its own
-    /// id, roles, database, tree and default domain), and waits for it. If the restore
-    /// fails, the new tenant is deleted again.
+    /// Restores a checked backup into a new tenant `slug`, and waits for it.
     pub async fn restore_as_new(
         &self,
         checked: &Checked,
         slug: &str,
-        restore_id: Uuid,
         actor: &Actor,
     ) -> Result<(Tenant, Restore)> {
-        let Checked { backup, manifest } = checked;
+        let started = self.start_restore_as_new(checked, slug, actor).await?;
+        self.finish_restore(started).await
+    }
+
+    /// Starts a restore into the tenant the backup was taken from: its backup lock taken
+    /// (refused while a backup or restore of it runs), the restore recorded, the tenant
+    /// put in maintenance.
+    pub async fn start_restore(
+        &self,
+        tenant: &Tenant,
+        checked: &Checked,
+        actor: &Actor,
+    ) -> Result<RestoreStarted> {
+        if !matches!(
+            tenant.status,
+            TenantStatus::Active | TenantStatus::Suspended
+        ) {
+            return Err(Error::WrongState {
+                id: tenant.id,
+                status: tenant.status.as_str(),
+            });
+        }
+        self.begin(tenant.clone(), checked, actor, false).await
+    }
+
+    /// Starts a restore into a new tenant `slug` (the source's plan; its own id, roles,
+    /// database, tree and default domain): the tenant recorded in maintenance, so it is
+    /// never served before it holds the backup's data, then as [`Backups::start_restore`].
+    pub async fn start_restore_as_new(
+        &self,
+        checked: &Checked,
+        slug: &str,
+        actor: &Actor,
+    ) -> Result<RestoreStarted> {
         let source = {
             let conn = self.owner.conn().await?;
-            owner::tenants::tenant_fetch(&**conn, backup.tenant_id).await?
+            owner::tenants::tenant_fetch(&**conn, checked.backup.tenant_id).await?
         };
         let created = self
             .provisioner
@@ -136,58 +178,130 @@ impl Backups {
                 actor,
             )
             .await?;
-        let outcome = async {
-            let tenant = self.provisioner.drive(created.id).await?;
-            self.restore_into(&tenant, backup, manifest, restore_id, actor)
-                .await
+        let started = self.begin(created.clone(), checked, actor, true).await;
+        if started.is_err() {
+            self.discard_clone(created.id, actor).await;
+        }
+        started
+    }
+
+    async fn begin(
+        &self,
+        tenant: Tenant,
+        checked: &Checked,
+        actor: &Actor,
+        into_new: bool,
+    ) -> Result<RestoreStarted> {
+        let lock = self.lock_tenant_or_busy(tenant.id).await?;
+        let restore = {
+            let mut conn = self.owner.conn().await?;
+            let tx = crate::services::owner_db::begin(&mut conn).await?;
+            let restore = owner::backups::restore_begin(
+                &tx,
+                &owner::backups::NewRestore {
+                    id: Uuid::new_v4(),
+                    backup_id: checked.backup.id,
+                    tenant_id: tenant.id,
+                    into_new,
+                    requested_by: &actor.label,
+                },
+            )
+            .await?;
+            owner::tenants::tenant_set_maintenance(&tx, tenant.id, Some(MAINTENANCE)).await?;
+            crate::services::owner_db::commit(tx).await?;
+            restore
+        };
+        self.events.changed(tenant.id).await;
+        Ok(RestoreStarted {
+            tenant,
+            checked: checked.clone(),
+            restore,
+            actor: actor.clone(),
+            lock,
+        })
+    }
+
+    /// Carries out a started restore (for a new tenant, after provisioning it): loads the
+    /// backup aside, swaps it in, and serves the tenant again. One that fails is undone
+    /// (a new tenant is deleted again); one cut short by a crash is left to
+    /// [`Backups::recover_left`].
+    pub async fn finish_restore(&self, started: RestoreStarted) -> Result<(Tenant, Restore)> {
+        let RestoreStarted {
+            tenant,
+            checked,
+            restore,
+            actor,
+            lock,
+        } = started;
+        let tenant_id = tenant.id;
+        let result = async {
+            let tenant = if restore.into_new {
+                match self.provisioner.drive(tenant.id).await {
+                    Ok(tenant) => tenant,
+                    Err(e @ Error::InjectedFault(_)) => return Err(e),
+                    Err(e) => {
+                        self.undo(&tenant, restore.id, &e.to_string()).await?;
+                        return Err(e);
+                    }
+                }
+            } else {
+                tenant
+            };
+            self.carry_out(&tenant, &checked, restore.id, &actor)
+                .await?;
+            Ok::<_, Error>(tenant)
         }
         .await;
-        match outcome {
-            Ok(restore) => {
-                let conn = self.owner.conn().await?;
-                let tenant = owner::tenants::tenant_fetch(&**conn, created.id).await?;
-                Ok((tenant, restore))
-            }
-            Err(e @ Error::InjectedFault(_)) => Err(e),
+        let tenant = match result {
+            Ok(tenant) => tenant,
+            // A crash, as the fault switch plays it: the lock goes with its session.
+            Err(e @ Error::InjectedFault(_)) => return Err(e),
             Err(e) => {
-                tracing::warn!(slug, error = %e, "clone failed; deleting the new tenant");
-                if let Err(del) = self.provisioner.tenant_delete(created.id, actor).await {
-                    tracing::warn!(slug, error = %del, "could not delete the failed clone");
-                } else if let Err(del) = self.provisioner.drive(created.id).await {
-                    tracing::warn!(slug, error = %del, "the failed clone's deletion is left to the reconciler");
+                // Undone (before the swap), a new tenant goes again; a restore that failed
+                // after its swap stays running for the recovery pass to finish.
+                let undone = {
+                    let conn = self.owner.conn().await?;
+                    owner::backups::restore_fetch(&**conn, restore.id)
+                        .await?
+                        .status
+                        == owner::backups::RestoreStatus::Failed
+                };
+                if restore.into_new && undone {
+                    self.discard_clone(tenant_id, &actor).await;
                 }
-                Err(e)
+                lock.release().await;
+                return Err(e);
+            }
+        };
+        lock.release().await;
+        let conn = self.owner.conn().await?;
+        let tenant = owner::tenants::tenant_fetch(&**conn, tenant.id).await?;
+        let restore = owner::backups::restore_fetch(&**conn, restore.id).await?;
+        Ok((tenant, restore))
+    }
+
+    /// Deletes a new tenant whose restore failed (the reconciler finishes it if this
+    /// drive does not).
+    pub(super) async fn discard_clone(&self, id: Uuid, actor: &Actor) {
+        match self.provisioner.tenant_delete(id, actor).await {
+            Err(e) => tracing::warn!(tenant = %id, error = %e, "could not delete the failed clone"),
+            Ok(_) => {
+                if let Err(e) = self.provisioner.drive(id).await {
+                    tracing::warn!(tenant = %id, error = %e, "the failed clone's deletion is left to the reconciler");
+                }
             }
         }
     }
 
-    async fn restore_into(
+    /// Load, swap, finish; or undo.
+    async fn carry_out(
         &self,
         tenant: &Tenant,
-        backup: &Backup,
-        manifest: &Manifest,
+        checked: &Checked,
         restore_id: Uuid,
         actor: &Actor,
-    ) -> Result<Restore> {
-        if !matches!(
-            tenant.status,
-            TenantStatus::Active | TenantStatus::Suspended
-        ) {
-            return Err(Error::WrongState {
-                id: tenant.id,
-                status: tenant.status.as_str(),
-            });
-        }
-        let lock = self.lock_tenant_or_busy(tenant.id).await?;
-        {
-            let mut conn = self.owner.conn().await?;
-            let tx = crate::services::owner_db::begin(&mut conn).await?;
-            owner::backups::restore_begin(&tx, restore_id, backup.id, tenant.id, &actor.label)
-                .await?;
-            owner::tenants::tenant_set_maintenance(&tx, tenant.id, Some(MAINTENANCE)).await?;
-            crate::services::owner_db::commit(tx).await?;
-        }
-        self.events.changed(tenant.id).await;
+    ) -> Result<()> {
+        let Checked { backup, manifest } = checked;
         let places = self.places(tenant, restore_id)?;
         let loaded = self.load(tenant, backup, manifest, &places).await;
         let swapped = match loaded {
@@ -203,7 +317,7 @@ impl Backups {
             }
             Err(e) => Err(e),
         };
-        let result = match swapped {
+        match swapped {
             Ok(()) => {
                 self.faults.check(FaultPoint::RestoreDatabaseSwapped)?;
                 self.finish_swapped(
@@ -215,17 +329,31 @@ impl Backups {
                 )
                 .await
             }
-            Err(e @ Error::InjectedFault(_)) => return Err(e),
+            Err(e @ Error::InjectedFault(_)) => Err(e),
+            // The swap's commit may have reached the server though its answer did not.
+            Err(e)
+                if self
+                    .cluster
+                    .database_exists(&places.aside_db)
+                    .await
+                    .unwrap_or(false) =>
+            {
+                tracing::warn!(tenant = %tenant.slug, restore = %restore_id, error = %e, "the swap went through despite an error; finishing the restore");
+                self.finish_swapped(
+                    tenant,
+                    restore_id,
+                    manifest.schema_version,
+                    actor,
+                    backup.id,
+                )
+                .await
+            }
             Err(e) => {
                 tracing::warn!(tenant = %tenant.slug, restore = %restore_id, error = %e, "restore failed; undoing it");
                 self.undo(tenant, restore_id, &e.to_string()).await?;
                 Err(e)
             }
-        };
-        drop(lock);
-        result?;
-        let conn = self.owner.conn().await?;
-        Ok(owner::backups::restore_fetch(&**conn, restore_id).await?)
+        }
     }
 
     /// Loads the dump into its own database and checks its rows; unpacks the files.
@@ -341,6 +469,8 @@ impl Backups {
         self.cluster
             .drop_tenant_database(tenant.id, &places.names, &places.loaded_db)
             .await?;
+        // A swap that died after taking CONNECT away, before its transaction.
+        self.cluster.reopen_database(&places.names).await?;
         let staging = places.staging.clone();
         blocking(move || archive::remove_dir(&staging)).await?;
         {

@@ -110,7 +110,7 @@ impl Backups {
             self.remove_files(backup).await?;
             pruned.removed.push(backup.id);
         }
-        drop(lock);
+        lock.release().await;
         Ok(pruned)
     }
 

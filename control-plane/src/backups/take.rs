@@ -9,7 +9,7 @@ use serde_json::json;
 use uuid::Uuid;
 
 use super::manifest::{self, DATABASE_DUMP, FILES_ARCHIVE, FORMAT_VERSION, MANIFEST, Manifest};
-use super::{Backups, archive, blocking, count_rows};
+use super::{Backups, TenantLock, archive, blocking, count_rows};
 use crate::audit::{self, Actor, Target};
 use crate::pg::tools::{self, Tool};
 use crate::provisioning::FaultPoint;
@@ -21,7 +21,7 @@ pub struct Started {
     pub backup: Backup,
     dir: PathBuf,
     actor: Actor,
-    _lock: tokio_postgres::Client,
+    lock: TenantLock,
 }
 
 /// Why and for whom a backup is taken.
@@ -75,7 +75,7 @@ impl Backups {
             backup,
             dir,
             actor: req.actor.clone(),
-            _lock: lock,
+            lock,
         })
     }
 
@@ -88,7 +88,7 @@ impl Backups {
             backup,
             dir,
             actor,
-            _lock,
+            lock,
         } = started;
         let timer = std::time::Instant::now();
         let outcome = self.write_backup(&tenant, &backup, &dir).await;
@@ -107,12 +107,16 @@ impl Backups {
             Err(e) => {
                 metrics::counter!("backups_failed_total", "kind" => kind).increment(1);
                 tracing::warn!(tenant = %tenant.slug, backup = %backup.id, error = %e, "backup failed");
-                let dir = dir.clone();
-                let _ = blocking(move || archive::remove_dir(&dir)).await;
+                // Only a backup this call marked failed loses its files: one whose success
+                // was committed before an error keeps them.
                 let conn = self.owner.conn().await?;
-                owner::backups::backup_fail(&**conn, backup.id, &e.to_string()).await?;
+                if owner::backups::backup_fail(&**conn, backup.id, &e.to_string()).await? {
+                    let dir = dir.clone();
+                    let _ = blocking(move || archive::remove_dir(&dir)).await;
+                }
             }
         }
+        lock.release().await;
         result
     }
 
@@ -133,7 +137,7 @@ impl Backups {
             .await?;
         }
         let started_at = Utc::now();
-        let pg_dump_version = tools::version("pg_dump").await?;
+        let pg_dump_version = tools::pg_dump_version().await?;
         let admin = self.cluster.admin_endpoint();
         // One snapshot for the row counts and the dump, so the manifest says exactly
         // what the dump holds.
@@ -266,8 +270,8 @@ impl Backups {
             }),
         )
         .await?;
+        let recorded = owner::backups::backup_fetch(&tx, backup.id).await?;
         crate::services::owner_db::commit(tx).await?;
-        let conn = self.owner.conn().await?;
-        Ok(owner::backups::backup_fetch(&**conn, backup.id).await?)
+        Ok(recorded)
     }
 }

@@ -187,10 +187,7 @@ pub async fn restore(
                     ),
                 )?;
             }
-            let restore = services
-                .backups
-                .restore(&tenant, &checked, Uuid::new_v4(), actor)
-                .await?;
+            let restore = services.backups.restore(&tenant, &checked, actor).await?;
             emit(json, &json!(restore), || {
                 format!("{} restored from backup {}", tenant.slug, backup_id)
             });
@@ -198,7 +195,7 @@ pub async fn restore(
         Some(new_slug) => {
             let (clone, restore) = services
                 .backups
-                .restore_as_new(&checked, new_slug, Uuid::new_v4(), actor)
+                .restore_as_new(&checked, new_slug, actor)
                 .await?;
             let mut value = json!(TenantInfo::from(&clone));
             value["restore"] = json!(restore);

@@ -13,7 +13,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use owner::backups::{BackupKind, Restore, RestoreStatus};
+use owner::backups::{BackupKind, Restore};
 use owner::tenants::{Tenant, tenant_find};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -156,42 +156,36 @@ async fn restore(
     let backup_id = parse_id(&body.backup_id)?;
     let checked = state.backups.check(&tenant, backup_id).await?;
     let actor = operator.actor(ip);
-    let restore_id = Uuid::new_v4();
-    let backups = std::sync::Arc::clone(&state.backups);
-    let into = body.into.clone();
-    let target_tenant = tenant.clone();
-    let handle = state.tasks.spawn(async move {
-        match into {
-            None => backups
-                .restore(&target_tenant, &checked, restore_id, &actor)
-                .await
-                .map(|r| (None, r)),
-            Some(slug) => backups
-                .restore_as_new(&checked, &slug, restore_id, &actor)
-                .await
-                .map(|(t, r)| (Some(t), r)),
+    // Started here (a busy tenant or a taken slug is refused in this answer), carried
+    // out in the background.
+    let started = match &body.into {
+        None => {
+            state
+                .backups
+                .start_restore(&tenant, &checked, &actor)
+                .await?
         }
-    });
-    let answer = |tenant: Option<&Tenant>, restore: Value| {
-        let mut value = json!({ "restore": restore });
-        if let Some(t) = tenant {
-            value["tenant"] = json!(TenantInfo::from(t));
+        Some(slug) => {
+            state
+                .backups
+                .start_restore_as_new(&checked, slug, &actor)
+                .await?
         }
-        value
     };
+    let target = started.tenant().clone();
+    let running = started.restore.clone();
+    let backups = std::sync::Arc::clone(&state.backups);
+    let handle = state
+        .tasks
+        .spawn(async move { backups.finish_restore(started).await });
+    let answer = |tenant: &Tenant, restore: &Restore| json!({ "restore": restore, "tenant": TenantInfo::from(tenant) });
     if query.wait
         && let Ok(Ok(result)) = tokio::time::timeout(WAIT_LIMIT, handle).await
     {
-        let (clone, restore) = result?;
-        return Ok((StatusCode::OK, Json(answer(clone.as_ref(), json!(restore)))));
+        let (tenant, restore) = result?;
+        return Ok((StatusCode::OK, Json(answer(&tenant, &restore))));
     }
-    let running = json!({
-        "id": restore_id,
-        "backup_id": backup_id,
-        "status": RestoreStatus::Running,
-        "into": body.into,
-    });
-    Ok((StatusCode::ACCEPTED, Json(answer(None, running))))
+    Ok((StatusCode::ACCEPTED, Json(answer(&target, &running))))
 }
 
 async fn restore_show(

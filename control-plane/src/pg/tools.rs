@@ -63,6 +63,15 @@ impl Tool {
     }
 }
 
+/// `pg_dump --version`, asked once per process.
+pub async fn pg_dump_version() -> Result<String> {
+    static VERSION: tokio::sync::OnceCell<String> = tokio::sync::OnceCell::const_new();
+    VERSION
+        .get_or_try_init(|| version("pg_dump"))
+        .await
+        .cloned()
+}
+
 /// `pg_dump --version`, e.g. `pg_dump (PostgreSQL) 15.20`.
 pub async fn version(program: &'static str) -> Result<String> {
     let output = Command::new(program)

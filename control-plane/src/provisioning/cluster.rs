@@ -693,6 +693,29 @@ impl Cluster {
         }
     }
 
+    /// Gives the runtime role back its `CONNECT` on the tenant's database (if the
+    /// database exists), as an interrupted swap may have left it without.
+    pub async fn reopen_database(&self, names: &TenantNames) -> Result<()> {
+        let admin = connect(&self.admin).await?;
+        let exists = admin
+            .query_opt(
+                "SELECT 1 FROM pg_database WHERE datname = $1",
+                &[&names.database],
+            )
+            .await?
+            .is_some();
+        if exists {
+            admin
+                .batch_execute(&format!(
+                    "GRANT CONNECT ON DATABASE {} TO {}",
+                    ident(&names.database),
+                    ident(&names.runtime_role)
+                ))
+                .await?;
+        }
+        Ok(())
+    }
+
     /// Drops `db` if it exists and belongs to tenant `id` (owned by its owner role, which
     /// carries our mark). For the databases a restore makes and sets aside.
     pub async fn drop_tenant_database(
@@ -751,6 +774,16 @@ impl Cluster {
             .map(|r| r.get(0));
         match comment {
             None => Ok(()),
+            // Unmarked: made by a test that died before marking it; the name is ours.
+            Some(None) => {
+                admin
+                    .batch_execute(&format!(
+                        "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                        ident(db)
+                    ))
+                    .await?;
+                Ok(())
+            }
             Some(Some(c)) if c == self.mark("restore-test") => {
                 admin
                     .batch_execute(&format!(

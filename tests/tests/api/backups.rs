@@ -562,7 +562,7 @@ async fn a_restore_cut_short_before_its_swap_is_undone_and_after_it_finished() {
         .await
         .expect("check");
     let err = backups
-        .restore(&fetch().await, &checked, uuid::Uuid::new_v4(), &actor)
+        .restore(&fetch().await, &checked, &actor)
         .await
         .expect_err("the fault fires");
     assert!(err.to_string().contains("injected fault"), "{err}");
@@ -600,7 +600,7 @@ async fn a_restore_cut_short_before_its_swap_is_undone_and_after_it_finished() {
     // After the database swap: the recovery pass finishes the files and the rest.
     app.faults.arm(FaultPoint::RestoreDatabaseSwapped);
     let err = backups
-        .restore(&fetch().await, &checked, uuid::Uuid::new_v4(), &actor)
+        .restore(&fetch().await, &checked, &actor)
         .await
         .expect_err("the fault fires");
     assert!(err.to_string().contains("injected fault"), "{err}");
@@ -833,6 +833,14 @@ async fn an_export_holds_the_dump_every_table_as_json_lines_and_the_files() {
     }
     assert!(!entries.keys().any(|k| k.starts_with("files/backups")));
     // Only operators who may write export; nothing is left on disk once it was sent.
+    app.create_operator("viewer@example.com", "viewer").await;
+    let viewer = app
+        .login("viewer@example.com", crate::helpers::OPERATOR_PASSWORD)
+        .await;
+    let refused = app
+        .get("/api/owner/tenants/leaving/export", Some(&viewer))
+        .await;
+    assert_eq!(refused.status(), 403);
     eventually("the export file is removed", || async {
         let left = std::fs::read_dir(app.storage_root.join(".exports"))
             .map(|d| d.count())
@@ -922,4 +930,46 @@ async fn a_backup_root_that_cannot_be_written_stops_start_up() {
     )])
     .expect_err("a file is not a directory");
     assert!(err.to_string().contains("CP_BACKUP_ROOT"), "{err}");
+}
+
+#[tokio::test]
+async fn a_clone_whose_restore_dies_is_deleted_again_by_the_recovery_pass() {
+    let app = spawn_app().await;
+    let (source, _) = seeded(&app, "mother").await;
+    let id: uuid::Uuid = source["id"].as_str().expect("id").parse().expect("uuid");
+    let backup = backup_via_api(&app, "mother").await;
+    let backup_id: uuid::Uuid = backup["id"].as_str().expect("id").parse().expect("uuid");
+    let backups = &app.services.backups;
+    let tenant = {
+        let conn = app.services.owner.conn().await.expect("conn");
+        owner::tenants::tenant_fetch(&**conn, id)
+            .await
+            .expect("tenant")
+    };
+    let checked = backups.check(&tenant, backup_id).await.expect("check");
+    app.faults.arm(FaultPoint::RestoreLoaded);
+    let err = backups
+        .restore_as_new(&checked, "daughter", &Actor::system("test"))
+        .await
+        .expect_err("the fault fires");
+    assert!(err.to_string().contains("injected fault"), "{err}");
+    // Provisioned, but in maintenance: never served with the template's empty database.
+    let (s, body) = {
+        let r = app
+            .get_on("daughter.localhost", "/api/v1/status", &[])
+            .await;
+        (r.status().as_u16(), r.json::<Value>().await.expect("json"))
+    };
+    assert_eq!(s, 503, "{body}");
+    assert_eq!(body["error"]["code"], "tenant_maintenance");
+    let report = backups.recover_left().await.expect("recover");
+    assert_eq!(report.restores_undone, 1, "{report:?}");
+    assert_eq!(
+        app.count("SELECT count(*) FROM tenants WHERE slug = 'daughter' AND status = 'deleted'")
+            .await,
+        1,
+        "the failed clone is deleted"
+    );
+    assert_eq!(leftovers(&app).await, (vec![], vec![]));
+    assert!(!app.tenant_dirs().contains(&"daughter".to_string()));
 }

@@ -59,16 +59,17 @@ pub async fn restore(
         let id = Uuid::parse_str(req.form.backup_id().trim())
             .map_err(|_| Error::Owner(owner::Error::NotFound))?;
         let checked = req.state.backups.check(&req.tenant, id).await?;
-        let (backups, tenant, actor) = (
-            std::sync::Arc::clone(&req.state.backups),
-            req.tenant.clone(),
-            req.actor.clone(),
-        );
-        req.state.tasks.spawn(async move {
-            backups
-                .restore(&tenant, &checked, Uuid::new_v4(), &actor)
-                .await
-        });
+        // Started here, so a busy tenant is refused on the page; carried out in the
+        // background.
+        let started = req
+            .state
+            .backups
+            .start_restore(&req.tenant, &checked, &req.actor)
+            .await?;
+        let backups = std::sync::Arc::clone(&req.state.backups);
+        req.state
+            .tasks
+            .spawn(async move { backups.finish_restore(started).await });
         Ok("restore_started")
     }
     .await;
