@@ -12,7 +12,7 @@ use crate::provisioning::{Cluster, Faults, Provisioner};
 use crate::secrets::Keyring;
 use crate::{Error, Result, installation, pg};
 
-use crate::services::{MigrationSource, OwnerDb, Tasks, TenantAccess, TenantEvents};
+use crate::services::{MigrationSource, OwnerDb, Tasks, TenantAccess, TenantEvents, Traffic};
 
 /// Everything the service and the CLI share. Cheap to clone.
 #[derive(Clone)]
@@ -31,6 +31,7 @@ pub struct Services {
     pub billing: Arc<Billing>,
     pub fleet: Fleet,
     pub backups: Arc<Backups>,
+    pub traffic: Traffic,
 }
 
 impl Services {
@@ -93,6 +94,7 @@ impl Services {
         Backups::check_root(config.backup_root.as_deref())?;
         let events = TenantEvents::default();
         let tasks = Tasks::new();
+        let traffic = Traffic::default();
         let provisioner = Arc::new(Provisioner::new(
             owner.clone(),
             Arc::clone(&access),
@@ -112,6 +114,7 @@ impl Services {
             faults,
             config.backup_root.clone(),
             config.backup_concurrency,
+            traffic.clone(),
         ));
         let domains = Arc::new(Domains::new(
             owner.clone(),
@@ -142,6 +145,7 @@ impl Services {
             billing,
             fleet,
             backups,
+            traffic,
         })
     }
 }

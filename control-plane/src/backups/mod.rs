@@ -38,7 +38,7 @@ pub use self::restore::{Checked, RestoreStarted};
 pub use self::schedule::{Pruned, ScheduleReport, retention_keeps};
 pub use self::take::{Request as BackupRequest, Started};
 use crate::provisioning::{Cluster, Faults, Provisioner};
-use crate::services::{OwnerDb, TenantEvents};
+use crate::services::{OwnerDb, TenantEvents, Traffic};
 use crate::{Error, Result};
 
 /// Backups, restores and exports of tenants. Cheap to share (`Arc`).
@@ -51,8 +51,10 @@ pub struct Backups {
     faults: Arc<Faults>,
     /// `CP_BACKUP_ROOT`; `None`: each tenant's own `backups` folder.
     root: Option<PathBuf>,
-    /// Backups the background job takes at once.
+    /// Backups the background job takes at once while the gateway is quiet.
     concurrency: usize,
+    /// The gateway's request rate: the job yields to it.
+    traffic: Traffic,
 }
 
 /// The session-level advisory lock (in the owner database) a backup or restore of one
@@ -91,6 +93,7 @@ impl Backups {
         faults: Arc<Faults>,
         root: Option<PathBuf>,
         concurrency: usize,
+        traffic: Traffic,
     ) -> Self {
         Self {
             owner,
@@ -101,6 +104,7 @@ impl Backups {
             faults,
             root,
             concurrency: concurrency.max(1),
+            traffic,
         }
     }
 
@@ -190,11 +194,12 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'sta
         .map_err(|e| Error::Internal(format!("backup file task failed: {e}")))?
 }
 
-/// Rows per table (`schema.table`) of every table outside the system schemas.
+/// Rows per table (`schema.table`) of every table outside the system schemas (and other
+/// sessions' temporary ones), counted in one statement.
 async fn count_rows(
     client: &impl tokio_postgres::GenericClient,
 ) -> Result<std::collections::BTreeMap<String, i64>> {
-    let tables = client
+    let tables: Vec<(String, String)> = client
         .query(
             "SELECT schemaname, tablename FROM pg_tables \
              WHERE schemaname NOT IN ('pg_catalog', 'information_schema') \
@@ -202,22 +207,31 @@ async fn count_rows(
              ORDER BY 1, 2",
             &[],
         )
-        .await?;
-    let mut counts = std::collections::BTreeMap::new();
-    for t in tables {
-        let (schema, table): (String, String) = (t.get(0), t.get(1));
-        let n: i64 = client
-            .query_one(
-                &format!(
-                    "SELECT count(*) FROM {}.{}",
-                    crate::pg::ident(&schema),
-                    crate::pg::ident(&table)
-                ),
-                &[],
-            )
-            .await?
-            .get(0);
-        counts.insert(format!("{schema}.{table}"), n);
+        .await?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    if tables.is_empty() {
+        return Ok(Default::default());
     }
-    Ok(counts)
+    let counts = tables
+        .iter()
+        .enumerate()
+        .map(|(i, (schema, table))| {
+            format!(
+                "SELECT {i}, count(*) FROM {}.{}",
+                crate::pg::ident(schema),
+                crate::pg::ident(table)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" UNION ALL ");
+    let rows = client.query(&counts, &[]).await?;
+    Ok(rows
+        .iter()
+        .map(|r| {
+            let (schema, table) = &tables[usize::try_from(r.get::<_, i32>(0)).unwrap_or(0)];
+            (format!("{schema}.{table}"), r.get::<_, i64>(1))
+        })
+        .collect())
 }

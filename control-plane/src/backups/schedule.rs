@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Datelike, Utc};
-use futures::StreamExt;
 use owner::backups::{Backup, BackupKind, Policy, RestoreTest};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
@@ -81,6 +80,15 @@ pub struct ScheduleReport {
     pub pruned: usize,
 }
 
+/// Admitted tenant requests per second above which the gateway counts as busy and the
+/// backup job yields to it.
+const BUSY_RATE: f64 = 20.0;
+/// How often a worker held back by traffic looks again.
+const YIELD_POLL: Duration = Duration::from_millis(250);
+/// While the gateway is busy, the one running worker pauses this many times the length
+/// of each backup before the next.
+const BUSY_PAUSE_FACTOR: u32 = 2;
+
 /// How many due tenants one pass takes on at most.
 const DUE_PER_PASS: i64 = 1000;
 
@@ -122,52 +130,73 @@ impl Backups {
         Ok(())
     }
 
-    /// One pass of the schedule: every due tenant backed up (`concurrency` at once),
-    /// then pruned by its retention.
+    /// One pass of the schedule: every due tenant backed up, then pruned by its
+    /// retention. While the gateway is quiet, `concurrency` backups run at once; while it
+    /// serves traffic the job yields to it: one backup at a time, each followed by a
+    /// pause twice its length, so backups go on at about a third of one worker.
     pub async fn schedule_once(&self) -> Result<ScheduleReport> {
         let due = {
             let conn = self.owner.conn().await?;
             owner::backups::backup_list_due(&**conn, DUE_PER_PASS).await?
         };
-        let mut report = ScheduleReport {
+        let report = std::sync::Mutex::new(ScheduleReport {
             due: due.len(),
             ..ScheduleReport::default()
-        };
+        });
+        let queue = std::sync::Mutex::new(due.into_iter().collect::<std::collections::VecDeque<_>>());
         let actor = Actor::system("system:backups");
-        let mut results = futures::stream::iter(due)
-            .map(|t| {
-                let actor = &actor;
-                async move {
-                    let tenant = {
-                        let conn = self.owner.conn().await?;
-                        owner::tenants::tenant_fetch(&**conn, t.tenant_id).await?
+        let worker = |index: usize| {
+            let (queue, report, actor) = (&queue, &report, &actor);
+            async move {
+                loop {
+                    while index > 0 && self.traffic.rate() > BUSY_RATE {
+                        tokio::time::sleep(YIELD_POLL).await;
+                    }
+                    let Some(next) = queue.lock().unwrap_or_else(|p| p.into_inner()).pop_front()
+                    else {
+                        return;
                     };
-                    let request = Request {
-                        kind: BackupKind::Scheduled,
-                        actor,
-                        migration_run_id: None,
-                    };
-                    self.take(&tenant, &request).await?;
-                    self.prune(tenant.id).await
-                }
-            })
-            .buffer_unordered(self.concurrency);
-        while let Some(result) = results.next().await {
-            match result {
-                Ok(pruned) => {
-                    report.taken += 1;
-                    report.pruned += pruned.removed.len();
-                }
-                Err(e) => {
-                    report.failed += 1;
-                    tracing::warn!(error = %e, "scheduled backup failed");
+                    let started = Instant::now();
+                    let result = self.back_up_and_prune(next.tenant_id, actor).await;
+                    {
+                        let mut report = report.lock().unwrap_or_else(|p| p.into_inner());
+                        match result {
+                            Ok(pruned) => {
+                                report.taken += 1;
+                                report.pruned += pruned.removed.len();
+                            }
+                            Err(e) => {
+                                report.failed += 1;
+                                tracing::warn!(tenant = %next.slug, error = %e, "scheduled backup failed");
+                            }
+                        }
+                    }
+                    if self.traffic.rate() > BUSY_RATE {
+                        tokio::time::sleep(started.elapsed() * BUSY_PAUSE_FACTOR).await;
+                    }
                 }
             }
-        }
+        };
+        futures::future::join_all((0..self.concurrency).map(worker)).await;
+        let report = report.into_inner().unwrap_or_else(|p| p.into_inner());
         if report.due > 0 {
             tracing::info!(?report, "backup schedule pass");
         }
         Ok(report)
+    }
+
+    async fn back_up_and_prune(&self, tenant_id: Uuid, actor: &Actor) -> Result<Pruned> {
+        let tenant = {
+            let conn = self.owner.conn().await?;
+            owner::tenants::tenant_fetch(&**conn, tenant_id).await?
+        };
+        let request = Request {
+            kind: BackupKind::Scheduled,
+            actor,
+            migration_run_id: None,
+        };
+        self.take(&tenant, &request).await?;
+        self.prune(tenant.id).await
     }
 
     /// Restores one random recent backup into a scratch database, compares its row

@@ -46,7 +46,7 @@ pub use resolve::Resolution;
 pub use runtimes::TenantRuntime;
 
 use crate::config::Config;
-use crate::services::{Change, Listener, OwnerDb, TenantAccess, TenantEvents};
+use crate::services::{Change, Listener, OwnerDb, TenantAccess, TenantEvents, Traffic};
 use requests::RequestCounts;
 use resolve::ResolutionExpiry;
 
@@ -74,6 +74,8 @@ pub struct Gateway {
     generation: std::sync::atomic::AtomicU64,
     /// Requests served per tenant since metering last took them.
     requests: RequestCounts,
+    /// The rate of admitted requests, read by background jobs that yield to traffic.
+    traffic: Traffic,
     /// Plan limits by plan code; plans change rarely.
     plans: Cache<String, tenant::Limits>,
     /// Each tenant's upload ledger while anything holds it. Not kept in the runtime
@@ -94,6 +96,7 @@ impl Gateway {
         access: Arc<TenantAccess>,
         storage: storage::Storage,
         events: &TenantEvents,
+        traffic: Traffic,
     ) -> Arc<Self> {
         let pools: Cache<Uuid, Arc<TenantRuntime>> = Cache::builder()
             .name("tenant_pools")
@@ -138,6 +141,7 @@ impl Gateway {
             ledgers: std::sync::Mutex::new(HashMap::new()),
             generation: std::sync::atomic::AtomicU64::new(0),
             requests: RequestCounts::default(),
+            traffic,
             budget: Budget::new(plan.budget),
             max_upload_bytes: config.max_upload_bytes,
             settings: PoolSettings {
@@ -216,6 +220,7 @@ impl Gateway {
         };
         tracing::Span::current().record("tenant_id", tracing::field::display(tenant.id));
         self.count_request(tenant.id);
+        self.traffic.record();
         match tenant.status {
             TenantStatus::Active => {}
             TenantStatus::Suspended => return Err(Refusal::Suspended),

@@ -47,6 +47,7 @@ impl AppState {
             Arc::clone(&services.access),
             services.storage.clone(),
             &services.events,
+            services.traffic.clone(),
         );
         let metering = Arc::new(Metering::new(
             services.owner.clone(),

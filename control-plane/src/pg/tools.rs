@@ -21,9 +21,12 @@ pub struct Tool {
 
 impl Tool {
     /// `program` (found on `PATH`) connecting to database `db` as the endpoint's user.
+    /// It runs at a lower CPU priority (`nice`), so requests served by this host come
+    /// first.
     pub fn new(program: &'static str, endpoint: &Endpoint, db: &str) -> Self {
-        let mut command = Command::new(program);
+        let mut command = Command::new("nice");
         command
+            .args(["-n", "10", program])
             .env_clear()
             .envs(libpq_env(endpoint, db))
             .stdin(Stdio::null())

@@ -10,6 +10,7 @@
 //! | [`MigrationSource`] | the tenant migrations: one, so provisioning, fleet runs, status and the dashboard never disagree |
 //! | [`TenantEvents`] | "tenant X changed" announcements, for caches |
 //! | `Tasks` | background work (drives, fleet runs) awaited at shutdown |
+//! | [`Traffic`] | the rate of tenant requests the gateway admits, so background jobs yield to it |
 //!
 //! On top of them, each in its own module: `provisioning::Cluster` (the PostgreSQL
 //! server tenants live on), `provisioning::Provisioner` (the tenant lifecycle),
@@ -20,8 +21,10 @@ mod events;
 pub mod owner_db;
 mod tasks;
 mod tenant_access;
+mod traffic;
 
 pub use events::{Change, Listener, TenantEvents};
 pub use owner_db::OwnerDb;
 pub use tasks::{MigrationSource, Tasks};
 pub use tenant_access::{SealedPassword, TenantAccess, TenantRole};
+pub use traffic::Traffic;
