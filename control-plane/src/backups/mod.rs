@@ -55,6 +55,7 @@ pub struct Backups {
     concurrency: usize,
     /// The gateway's request rate: the job yields to it.
     traffic: Traffic,
+    idle_sessions: IdleSessions,
 }
 
 /// The session-level advisory lock (in the owner database) a backup or restore of one
@@ -71,13 +72,42 @@ const TENANT_BACKUP_UNLOCK: &str =
 pub struct TenantLock {
     session: Client,
     tenant_id: Uuid,
+    /// Where the session goes back once unlocked, for the next lock.
+    idle: IdleSessions,
 }
 
 impl TenantLock {
     pub async fn release(self) {
         let key = self.tenant_id.to_string();
-        if let Err(e) = self.session.execute(TENANT_BACKUP_UNLOCK, &[&key]).await {
-            tracing::debug!(error = %e, "backup lock released with its session");
+        match self.session.execute(TENANT_BACKUP_UNLOCK, &[&key]).await {
+            Ok(_) => self.idle.put(self.session),
+            Err(e) => tracing::debug!(error = %e, "backup lock released with its session"),
+        }
+    }
+}
+
+/// Lock sessions holding no lock, kept for the next backup: opening one costs a login.
+#[derive(Clone, Default)]
+struct IdleSessions(Arc<std::sync::Mutex<Vec<Client>>>);
+
+/// Idle lock sessions kept at most.
+const IDLE_SESSIONS: usize = 8;
+
+impl IdleSessions {
+    fn take(&self) -> Option<Client> {
+        let mut idle = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        while let Some(session) = idle.pop() {
+            if !session.is_closed() {
+                return Some(session);
+            }
+        }
+        None
+    }
+
+    fn put(&self, session: Client) {
+        let mut idle = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if idle.len() < IDLE_SESSIONS && !session.is_closed() {
+            idle.push(session);
         }
     }
 }
@@ -105,6 +135,7 @@ impl Backups {
             root,
             concurrency: concurrency.max(1),
             traffic,
+            idle_sessions: IdleSessions::default(),
         }
     }
 
@@ -172,12 +203,23 @@ impl Backups {
     /// Takes the tenant's backup lock on a session of its own; `None` when another
     /// backup or restore of the tenant holds it.
     async fn lock_tenant(&self, tenant_id: Uuid) -> Result<Option<TenantLock>> {
-        let session = self.owner.lock_session().await?;
+        let session = match self.idle_sessions.take() {
+            Some(session) => session,
+            None => self.owner.lock_session().await?,
+        };
         let locked: bool = session
             .query_one(TENANT_BACKUP_LOCK, &[&tenant_id.to_string()])
             .await?
             .get(0);
-        Ok(locked.then_some(TenantLock { session, tenant_id }))
+        if !locked {
+            self.idle_sessions.put(session);
+            return Ok(None);
+        }
+        Ok(Some(TenantLock {
+            session,
+            tenant_id,
+            idle: self.idle_sessions.clone(),
+        }))
     }
 
     async fn lock_tenant_or_busy(&self, tenant_id: Uuid) -> Result<TenantLock> {

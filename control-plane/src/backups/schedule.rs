@@ -103,6 +103,13 @@ impl Backups {
         let Some(lock) = self.lock_tenant(tenant_id).await? else {
             return Ok(Pruned::default());
         };
+        let pruned = self.prune_locked(tenant_id).await;
+        lock.release().await;
+        pruned
+    }
+
+    /// [`Backups::prune`] for a caller holding the tenant's lock.
+    async fn prune_locked(&self, tenant_id: Uuid) -> Result<Pruned> {
         let (backups, policy) = {
             let conn = self.owner.conn().await?;
             (
@@ -118,7 +125,6 @@ impl Backups {
             self.remove_files(backup).await?;
             pruned.removed.push(backup.id);
         }
-        lock.release().await;
         Ok(pruned)
     }
 
@@ -143,7 +149,8 @@ impl Backups {
             due: due.len(),
             ..ScheduleReport::default()
         });
-        let queue = std::sync::Mutex::new(due.into_iter().collect::<std::collections::VecDeque<_>>());
+        let queue =
+            std::sync::Mutex::new(due.into_iter().collect::<std::collections::VecDeque<_>>());
         let actor = Actor::system("system:backups");
         let worker = |index: usize| {
             let (queue, report, actor) = (&queue, &report, &actor);
@@ -195,8 +202,18 @@ impl Backups {
             actor,
             migration_run_id: None,
         };
-        self.take(&tenant, &request).await?;
-        self.prune(tenant.id).await
+        // Pruned under the backup's own lock, so no other backup or restore slips between.
+        let started = self.start(&tenant, &request).await?;
+        let (backup, lock) = self.finish_holding(started).await;
+        let Some(lock) = lock else {
+            return backup.map(|_| Pruned::default());
+        };
+        let pruned = match backup {
+            Ok(_) => self.prune_locked(tenant.id).await,
+            Err(e) => Err(e),
+        };
+        lock.release().await;
+        pruned
     }
 
     /// Restores one random recent backup into a scratch database, compares its row

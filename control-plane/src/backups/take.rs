@@ -83,6 +83,19 @@ impl Backups {
     /// failed and its files removed; one cut short by a crash is left to
     /// [`Backups::recover_left`].
     pub async fn finish(&self, started: Started) -> Result<Backup> {
+        let (result, lock) = self.finish_holding(started).await;
+        if let Some(lock) = lock {
+            lock.release().await;
+        }
+        result
+    }
+
+    /// [`Backups::finish`], handing back the tenant's lock (none after a crash, as the
+    /// fault switch plays it), so the caller can go on under it.
+    pub(super) async fn finish_holding(
+        &self,
+        started: Started,
+    ) -> (Result<Backup>, Option<TenantLock>) {
         let Started {
             tenant,
             backup,
@@ -95,7 +108,7 @@ impl Backups {
         let result = match outcome {
             Ok(done) => self.record_success(&tenant, &backup, done, &actor).await,
             // A crash, as the fault switch plays it: nothing is cleaned up here.
-            Err(e @ Error::InjectedFault(_)) => return Err(e),
+            Err(e @ Error::InjectedFault(_)) => return (Err(e), None),
             Err(e) => Err(e),
         };
         let kind = backup.kind.as_str();
@@ -108,16 +121,21 @@ impl Backups {
                 metrics::counter!("backups_failed_total", "kind" => kind).increment(1);
                 tracing::warn!(tenant = %tenant.slug, backup = %backup.id, error = %e, "backup failed");
                 // Only a backup this call marked failed loses its files: one whose success
-                // was committed before an error keeps them.
-                let conn = self.owner.conn().await?;
-                if owner::backups::backup_fail(&**conn, backup.id, &e.to_string()).await? {
+                // was committed before an error keeps them. If the owner database cannot
+                // be told, the recovery pass marks it once the lock is free.
+                let marked = match self.owner.conn().await {
+                    Ok(conn) => owner::backups::backup_fail(&**conn, backup.id, &e.to_string())
+                        .await
+                        .unwrap_or(false),
+                    Err(_) => false,
+                };
+                if marked {
                     let dir = dir.clone();
                     let _ = blocking(move || archive::remove_dir(&dir)).await;
                 }
             }
         }
-        lock.release().await;
-        result
+        (result, Some(lock))
     }
 
     /// Dump, archive and manifest, in the backup's folder; returns the manifest and its
