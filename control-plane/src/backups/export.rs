@@ -29,6 +29,13 @@ pub struct Export {
     pub bytes: u64,
 }
 
+impl Export {
+    /// `<slug>-export-<date>.tar`.
+    pub fn file_name_for(slug: &str) -> String {
+        format!("{slug}-export-{}.tar", Utc::now().format("%Y%m%d"))
+    }
+}
+
 impl Drop for Export {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.path);
@@ -65,7 +72,7 @@ impl Backups {
         };
         let export = Export {
             path: out,
-            file_name: format!("{}-export-{}.tar", tenant.slug, Utc::now().format("%Y%m%d")),
+            file_name: Export::file_name_for(&tenant.slug),
             bytes,
         };
         let conn = self.owner.conn().await?;

@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use owner::backups::{BackupKind, Restore};
-use owner::tenants::{Tenant, tenant_find};
+use owner::tenants::{Tenant, TenantStatus, tenant_find};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -219,24 +219,57 @@ async fn export(
     // A full copy of a customer's data: not for read-only operators.
     operator.require_write()?;
     let tenant = find(&state, &key).await?;
-    let export = state.backups.export(&tenant, &operator.actor(ip)).await?;
-    let file = tokio::fs::File::open(&export.path)
-        .await
-        .map_err(|e| Error::Internal(format!("cannot read the export: {e}")))?;
-    let disposition = format!("attachment; filename=\"{}\"", export.file_name);
-    let length = export.bytes;
-    // The export file goes when the stream does (sent, or the client went away).
-    let stream = futures::StreamExt::map(tokio_util::io::ReaderStream::new(file), move |chunk| {
-        let _keep = &export;
-        chunk
+    if !matches!(
+        tenant.status,
+        TenantStatus::Active | TenantStatus::Suspended
+    ) {
+        return Err(Error::WrongState {
+            id: tenant.id,
+            status: tenant.status.as_str(),
+        });
+    }
+    let disposition = format!(
+        "attachment; filename=\"{}\"",
+        crate::backups::Export::file_name_for(&tenant.slug)
+    );
+    // The answer starts at once and the export is made behind it, so a large tenant is
+    // not cut off by the request timeout. A failure after the start aborts the transfer,
+    // which the client sees as an error, never as a complete file.
+    let (mut sender, receiver) = futures::channel::mpsc::channel(4);
+    let backups = std::sync::Arc::clone(&state.backups);
+    let actor = operator.actor(ip);
+    tokio::spawn(async move {
+        use futures::{SinkExt, StreamExt};
+        let export = match backups.export(&tenant, &actor).await {
+            Ok(export) => export,
+            Err(e) => {
+                tracing::warn!(tenant = %tenant.slug, error = %e, "export failed");
+                let _ = sender.send(Err(std::io::Error::other(e.to_string()))).await;
+                return;
+            }
+        };
+        match tokio::fs::File::open(&export.path).await {
+            Ok(file) => {
+                let mut chunks = tokio_util::io::ReaderStream::new(file);
+                while let Some(chunk) = chunks.next().await {
+                    if sender.send(chunk).await.is_err() {
+                        break;
+                    }
+                }
+            }
+            Err(e) => {
+                let _ = sender.send(Err(e)).await;
+            }
+        }
+        // The export file goes with `export`, sent or not.
+        drop(export);
     });
     Ok((
         [
             (header::CONTENT_TYPE, "application/x-tar".to_string()),
             (header::CONTENT_DISPOSITION, disposition),
-            (header::CONTENT_LENGTH, length.to_string()),
         ],
-        Body::from_stream(stream),
+        Body::from_stream(receiver),
     )
         .into_response())
 }

@@ -588,6 +588,13 @@ async fn a_restore_cut_short_before_its_swap_is_undone_and_after_it_finished() {
     .await;
     assert_eq!(s, 503, "{body}");
     assert_eq!(body["error"]["code"], "tenant_maintenance");
+    // Nothing else changes the tenant while a restore holds it.
+    let refused = app
+        .delete("/api/owner/tenants/phoenix", Some(&app.token))
+        .await;
+    assert_eq!(refused.status(), 409);
+    let err: Value = refused.json().await.expect("json");
+    assert_eq!(err["error"]["code"], "tenant_in_maintenance", "{err}");
     // The crashed restore's lock goes with its session, once the server notices.
     eventually("the recovery pass undoes the crashed restore", || async {
         let report = backups.recover_left().await.expect("recover");
