@@ -333,8 +333,44 @@ pub async fn policy_for_tenant(client: &impl GenericClient, tenant_id: Uuid) -> 
     }))
 }
 
+/// Every plan's policy (the default for plans without a row of their own), by plan code.
+pub async fn policy_list(client: &impl GenericClient) -> Result<Vec<(String, Policy)>> {
+    let rows = client
+        .query(
+            "SELECT s.code, p.every_secs, p.keep_daily, p.keep_weekly FROM subscription_plans s \
+             LEFT JOIN backup_policies p ON p.plan_code = s.code ORDER BY s.code",
+            &[],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| {
+            let policy = match r.get::<_, Option<i32>>(1) {
+                Some(every_secs) => Policy {
+                    every_secs,
+                    keep_daily: r.get(2),
+                    keep_weekly: r.get(3),
+                },
+                None => DEFAULT_POLICY,
+            };
+            (r.get(0), policy)
+        })
+        .collect())
+}
+
 /// Sets a plan's policy.
 pub async fn policy_set(client: &impl GenericClient, plan_code: &str, p: &Policy) -> Result<()> {
+    if p.every_secs < 300
+        || p.keep_daily < 0
+        || p.keep_weekly < 0
+        || p.keep_daily + p.keep_weekly == 0
+    {
+        return Err(Error::Invalid {
+            field: "backup policy",
+            reason: "back up at most every 5 minutes, and keep at least one daily or weekly backup"
+                .into(),
+        });
+    }
     client
         .execute(
             "INSERT INTO backup_policies (plan_code, every_secs, keep_daily, keep_weekly) \

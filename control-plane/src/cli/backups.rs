@@ -38,6 +38,25 @@ pub enum BackupsCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Each plan's backup schedule and retention.
+    Policies {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Set a plan's backup schedule and retention.
+    SetPolicy {
+        /// The plan's code.
+        plan: String,
+        /// Seconds between scheduled backups (at least 300).
+        #[arg(long)]
+        every_secs: i32,
+        /// Days whose newest scheduled backup is kept.
+        #[arg(long)]
+        keep_daily: i32,
+        /// ISO weeks whose newest scheduled backup is kept.
+        #[arg(long)]
+        keep_weekly: i32,
+    },
     /// Restore one random recent backup into a scratch database and check its row
     /// counts against its manifest (what `serve` does every day).
     TestRestore {
@@ -100,6 +119,57 @@ pub async fn run(cmd: BackupsCommand, config: Config) -> Result<()> {
                     report.failed
                 )));
             }
+            Ok(())
+        }
+        BackupsCommand::Policies { json } => {
+            let conn = services.owner.conn().await?;
+            let policies = owner::backups::policy_list(&**conn).await?;
+            let value: Vec<serde_json::Value> = policies
+                .iter()
+                .map(|(plan, p)| json!({ "plan": plan, "every_secs": p.every_secs, "keep_daily": p.keep_daily, "keep_weekly": p.keep_weekly }))
+                .collect();
+            emit(json, &json!(value), || {
+                let mut out = format!(
+                    "{:<16} {:>12} {:>11} {:>12}",
+                    "PLAN", "EVERY (S)", "KEEP DAILY", "KEEP WEEKLY"
+                );
+                for (plan, p) in &policies {
+                    out.push_str(&format!(
+                        "\n{:<16} {:>12} {:>11} {:>12}",
+                        plan, p.every_secs, p.keep_daily, p.keep_weekly
+                    ));
+                }
+                out
+            });
+            Ok(())
+        }
+        BackupsCommand::SetPolicy {
+            plan,
+            every_secs,
+            keep_daily,
+            keep_weekly,
+        } => {
+            let mut conn = services.owner.conn().await?;
+            let tx = crate::services::owner_db::begin(&mut conn).await?;
+            owner::plans::plan_fetch(&tx, &plan).await?;
+            let policy = owner::backups::Policy {
+                every_secs,
+                keep_daily,
+                keep_weekly,
+            };
+            owner::backups::policy_set(&tx, &plan, &policy).await?;
+            crate::audit::record(
+                &tx,
+                &Actor::cli(),
+                "plan.backup_policy",
+                crate::audit::Target("plan", &plan),
+                json!(policy),
+            )
+            .await?;
+            crate::services::owner_db::commit(tx).await?;
+            println!(
+                "plan {plan}: a backup every {every_secs} s, the newest of {keep_daily} days and {keep_weekly} weeks kept"
+            );
             Ok(())
         }
         BackupsCommand::TestRestore { json } => {

@@ -936,6 +936,37 @@ async fn the_cli_backs_up_lists_restores_and_exports() {
     .await
     .expect("export");
     assert!(std::fs::metadata(&file).expect("written").len() > 0);
+    run(args(
+        "backups set-policy pro --every-secs 21600 --keep-daily 14 --keep-weekly 2",
+    ))
+    .await
+    .expect("set a policy");
+    assert_eq!(
+        app.count(
+            "SELECT count(*) FROM backup_policies WHERE plan_code = 'pro' \
+             AND every_secs = 21600 AND keep_daily = 14 AND keep_weekly = 2"
+        )
+        .await,
+        1
+    );
+    for bad in [
+        "backups set-policy pro --every-secs 10 --keep-daily 1 --keep-weekly 1",
+        "backups set-policy pro --every-secs 3600 --keep-daily 0 --keep-weekly 0",
+        "backups set-policy no-such-plan --every-secs 3600 --keep-daily 1 --keep-weekly 1",
+    ] {
+        assert!(run(args(bad)).await.is_err(), "{bad}");
+    }
+    assert_eq!(
+        app.count(
+            "SELECT count(*) FROM backup_policies WHERE plan_code = 'pro' AND every_secs = 21600"
+        )
+        .await,
+        1,
+        "refused changes change nothing"
+    );
+    run(args("backups policies --json"))
+        .await
+        .expect("policies");
     assert!(
         run(args(&format!(
             "tenants restore cli-kept --backup {} --yes",
