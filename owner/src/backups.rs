@@ -523,6 +523,10 @@ pub async fn restore_test_insert(
             &[&Uuid::new_v4(), &backup_id, &ok, &detail, &duration_ms],
         )
         .await?;
+    restore_test_from(&row)
+}
+
+fn restore_test_from(row: &Row) -> Result<RestoreTest> {
     Ok(RestoreTest {
         id: row.try_get(0)?,
         backup_id: row.try_get(1)?,
@@ -542,15 +546,5 @@ pub async fn restore_test_latest(client: &impl GenericClient) -> Result<Option<R
             &[],
         )
         .await?;
-    row.map(|row| {
-        Ok(RestoreTest {
-            id: row.try_get(0)?,
-            backup_id: row.try_get(1)?,
-            ok: row.try_get(2)?,
-            detail: row.try_get(3)?,
-            duration_ms: row.try_get(4)?,
-            tested_at: row.try_get(5)?,
-        })
-    })
-    .transpose()
+    row.as_ref().map(restore_test_from).transpose()
 }

@@ -14,10 +14,10 @@ use tokio::io::AsyncWriteExt;
 use uuid::Uuid;
 
 use super::manifest::{self, DATABASE_DUMP, FORMAT_VERSION, MANIFEST, Manifest};
-use super::{Backups, archive, blocking, count_rows};
+use super::{Backups, archive, begin_snapshot, blocking, count_rows};
 use crate::audit::{self, Actor, Target};
 use crate::pg::ident;
-use crate::pg::tools::{self, Tool};
+use crate::pg::tools;
 use crate::{Error, Result};
 
 /// A finished export archive on disk. Removed when dropped, so a download that is cut
@@ -100,26 +100,10 @@ impl Backups {
             .map_err(|e| Error::Internal(format!("cannot create {}: {e}", tables_dir.display())))?;
         let started_at = Utc::now();
         let mut session = self.cluster.admin_session(&tenant.db_name).await?;
-        let tx = session
-            .build_transaction()
-            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
-            .read_only(true)
-            .start()
-            .await?;
-        let snapshot: String = tx
-            .query_one("SELECT pg_export_snapshot()", &[])
-            .await?
-            .get(0);
-        let server_version: String = tx.query_one("SHOW server_version", &[]).await?.get(0);
+        let (tx, snapshot, server_version) = begin_snapshot(&mut session).await?;
         let tables = count_rows(&tx).await?;
         let dump = work.join(DATABASE_DUMP);
-        Tool::new("pg_dump", self.cluster.admin_endpoint(), &tenant.db_name)
-            .arg("--format=custom")
-            .arg(format!("--snapshot={snapshot}"))
-            .arg("--file")
-            .arg(&dump)
-            .run()
-            .await?;
+        self.dump(&tenant.db_name, &snapshot, &dump).await?;
         let mut jsonl = Vec::new();
         for name in tables.keys() {
             let (schema, table) = name.split_once('.').unwrap_or(("public", name));

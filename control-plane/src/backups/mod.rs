@@ -229,6 +229,40 @@ impl Backups {
     }
 }
 
+/// Starts a repeatable-read, read-only transaction on `session` and exports its
+/// snapshot: what the row counts are read in and `pg_dump` is pointed at, so both see
+/// the same data. Returns the transaction, the snapshot's name and the server's version.
+async fn begin_snapshot(
+    session: &mut Client,
+) -> Result<(tokio_postgres::Transaction<'_>, String, String)> {
+    let tx = session
+        .build_transaction()
+        .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .await?;
+    let snapshot: String = tx
+        .query_one("SELECT pg_export_snapshot()", &[])
+        .await?
+        .get(0);
+    let server_version: String = tx.query_one("SHOW server_version", &[]).await?.get(0);
+    Ok((tx, snapshot, server_version))
+}
+
+impl Backups {
+    /// `pg_dump -Fc` of database `db` in `snapshot` (kept open by its transaction) to `out`.
+    async fn dump(&self, db: &str, snapshot: &str, out: &Path) -> Result<()> {
+        crate::pg::tools::Tool::new("pg_dump", self.cluster.admin_endpoint(), db)
+            .arg("--format=custom")
+            .arg(format!("--snapshot={snapshot}"))
+            .arg("--file")
+            .arg(out)
+            .run()
+            .await?;
+        Ok(())
+    }
+}
+
 /// Runs blocking file work off the async threads.
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
     tokio::task::spawn_blocking(f)

@@ -353,6 +353,22 @@ mod tests {
     use super::*;
     use chrono::TimeZone;
 
+    /// The start times of the backups `policy` keeps, in order.
+    fn kept_times(
+        backups: &[(Uuid, DateTime<Utc>)],
+        policy: &Policy,
+        now: DateTime<Utc>,
+    ) -> Vec<DateTime<Utc>> {
+        let keep = retention_keeps(backups, policy, now);
+        let mut kept: Vec<_> = backups
+            .iter()
+            .filter(|(id, _)| keep.contains(id))
+            .map(|(_, at)| *at)
+            .collect();
+        kept.sort();
+        kept
+    }
+
     #[test]
     fn retention_keeps_exactly_what_the_policy_says() {
         let now = Utc.with_ymd_and_hms(2026, 11, 30, 12, 0, 0).unwrap();
@@ -372,13 +388,7 @@ mod tests {
             keep_daily: 3,
             keep_weekly: 2,
         };
-        let keep = retention_keeps(&backups, &policy, now);
-        let mut kept: Vec<_> = backups
-            .iter()
-            .filter(|(id, _)| keep.contains(id))
-            .map(|(_, at)| *at)
-            .collect();
-        kept.sort();
+        let kept = kept_times(&backups, &policy, now);
         let at = |d: u32, h: u32| Utc.with_ymd_and_hms(2026, 11, d, h, 0, 0).unwrap();
         // Within 24 h: 30th 01:00, 29th 13:00. Newest per day for three days: 30th 01:00,
         // 29th 13:00, 28th 13:00. Newest per ISO week for two weeks: Monday 30th (week
@@ -390,13 +400,7 @@ mod tests {
             keep_daily: 0,
             keep_weekly: 3,
         };
-        let keep = retention_keeps(&backups, &weekly, now);
-        let mut kept: Vec<_> = backups
-            .iter()
-            .filter(|(id, _)| keep.contains(id))
-            .map(|(_, at)| *at)
-            .collect();
-        kept.sort();
+        let kept = kept_times(&backups, &weekly, now);
         // Weeks 49, 48, 47: their newest are the 30th 01:00, the 29th 13:00 and the
         // 22nd 13:00 (a Sunday); the 24 h rule adds nothing more.
         assert_eq!(kept, vec![at(22, 13), at(29, 13), at(30, 1)]);

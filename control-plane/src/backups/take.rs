@@ -9,9 +9,9 @@ use serde_json::json;
 use uuid::Uuid;
 
 use super::manifest::{self, DATABASE_DUMP, FILES_ARCHIVE, FORMAT_VERSION, MANIFEST, Manifest};
-use super::{Backups, TenantLock, archive, blocking, count_rows};
+use super::{Backups, TenantLock, archive, begin_snapshot, blocking, count_rows};
 use crate::audit::{self, Actor, Target};
-use crate::pg::tools::{self, Tool};
+use crate::pg::tools;
 use crate::provisioning::FaultPoint;
 use crate::{Error, Result};
 
@@ -160,17 +160,7 @@ impl Backups {
         // One snapshot for the row counts and the dump, so the manifest says exactly
         // what the dump holds.
         let mut session = self.cluster.admin_session(&tenant.db_name).await?;
-        let tx = session
-            .build_transaction()
-            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
-            .read_only(true)
-            .start()
-            .await?;
-        let snapshot: String = tx
-            .query_one("SELECT pg_export_snapshot()", &[])
-            .await?
-            .get(0);
-        let server_version: String = tx.query_one("SHOW server_version", &[]).await?.get(0);
+        let (tx, snapshot, server_version) = begin_snapshot(&mut session).await?;
         let has_history: bool = tx
             .query_one(
                 "SELECT to_regclass('public.refinery_schema_history') IS NOT NULL",
@@ -190,13 +180,7 @@ impl Backups {
         };
         let tables = count_rows(&tx).await?;
         let dump = dir.join(DATABASE_DUMP);
-        Tool::new("pg_dump", admin, &tenant.db_name)
-            .arg("--format=custom")
-            .arg(format!("--snapshot={snapshot}"))
-            .arg("--file")
-            .arg(&dump)
-            .run()
-            .await?;
+        self.dump(&tenant.db_name, &snapshot, &dump).await?;
         tx.commit().await?;
         self.faults.check(FaultPoint::BackupDumped)?;
 

@@ -377,24 +377,7 @@ impl Cluster {
         names: &TenantNames,
     ) -> Result<()> {
         sessions.tenant = None;
-        let admin = sessions.admin(self).await?;
-        match database_owner(admin, &names.database).await? {
-            None => Ok(()),
-            Some((owner, comment))
-                if owner == names.owner_role
-                    && comment.as_deref()
-                        == Some(self.mark(&format!("tenant:{id}:owner")).as_str()) =>
-            {
-                admin
-                    .batch_execute(&format!(
-                        "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                        ident(&names.database)
-                    ))
-                    .await?;
-                Ok(())
-            }
-            Some(_) => Err(Error::NotOurs(format!("database {}", names.database))),
-        }
+        self.drop_tenant_database(id, names, &names.database).await
     }
 
     /// Drops both roles of the tenant if they exist and are ours.
@@ -717,7 +700,7 @@ impl Cluster {
     }
 
     /// Drops `db` if it exists and belongs to tenant `id` (owned by its owner role, which
-    /// carries our mark). For the databases a restore makes and sets aside.
+    /// carries our mark): its own, or the ones a restore makes and sets aside.
     pub async fn drop_tenant_database(
         &self,
         id: Uuid,

@@ -63,6 +63,14 @@ fn files(app: &TestApp, slug: &str) -> BTreeMap<PathBuf, Vec<u8>> {
     out
 }
 
+/// A tenant's row in the owner database.
+async fn tenant_row(app: &TestApp, id: uuid::Uuid) -> owner::tenants::Tenant {
+    let conn = app.services.owner.conn().await.expect("conn");
+    owner::tenants::tenant_fetch(&**conn, id)
+        .await
+        .expect("tenant")
+}
+
 async fn call(
     app: &TestApp,
     method: Method,
@@ -469,12 +477,7 @@ async fn a_backup_cut_short_by_a_crash_is_marked_failed_and_its_files_removed() 
     let (tenant, _) = seeded(&app, "crashy").await;
     let id: uuid::Uuid = tenant["id"].as_str().expect("id").parse().expect("uuid");
     let backups = &app.services.backups;
-    let tenant_row = {
-        let conn = app.services.owner.conn().await.expect("conn");
-        owner::tenants::tenant_fetch(&**conn, id)
-            .await
-            .expect("tenant")
-    };
+    let tenant_row = tenant_row(&app, id).await;
     let actor = Actor::system("test");
     let request = BackupRequest {
         kind: BackupKind::Manual,
@@ -559,12 +562,7 @@ async fn a_restore_cut_short_before_its_swap_is_undone_and_after_it_finished() {
     let files_changed = files(&app, "phoenix");
     let backups = &app.services.backups;
     let actor = Actor::system("test");
-    let fetch = || async {
-        let conn = app.services.owner.conn().await.expect("conn");
-        owner::tenants::tenant_fetch(&**conn, id)
-            .await
-            .expect("tenant")
-    };
+    let fetch = || tenant_row(&app, id);
 
     // Before the swap: the tenant stays in maintenance until the recovery pass undoes it.
     app.faults.arm(FaultPoint::RestoreLoaded);
@@ -679,12 +677,7 @@ async fn retention_removes_exactly_the_backups_the_policy_no_longer_keeps() {
     let (tenant, _) = app.tenant_with_admin("keeper", "starter").await;
     let id: uuid::Uuid = tenant["id"].as_str().expect("id").parse().expect("uuid");
     let backups = &app.services.backups;
-    let tenant_row = {
-        let conn = app.services.owner.conn().await.expect("conn");
-        owner::tenants::tenant_fetch(&**conn, id)
-            .await
-            .expect("tenant")
-    };
+    let tenant_row = tenant_row(&app, id).await;
     let actor = Actor::system("test");
     let request = BackupRequest {
         kind: BackupKind::Scheduled,
@@ -1004,12 +997,7 @@ async fn a_clone_whose_restore_dies_is_deleted_again_by_the_recovery_pass() {
     let backup = backup_via_api(&app, "mother").await;
     let backup_id: uuid::Uuid = backup["id"].as_str().expect("id").parse().expect("uuid");
     let backups = &app.services.backups;
-    let tenant = {
-        let conn = app.services.owner.conn().await.expect("conn");
-        owner::tenants::tenant_fetch(&**conn, id)
-            .await
-            .expect("tenant")
-    };
+    let tenant = tenant_row(&app, id).await;
     let checked = backups.check(&tenant, backup_id).await.expect("check");
     app.faults.arm(FaultPoint::RestoreLoaded);
     let err = backups
