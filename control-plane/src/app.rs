@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -21,7 +22,13 @@ pub struct Application {
     state: AppState,
     services: Services,
     address: SocketAddr,
+    /// Set by the change feed while it listens.
+    listening: tokio::sync::watch::Sender<bool>,
 }
+
+/// Longest the service waits for the change feed before serving without it (it keeps
+/// trying; the caches' TTLs bound what a replica without it serves stale).
+const FEED_WAIT: Duration = Duration::from_secs(5);
 
 impl Application {
     /// Prepares everything and binds the listener (port 0 picks a free one).
@@ -55,12 +62,14 @@ impl Application {
                 "tenant connection budget as configured"
             ),
         }
-        let state = AppState::new(&services, tokens, &plan);
+        let (listening, change_feed) = tokio::sync::watch::channel(false);
+        let state = AppState::new(&services, tokens, &plan, change_feed);
         Ok(Self {
             listener,
             state,
             services,
             address,
+            listening,
         })
     }
 
@@ -88,6 +97,12 @@ impl Application {
             Arc::clone(&self.state.provisioner)
                 .run_reconciler(self.state.config.reconcile_interval, shutdown.clone()),
         );
+        let fleet_recovery = tokio::spawn(
+            self.services
+                .fleet
+                .clone()
+                .run_recovery(self.state.config.reconcile_interval, shutdown.clone()),
+        );
         let backups = {
             let config = &self.state.config;
             tokio::spawn(Arc::clone(&self.services.backups).run(
@@ -97,6 +112,22 @@ impl Application {
                 shutdown.clone(),
             ))
         };
+        let changes = tokio::spawn(crate::services::change_feed::follow(
+            self.services.owner.endpoint().clone(),
+            self.services.events.clone(),
+            shutdown.clone(),
+            self.listening.clone(),
+        ));
+        // Serving before the feed listens could cache a change it then never hears of.
+        let mut feed = self.state.change_feed.clone();
+        if tokio::time::timeout(FEED_WAIT, feed.wait_for(|listening| *listening))
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "serving without the change feed for now: changes made by other processes show within the cache TTL"
+            );
+        }
         let prewarm = {
             let gateway = Arc::clone(&self.state.gateway);
             tokio::spawn(async move { gateway.prewarm().await })
@@ -126,6 +157,8 @@ impl Application {
         tasks.wait().await;
         let _ = reconciler.await;
         let _ = backups.await;
+        let _ = changes.await;
+        let _ = fleet_recovery.await;
         if let Some(metering) = metering {
             let _ = metering.await;
         }

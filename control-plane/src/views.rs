@@ -28,8 +28,9 @@ pub struct TenantInfo {
     pub updated_at: DateTime<Utc>,
     pub activated_at: Option<DateTime<Utc>>,
     pub deleted_at: Option<DateTime<Utc>>,
-    /// Why the tenant is not served right now (a restore running), if it is not.
-    pub maintenance: Option<String>,
+    /// Set while the tenant is in maintenance: who holds it, the operator's note,
+    /// whether reads are still served, and since when.
+    pub maintenance: Option<owner::maintenance::Maintenance>,
 }
 
 impl From<&Tenant> for TenantInfo {

@@ -129,6 +129,7 @@ impl Services {
             Arc::clone(&migrations),
             tasks.clone(),
             Arc::clone(&backups),
+            events.clone(),
         );
         Ok(Self {
             config: Arc::new(config),

@@ -23,6 +23,7 @@ pub mod backups;
 pub mod domains;
 mod error;
 pub mod ids;
+pub mod maintenance;
 pub mod migration_runs;
 pub mod migrations;
 pub mod operators;

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use tokio_postgres::{GenericClient, Row};
 use uuid::Uuid;
 
+use crate::maintenance::Maintenance;
 use crate::{Error, Result};
 
 /// Where a tenant is, or is going.
@@ -128,8 +129,8 @@ pub struct Tenant {
     pub initial_admin: Option<InitialAdmin>,
     /// New role passwords being put in place (see `tenant_rotation_begin`).
     pub rotation: Option<Rotation>,
-    /// Why the tenant is not served right now (a restore running), if it is not.
-    pub maintenance: Option<String>,
+    /// Set while the tenant is in maintenance (see [`crate::maintenance`]).
+    pub maintenance: Option<Maintenance>,
 }
 
 /// A rotation of both role passwords in flight: sealed like the current ones.
@@ -155,7 +156,8 @@ const COLUMNS: &str = "id, slug, name, status, provisioning_step, last_error, pl
     server_id, db_name, owner_role, runtime_role, owner_password_enc, runtime_password_enc, \
     secret_key_version, schema_version, settings, features, created_at, updated_at, \
     activated_at, deleted_at, initial_admin, rotation_key_version, rotation_owner_password_enc, \
-    rotation_runtime_password_enc, rotation_started_at, maintenance";
+    rotation_runtime_password_enc, rotation_started_at, maintenance, maintenance_note, \
+    maintenance_reads, maintenance_since";
 
 impl TryFrom<&Row> for Tenant {
     type Error = Error;
@@ -208,7 +210,7 @@ impl TryFrom<&Row> for Tenant {
                     started_at: row.try_get("rotation_started_at")?,
                 }),
             },
-            maintenance: row.try_get("maintenance")?,
+            maintenance: Maintenance::from_row(row)?,
         })
     }
 }
@@ -277,6 +279,18 @@ pub async fn tenant_fetch(client: &impl GenericClient, id: Uuid) -> Result<Tenan
     let row = client
         .query_opt(
             &format!("SELECT {COLUMNS} FROM tenants WHERE id = $1"),
+            &[&id],
+        )
+        .await?
+        .ok_or(Error::NotFound)?;
+    Tenant::try_from(&row)
+}
+
+/// Like [`tenant_fetch`], locking the row until the transaction ends.
+pub async fn tenant_fetch_for_update(client: &impl GenericClient, id: Uuid) -> Result<Tenant> {
+    let row = client
+        .query_opt(
+            &format!("SELECT {COLUMNS} FROM tenants WHERE id = $1 FOR UPDATE"),
             &[&id],
         )
         .await?
@@ -762,19 +776,4 @@ pub async fn tenant_key_versions(client: &impl GenericClient) -> Result<Vec<i32>
         )
         .await?;
     Ok(rows.iter().map(|r| r.get(0)).collect())
-}
-
-/// Puts a tenant in maintenance (`Some(why)`) or takes it out (`None`).
-pub async fn tenant_set_maintenance(
-    client: &impl GenericClient,
-    id: Uuid,
-    why: Option<&str>,
-) -> Result<()> {
-    client
-        .execute(
-            "UPDATE tenants SET maintenance = $2, updated_at = now() WHERE id = $1",
-            &[&id, &why],
-        )
-        .await?;
-    Ok(())
 }

@@ -12,6 +12,7 @@
 use std::path::{Path, PathBuf};
 
 use owner::backups::{Backup, BackupStatus, Restore, RestorePhase};
+use owner::maintenance::Holder;
 use owner::tenants::{Tenant, TenantStatus};
 use serde_json::json;
 use uuid::Uuid;
@@ -20,7 +21,7 @@ use super::manifest::{self, DATABASE_DUMP, FILES_ARCHIVE, Manifest};
 use super::{Backups, TenantLock, archive, blocking, count_rows};
 use crate::audit::{self, Actor, Target};
 use crate::pg::tools::Tool;
-use crate::provisioning::{CreateTenant, FaultPoint, TenantNames, names};
+use crate::provisioning::{CreateTenant, FaultPoint, TenantNames, maintenance, names};
 use crate::{Error, Result};
 
 /// A backup found and checked against its checksums, ready to restore.
@@ -46,9 +47,6 @@ impl RestoreStarted {
         &self.tenant
     }
 }
-
-/// What the gateway is told while a restore runs.
-const MAINTENANCE: &str = "restore";
 
 /// Where one restore puts things: the database it loads and the name the tenant's
 /// current one is moved to; the folder it unpacks into and the one the tree's current
@@ -207,7 +205,7 @@ impl Backups {
                 },
             )
             .await?;
-            owner::tenants::tenant_set_maintenance(&tx, tenant.id, Some(MAINTENANCE)).await?;
+            maintenance::take_for(&tx, &tenant, Holder::Restore).await?;
             crate::services::owner_db::commit(tx).await?;
             restore
         };
@@ -445,7 +443,7 @@ impl Backups {
             if let Some(version) = schema_version {
                 owner::tenants::tenant_set_schema_version(&tx, tenant.id, version).await?;
             }
-            owner::tenants::tenant_set_maintenance(&tx, tenant.id, None).await?;
+            maintenance::release_for(&tx, tenant.id, Holder::Restore).await?;
             owner::backups::restore_finish(&tx, restore_id, None).await?;
             audit::record(
                 &tx,
@@ -476,7 +474,7 @@ impl Backups {
         {
             let mut conn = self.owner.conn().await?;
             let tx = crate::services::owner_db::begin(&mut conn).await?;
-            owner::tenants::tenant_set_maintenance(&tx, tenant.id, None).await?;
+            maintenance::release_for(&tx, tenant.id, Holder::Restore).await?;
             owner::backups::restore_finish(&tx, restore_id, Some(error)).await?;
             crate::services::owner_db::commit(tx).await?;
         }

@@ -76,6 +76,10 @@ struct RunArgs {
     /// migrated); `tenants restore SLUG --backup ID` brings one back.
     #[arg(long, conflicts_with = "dry_run")]
     backup: bool,
+    /// Put each tenant in maintenance while it is migrated (and backed up): its requests
+    /// are answered 503 tenant_maintenance meanwhile instead of racing the change.
+    #[arg(long, conflicts_with = "dry_run")]
+    maintenance: bool,
     #[arg(long)]
     json: bool,
 }
@@ -165,6 +169,7 @@ async fn run_fleet(args: RunArgs, mut config: Config) -> Result<()> {
         statuses,
         dry_run: args.dry_run,
         backup: args.backup,
+        maintenance: args.maintenance,
         crash_after: None,
     };
     let services = Services::init(config, Arc::new(Faults::default())).await?;

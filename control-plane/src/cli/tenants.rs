@@ -47,6 +47,23 @@ pub enum TenantsCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Put a tenant in maintenance (`on`) or end it (`off`). While on, its requests are
+    /// answered 503 tenant_maintenance with Retry-After (only writes, with
+    /// --allow-reads). `on` again changes the note and reads. Refused while a restore or
+    /// a migration holds the tenant's maintenance.
+    Maintenance {
+        slug: String,
+        #[arg(value_enum)]
+        state: Switch,
+        /// A note for other operators (shown on the tenant page).
+        #[arg(long)]
+        note: Option<String>,
+        /// Keep serving reads (GET, HEAD).
+        #[arg(long)]
+        allow_reads: bool,
+        #[arg(long)]
+        json: bool,
+    },
     /// Delete a tenant's database, roles and files, and wait until done.
     Delete {
         slug: String,
@@ -105,6 +122,13 @@ pub enum TenantsCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// On or off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Switch {
+    On,
+    Off,
 }
 
 #[derive(Debug, Args)]
@@ -220,6 +244,29 @@ pub async fn run(cmd: TenantsCommand, config: Config) -> Result<()> {
         TenantsCommand::Resume { slug, json } => {
             let tenant = find::tenant(&services, &slug).await?;
             let tenant = provisioner.tenant_resume(tenant.id, &actor).await?;
+            show(&services, tenant, json).await
+        }
+        TenantsCommand::Maintenance {
+            slug,
+            state,
+            note,
+            allow_reads,
+            json,
+        } => {
+            let tenant = find::tenant(&services, &slug).await?;
+            let tenant = match state {
+                Switch::On => {
+                    provisioner
+                        .maintenance_on(tenant.id, note.as_deref(), allow_reads, &actor)
+                        .await?
+                }
+                Switch::Off if note.is_some() || allow_reads => {
+                    return Err(Error::BadRequest(
+                        "--note and --allow-reads go with `on`".into(),
+                    ));
+                }
+                Switch::Off => provisioner.maintenance_off(tenant.id, &actor).await?,
+            };
             show(&services, tenant, json).await
         }
         TenantsCommand::RotateCredentials { slugs, all, json } => {
@@ -348,7 +395,7 @@ async fn show(services: &Services, tenant: Tenant, json: bool) -> Result<()> {
     value["domains"] = json!(domains);
     emit(json, &value, || {
         format!(
-            "tenant   {}\nslug     {}\nname     {}\nstatus   {} (step {})\nplan     {}\ndatabase {}\nschema   {}\ndomains  {}{}",
+            "tenant   {}\nslug     {}\nname     {}\nstatus   {} (step {})\nplan     {}\ndatabase {}\nschema   {}\ndomains  {}{}{}",
             tenant.id,
             tenant.slug,
             tenant.name,
@@ -365,6 +412,19 @@ async fn show(services: &Services, tenant: Tenant, json: bool) -> Result<()> {
                 .map(|d| d.domain.as_str())
                 .collect::<Vec<_>>()
                 .join(", "),
+            tenant
+                .maintenance
+                .as_ref()
+                .map(|m| format!(
+                    "\nmaintenance {}{}{}",
+                    m.by.as_str(),
+                    if m.allow_reads { ", reads served" } else { "" },
+                    m.note
+                        .as_ref()
+                        .map(|n| format!(": {n}"))
+                        .unwrap_or_default()
+                ))
+                .unwrap_or_default(),
             tenant
                 .last_error
                 .as_ref()

@@ -82,6 +82,10 @@ pub struct StartForm {
     #[serde(default)]
     dry_run: Option<String>,
     #[serde(default)]
+    backup: Option<String>,
+    #[serde(default)]
+    maintenance: Option<String>,
+    #[serde(default)]
     canary: String,
     #[serde(default)]
     concurrency: String,
@@ -114,6 +118,9 @@ pub async fn start(
             max_failures,
             canary: Canary::parse(&form.canary),
             dry_run: form.dry_run.is_some(),
+            // A dry run changes nothing: neither backups nor maintenance.
+            backup: form.backup.is_some() && form.dry_run.is_none(),
+            maintenance: form.maintenance.is_some() && form.dry_run.is_none(),
             ..FleetOptions::default()
         })
     })();

@@ -39,6 +39,14 @@ pub fn routes() -> Router<AppState> {
         .route("/owner/tenants/{id}/suspend", post(tenants::suspend))
         .route("/owner/tenants/{id}/resume", post(tenants::resume))
         .route("/owner/tenants/{id}/delete", post(tenants::delete))
+        .route(
+            "/owner/tenants/{id}/maintenance",
+            post(tenants::maintenance_on),
+        )
+        .route(
+            "/owner/tenants/{id}/maintenance/off",
+            post(tenants::maintenance_off),
+        )
         .route("/owner/tenants/{id}/domains", post(tenants::domain_add))
         .route(
             "/owner/tenants/{id}/domain-remove",

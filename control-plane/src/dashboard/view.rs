@@ -47,6 +47,10 @@ pub fn notice_text(code: Option<&str>) -> Option<String> {
         "password_changed" => "Your password is changed.",
         "suspended" => "Tenant suspended: its requests are refused from now on.",
         "resumed" => "Tenant resumed.",
+        "maintenance_on" => {
+            "Maintenance on: the tenant's requests are answered 503 (writes only, if reads are allowed) until you end it."
+        }
+        "maintenance_off" => "Maintenance ended: the tenant is served again.",
         "deleting" => "Deletion started: the database, roles and files are being removed.",
         "domain_added" => "Domain added; it is served from the next request.",
         "domain_removed" => "Domain removed.",

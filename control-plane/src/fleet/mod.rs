@@ -9,6 +9,7 @@
 //! whose recorded version is already the target are skipped without a connection, so a
 //! re-run after a halt or crash only touches what is still behind.
 
+mod maintenance;
 mod run;
 mod status;
 
@@ -22,7 +23,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::backups::Backups;
 use crate::provisioning::Cluster;
-use crate::services::{MigrationSource, OwnerDb, Tasks, TenantAccess};
+use crate::services::{MigrationSource, OwnerDb, Tasks, TenantAccess, TenantEvents};
 
 /// What fleet runs and fleet status use. Cheap to clone.
 #[derive(Clone)]
@@ -35,6 +36,8 @@ pub struct Fleet {
     tasks: Tasks,
     /// Takes the pre-migration backups of `migrate --backup`.
     backups: Arc<Backups>,
+    /// Told when `migrate --maintenance` puts a tenant in maintenance and takes it out.
+    events: TenantEvents,
 }
 
 impl Fleet {
@@ -45,6 +48,7 @@ impl Fleet {
         source: Arc<MigrationSource>,
         tasks: Tasks,
         backups: Arc<Backups>,
+        events: TenantEvents,
     ) -> Self {
         Self {
             owner,
@@ -53,6 +57,7 @@ impl Fleet {
             source,
             tasks,
             backups,
+            events,
         }
     }
 
@@ -157,6 +162,10 @@ pub struct FleetOptions {
     /// not migrated (it fails the run's budget like a failed migration).
     #[serde(default)]
     pub backup: bool,
+    /// Put each tenant in maintenance while it is migrated (and backed up, with
+    /// `backup`): its requests are answered 503 meanwhile rather than racing the change.
+    #[serde(default)]
+    pub maintenance: bool,
     /// Test-only: stop dead after this many tenants, as a crash would.
     #[serde(skip)]
     pub crash_after: Option<usize>,
@@ -173,6 +182,7 @@ impl Default for FleetOptions {
             statuses: vec![TenantStatus::Active, TenantStatus::Suspended],
             dry_run: false,
             backup: false,
+            maintenance: false,
             crash_after: None,
         }
     }

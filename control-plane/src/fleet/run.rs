@@ -17,7 +17,8 @@ use crate::provisioning::TENANT_MIGRATION_LOCK;
 use crate::services::TenantRole;
 use crate::{Error, Result};
 
-const FLEET_LOCK: &str = "SELECT pg_try_advisory_lock(hashtextextended('cp-fleet-migration', 0))";
+pub(super) const FLEET_LOCK: &str =
+    "SELECT pg_try_advisory_lock(hashtextextended('cp-fleet-migration', 0))";
 
 /// Live counts, reported after every tenant.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -395,7 +396,14 @@ impl FleetRun {
             }
             let started = Instant::now();
             let source = &self.fleet.source;
+            let maintenance = self.options.maintenance
+                && tenant
+                    .schema_version
+                    .is_none_or(|v| v < source.latest_version());
             let result: Result<tenant::migrations::MigrationOutcome> = async {
+                if maintenance {
+                    self.fleet.enter_maintenance(tenant).await?;
+                }
                 if self.options.backup {
                     self.back_up(tenant).await?;
                 }
@@ -405,6 +413,9 @@ impl FleetRun {
                     .await?)
             }
             .await;
+            if maintenance {
+                self.fleet.leave_maintenance(tenant.id).await;
+            }
             let ms = i32::try_from(started.elapsed().as_millis()).unwrap_or(i32::MAX);
             let conn = self.fleet.owner.relaxed_conn().await?;
             match result {

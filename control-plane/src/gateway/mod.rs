@@ -4,8 +4,8 @@
 //!
 //! - The domain cache ([`resolve`]) maps a host to its tenant (or to "unknown", cached
 //!   briefly so a flood of random hosts does not reach the owner database). Entries live
-//!   [`KNOWN_TTL`] and are dropped at once when a tenant change is announced; other
-//!   processes' changes show within the TTL.
+//!   [`KNOWN_TTL`] and are dropped at once when a tenant change is announced, by this
+//!   process or, through the owner database's change feed, by any other.
 //! - If the owner database is unreachable, tenants last known to be active keep being
 //!   served; never one last known suspended or deleted.
 //! - The pool cache ([`runtimes`]) holds at most `CP_MAX_TENANT_POOLS` pools (by default
@@ -207,12 +207,14 @@ impl Gateway {
     }
 
     /// Everything a request on `host` needs to be served by the tenant API: its tenant,
-    /// resolved and admitted (active), with a pool, keys, storage and limits. Counts the
+    /// resolved and admitted (active, not in maintenance, or in maintenance that serves
+    /// reads when `reads_only`), with a pool, keys, storage and limits. Counts the
     /// request for metering.
     pub async fn admit(
         &self,
         host: &str,
         client_ip: Option<IpAddr>,
+        reads_only: bool,
     ) -> Result<tenant::TenantContext, Refusal> {
         let tenant = match self.resolve(host).await? {
             Resolution::Unknown => return Err(Refusal::UnknownTenant),
@@ -227,8 +229,11 @@ impl Gateway {
             TenantStatus::Provisioning => return Err(Refusal::Provisioning),
             TenantStatus::Deleting | TenantStatus::Deleted => return Err(Refusal::UnknownTenant),
         }
-        if tenant.maintenance.is_some() {
-            return Err(Refusal::Maintenance);
+        match &tenant.maintenance {
+            None => {}
+            Some(m) if m.allow_reads && reads_only => {}
+            Some(m) if m.allow_reads => return Err(Refusal::MaintenanceWrites),
+            Some(_) => return Err(Refusal::Maintenance),
         }
         let runtime = self.runtime(&tenant).await?;
         runtime.record_demand();
@@ -269,6 +274,10 @@ impl Listener for Gateway {
             match change {
                 Change::Tenant(id) => Gateway::forget(self, Some(id)).await,
                 Change::Plans => self.forget_plans(),
+                Change::Everything => {
+                    Gateway::forget(self, None).await;
+                    self.forget_plans();
+                }
             }
         })
     }

@@ -9,8 +9,10 @@ pub enum Refusal {
     UnknownTenant,
     Suspended,
     Provisioning,
-    /// An operation that must not race its requests runs (a restore).
+    /// The tenant is in maintenance (an operator's, or an operation's such as a restore).
     Maintenance,
+    /// The tenant is in maintenance that still serves reads, and this is a write.
+    MaintenanceWrites,
     /// The owner database cannot be asked and nothing is known of the host.
     OwnerUnavailable,
     /// The tenant's pool could not be built (the detail is for the log).
@@ -24,6 +26,7 @@ impl Refusal {
             Refusal::Suspended => StatusCode::FORBIDDEN,
             Refusal::Provisioning
             | Refusal::Maintenance
+            | Refusal::MaintenanceWrites
             | Refusal::OwnerUnavailable
             | Refusal::TenantUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
@@ -34,7 +37,7 @@ impl Refusal {
             Refusal::UnknownTenant => "unknown_tenant",
             Refusal::Suspended => "tenant_suspended",
             Refusal::Provisioning => "tenant_provisioning",
-            Refusal::Maintenance => "tenant_maintenance",
+            Refusal::Maintenance | Refusal::MaintenanceWrites => "tenant_maintenance",
             Refusal::OwnerUnavailable => "owner_unavailable",
             Refusal::TenantUnavailable(_) => "tenant_unavailable",
         }
@@ -46,7 +49,10 @@ impl Refusal {
             Refusal::UnknownTenant => "no tenant is served on this host",
             Refusal::Suspended => "this tenant is suspended",
             Refusal::Provisioning => "this tenant is still being set up; retry shortly",
-            Refusal::Maintenance => "this tenant is in maintenance (a restore); retry shortly",
+            Refusal::Maintenance => "this tenant is in maintenance; retry shortly",
+            Refusal::MaintenanceWrites => {
+                "this tenant is in maintenance: reads are served, changes are not; retry shortly"
+            }
             Refusal::OwnerUnavailable => "tenant routing is unavailable; retry shortly",
             Refusal::TenantUnavailable(_) => "this tenant's database is unavailable; retry shortly",
         }

@@ -48,7 +48,9 @@ pub async fn dispatch(State(dispatch): State<Dispatch>, mut req: Request, next: 
     if dispatch.gateway.is_owner_host(&host) {
         return next.run(req).await;
     }
-    match dispatch.gateway.admit(&host, client).await {
+    // What maintenance that serves reads lets through: requests without effect.
+    let reads_only = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    match dispatch.gateway.admit(&host, client, reads_only).await {
         Ok(context) => {
             req.extensions_mut().insert(context);
             let again = replay(&req);

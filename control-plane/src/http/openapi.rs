@@ -133,6 +133,24 @@ const OPERATIONS: &[Op] = &[
         true,
     ),
     op(
+        "put",
+        "/tenants/{id}/maintenance",
+        "tenants",
+        "Put the tenant in maintenance: its requests are answered 503 `tenant_maintenance` with Retry-After (only writes, with `allow_reads`) until it is ended. Again on a tenant in an operator's maintenance: changes its note and reads. 409 `tenant_in_maintenance` while an operation (a restore, a migration) holds it.",
+        Some("MaintenanceRequest"),
+        OK,
+        true,
+    ),
+    op(
+        "delete",
+        "/tenants/{id}/maintenance",
+        "tenants",
+        "End the operator's maintenance (nothing to do if the tenant is in none). 409 `tenant_in_maintenance` while an operation holds it: that one ends with the operation.",
+        None,
+        OK,
+        true,
+    ),
+    op(
         "get",
         "/tenants/{id}/audit",
         "tenants",
@@ -407,12 +425,16 @@ fn schemas() -> Value {
             "properties": {"email": string, "role": {"enum": ["owner", "admin", "viewer"]}}},
         "OperatorChange": {"type": "object", "additionalProperties": false,
             "properties": {"role": {"enum": ["owner", "admin", "viewer"]}, "active": {"type": "boolean"}}},
+        "MaintenanceRequest": {"type": "object", "additionalProperties": false, "properties": {
+            "note": {"type": ["string", "null"], "maxLength": 500, "description": "what operators see on the tenant page"},
+            "allow_reads": {"type": "boolean", "description": "keep serving GET and HEAD requests"}}},
         "RestoreRequest": {"type": "object", "required": ["backup_id"], "additionalProperties": false, "properties": {
             "backup_id": {"type": "string", "format": "uuid"},
             "into": {"type": "string", "pattern": "^[a-z][a-z0-9-]{1,39}$", "description": "restore into a new tenant with this slug"}}},
         "MigrationStart": {"type": "object", "additionalProperties": false, "properties": {
             "dry_run": {"type": "boolean"}, "concurrency": int,
             "backup": {"type": "boolean", "description": "back each tenant up right before migrating it"},
+            "maintenance": {"type": "boolean", "description": "put each tenant in maintenance (503 tenant_maintenance) while it is migrated"},
             "max_failures": {"description": "a count (5) or a ratio (\"5%\", \"0.05\")"},
             "canary": {"description": "a count of tenants, or a list of slugs"},
             "tenants": {"type": "array", "items": string}, "plan": string,

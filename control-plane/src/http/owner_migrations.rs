@@ -30,6 +30,9 @@ struct StartRequest {
     /// Back each tenant up right before migrating it.
     #[serde(default)]
     backup: bool,
+    /// Put each tenant in maintenance while it is migrated.
+    #[serde(default)]
+    maintenance: bool,
     concurrency: Option<usize>,
     /// A count (`5`) or a ratio (`"5%"`, `"0.05"`).
     max_failures: Option<Value>,
@@ -106,6 +109,7 @@ async fn start(
         plan: req.plan,
         dry_run: req.dry_run,
         backup: req.backup,
+        maintenance: req.maintenance,
         ..FleetOptions::default()
     };
     if !req.statuses.is_empty() {

@@ -1,4 +1,5 @@
-//! `/api/owner/tenants`: create, list, show, suspend, resume and delete tenants.
+//! `/api/owner/tenants`: create, list, show, suspend, resume and delete tenants, and put
+//! them in maintenance.
 //!
 //! Create and delete record intent and answer 202 at once; the provisioner does the
 //! work in the background. `?wait=true` waits (up to [`WAIT_LIMIT`]) and answers with
@@ -32,6 +33,10 @@ pub fn routes() -> Router<AppState> {
         .route("/tenants/{id}", get(show).delete(delete))
         .route("/tenants/{id}/suspend", post(suspend))
         .route("/tenants/{id}/resume", post(resume))
+        .route(
+            "/tenants/{id}/maintenance",
+            axum::routing::put(maintenance_on).delete(maintenance_off),
+        )
         .route("/tenants/{id}/audit", get(audit))
         .route("/tenants/{id}/domains", get(domains).post(domain_add))
         .route(
@@ -257,6 +262,52 @@ async fn resume(
     let tenant = state
         .provisioner
         .tenant_resume(tenant.id, &operator.actor(ip))
+        .await?;
+    Ok(Json(view(&state, tenant).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MaintenanceRequest {
+    #[serde(default)]
+    note: Option<String>,
+    #[serde(default)]
+    allow_reads: bool,
+}
+
+/// Puts the tenant in an operator's maintenance (or changes its note and reads).
+async fn maintenance_on(
+    State(state): State<AppState>,
+    operator: CurrentOperator,
+    ClientIp(ip): ClientIp,
+    Path(key): Path<String>,
+    ApiJson(request): ApiJson<MaintenanceRequest>,
+) -> Result<Json<TenantView>> {
+    operator.require_write()?;
+    let tenant = find(&state, &key).await?;
+    let tenant = state
+        .provisioner
+        .maintenance_on(
+            tenant.id,
+            request.note.as_deref(),
+            request.allow_reads,
+            &operator.actor(ip),
+        )
+        .await?;
+    Ok(Json(view(&state, tenant).await?))
+}
+
+async fn maintenance_off(
+    State(state): State<AppState>,
+    operator: CurrentOperator,
+    ClientIp(ip): ClientIp,
+    Path(key): Path<String>,
+) -> Result<Json<TenantView>> {
+    operator.require_write()?;
+    let tenant = find(&state, &key).await?;
+    let tenant = state
+        .provisioner
+        .maintenance_off(tenant.id, &operator.actor(ip))
         .await?;
     Ok(Json(view(&state, tenant).await?))
 }

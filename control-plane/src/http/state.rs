@@ -34,12 +34,19 @@ pub struct AppState {
     pub backups: Arc<Backups>,
     /// Background work (backups, restores started over HTTP) awaited at shutdown.
     pub tasks: Tasks,
+    /// Whether the owner database's change feed is listening (see `services::change_feed`).
+    pub change_feed: tokio::sync::watch::Receiver<bool>,
 }
 
 impl AppState {
     /// The web state over `services`, with a gateway (holding `plan`'s connections)
     /// and metering of its own.
-    pub fn new(services: &Services, tokens: OwnerTokens, plan: &ConnectionPlan) -> Self {
+    pub fn new(
+        services: &Services,
+        tokens: OwnerTokens,
+        plan: &ConnectionPlan,
+        change_feed: tokio::sync::watch::Receiver<bool>,
+    ) -> Self {
         let gateway = Gateway::new(
             &services.config,
             plan,
@@ -69,6 +76,7 @@ impl AppState {
             metering,
             backups: Arc::clone(&services.backups),
             tasks: services.tasks.clone(),
+            change_feed,
         }
     }
 }

@@ -287,12 +287,7 @@ impl Provisioner {
         let tx = owner_db::begin(&mut conn).await?;
         let current = tenants::tenant_fetch(&tx, id).await?;
         // A restore swaps the tenant's database and files: nothing else changes it meanwhile.
-        if let Some(why) = &current.maintenance {
-            return Err(Error::Conflict(
-                "tenant_in_maintenance",
-                format!("tenant {id} is in maintenance ({why}); retry when it is over"),
-            ));
-        }
+        super::maintenance::refuse_during_operation(&current)?;
         let tenant = match tenants::tenant_transition(&tx, id, from, to, step).await {
             Ok(t) => t,
             Err(owner::Error::Conflict) => {

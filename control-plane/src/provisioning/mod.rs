@@ -17,6 +17,7 @@ mod credentials;
 mod driver;
 pub mod faults;
 mod intent;
+pub mod maintenance;
 pub mod names;
 mod reconciler;
 mod steps;

@@ -1,7 +1,8 @@
 //! Change announcements: a tenant's status, domains or plan changed, or a plan's limits
 //! did, so caches (the gateway's) must forget what they hold. Announcing waits until
 //! every listener in this process has forgotten, so the request after a change is
-//! served by the new state. Across processes is the scale-out issue's LISTEN/NOTIFY.
+//! served by the new state. Changes made by other processes arrive through
+//! [`super::change_feed`], which announces them here too.
 
 use std::sync::{Arc, RwLock, Weak};
 
@@ -14,6 +15,8 @@ pub enum Change {
     Tenant(Uuid),
     /// Some plan's limits.
     Plans,
+    /// Anything at all: announcements may have been missed.
+    Everything,
 }
 
 /// A cache that follows changes.
@@ -47,7 +50,8 @@ impl TenantEvents {
         self.announce(Change::Plans).await;
     }
 
-    async fn announce(&self, change: Change) {
+    /// Has every listener in this process forget what `change` makes stale.
+    pub async fn announce(&self, change: Change) {
         let listeners: Vec<Arc<dyn Listener>> = self
             .listeners
             .read()

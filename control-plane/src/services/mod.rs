@@ -8,7 +8,7 @@
 //! | [`TenantAccess`] | tenant credentials sealed and opened, connection settings per role, token keys |
 //! | `storage::Storage` | the per-tenant file trees under the storage root |
 //! | [`MigrationSource`] | the tenant migrations: one, so provisioning, fleet runs, status and the dashboard never disagree |
-//! | [`TenantEvents`] | "tenant X changed" announcements, for caches |
+//! | [`TenantEvents`] | "tenant X changed" announcements, for caches; [`change_feed`] brings those of other processes |
 //! | `Tasks` | background work (drives, fleet runs) awaited at shutdown |
 //! | [`Traffic`] | the rate of tenant requests the gateway admits, so background jobs yield to it |
 //!
@@ -17,6 +17,7 @@
 //! `domains::Domains`, `billing::Billing` and `fleet::Fleet`. The HTTP layer, the
 //! dashboard and the CLI are thin layers over those.
 
+pub mod change_feed;
 mod events;
 pub mod owner_db;
 mod tasks;

@@ -628,7 +628,10 @@ async fn a_restore_cut_short_before_its_swap_is_undone_and_after_it_finished() {
         .await
         .expect_err("the fault fires");
     assert!(err.to_string().contains("injected fault"), "{err}");
-    assert_eq!(fetch().await.maintenance.as_deref(), Some("restore"));
+    assert_eq!(
+        fetch().await.maintenance.map(|m| m.by),
+        Some(owner::maintenance::Holder::Restore)
+    );
     eventually("the recovery pass finishes the crashed restore", || async {
         let report = backups.recover_left().await.expect("recover");
         if report.restores_finished == 1 {

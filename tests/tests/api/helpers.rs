@@ -132,18 +132,29 @@ const POLL: Duration = Duration::from_millis(50);
 /// answer; otherwise panics with `what` and the last thing `probe` saw. For a condition
 /// that something outside the awaited request brings about: the test waits for the
 /// condition itself, bounded, never for a guessed time.
-pub async fn eventually<T, E, F, Fut>(what: &str, mut probe: F) -> T
+pub async fn eventually<T, E, F, Fut>(what: &str, probe: F) -> T
 where
     E: std::fmt::Debug,
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, E>>,
 {
-    let deadline = tokio::time::Instant::now() + PATIENCE;
+    within(PATIENCE, what, probe).await
+}
+
+/// [`eventually`] with a bound of its own, for a condition that must come about sooner
+/// than something else would bring it about anyway (a cache entry's expiry).
+pub async fn within<T, E, F, Fut>(bound: Duration, what: &str, mut probe: F) -> T
+where
+    E: std::fmt::Debug,
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, E>>,
+{
+    let deadline = tokio::time::Instant::now() + bound;
     loop {
         match probe().await {
             Ok(found) => return found,
             Err(seen) if tokio::time::Instant::now() >= deadline => {
-                panic!("{what}: still not so after {PATIENCE:?} (last seen: {seen:?})")
+                panic!("{what}: still not so after {bound:?} (last seen: {seen:?})")
             }
             Err(_) => tokio::time::sleep(POLL).await,
         }

@@ -32,6 +32,10 @@ pub struct ActionForm {
     trial_days: String,
     #[serde(default)]
     backup_id: String,
+    #[serde(default)]
+    note: String,
+    #[serde(default)]
+    allow_reads: Option<String>,
 }
 
 impl ActionForm {
@@ -128,6 +132,44 @@ pub async fn resume(
         .tenant_resume(req.tenant.id, &req.actor)
         .await
         .map(|_| "resumed");
+    finish(req, result).await
+}
+
+/// Puts the tenant in maintenance, or changes the note and reads of the operator's.
+pub async fn maintenance_on(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    Path(key): Path<String>,
+    form: DashForm<ActionForm>,
+) -> DashResult<Response> {
+    let req = request(state, ip, &key, form).await?;
+    let result = req
+        .state
+        .provisioner
+        .maintenance_on(
+            req.tenant.id,
+            Some(&req.form.note),
+            req.form.allow_reads.is_some(),
+            &req.actor,
+        )
+        .await
+        .map(|_| "maintenance_on");
+    finish(req, result).await
+}
+
+pub async fn maintenance_off(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    Path(key): Path<String>,
+    form: DashForm<ActionForm>,
+) -> DashResult<Response> {
+    let req = request(state, ip, &key, form).await?;
+    let result = req
+        .state
+        .provisioner
+        .maintenance_off(req.tenant.id, &req.actor)
+        .await
+        .map(|_| "maintenance_off");
     finish(req, result).await
 }
 

@@ -6,6 +6,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use owner::backups::{Backup, BackupStatus};
+use owner::maintenance::Holder;
 use owner::tenants::{Step, Tenant, TenantStatus, tenant_fetch};
 use serde::Deserialize;
 use tokio_postgres::GenericClient;
@@ -108,8 +109,29 @@ pub struct DetailPage {
     pub can_suspend: bool,
     pub can_resume: bool,
     pub can_delete: bool,
-    pub maintenance: Option<String>,
+    pub maintenance: Option<MaintenanceView>,
+    /// An operator may put the tenant in maintenance (or change or end theirs).
+    pub can_maintain: bool,
     pub backups: Vec<BackupView>,
+}
+
+/// The tenant's maintenance, as the page shows it.
+pub struct MaintenanceView {
+    pub by: &'static str,
+    pub note: String,
+    pub allow_reads: bool,
+    pub since: String,
+}
+
+impl From<&owner::maintenance::Maintenance> for MaintenanceView {
+    fn from(m: &owner::maintenance::Maintenance) -> Self {
+        Self {
+            by: m.by.as_str(),
+            note: m.note.clone().unwrap_or_default(),
+            allow_reads: m.allow_reads,
+            since: when_opt(m.since),
+        }
+    }
 }
 
 fn steps_of(tenant: &Tenant) -> Vec<StepView> {
@@ -204,11 +226,22 @@ pub async fn detail_page(
         chrome,
         id: id.to_string(),
         steps: steps_of(&tenant),
+        // An operation's maintenance ends by itself; an operator's lasts until ended.
         settled: !matches!(
             tenant.status,
             TenantStatus::Provisioning | TenantStatus::Deleting
-        ) && tenant.maintenance.is_none(),
-        maintenance: tenant.maintenance.clone(),
+        ) && tenant
+            .maintenance
+            .as_ref()
+            .is_none_or(|m| m.by == Holder::Operator),
+        maintenance: tenant.maintenance.as_ref().map(MaintenanceView::from),
+        can_maintain: !matches!(
+            tenant.status,
+            TenantStatus::Deleting | TenantStatus::Deleted
+        ) && tenant
+            .maintenance
+            .as_ref()
+            .is_none_or(|m| m.by == Holder::Operator),
         backups,
         slug: tenant.slug,
         name: tenant.name,
