@@ -258,3 +258,38 @@ async fn a_fleet_run_started_from_the_cli_is_audited() {
         assert_eq!(audited, 1, "{action} from the CLI is not audited once");
     }
 }
+
+#[tokio::test]
+async fn cli_puts_a_tenant_in_maintenance_and_ends_it() {
+    let app = spawn_app().await;
+    app.create_tenant("mended").await;
+    let config = app.state.config.as_ref().clone();
+    let run = |args: &[&str]| {
+        let config = config.clone();
+        let mut argv = vec!["control-plane", "tenants", "maintenance", "mended"];
+        argv.extend_from_slice(args);
+        let cli = Cli::try_parse_from(argv).expect("parse");
+        async move { cli.run(config).await }
+    };
+    let held = "SELECT count(*) FROM tenants WHERE slug = 'mended' AND maintenance = 'operator' \
+                AND maintenance_note = 'new disks' AND maintenance_reads";
+    run(&["on", "--note", "new disks", "--allow-reads"])
+        .await
+        .expect("on");
+    assert_eq!(app.count(held).await, 1);
+    let err = run(&["off", "--note", "done"])
+        .await
+        .expect_err("a note goes with on");
+    assert!(err.to_string().contains("go with `on`"), "{err}");
+    assert_eq!(app.count(held).await, 1, "nothing changed");
+    run(&["off"]).await.expect("off");
+    assert_eq!(
+        app.count("SELECT count(*) FROM tenants WHERE maintenance IS NOT NULL")
+            .await,
+        0
+    );
+    let refused =
+        Cli::try_parse_from(["control-plane", "tenants", "maintenance", "mended", "maybe"])
+            .expect_err("on or off");
+    assert!(refused.to_string().contains("possible values"), "{refused}");
+}

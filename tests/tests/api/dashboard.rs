@@ -214,6 +214,7 @@ async fn a_viewer_can_look_but_every_change_is_refused() {
             &*format!("/owner/tenants/{id}/restore"),
             ("confirm", "looked-at"),
         ),
+        (&*format!("/owner/tenants/{id}/maintenance"), ("note", "n")),
     ] {
         let response = b.form(&app, path, &[("_csrf", &csrf), extra]).await;
         assert_eq!(response.status(), 403, "dashboard POST {path}");
@@ -765,4 +766,87 @@ async fn the_backups_panel_backs_up_and_restores_after_the_slug_is_typed() {
         0,
         "the tenant is as it was at the backup"
     );
+}
+
+#[tokio::test]
+async fn the_maintenance_box_puts_a_tenant_in_maintenance_and_ends_it() {
+    let app = spawn_app().await;
+    let tenant = app.create_tenant("paused").await;
+    let id = tenant["id"].as_str().expect("id").to_string();
+    let b = browser(&app, "owner@example.com").await;
+    let response = b
+        .form(
+            &app,
+            &format!("/owner/tenants/{id}/maintenance"),
+            &[
+                ("_csrf", &b.csrf),
+                ("note", "replacing the <disk>"),
+                ("allow_reads", "on"),
+            ],
+        )
+        .await;
+    assert_eq!(response.status(), 303);
+    assert!(
+        response.headers()[LOCATION]
+            .to_str()
+            .expect("location")
+            .contains("maintenance_on")
+    );
+    let page = b
+        .get(&app, &format!("/owner/tenants/{id}"))
+        .await
+        .text()
+        .await
+        .expect("html");
+    assert!(
+        page.contains("maintenance: operator, reads served"),
+        "the badge says so"
+    );
+    assert!(
+        page.contains("replacing the ") && !page.contains("<disk>"),
+        "the note, escaped"
+    );
+    assert!(page.contains("End maintenance"));
+    let write = app
+        .on(
+            Method::POST,
+            "paused.localhost",
+            "/api/v1/auth/login",
+            None,
+            Some(&json!({ "email": "a@b.example", "password": "whatever-1" })),
+        )
+        .await;
+    assert_eq!(write.status(), 503, "writes are refused");
+
+    // A note too long is the page again with the error, and changes nothing.
+    let response = b
+        .form(
+            &app,
+            &format!("/owner/tenants/{id}/maintenance"),
+            &[("_csrf", &b.csrf), ("note", &"x".repeat(501))],
+        )
+        .await;
+    assert_eq!(response.status(), 400);
+    assert!(response.text().await.expect("html").contains("at most 500"));
+
+    let response = b
+        .form(
+            &app,
+            &format!("/owner/tenants/{id}/maintenance/off"),
+            &[("_csrf", &b.csrf)],
+        )
+        .await;
+    assert_eq!(response.status(), 303);
+    assert_eq!(
+        app.count("SELECT count(*) FROM tenants WHERE maintenance IS NOT NULL")
+            .await,
+        0
+    );
+    let page = b
+        .get(&app, &format!("/owner/tenants/{id}"))
+        .await
+        .text()
+        .await
+        .expect("html");
+    assert!(!page.contains("tenant-maintenance"), "no badge any more");
 }
