@@ -486,7 +486,8 @@ async fn cold_requests(service: &Service, slugs: &[String]) -> anyhow::Result<Co
         let endpoint = service
             .services
             .access
-            .endpoint(&tenant, TenantRole::Runtime)?;
+            .endpoint(&tenant, TenantRole::Runtime)
+            .await?;
         for timed in [false, true] {
             let t = Instant::now();
             let (pg, connection) = endpoint.config().connect(endpoint.tls().clone()).await?;
@@ -618,7 +619,8 @@ async fn run(
         let endpoint = app
             .services()
             .access
-            .endpoint(&first, TenantRole::Runtime)?;
+            .endpoint(&first, TenantRole::Runtime)
+            .await?;
         (slugs, endpoint, first.runtime_role)
     };
 

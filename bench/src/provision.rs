@@ -63,7 +63,12 @@ async fn main() -> anyhow::Result<()> {
     let services = Services::init(config, Arc::new(Faults::default())).await?;
     let provisioner = &services.provisioner;
     // The template is built once per process; do it before timing anything.
-    services.cluster.ensure_template().await?;
+    services
+        .servers
+        .default_cluster()
+        .await?
+        .ensure_template()
+        .await?;
 
     let mut bare = Vec::new();
     let mut naive = Vec::new();

@@ -46,7 +46,11 @@ impl Application {
             .local_addr()
             .map_err(|e| Error::Internal(format!("listener has no address: {e}")))?;
         let tokens = OwnerTokens::new(&services.keyring, services.config.owner_token_ttl)?;
-        let plan = ConnectionPlan::for_server(&services.config, services.access.server()).await?;
+        let plan = ConnectionPlan::for_server(
+            &services.config,
+            services.access.servers().default_endpoint(),
+        )
+        .await?;
         match plan.derived {
             Some(d) => tracing::info!(
                 budget = plan.budget,

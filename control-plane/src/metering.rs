@@ -175,32 +175,44 @@ impl Metering {
         Ok(owner::usage::usage_insert(&**conn, samples).await?)
     }
 
-    /// `db_name -> bytes` for all these tenants, in one query; empty (every size
-    /// unknown) if the server cannot be asked.
+    /// `db_name -> bytes` for all these tenants, in one query per database server; a
+    /// server that cannot be asked leaves its tenants' sizes unknown.
     async fn database_sizes(&self, tenants: &[Tenant]) -> HashMap<String, i64> {
-        let names: Vec<&str> = tenants.iter().map(|t| t.db_name.as_str()).collect();
-        let result = async {
-            let admin = connect(self.access.server()).await?;
-            let rows = tokio::time::timeout(
-                self.tenant_timeout,
-                admin.query(
-                    "SELECT datname, pg_database_size(oid) FROM pg_database WHERE datname = ANY($1)",
-                    &[&names],
-                ),
-            )
-            .await
-            .map_err(|_| Error::Internal("timed out".into()))??;
-            Ok::<_, Error>(
-                rows.iter()
-                    .map(|r| (r.get::<_, String>(0), r.get::<_, i64>(1)))
-                    .collect(),
-            )
+        let mut by_server: HashMap<&str, Vec<&str>> = HashMap::new();
+        for t in tenants {
+            by_server
+                .entry(t.server_id.as_str())
+                .or_default()
+                .push(t.db_name.as_str());
         }
-        .await;
-        result.unwrap_or_else(|e| {
-            tracing::warn!(error = %e, "metering: could not read database sizes");
-            HashMap::new()
-        })
+        let mut sizes = HashMap::new();
+        for (server, names) in by_server {
+            let result = async {
+                let admin = connect(&self.access.servers().endpoint(server).await?).await?;
+                let rows = tokio::time::timeout(
+                    self.tenant_timeout,
+                    admin.query(
+                        "SELECT datname, pg_database_size(oid) FROM pg_database WHERE datname = ANY($1)",
+                        &[&names],
+                    ),
+                )
+                .await
+                .map_err(|_| Error::Internal("timed out".into()))??;
+                Ok::<_, Error>(
+                    rows.iter()
+                        .map(|r| (r.get::<_, String>(0), r.get::<_, i64>(1)))
+                        .collect::<Vec<_>>(),
+                )
+            }
+            .await;
+            match result {
+                Ok(found) => sizes.extend(found),
+                Err(e) => {
+                    tracing::warn!(error = %e, server, "metering: could not read database sizes")
+                }
+            }
+        }
+        sizes
     }
 
     /// Storage and users of one tenant, each measured on its own so one failing does

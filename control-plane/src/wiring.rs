@@ -8,11 +8,13 @@ use crate::billing::Billing;
 use crate::config::Config;
 use crate::domains::Domains;
 use crate::fleet::Fleet;
-use crate::provisioning::{Cluster, Faults, Provisioner};
+use crate::provisioning::{ClusterSettings, Faults, Provisioner, Servers};
 use crate::secrets::Keyring;
 use crate::{Error, Result, installation, pg};
 
-use crate::services::{MigrationSource, OwnerDb, Tasks, TenantAccess, TenantEvents, Traffic};
+use crate::services::{
+    MigrationSource, OwnerDb, ServerDirectory, Tasks, TenantAccess, TenantEvents, Traffic,
+};
 
 /// Everything the service and the CLI share. Cheap to clone.
 #[derive(Clone)]
@@ -25,7 +27,8 @@ pub struct Services {
     pub migrations: Arc<MigrationSource>,
     pub events: TenantEvents,
     pub tasks: Tasks,
-    pub cluster: Arc<Cluster>,
+    /// The database servers tenants live on, each with its cluster.
+    pub servers: Arc<Servers>,
     pub provisioner: Arc<Provisioner>,
     pub domains: Arc<Domains>,
     pub billing: Arc<Billing>,
@@ -52,7 +55,7 @@ impl Services {
             let mut conn = owner.conn().await?;
             owner::migrations::run(&mut conn).await?;
         }
-        pg::harden_server(&admin_pg, &owner_db).await?;
+        pg::harden_server(&admin_pg, Some(&owner_db)).await?;
         // Relative roots would follow the current directory; the recorded one must not.
         std::fs::create_dir_all(&config.storage_root).map_err(|e| {
             Error::Config(format!(
@@ -80,15 +83,26 @@ impl Services {
             Some(dir) => MigrationSource::with_dir(dir)?,
             None => MigrationSource::embedded(),
         });
-        let access = Arc::new(TenantAccess::new(Arc::clone(&keyring), admin_pg.clone()));
-        let cluster = Arc::new(Cluster::new(
+        let directory = Arc::new(ServerDirectory::new(
+            owner.clone(),
+            Arc::clone(&keyring),
             admin_pg,
-            owner::servers::DEFAULT_SERVER.to_string(),
-            config.tenant_db_prefix.clone(),
-            installation_id,
-            Arc::clone(&migrations),
-            runtime_connection_limit(config.tenant_pool_size),
-            config.tenant_scram_iterations,
+            config.database_ca_file.clone(),
+        ));
+        let access = Arc::new(TenantAccess::new(
+            Arc::clone(&keyring),
+            Arc::clone(&directory),
+        ));
+        let servers = Arc::new(Servers::new(
+            owner.clone(),
+            directory,
+            ClusterSettings {
+                prefix: config.tenant_db_prefix.clone(),
+                installation_id,
+                source: Arc::clone(&migrations),
+                runtime_connection_limit: runtime_connection_limit(config.tenant_pool_size),
+                scram_iterations: config.tenant_scram_iterations,
+            },
         ));
         let storage = storage::Storage::new(&config.storage_root);
         Backups::check_root(config.backup_root.as_deref())?;
@@ -98,7 +112,7 @@ impl Services {
         let provisioner = Arc::new(Provisioner::new(
             owner.clone(),
             Arc::clone(&access),
-            Arc::clone(&cluster),
+            Arc::clone(&servers),
             storage.clone(),
             events.clone(),
             tasks.clone(),
@@ -107,7 +121,7 @@ impl Services {
         ));
         let backups = Arc::new(Backups::new(
             owner.clone(),
-            Arc::clone(&cluster),
+            Arc::clone(&servers),
             storage.clone(),
             events.clone(),
             Arc::clone(&provisioner),
@@ -125,7 +139,7 @@ impl Services {
         let fleet = Fleet::new(
             owner.clone(),
             Arc::clone(&access),
-            Arc::clone(&cluster),
+            Arc::clone(&servers),
             Arc::clone(&migrations),
             tasks.clone(),
             Arc::clone(&backups),
@@ -140,7 +154,7 @@ impl Services {
             migrations,
             events,
             tasks,
-            cluster,
+            servers,
             provisioner,
             domains,
             billing,

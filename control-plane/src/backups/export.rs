@@ -99,11 +99,13 @@ impl Backups {
             .await
             .map_err(|e| Error::Internal(format!("cannot create {}: {e}", tables_dir.display())))?;
         let started_at = Utc::now();
-        let mut session = self.cluster.admin_session(&tenant.db_name).await?;
+        let cluster = self.servers.of(tenant).await?;
+        let mut session = cluster.admin_session(&tenant.db_name).await?;
         let (tx, snapshot, server_version) = begin_snapshot(&mut session).await?;
         let tables = count_rows(&tx).await?;
         let dump = work.join(DATABASE_DUMP);
-        self.dump(&tenant.db_name, &snapshot, &dump).await?;
+        self.dump(&cluster, &tenant.db_name, &snapshot, &dump)
+            .await?;
         let mut jsonl = Vec::new();
         for name in tables.keys() {
             let (schema, table) = name.split_once('.').unwrap_or(("public", name));
@@ -134,7 +136,7 @@ impl Backups {
         tx.commit().await?;
         let pg_dump_version = tools::pg_dump_version().await?;
         let tree = self.storage.tenant(&tenant.slug)?.dir().to_path_buf();
-        let (host, port) = crate::pg::server_address(self.cluster.admin_endpoint().config());
+        let (host, port) = crate::pg::server_address(cluster.admin_endpoint().config());
         let (work, out) = (work.to_path_buf(), out.to_path_buf());
         let tenant = tenant.clone();
         blocking(move || {

@@ -37,14 +37,14 @@ pub use self::recover::Recovered;
 pub use self::restore::{Checked, RestoreStarted};
 pub use self::schedule::{Pruned, ScheduleReport, retention_keeps};
 pub use self::take::{Request as BackupRequest, Started};
-use crate::provisioning::{Cluster, Faults, Provisioner};
+use crate::provisioning::{Cluster, Faults, Provisioner, Servers};
 use crate::services::{OwnerDb, TenantEvents, Traffic};
 use crate::{Error, Result};
 
 /// Backups, restores and exports of tenants. Cheap to share (`Arc`).
 pub struct Backups {
     owner: OwnerDb,
-    cluster: Arc<Cluster>,
+    servers: Arc<Servers>,
     storage: storage::Storage,
     events: TenantEvents,
     provisioner: Arc<Provisioner>,
@@ -116,7 +116,7 @@ impl Backups {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         owner: OwnerDb,
-        cluster: Arc<Cluster>,
+        servers: Arc<Servers>,
         storage: storage::Storage,
         events: TenantEvents,
         provisioner: Arc<Provisioner>,
@@ -127,7 +127,7 @@ impl Backups {
     ) -> Self {
         Self {
             owner,
-            cluster,
+            servers,
             storage,
             events,
             provisioner,
@@ -250,9 +250,10 @@ async fn begin_snapshot(
 }
 
 impl Backups {
-    /// `pg_dump -Fc` of database `db` in `snapshot` (kept open by its transaction) to `out`.
-    async fn dump(&self, db: &str, snapshot: &str, out: &Path) -> Result<()> {
-        crate::pg::tools::Tool::new("pg_dump", self.cluster.admin_endpoint(), db)
+    /// `pg_dump -Fc` of database `db` on `cluster` in `snapshot` (kept open by its
+    /// transaction) to `out`.
+    async fn dump(&self, cluster: &Cluster, db: &str, snapshot: &str, out: &Path) -> Result<()> {
+        crate::pg::tools::Tool::new("pg_dump", cluster.admin_endpoint(), db)
             .arg("--format=custom")
             .arg(format!("--snapshot={snapshot}"))
             .arg("--file")

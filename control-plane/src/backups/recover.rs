@@ -70,7 +70,12 @@ impl Backups {
             }
             let places = self.places(&tenant, now.id)?;
             let swapped = now.phase == RestorePhase::Swapped
-                || self.cluster.database_exists(&places.aside_db).await?;
+                || self
+                    .servers
+                    .of(&tenant)
+                    .await?
+                    .database_exists(&places.aside_db)
+                    .await?;
             if swapped {
                 self.finish_swapped(
                     &tenant,

@@ -301,10 +301,11 @@ impl Backups {
     ) -> Result<()> {
         let Checked { backup, manifest } = checked;
         let places = self.places(tenant, restore_id)?;
+        let cluster = self.servers.of(tenant).await?;
         let loaded = self.load(tenant, backup, manifest, &places).await;
         let swapped = match loaded {
             Ok(()) => {
-                self.cluster
+                cluster
                     .swap_in_restored(
                         tenant.id,
                         &places.names,
@@ -330,8 +331,7 @@ impl Backups {
             Err(e @ Error::InjectedFault(_)) => Err(e),
             // The swap's commit may have reached the server though its answer did not.
             Err(e)
-                if self
-                    .cluster
+                if cluster
                     .database_exists(&places.aside_db)
                     .await
                     .unwrap_or(false) =>
@@ -363,28 +363,25 @@ impl Backups {
         places: &Places,
     ) -> Result<()> {
         let dir = Path::new(&backup.location);
-        self.cluster
+        let cluster = self.servers.of(tenant).await?;
+        cluster
             .create_restore_database(tenant.id, &places.names, &places.loaded_db)
             .await?;
-        Tool::new(
-            "pg_restore",
-            self.cluster.admin_endpoint(),
-            &places.loaded_db,
-        )
-        .arg(format!("--dbname={}", places.loaded_db))
-        .arg("--no-owner")
-        .arg("--no-acl")
-        .arg(format!("--role={}", places.names.owner_role))
-        .arg("--exit-on-error")
-        .arg("--single-transaction")
-        .arg(dir.join(DATABASE_DUMP))
-        .run()
-        .await?;
-        self.cluster
+        Tool::new("pg_restore", cluster.admin_endpoint(), &places.loaded_db)
+            .arg(format!("--dbname={}", places.loaded_db))
+            .arg("--no-owner")
+            .arg("--no-acl")
+            .arg(format!("--role={}", places.names.owner_role))
+            .arg("--exit-on-error")
+            .arg("--single-transaction")
+            .arg(dir.join(DATABASE_DUMP))
+            .run()
+            .await?;
+        cluster
             .grant_restored(&places.names, &places.loaded_db)
             .await?;
         let counts = {
-            let session = self.cluster.admin_session(&places.loaded_db).await?;
+            let session = cluster.admin_session(&places.loaded_db).await?;
             count_rows(&session).await?
         };
         if counts != manifest.tables {
@@ -419,6 +416,7 @@ impl Backups {
             owner::backups::restore_set_phase(&**conn, restore_id, RestorePhase::Swapped).await?;
         }
         let places = self.places(tenant, restore_id)?;
+        let cluster = self.servers.of(tenant).await?;
         {
             let (tree, staging, aside) = (
                 places.tree.clone(),
@@ -434,7 +432,7 @@ impl Backups {
             })
             .await?;
         }
-        self.cluster
+        cluster
             .drop_tenant_database(tenant.id, &places.names, &places.aside_db)
             .await?;
         {
@@ -464,11 +462,12 @@ impl Backups {
     /// unpacked files removed, the tenant served again as it was. Safe to repeat.
     pub(super) async fn undo(&self, tenant: &Tenant, restore_id: Uuid, error: &str) -> Result<()> {
         let places = self.places(tenant, restore_id)?;
-        self.cluster
+        let cluster = self.servers.of(tenant).await?;
+        cluster
             .drop_tenant_database(tenant.id, &places.names, &places.loaded_db)
             .await?;
         // A swap that died after taking CONNECT away, before its transaction.
-        self.cluster.reopen_database(&places.names).await?;
+        cluster.reopen_database(&places.names).await?;
         let staging = places.staging.clone();
         blocking(move || archive::remove_dir(&staging)).await?;
         {

@@ -249,14 +249,16 @@ impl Backups {
     /// The restore test's work; the number of tables checked.
     async fn test_restore(&self, backup: &Backup) -> Result<usize> {
         let manifest = self.verify(backup).await?;
+        // Any server can tell whether a backup restores; the default one does.
+        let cluster = self.servers.default_cluster().await?;
         let db = format!(
             "{}restoretest_{}",
-            self.cluster.prefix(),
+            cluster.prefix(),
             &backup.id.simple().to_string()[..8]
         );
-        self.cluster.create_scratch_database(&db).await?;
+        cluster.create_scratch_database(&db).await?;
         let checked = async {
-            Tool::new("pg_restore", self.cluster.admin_endpoint(), &db)
+            Tool::new("pg_restore", cluster.admin_endpoint(), &db)
                 .arg(format!("--dbname={db}"))
                 .arg("--no-owner")
                 .arg("--no-acl")
@@ -265,7 +267,7 @@ impl Backups {
                 .arg(std::path::Path::new(&backup.location).join(DATABASE_DUMP))
                 .run()
                 .await?;
-            let session = self.cluster.admin_session(&db).await?;
+            let session = cluster.admin_session(&db).await?;
             let counts = count_rows(&session).await?;
             if counts != manifest.tables {
                 return Err(crate::Error::BackupCorrupt(
@@ -275,7 +277,7 @@ impl Backups {
             Ok(counts.len())
         }
         .await;
-        self.cluster.drop_scratch_database(&db).await?;
+        cluster.drop_scratch_database(&db).await?;
         checked
     }
 

@@ -156,10 +156,11 @@ impl Backups {
         }
         let started_at = Utc::now();
         let pg_dump_version = tools::pg_dump_version().await?;
-        let admin = self.cluster.admin_endpoint();
+        let cluster = self.servers.of(tenant).await?;
+        let admin = cluster.admin_endpoint();
         // One snapshot for the row counts and the dump, so the manifest says exactly
         // what the dump holds.
-        let mut session = self.cluster.admin_session(&tenant.db_name).await?;
+        let mut session = cluster.admin_session(&tenant.db_name).await?;
         let (tx, snapshot, server_version) = begin_snapshot(&mut session).await?;
         let has_history: bool = tx
             .query_one(
@@ -180,7 +181,8 @@ impl Backups {
         };
         let tables = count_rows(&tx).await?;
         let dump = dir.join(DATABASE_DUMP);
-        self.dump(&tenant.db_name, &snapshot, &dump).await?;
+        self.dump(&cluster, &tenant.db_name, &snapshot, &dump)
+            .await?;
         tx.commit().await?;
         self.faults.check(FaultPoint::BackupDumped)?;
 

@@ -9,6 +9,7 @@ mod migrate;
 mod operators;
 mod output;
 mod serve;
+mod servers;
 mod tenants;
 
 use clap::{Parser, Subcommand};
@@ -41,6 +42,9 @@ pub enum Command {
     Backups(backups::BackupsCommand),
     /// Run the tenant migrations across the fleet (`migrate status` shows where it is).
     Migrate(migrate::MigrateArgs),
+    /// The PostgreSQL servers tenants live on: add one, list them, drain or disable one.
+    #[command(subcommand)]
+    Servers(servers::ServersCommand),
     /// Manage operator accounts.
     #[command(subcommand)]
     Operators(operators::OperatorsCommand),
@@ -63,6 +67,7 @@ impl Cli {
             Command::Tenants(cmd) => tenants::run(cmd, config).await,
             Command::Backups(cmd) => backups::run(cmd, config).await,
             Command::Operators(cmd) => operators::run(cmd, config).await,
+            Command::Servers(cmd) => servers::run(cmd, config).await,
             Command::Migrate(args) => migrate::run(args, config).await,
             Command::Demo => demo::run(config).await,
             Command::Config(args) => config::run(args, &config),

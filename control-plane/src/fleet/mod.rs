@@ -22,7 +22,7 @@ use owner::tenants::TenantStatus;
 use serde::{Deserialize, Serialize};
 
 use crate::backups::Backups;
-use crate::provisioning::Cluster;
+use crate::provisioning::Servers;
 use crate::services::{MigrationSource, OwnerDb, Tasks, TenantAccess, TenantEvents};
 
 /// What fleet runs and fleet status use. Cheap to clone.
@@ -30,8 +30,9 @@ use crate::services::{MigrationSource, OwnerDb, Tasks, TenantAccess, TenantEvent
 pub struct Fleet {
     owner: OwnerDb,
     access: Arc<TenantAccess>,
-    /// Upgraded first in a run, so tenants created during it are born at the target.
-    cluster: Arc<Cluster>,
+    /// Their templates are upgraded first in a run, so tenants created during it are
+    /// born at the target on every server.
+    servers: Arc<Servers>,
     source: Arc<MigrationSource>,
     tasks: Tasks,
     /// Takes the pre-migration backups of `migrate --backup`.
@@ -44,7 +45,7 @@ impl Fleet {
     pub fn new(
         owner: OwnerDb,
         access: Arc<TenantAccess>,
-        cluster: Arc<Cluster>,
+        servers: Arc<Servers>,
         source: Arc<MigrationSource>,
         tasks: Tasks,
         backups: Arc<Backups>,
@@ -53,7 +54,7 @@ impl Fleet {
         Self {
             owner,
             access,
-            cluster,
+            servers,
             source,
             tasks,
             backups,

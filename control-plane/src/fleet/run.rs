@@ -261,8 +261,21 @@ impl FleetRun {
         if halt_reason.is_none() && !self.options.dry_run {
             // New tenants must be born at the new version: upgrade the template before
             // the main wave (after the canaries, so a bad migration stops there).
-            if let Err(e) = self.fleet.cluster.upgrade_template().await {
-                halt_reason = Some(format!("upgrading the template database failed: {e}"));
+            match self.fleet.servers.in_service().await {
+                Ok(clusters) => {
+                    for cluster in clusters {
+                        if let Err(e) = cluster.upgrade_template().await {
+                            halt_reason = Some(format!(
+                                "upgrading the template database on server {} failed: {e}",
+                                cluster.server_id()
+                            ));
+                            break;
+                        }
+                    }
+                }
+                Err(e) => {
+                    halt_reason = Some(format!("listing the database servers failed: {e}"));
+                }
             }
         }
         let mut halted_by_budget = false;

@@ -141,7 +141,7 @@ impl Gateway {
                 Box::pin(async move {
                     let conn = owner.conn().await.ok()?;
                     let tenant = owner::tenants::tenant_fetch(&**conn, id).await.ok()?;
-                    let logins = access.logins(&tenant, TenantRole::Runtime).ok()?;
+                    let logins = access.logins(&tenant, TenantRole::Runtime).await.ok()?;
                     Some(logins.iter().map(|e| e.config().clone()).collect())
                 })
             })
@@ -151,6 +151,7 @@ impl Gateway {
                 metrics::counter!("tenant_pools_created_total").increment(1);
                 let logins = access
                     .logins(&tenant, TenantRole::Runtime)
+                    .await
                     .map_err(|e| e.to_string())?;
                 let tls = logins[0].tls().clone();
                 let pool = build_pool(

@@ -17,6 +17,7 @@ mod owner_backups;
 mod owner_migrations;
 mod owner_operators;
 mod owner_plans;
+mod owner_servers;
 mod owner_tenants;
 pub mod router;
 mod serve;

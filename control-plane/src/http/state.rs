@@ -32,6 +32,8 @@ pub struct AppState {
     /// Usage sampling; `sample_once` takes a sample now.
     pub metering: Arc<Metering>,
     pub backups: Arc<Backups>,
+    /// The database servers tenants live on.
+    pub servers: Arc<crate::provisioning::Servers>,
     /// Background work (backups, restores started over HTTP) awaited at shutdown.
     pub tasks: Tasks,
     /// Whether the owner database's change feed is listening (see `services::change_feed`).
@@ -75,6 +77,7 @@ impl AppState {
             gateway,
             metering,
             backups: Arc::clone(&services.backups),
+            servers: Arc::clone(&services.servers),
             tasks: services.tasks.clone(),
             change_feed,
         }

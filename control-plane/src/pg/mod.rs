@@ -206,10 +206,11 @@ pub async fn ensure_database_exists(admin: &Endpoint, db: &str) -> Result<()> {
 }
 
 /// Takes `CONNECT` away from `PUBLIC` on the databases tenant roles must never reach:
-/// `postgres`, `template1` and the owner database. Superusers are unaffected.
-pub async fn harden_server(admin: &Endpoint, owner_db: &str) -> Result<()> {
+/// `postgres`, `template1` and the owner database (on the server that holds it).
+/// Superusers are unaffected.
+pub async fn harden_server(admin: &Endpoint, owner_db: Option<&str>) -> Result<()> {
     let client = connect(admin).await?;
-    for db in ["postgres", "template1", owner_db] {
+    for db in ["postgres", "template1"].into_iter().chain(owner_db) {
         let public_can_connect = "SELECT has_database_privilege('public', $1, 'CONNECT')";
         let open: bool = client.query_one(public_can_connect, &[&db]).await?.get(0);
         if !open {

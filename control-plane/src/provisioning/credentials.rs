@@ -100,7 +100,9 @@ impl Provisioner {
         ) else {
             return Ok(tenant);
         };
-        self.cluster
+        self.servers
+            .of(&tenant)
+            .await?
             .set_role_passwords(
                 &tenant.owner_role,
                 &tenant.runtime_role,

@@ -170,7 +170,7 @@ impl Provisioner {
         }
 
         let id = Uuid::now_v7();
-        let names = TenantNames::new(self.cluster.prefix(), id);
+        let names = TenantNames::new(self.servers.prefix(), id);
         let owner_password = self.access.seal_new_password(id, TenantRole::Owner)?;
         let runtime_password = self.access.seal_new_password(id, TenantRole::Runtime)?;
         debug_assert_eq!(owner_password.key_version, runtime_password.key_version);
@@ -178,6 +178,7 @@ impl Provisioner {
         let mut conn = self.owner.conn().await?;
         let tx = owner_db::begin(&mut conn).await?;
         owner::plans::plan_fetch_active(&tx, plan_code).await?;
+        let server_id = self.servers.place(&tx).await?;
         let tenant = tenants::tenant_insert(
             &tx,
             &NewTenant {
@@ -185,7 +186,7 @@ impl Provisioner {
                 slug: slug.as_str(),
                 name,
                 plan_code,
-                server_id: self.cluster.server_id(),
+                server_id: &server_id,
                 db_name: &names.database,
                 owner_role: &names.owner_role,
                 runtime_role: &names.runtime_role,

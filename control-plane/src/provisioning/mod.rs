@@ -20,6 +20,7 @@ mod intent;
 pub mod maintenance;
 pub mod names;
 mod reconciler;
+pub mod servers;
 mod steps;
 
 use std::sync::Arc;
@@ -29,6 +30,7 @@ pub use faults::{FaultPoint, Faults};
 pub use intent::{CreateTenant, Created, DEFAULT_PLAN, FirstAdmin};
 pub use names::TenantNames;
 pub use reconciler::ReconcileReport;
+pub use servers::{AddServer, ClusterSettings, Servers};
 
 use crate::services::{OwnerDb, Tasks, TenantAccess, TenantEvents};
 
@@ -36,7 +38,7 @@ use crate::services::{OwnerDb, Tasks, TenantAccess, TenantEvents};
 pub struct Provisioner {
     owner: OwnerDb,
     access: Arc<TenantAccess>,
-    cluster: Arc<Cluster>,
+    servers: Arc<Servers>,
     storage: storage::Storage,
     events: TenantEvents,
     /// Where background drives run, so shutdown waits for them.
@@ -54,7 +56,7 @@ impl Provisioner {
     pub fn new(
         owner: OwnerDb,
         access: Arc<TenantAccess>,
-        cluster: Arc<Cluster>,
+        servers: Arc<Servers>,
         storage: storage::Storage,
         events: TenantEvents,
         tasks: Tasks,
@@ -64,7 +66,7 @@ impl Provisioner {
         Self {
             owner,
             access,
-            cluster,
+            servers,
             storage,
             events,
             tasks,

@@ -64,8 +64,15 @@ impl Provisioner {
         }
         // Every pass, not only when something is unsettled: an owner role can reopen its
         // database at any time.
-        if let Err(e) = self.cluster.reassert_hardening().await {
-            tracing::warn!(error = %e, "could not re-assert tenant database hardening");
+        match self.servers.in_service().await {
+            Ok(clusters) => {
+                for cluster in clusters {
+                    if let Err(e) = cluster.reassert_hardening().await {
+                        tracing::warn!(server = cluster.server_id(), error = %e, "could not re-assert tenant database hardening");
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "could not list the database servers"),
         }
         Ok(report)
     }

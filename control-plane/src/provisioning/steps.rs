@@ -46,27 +46,26 @@ impl Provisioner {
         };
         let started = std::time::Instant::now();
         let mut details = json!({});
+        let cluster = self.servers.of(tenant).await?;
         match step {
             Step::RolesCreated => {
                 let owner_pw = self.access.password(tenant, TenantRole::Owner)?;
                 let runtime_pw = self.access.password(tenant, TenantRole::Runtime)?;
-                self.cluster
+                cluster
                     .ensure_roles(sessions, tenant.id, &names, &owner_pw, &runtime_pw)
                     .await?;
                 details = json!({ "roles": [names.owner_role, names.runtime_role] });
             }
             Step::DatabaseCreated => {
-                self.cluster
+                cluster
                     .ensure_database(sessions, tenant.id, &names, &self.faults)
                     .await?;
                 details = json!({ "database": names.database });
             }
             Step::SchemaMigrated => {
-                let version = self.cluster.migrate(sessions, &names).await?;
+                let version = cluster.migrate(sessions, &names).await?;
                 if let Some(admin) = &tenant.initial_admin {
-                    self.cluster
-                        .ensure_first_admin(sessions, &names, admin)
-                        .await?;
+                    cluster.ensure_first_admin(sessions, &names, admin).await?;
                 }
                 let conn = self.owner.conn().await?;
                 owner::tenants::tenant_set_schema_version(&**conn, tenant.id, version).await?;
@@ -78,18 +77,12 @@ impl Provisioner {
                     .await
                     .map_err(|e| Error::Internal(format!("storage task failed: {e}")))??;
             }
-            Step::DatabaseDropped => {
-                self.cluster
-                    .drop_database(sessions, tenant.id, &names)
-                    .await?
-            }
+            Step::DatabaseDropped => cluster.drop_database(sessions, tenant.id, &names).await?,
             Step::RolesDropped => {
                 // Dropping the database again first is a no-op normally, and finishes the
                 // job if a lost lock let a create land after the database was dropped.
-                self.cluster
-                    .drop_database(sessions, tenant.id, &names)
-                    .await?;
-                self.cluster.drop_roles(sessions, tenant.id, &names).await?
+                cluster.drop_database(sessions, tenant.id, &names).await?;
+                cluster.drop_roles(sessions, tenant.id, &names).await?
             }
             Step::StorageRemoved => {
                 let tree = self.storage.tenant(&tenant.slug)?;

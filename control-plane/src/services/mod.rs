@@ -5,6 +5,7 @@
 //! | service | its job |
 //! | --- | --- |
 //! | [`OwnerDb`] | the owner database: pools, a lock session, the transaction helper |
+//! | [`ServerDirectory`] | each database server's admin connection (the registry's URLs, sealed) |
 //! | [`TenantAccess`] | tenant credentials sealed and opened, connection settings per role, token keys |
 //! | `storage::Storage` | the per-tenant file trees under the storage root |
 //! | [`MigrationSource`] | the tenant migrations: one, so provisioning, fleet runs, status and the dashboard never disagree |
@@ -20,12 +21,14 @@
 pub mod change_feed;
 mod events;
 pub mod owner_db;
+mod server_directory;
 mod tasks;
 mod tenant_access;
 mod traffic;
 
 pub use events::{Change, Listener, TenantEvents};
 pub use owner_db::OwnerDb;
+pub use server_directory::ServerDirectory;
 pub use tasks::{MigrationSource, Tasks};
 pub use tenant_access::{SealedPassword, TenantAccess, TenantRole};
 pub use traffic::Traffic;

@@ -9,6 +9,7 @@ use secrecy::{ExposeSecret, SecretBox, SecretString};
 use tokio_postgres::Client;
 use uuid::Uuid;
 
+use super::ServerDirectory;
 use crate::Result;
 use crate::pg::{Endpoint, connect};
 use crate::secrets::{Keyring, random_password};
@@ -40,9 +41,9 @@ pub struct SealedPassword {
 
 pub struct TenantAccess {
     keyring: Arc<Keyring>,
-    /// The server tenants live on, as the admin role; tenant endpoints derive from it
-    /// (same host, same TLS).
-    server: Endpoint,
+    /// The servers tenants live on, as the admin role; a tenant's endpoints derive from
+    /// its server's (same host, same TLS).
+    servers: Arc<ServerDirectory>,
 }
 
 fn aad(id: Uuid, role: TenantRole) -> String {
@@ -50,13 +51,13 @@ fn aad(id: Uuid, role: TenantRole) -> String {
 }
 
 impl TenantAccess {
-    pub fn new(keyring: Arc<Keyring>, server: Endpoint) -> Self {
-        Self { keyring, server }
+    pub fn new(keyring: Arc<Keyring>, servers: Arc<ServerDirectory>) -> Self {
+        Self { keyring, servers }
     }
 
-    /// The server's admin connection (roles, databases, sizes).
-    pub fn server(&self) -> &Endpoint {
-        &self.server
+    /// Every server's admin connection (roles, databases, sizes).
+    pub fn servers(&self) -> &Arc<ServerDirectory> {
+        &self.servers
     }
 
     /// A new random password for `role` of tenant `id`, sealed for its row.
@@ -98,32 +99,34 @@ impl TenantAccess {
 
     /// Every way `role` may log in now: the current password, then (while a rotation is
     /// in flight, when the server may already have the new one) the new.
-    pub fn logins(&self, tenant: &Tenant, role: TenantRole) -> Result<Vec<Endpoint>> {
+    pub async fn logins(&self, tenant: &Tenant, role: TenantRole) -> Result<Vec<Endpoint>> {
+        let server = self.servers.endpoint(&tenant.server_id).await?;
         let name = match role {
             TenantRole::Owner => &tenant.owner_role,
             TenantRole::Runtime => &tenant.runtime_role,
         };
-        let mut logins = vec![self.endpoint(tenant, role)?];
+        let mut logins = vec![server.as_role(&tenant.db_name, name, &self.password(tenant, role)?)];
         if let Some(password) = self.rotation_password(tenant, role)? {
-            logins.push(self.server.as_role(&tenant.db_name, name, &password));
+            logins.push(server.as_role(&tenant.db_name, name, &password));
         }
         Ok(logins)
     }
 
-    /// Where and as whom to reach a tenant's database.
-    pub fn endpoint(&self, tenant: &Tenant, role: TenantRole) -> Result<Endpoint> {
+    /// Where and as whom to reach a tenant's database: on its server, as `role`.
+    pub async fn endpoint(&self, tenant: &Tenant, role: TenantRole) -> Result<Endpoint> {
+        let server = self.servers.endpoint(&tenant.server_id).await?;
         let name = match role {
             TenantRole::Owner => &tenant.owner_role,
             TenantRole::Runtime => &tenant.runtime_role,
         };
         let password = self.password(tenant, role)?;
-        Ok(self.server.as_role(&tenant.db_name, name, &password))
+        Ok(server.as_role(&tenant.db_name, name, &password))
     }
 
     /// One connection to a tenant's database, outside any pool: for work that visits
     /// each tenant briefly (migrations, checks, metering) and must not keep a pool open.
     pub async fn connect(&self, tenant: &Tenant, role: TenantRole) -> Result<Client> {
-        connect(&self.endpoint(tenant, role)?).await
+        connect(&self.endpoint(tenant, role).await?).await
     }
 
     /// The key that signs this tenant's user tokens (and no other tenant's).

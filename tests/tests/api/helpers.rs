@@ -518,7 +518,14 @@ impl TestApp {
 
     /// Databases and roles of this test on the server.
     pub async fn server_objects(&self) -> (Vec<String>, Vec<String>) {
-        self.services.cluster.list_prefixed().await.expect("list")
+        self.services
+            .servers
+            .default_cluster()
+            .await
+            .expect("cluster")
+            .list_prefixed()
+            .await
+            .expect("list")
     }
 
     /// Names under `<storage root>/tenants`.

@@ -26,6 +26,7 @@ mod recovery;
 mod replicas;
 mod scram;
 mod scratch_cluster;
+mod servers;
 mod sessions;
 mod sign_in_throttling;
 mod tenant_auth;

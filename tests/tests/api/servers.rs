@@ -1,0 +1,317 @@
+//! Several database servers: a second PostgreSQL server (a scratch cluster that checks
+//! passwords) is registered, new tenants are spread over the servers, and a tenant on
+//! the second one is provisioned, served, backed up, migrated and deleted there. A
+//! draining server takes no new tenants; a server that is down fails only its tenants.
+
+use reqwest::Method;
+use scratch_cluster::ScratchCluster;
+use serde_json::{Value, json};
+use tokio_postgres::NoTls;
+
+use crate::helpers::{TestApp, eventually, pg, spawn_app};
+
+async fn connect(url: &str) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+    let (client, connection) = tokio_postgres::connect(url, NoTls).await?;
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    Ok(client)
+}
+
+async fn send(app: &TestApp, method: Method, path: &str, body: Option<&Value>) -> (u16, Value) {
+    let mut request = app
+        .http
+        .request(method, format!("{}{path}", app.address))
+        .bearer_auth(&app.token);
+    if let Some(body) = body {
+        request = request.json(body);
+    }
+    let response = request.send().await.expect("request");
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+async fn databases_on(cluster: &ScratchCluster, pattern: &str) -> Vec<String> {
+    connect(&cluster.url("postgres"))
+        .await
+        .expect("connect to the second server")
+        .query(
+            "SELECT datname FROM pg_database WHERE datname LIKE $1 ORDER BY 1",
+            &[&pattern],
+        )
+        .await
+        .expect("databases")
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+async fn served(app: &TestApp, slug: &str, token: &str) -> u16 {
+    app.on(
+        Method::GET,
+        &format!("{slug}.localhost"),
+        "/api/v1/users",
+        Some(token),
+        None,
+    )
+    .await
+    .status()
+    .as_u16()
+}
+
+#[tokio::test]
+async fn tenants_spread_over_a_second_server_and_live_their_whole_life_there() {
+    let app = spawn_app().await;
+    let cluster = ScratchCluster::start();
+
+    // Registered through the API: checked, and its URL never shown.
+    let url = cluster.url("postgres");
+    let (status, body) = send(
+        &app,
+        Method::POST,
+        "/api/owner/servers",
+        Some(&json!({ "name": "second", "url": url })),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["reachable"], true, "{body}");
+    assert_eq!(body["tenants"], 0);
+    assert!(
+        !body.to_string().contains(&cluster.password),
+        "the URL's password is never shown"
+    );
+    let stored: Vec<u8> = app
+        .owner_client()
+        .await
+        .query_one(
+            "SELECT admin_url_enc FROM database_servers WHERE id = 'second'",
+            &[],
+        )
+        .await
+        .expect("row")
+        .get(0);
+    assert!(
+        !String::from_utf8_lossy(&stored).contains(&cluster.password),
+        "stored sealed"
+    );
+    let (status, body) = send(
+        &app,
+        Method::POST,
+        "/api/owner/servers",
+        Some(&json!({ "name": "second", "url": url })),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (409, Some("server_exists"))
+    );
+    let wrong = format!(
+        "postgres://postgres:wrong@127.0.0.1:{}/postgres",
+        cluster.port
+    );
+    let (status, body) = send(
+        &app,
+        Method::POST,
+        "/api/owner/servers",
+        Some(&json!({ "name": "third", "url": wrong })),
+    )
+    .await;
+    assert_eq!(status, 400, "a server that refuses the login: {body}");
+    assert!(!body.to_string().contains("wrong@"), "no URL in the error");
+    for bad in [
+        json!({ "name": "Bad_Name", "url": url }),
+        json!({ "name": "x" }),
+    ] {
+        let (status, _) = send(&app, Method::POST, "/api/owner/servers", Some(&bad)).await;
+        assert!((400..500).contains(&status), "{bad}");
+    }
+    assert_eq!(
+        app.count("SELECT count(*) FROM database_servers").await,
+        2,
+        "refused servers are not recorded"
+    );
+
+    // The default server holds none of this test's tenants either: the first new
+    // tenant goes to the default (ties go to it), the second to the emptier one.
+    let (alpha, alpha_token) = app.tenant_with_admin("alpha", "free").await;
+    let (bravo, bravo_token) = app.tenant_with_admin("bravo", "free").await;
+    assert_eq!(alpha["server_id"], "default");
+    assert_eq!(bravo["server_id"], "second");
+    let bravo_db = bravo["db_name"].as_str().expect("db").to_string();
+    assert_eq!(databases_on(&cluster, &bravo_db).await, vec![bravo_db.clone()]);
+    assert!(
+        connect(&crate::helpers::pg_url(&bravo_db)).await.is_err(),
+        "not on the default server"
+    );
+    assert_eq!(served(&app, "alpha", &alpha_token).await, 200);
+    assert_eq!(
+        served(&app, "bravo", &bravo_token).await,
+        200,
+        "served from the second server, logging in with its password"
+    );
+
+    // Backed up from there.
+    let (status, body) = send(
+        &app,
+        Method::POST,
+        "/api/owner/tenants/bravo/backups?wait=true",
+        None,
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["status"], "succeeded", "{body}");
+
+    // A fleet migration reaches both servers, and the second's template too.
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("V2__add_microchip.sql"),
+        "ALTER TABLE patients ADD COLUMN microchip text;\n",
+    )
+    .expect("write migration");
+    let services = app.services_with_dir(Some(dir.path())).await;
+    let summary = control_plane::fleet::FleetRun::start(
+        services.fleet.clone(),
+        control_plane::fleet::FleetOptions::default(),
+        "test",
+    )
+    .await
+    .expect("start")
+    .execute(|_| {})
+    .await
+    .expect("run");
+    assert_eq!((summary.succeeded, summary.failed), (2, 0), "{summary:?}");
+    let has_column = |db: String, on_second: bool| {
+        let url = if on_second {
+            cluster.url(&db)
+        } else {
+            crate::helpers::pg_url(&db)
+        };
+        async move {
+            connect(&url)
+                .await
+                .expect("connect")
+                .query_one(
+                    "SELECT count(*) FROM information_schema.columns \
+                     WHERE table_name = 'patients' AND column_name = 'microchip'",
+                    &[],
+                )
+                .await
+                .expect("columns")
+                .get::<_, i64>(0)
+                == 1
+        }
+    };
+    assert!(has_column(alpha["db_name"].as_str().expect("db").into(), false).await);
+    assert!(has_column(bravo_db.clone(), true).await);
+    let template = format!("{}template", app.prefix);
+    assert!(
+        has_column(template, true).await,
+        "the second server's template is at the new version"
+    );
+
+    // Draining: new tenants go elsewhere, even to a fuller server.
+    let (status, body) = send(
+        &app,
+        Method::PATCH,
+        "/api/owner/servers/second",
+        Some(&json!({ "status": "draining" })),
+    )
+    .await;
+    assert_eq!((status, body["status"].as_str()), (200, Some("draining")));
+    let charlie = app.create_tenant("charlie").await;
+    assert_eq!(charlie["server_id"], "default");
+    let (status, _) = send(
+        &app,
+        Method::PATCH,
+        "/api/owner/servers/second",
+        Some(&json!({ "status": "sleeping" })),
+    )
+    .await;
+    assert_eq!(status, 400);
+
+    let (status, body) = send(&app, Method::GET, "/api/owner/servers", None).await;
+    assert_eq!(status, 200);
+    let second = body["servers"]
+        .as_array()
+        .expect("servers")
+        .iter()
+        .find(|s| s["id"] == "second")
+        .expect("listed")
+        .clone();
+    assert_eq!(second["tenants"], 1, "{second}");
+    assert_eq!(second["reachable"], true);
+    assert!(
+        second["databases"].as_i64().expect("databases") >= 2,
+        "{second}"
+    );
+
+    // Deleted there.
+    let (status, _) = send(
+        &app,
+        Method::DELETE,
+        "/api/owner/tenants/bravo?wait=true",
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(databases_on(&cluster, &bravo_db).await.is_empty());
+}
+
+#[tokio::test]
+async fn a_server_that_is_down_fails_only_its_own_tenants() {
+    let app = spawn_app().await;
+    let cluster = ScratchCluster::start();
+    app.services
+        .servers
+        .add(
+            control_plane::provisioning::AddServer {
+                id: "flaky".into(),
+                url: cluster.url("postgres").into(),
+                max_tenants: Some(1),
+                connection_budget: None,
+            },
+            &control_plane::audit::Actor::cli(),
+        )
+        .await
+        .expect("add");
+    let (first, first_token) = app.tenant_with_admin("steady", "free").await;
+    let (second, second_token) = app.tenant_with_admin("fragile", "free").await;
+    assert_eq!(
+        (first["server_id"].as_str(), second["server_id"].as_str()),
+        (Some("default"), Some("flaky"))
+    );
+    // Full (max 1): the next tenant goes to the default server.
+    let third = app.create_tenant("later").await;
+    assert_eq!(third["server_id"], "default");
+
+    drop(cluster);
+    eventually("the fragile tenant to be unavailable", || async {
+        let response = app
+            .on(
+                Method::GET,
+                "fragile.localhost",
+                "/api/v1/users",
+                Some(&second_token),
+                None,
+            )
+            .await;
+        let status = response.status().as_u16();
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        match (status, body["error"]["code"].as_str()) {
+            (503, Some("tenant_unavailable")) => Ok(()),
+            seen => Err(format!("{seen:?}")),
+        }
+    })
+    .await;
+    assert_eq!(served(&app, "steady", &first_token).await, 200);
+    let (status, body) = send(&app, Method::GET, "/api/owner/servers/flaky", None).await;
+    assert_eq!((status, body["reachable"].as_bool()), (200, Some(false)));
+    // The default server's databases are untouched by all this.
+    assert!(
+        pg(first["db_name"].as_str().expect("db"))
+            .await
+            .simple_query("SELECT 1")
+            .await
+            .is_ok()
+    );
+}
