@@ -35,6 +35,11 @@ const PROVISIONING_OFFERS: &[&str] = &[
     "TenantNames",
     "DEFAULT_PLAN",
     "Created",
+    "Servers",
+    "AddServer",
+    "ClusterSettings",
+    "ServerReport",
+    "maintenance",
 ];
 
 /// Top-level modules that, with everything under them, form the web layer on top of the crate.

@@ -11,7 +11,7 @@ use serde_json::json;
 use super::output::emit;
 use crate::audit::Actor;
 use crate::config::Config;
-use crate::provisioning::servers::ServerReport;
+use crate::provisioning::ServerReport;
 use crate::provisioning::{AddServer, Faults};
 use crate::wiring::Services;
 use crate::{Error, Result};

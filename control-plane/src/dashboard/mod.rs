@@ -10,6 +10,7 @@ mod operators;
 mod overview;
 mod page;
 mod plans;
+mod servers;
 mod tenants;
 mod view;
 
@@ -72,6 +73,8 @@ pub fn routes() -> Router<AppState> {
             get(operators::list).post(operators::invite),
         )
         .route("/owner/operators/{id}", post(operators::update))
+        .route("/owner/servers", get(servers::list).post(servers::add))
+        .route("/owner/servers/{id}/status", post(servers::set_status))
         .route("/owner/audit", get(audit::page))
         .route(
             "/owner/migrations",

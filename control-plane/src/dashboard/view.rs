@@ -58,6 +58,8 @@ pub fn notice_text(code: Option<&str>) -> Option<String> {
         "subscription" => "Subscription updated; the plan's limits apply from the next request.",
         "plan_created" => "Plan created.",
         "plan_saved" => "Plan saved.",
+        "server_added" => "Server added: new tenants may be placed on it from now on.",
+        "server_saved" => "Server status saved.",
         "operator_saved" => "Operator saved.",
         "backup_started" => "Backup started; it is listed below once it finishes.",
         "restore_started" => {

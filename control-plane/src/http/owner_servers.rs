@@ -16,7 +16,7 @@ use super::extract::{ApiJson, ClientIp};
 use super::owner_auth::CurrentOperator;
 use crate::http::state::AppState;
 use crate::provisioning::AddServer;
-use crate::provisioning::servers::ServerReport;
+use crate::provisioning::ServerReport;
 use crate::{Error, Result};
 
 pub fn routes() -> Router<AppState> {

@@ -30,7 +30,7 @@ pub use faults::{FaultPoint, Faults};
 pub use intent::{CreateTenant, Created, DEFAULT_PLAN, FirstAdmin};
 pub use names::TenantNames;
 pub use reconciler::ReconcileReport;
-pub use servers::{AddServer, ClusterSettings, Servers};
+pub use servers::{AddServer, ClusterSettings, ServerReport, Servers};
 
 use crate::services::{OwnerDb, Tasks, TenantAccess, TenantEvents};
 

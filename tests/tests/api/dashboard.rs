@@ -850,3 +850,91 @@ async fn the_maintenance_box_puts_a_tenant_in_maintenance_and_ends_it() {
         .expect("html");
     assert!(!page.contains("tenant-maintenance"), "no badge any more");
 }
+
+#[tokio::test]
+async fn the_servers_page_lists_servers_and_drains_and_activates_them() {
+    let app = spawn_app().await;
+    let b = browser(&app, "owner@example.com").await;
+    let page = b
+        .get(&app, "/owner/servers")
+        .await
+        .text()
+        .await
+        .expect("html");
+    assert!(page.contains(">default<"), "the default server is listed");
+    assert!(page.contains("Add a server"), "owners may add one");
+
+    let response = b
+        .form(
+            &app,
+            "/owner/servers/default/status",
+            &[("_csrf", &b.csrf), ("status", "draining")],
+        )
+        .await;
+    assert_eq!(response.status(), 303);
+    assert_eq!(
+        app.count(
+            "SELECT count(*) FROM database_servers WHERE id = 'default' AND status = 'draining'"
+        )
+        .await,
+        1
+    );
+    let created = app
+        .post_json(
+            "/api/owner/tenants",
+            Some(&app.token),
+            &json!({ "slug": "nowhere", "name": "Nowhere" }),
+        )
+        .await;
+    assert_eq!(created.status(), 409, "no active server has room");
+    let body: Value = created.json().await.expect("json");
+    assert_eq!(body["error"]["code"], "no_server_capacity");
+    b.form(
+        &app,
+        "/owner/servers/default/status",
+        &[("_csrf", &b.csrf), ("status", "active")],
+    )
+    .await;
+    app.create_tenant("somewhere").await;
+
+    // A server that does not answer is refused with the page and its error; the URL's
+    // password is not shown back.
+    let response = b
+        .form(
+            &app,
+            "/owner/servers",
+            &[
+                ("_csrf", &b.csrf),
+                ("name", "ghost"),
+                (
+                    "url",
+                    "postgres://admin:hunter2hunter2@127.0.0.1:1/postgres",
+                ),
+            ],
+        )
+        .await;
+    assert_eq!(response.status(), 400);
+    let page = response.text().await.expect("html");
+    assert!(page.contains("cannot be reached"), "the reason is shown");
+    assert!(!page.contains("hunter2hunter2"));
+    assert_eq!(app.count("SELECT count(*) FROM database_servers").await, 1);
+
+    // Viewers look, and change nothing.
+    app.create_operator("viewer@example.com", "viewer").await;
+    let v = browser(&app, "viewer@example.com").await;
+    let page = v
+        .get(&app, "/owner/servers")
+        .await
+        .text()
+        .await
+        .expect("html");
+    assert!(!page.contains("Add a server") && !page.contains("Drain"));
+    let response = v
+        .form(
+            &app,
+            "/owner/servers/default/status",
+            &[("_csrf", &v.csrf), ("status", "disabled")],
+        )
+        .await;
+    assert_eq!(response.status(), 403);
+}

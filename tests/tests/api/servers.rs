@@ -138,7 +138,10 @@ async fn tenants_spread_over_a_second_server_and_live_their_whole_life_there() {
     assert_eq!(alpha["server_id"], "default");
     assert_eq!(bravo["server_id"], "second");
     let bravo_db = bravo["db_name"].as_str().expect("db").to_string();
-    assert_eq!(databases_on(&cluster, &bravo_db).await, vec![bravo_db.clone()]);
+    assert_eq!(
+        databases_on(&cluster, &bravo_db).await,
+        vec![bravo_db.clone()]
+    );
     assert!(
         connect(&crate::helpers::pg_url(&bravo_db)).await.is_err(),
         "not on the default server"
