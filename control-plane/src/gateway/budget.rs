@@ -47,37 +47,7 @@ impl ConnectionPlan {
         let (budget, derived) = match config.tenant_connection_budget {
             Some(budget) => (budget, None),
             None => {
-                let client = connect(server).await?;
-                let row = client
-                    .query_one(
-                        "SELECT current_setting('max_connections')::int8, \
-                         current_setting('superuser_reserved_connections')::int8 \
-                         + coalesce(current_setting('reserved_connections', true)::int8, 0)",
-                        &[],
-                    )
-                    .await
-                    .map_err(|e| Error::Internal(format!("cannot read max_connections: {e}")))?;
-                let count = |i: usize| usize::try_from(row.get::<_, i64>(i)).unwrap_or(0);
-                // Metering and the backup job run beside the pools, each on connections
-                // of its own (a backup holds a snapshot session and pg_dump's).
-                let side_work = config.metering_concurrency
-                    + crate::backups::Backups::connections_needed(config.backup_concurrency);
-                let derivation = derive(count(0), count(1), side_work);
-                let budget = derivation
-                    .max_connections
-                    .saturating_sub(derivation.reserved + derivation.kept_back);
-                if budget < config.tenant_pool_size {
-                    return Err(Error::Config(format!(
-                        "the server's max_connections ({}) leaves {budget} connections for tenants \
-                         after {} reserved and {} kept for the control plane, fewer than \
-                         CP_TENANT_POOL_SIZE ({}); raise max_connections or set \
-                         CP_TENANT_CONNECTION_BUDGET",
-                        derivation.max_connections,
-                        derivation.reserved,
-                        derivation.kept_back,
-                        config.tenant_pool_size
-                    )));
-                }
+                let (budget, derivation) = derived_budget(config, server).await?;
                 (budget, Some(derivation))
             }
         };
@@ -98,6 +68,42 @@ impl ConnectionPlan {
             derived,
         })
     }
+}
+
+/// The budget `server`'s limits leave for tenant connections (see the module's comment).
+pub async fn derived_budget(config: &Config, server: &Endpoint) -> Result<(usize, Derivation)> {
+    let client = connect(server).await?;
+    let row = client
+        .query_one(
+            "SELECT current_setting('max_connections')::int8, \
+             current_setting('superuser_reserved_connections')::int8 \
+             + coalesce(current_setting('reserved_connections', true)::int8, 0)",
+            &[],
+        )
+        .await
+        .map_err(|e| Error::Internal(format!("cannot read max_connections: {e}")))?;
+    let count = |i: usize| usize::try_from(row.get::<_, i64>(i)).unwrap_or(0);
+    // Metering and the backup job run beside the pools, each on connections of its own
+    // (a backup holds a snapshot session and pg_dump's).
+    let side_work = config.metering_concurrency
+        + crate::backups::Backups::connections_needed(config.backup_concurrency);
+    let derivation = derive(count(0), count(1), side_work);
+    let budget = derivation
+        .max_connections
+        .saturating_sub(derivation.reserved + derivation.kept_back);
+    if budget < config.tenant_pool_size {
+        return Err(Error::Config(format!(
+            "the server's max_connections ({}) leaves {budget} connections for tenants \
+             after {} reserved and {} kept for the control plane, fewer than \
+             CP_TENANT_POOL_SIZE ({}); raise max_connections or set \
+             CP_TENANT_CONNECTION_BUDGET",
+            derivation.max_connections,
+            derivation.reserved,
+            derivation.kept_back,
+            config.tenant_pool_size
+        )));
+    }
+    Ok((budget, derivation))
 }
 
 fn derive(max_connections: usize, reserved: usize, side_work: usize) -> Derivation {

@@ -82,7 +82,12 @@ pub struct Gateway {
     /// alone: a runtime is rebuilt after eviction or a change of the tenant, and uploads
     /// still in flight on the old one must count against the quota for the new one's.
     ledgers: std::sync::Mutex<HashMap<Uuid, Weak<StorageLedger>>>,
+    /// The default server's tenant connection budget.
     budget: Arc<Budget>,
+    /// Every other server's, made when its first tenant is served (see `budget_of`).
+    server_budgets: tokio::sync::Mutex<HashMap<String, Arc<Budget>>>,
+    /// For deriving other servers' budgets.
+    config: Arc<Config>,
     max_upload_bytes: u64,
     settings: PoolSettings,
 }
@@ -143,6 +148,8 @@ impl Gateway {
             requests: RequestCounts::default(),
             traffic,
             budget: Budget::new(plan.budget),
+            server_budgets: tokio::sync::Mutex::new(HashMap::new()),
+            config: Arc::new(config.clone()),
             max_upload_bytes: config.max_upload_bytes,
             settings: PoolSettings {
                 max_size: config.tenant_pool_size,
@@ -196,9 +203,71 @@ impl Gateway {
         self.pools.entry_count()
     }
 
-    /// Tenant connections open now (each holds a permit of the budget).
+    /// Tenant connections open now on the default server (each holds a permit of its
+    /// budget).
     pub fn connections_open(&self) -> usize {
         self.budget.in_use()
+    }
+
+    /// Tenant connections open now, and the budget, per server this process has served.
+    pub async fn connections_by_server(&self) -> Vec<(String, usize, usize)> {
+        let mut out = vec![(
+            owner::servers::DEFAULT_SERVER.to_string(),
+            self.budget.in_use(),
+            self.budget.limit(),
+        )];
+        let others = self.server_budgets.lock().await;
+        out.extend(
+            others
+                .iter()
+                .map(|(id, b)| (id.clone(), b.in_use(), b.limit())),
+        );
+        out
+    }
+
+    /// The connection budget of server `id`: the default server's is set at start-up;
+    /// another's is its registry `connection_budget`, else derived from its
+    /// `max_connections` like the default's, on first use. A server that cannot be asked
+    /// refuses its tenant (503) and is asked again by the next request.
+    async fn budget_of(&self, id: &str) -> Result<Arc<Budget>, Refusal> {
+        if id == owner::servers::DEFAULT_SERVER {
+            return Ok(Arc::clone(&self.budget));
+        }
+        let mut budgets = self.server_budgets.lock().await;
+        if let Some(budget) = budgets.get(id) {
+            return Ok(Arc::clone(budget));
+        }
+        let unavailable = |e: crate::Error| Refusal::TenantUnavailable(e.to_string());
+        let recorded = {
+            let conn = self.owner.conn().await.map_err(unavailable)?;
+            owner::servers::server_fetch(&**conn, id)
+                .await
+                .map_err(|e| unavailable(e.into()))?
+                .connection_budget
+        };
+        let limit = match recorded.and_then(|n| usize::try_from(n).ok()) {
+            Some(n) => n,
+            None => {
+                let endpoint = self
+                    .access
+                    .servers()
+                    .endpoint(id)
+                    .await
+                    .map_err(unavailable)?;
+                budget::derived_budget(&self.config, &endpoint)
+                    .await
+                    .map_err(unavailable)?
+                    .0
+            }
+        };
+        tracing::info!(
+            server = id,
+            budget = limit,
+            "tenant connection budget of a database server"
+        );
+        let budget = Budget::new(limit);
+        budgets.insert(id.to_string(), Arc::clone(&budget));
+        Ok(budget)
     }
 
     /// The tenant connection budget in force (configured, or derived from the server).

@@ -21,6 +21,8 @@ pub struct TenantRuntime {
     /// Uploads in flight, for the storage quota (see `tenant::ledger`).
     pub(super) ledger: Arc<StorageLedger>,
     demand: Demand,
+    /// The server its connections are on: relief frees a connection on the same server.
+    server: String,
 }
 
 impl TenantRuntime {
@@ -94,7 +96,8 @@ impl Gateway {
         let tenant = Arc::clone(tenant);
         let settings = self.settings;
         let ledger = self.ledger(tenant.id);
-        let budget = Arc::clone(&self.budget);
+        let budget = self.budget_of(&tenant.server_id).await?;
+        let server = tenant.server_id.clone();
         let pools = self.pools.clone();
         let relief: Relief = Arc::new(move || {
             // Free one connection for a tenant that holds none (only those ask). The old
@@ -112,6 +115,9 @@ impl Gateway {
             type Rank = (bool, f64, std::cmp::Reverse<Duration>);
             let mut best: Option<(Arc<TenantRuntime>, Rank)> = None;
             for (_, runtime) in pools.iter() {
+                if runtime.server != server {
+                    continue;
+                }
                 let status = runtime.pool.status();
                 if status.available == 0 {
                     continue;
@@ -174,6 +180,7 @@ impl Gateway {
                     storage: Arc::new(storage),
                     ledger,
                     demand: Demand::new(),
+                    server: tenant.server_id.clone(),
                 }))
             })
             .await

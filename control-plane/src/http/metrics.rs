@@ -67,6 +67,11 @@ pub async fn render(State(state): State<AppState>) -> Response {
     metrics::gauge!("tenant_pools_open").set(gateway.open_pools().await as f64);
     metrics::gauge!("tenant_connections_open").set(gateway.connections_open() as f64);
     metrics::gauge!("tenant_connection_budget").set(state.gateway.connection_budget() as f64);
+    for (server, open, budget) in gateway.connections_by_server().await {
+        metrics::gauge!("tenant_server_connections_open", "server" => server.clone())
+            .set(open as f64);
+        metrics::gauge!("tenant_server_connection_budget", "server" => server).set(budget as f64);
+    }
     match HANDLE.get().and_then(Option::as_ref) {
         Some(handle) => (
             [(

@@ -70,7 +70,7 @@ async fn tenants_spread_over_a_second_server_and_live_their_whole_life_there() {
         &app,
         Method::POST,
         "/api/owner/servers",
-        Some(&json!({ "name": "second", "url": url })),
+        Some(&json!({ "name": "second", "url": url, "connection_budget": 7 })),
     )
     .await;
     assert_eq!(status, 201, "{body}");
@@ -151,6 +151,25 @@ async fn tenants_spread_over_a_second_server_and_live_their_whole_life_there() {
         served(&app, "bravo", &bravo_token).await,
         200,
         "served from the second server, logging in with its password"
+    );
+
+    // Its connections count against its own budget.
+    let metrics = app
+        .get("/metrics", None)
+        .await
+        .text()
+        .await
+        .expect("metrics");
+    assert!(
+        metrics.contains("tenant_server_connection_budget{server=\"second\"} 7"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.lines().any(
+            |l| l.starts_with("tenant_server_connections_open{server=\"second\"}")
+                && !l.ends_with(" 0")
+        ),
+        "{metrics}"
     );
 
     // Backed up from there.
