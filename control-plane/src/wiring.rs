@@ -129,6 +129,7 @@ impl Services {
             config.backup_root.clone(),
             config.backup_concurrency,
             traffic.clone(),
+            config.move_grace,
         ));
         let domains = Arc::new(Domains::new(
             owner.clone(),

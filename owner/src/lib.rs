@@ -26,6 +26,7 @@ pub mod ids;
 pub mod maintenance;
 pub mod migration_runs;
 pub mod migrations;
+pub mod moves;
 pub mod operators;
 pub mod plans;
 pub mod servers;

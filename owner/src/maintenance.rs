@@ -21,6 +21,8 @@ pub enum Holder {
     Restore,
     /// A fleet migration run with `--maintenance`, while it migrates this tenant.
     Migration,
+    /// A move of the tenant's database to another server, while it copies.
+    Move,
 }
 
 impl Holder {
@@ -29,6 +31,7 @@ impl Holder {
             Holder::Operator => "operator",
             Holder::Restore => "restore",
             Holder::Migration => "migration",
+            Holder::Move => "move",
         }
     }
 
@@ -37,6 +40,7 @@ impl Holder {
         match s {
             "operator" => Holder::Operator,
             "migration" => Holder::Migration,
+            "move" => Holder::Move,
             _ => Holder::Restore,
         }
     }

@@ -286,6 +286,17 @@ pub async fn tenant_fetch(client: &impl GenericClient, id: Uuid) -> Result<Tenan
     Tenant::try_from(&row)
 }
 
+/// Points the tenant at another database server (a move's switch).
+pub async fn tenant_set_server(client: &impl GenericClient, id: Uuid, server: &str) -> Result<()> {
+    client
+        .execute(
+            "UPDATE tenants SET server_id = $2, updated_at = now() WHERE id = $1",
+            &[&id, &server],
+        )
+        .await?;
+    Ok(())
+}
+
 /// Like [`tenant_fetch`], locking the row until the transaction ends.
 pub async fn tenant_fetch_for_update(client: &impl GenericClient, id: Uuid) -> Result<Tenant> {
     let row = client

@@ -1,4 +1,5 @@
-//! Per-tenant backups, restores, clones and exports, made with PostgreSQL's own tools.
+//! Per-tenant backups, restores, clones, exports and moves to another server, made with
+//! PostgreSQL's own tools.
 //!
 //! A backup is a folder `<root>/<tenant id>/<backup id>/` (by default the root is the
 //! tenant's own `backups` folder) holding `database.dump` (`pg_dump -Fc`, taken from an
@@ -14,10 +15,13 @@
 //!   removed; a restore undone before its swap, finished after it).
 //! - `schedule.rs`: the background job (per-plan schedules, retention) and the restore
 //!   test. `export.rs`: one archive of everything a tenant owns, for handing over.
+//! - `moves.rs`: a tenant's database copied to another server while its writes pause,
+//!   verified, and switched to, as a persisted state machine.
 
 mod archive;
 mod export;
 mod manifest;
+mod moves;
 mod recover;
 mod restore;
 mod schedule;
@@ -56,6 +60,8 @@ pub struct Backups {
     /// The gateway's request rate: the job yields to it.
     traffic: Traffic,
     idle_sessions: IdleSessions,
+    /// `CP_MOVE_GRACE_SECS`: how long a moved tenant's old database is kept.
+    move_grace: std::time::Duration,
 }
 
 /// The session-level advisory lock (in the owner database) a backup or restore of one
@@ -124,6 +130,7 @@ impl Backups {
         root: Option<PathBuf>,
         concurrency: usize,
         traffic: Traffic,
+        move_grace: std::time::Duration,
     ) -> Self {
         Self {
             owner,
@@ -136,6 +143,7 @@ impl Backups {
             concurrency: concurrency.max(1),
             traffic,
             idle_sessions: IdleSessions::default(),
+            move_grace,
         }
     }
 

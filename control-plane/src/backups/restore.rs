@@ -205,7 +205,7 @@ impl Backups {
                 },
             )
             .await?;
-            maintenance::take_for(&tx, &tenant, Holder::Restore).await?;
+            maintenance::take_for(&tx, &tenant, Holder::Restore, false).await?;
             crate::services::owner_db::commit(tx).await?;
             restore
         };

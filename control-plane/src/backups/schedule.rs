@@ -303,6 +303,13 @@ impl Backups {
                         Ok(_) => {}
                         Err(e) => tracing::warn!(error = %e, "backup recovery pass failed"),
                     }
+                    match this.recover_moves().await {
+                        Ok((0, 0)) => {}
+                        Ok((undone, dropped)) => {
+                            tracing::info!(undone, dropped, "move recovery pass")
+                        }
+                        Err(e) => tracing::warn!(error = %e, "move recovery pass failed"),
+                    }
                 }
             })
         };

@@ -112,6 +112,7 @@ impl Config {
                 "CP_RESTORE_TEST_INTERVAL_SECS",
                 self.restore_test_interval.as_secs().to_string(),
             ),
+            ("CP_MOVE_GRACE_SECS", self.move_grace.as_secs().to_string()),
         ]
     }
 }

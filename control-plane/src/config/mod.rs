@@ -47,6 +47,8 @@ pub const DEFAULT_BACKUP_CONCURRENCY: usize = 2;
 pub const DEFAULT_BACKUP_SCHEDULE_INTERVAL: Duration = Duration::from_secs(60);
 /// How often one recent backup is restored into a scratch database and checked.
 pub const DEFAULT_RESTORE_TEST_INTERVAL: Duration = Duration::from_secs(86_400);
+/// How long a moved tenant's old database is kept on its former server.
+pub const DEFAULT_MOVE_GRACE: Duration = Duration::from_secs(3_600);
 /// HTTP connections open at once; past it the oldest idle connection is closed.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 
@@ -122,6 +124,8 @@ pub struct Config {
     pub backup_schedule_interval: Duration,
     /// How often a recent backup is test-restored; zero: never in the background.
     pub restore_test_interval: Duration,
+    /// How long a moved tenant's old database and roles are kept on its former server.
+    pub move_grace: Duration,
     /// `CP_*` variables that name no setting; reported once at start-up.
     pub unknown_variables: Vec<String>,
 }
@@ -418,7 +422,10 @@ impl Config {
             .map_or(DEFAULT_BACKUP_SCHEDULE_INTERVAL, Duration::from_secs);
         let restore_test_interval = number("CP_RESTORE_TEST_INTERVAL_SECS", true)?
             .map_or(DEFAULT_RESTORE_TEST_INTERVAL, Duration::from_secs);
+        let move_grace = number("CP_MOVE_GRACE_SECS", true)?
+            .map_or(DEFAULT_MOVE_GRACE, Duration::from_secs);
         Ok(Config {
+            move_grace,
             backup_root,
             backup_concurrency,
             backup_schedule_interval,

@@ -43,6 +43,7 @@ pub const SETTINGS: &[&str] = &[
     "CP_BACKUP_CONCURRENCY",
     "CP_BACKUP_SCHEDULE_INTERVAL_SECS",
     "CP_RESTORE_TEST_INTERVAL_SECS",
+    "CP_MOVE_GRACE_SECS",
 ];
 
 /// Variables with the `CP_` prefix that are not settings but are read all the same.

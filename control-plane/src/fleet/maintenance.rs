@@ -19,7 +19,7 @@ impl Fleet {
     pub(super) async fn enter_maintenance(&self, tenant: &Tenant) -> Result<()> {
         let mut conn = self.owner.conn().await?;
         let tx = owner_db::begin(&mut conn).await?;
-        take_for(&tx, tenant, Holder::Migration).await?;
+        take_for(&tx, tenant, Holder::Migration, false).await?;
         owner_db::commit(tx).await?;
         self.events.changed(tenant.id).await;
         Ok(())

@@ -25,8 +25,18 @@ impl Tool {
     /// first.
     pub fn new(program: &'static str, endpoint: &Endpoint, db: &str) -> Self {
         let mut command = Command::new("nice");
+        command.args(["-n", "10", program]);
+        Self::with(command, program, endpoint, db)
+    }
+
+    /// Like [`Tool::new`] at normal priority, for work a tenant waits on (a move's copy,
+    /// made while its writes are paused).
+    pub fn urgent(program: &'static str, endpoint: &Endpoint, db: &str) -> Self {
+        Self::with(Command::new(program), program, endpoint, db)
+    }
+
+    fn with(mut command: Command, program: &'static str, endpoint: &Endpoint, db: &str) -> Self {
         command
-            .args(["-n", "10", program])
             .env_clear()
             .envs(libpq_env(endpoint, db))
             .stdin(Stdio::null())
@@ -64,6 +74,44 @@ impl Tool {
         }
         Ok(String::from_utf8_lossy(&output.stdout).into_owned())
     }
+}
+
+/// Runs `from` with its standard output fed to `to`'s standard input (`pg_dump |
+/// pg_restore`), so the second works while the first still produces. Fails if either
+/// does, with what it printed.
+pub async fn pipe(from: Tool, to: Tool) -> Result<()> {
+    let (mut from_command, from_name) = (from.command, from.program);
+    let (mut to_command, to_name) = (to.command, to.program);
+    let cannot = |program: &str, e: std::io::Error| {
+        Error::Internal(format!(
+            "cannot run {program}: {e} (is the PostgreSQL client installed?)"
+        ))
+    };
+    let mut producer = from_command.spawn().map_err(|e| cannot(from_name, e))?;
+    let stdout = producer
+        .stdout
+        .take()
+        .ok_or_else(|| Error::Internal(format!("{from_name} has no standard output")))?;
+    let stdin: Stdio = stdout
+        .try_into()
+        .map_err(|e| Error::Internal(format!("cannot connect {from_name} to {to_name}: {e}")))?;
+    let consumer = to_command
+        .stdin(stdin)
+        .spawn()
+        .map_err(|e| cannot(to_name, e))?;
+    let (produced, consumed) =
+        tokio::join!(producer.wait_with_output(), consumer.wait_with_output());
+    for (name, output) in [(from_name, produced), (to_name, consumed)] {
+        let output = output.map_err(|e| cannot(name, e))?;
+        if !output.status.success() {
+            return Err(Error::Internal(format!(
+                "{name} failed ({}): {}",
+                output.status,
+                String::from_utf8_lossy(&output.stderr).trim()
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// `pg_dump --version`, asked once per process.

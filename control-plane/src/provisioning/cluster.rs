@@ -598,6 +598,116 @@ impl Cluster {
         Ok(())
     }
 
+    /// An empty database for tenant `id` moving here from another server: named, owned
+    /// and marked as provisioning makes one, filled by the move. One left by an earlier
+    /// attempt is dropped first.
+    pub async fn create_moved_database(&self, id: Uuid, names: &TenantNames) -> Result<()> {
+        self.drop_tenant_database(id, names, &names.database)
+            .await?;
+        let admin = connect(&self.admin).await?;
+        admin
+            .batch_execute(&format!(
+                "CREATE DATABASE {db} TEMPLATE template0 OWNER {owner}",
+                db = ident(&names.database),
+                owner = ident(&names.owner_role)
+            ))
+            .await?;
+        admin
+            .batch_execute(&format!(
+                "COMMENT ON DATABASE {db} IS {mark}; \
+                 REVOKE ALL ON DATABASE {db} FROM PUBLIC; \
+                 GRANT CONNECT ON DATABASE {db} TO {rt}",
+                db = ident(&names.database),
+                mark = literal(&self.mark(&format!("tenant:{id}:database"))),
+                rt = ident(&names.runtime_role),
+            ))
+            .await?;
+        Ok(())
+    }
+
+    /// Takes the runtime role's write privileges away in the tenant's database, at once
+    /// for every session (privileges are checked per statement); `grant_restored` gives
+    /// them back. Returns when no transaction of the runtime role that began before is
+    /// still open there, so nothing written before is missed by a copy made after;
+    /// transactions still open after `patience` are ended.
+    pub async fn revoke_writes(
+        &self,
+        names: &TenantNames,
+        patience: std::time::Duration,
+    ) -> Result<()> {
+        let client = connect(&self.config_for(&names.database)).await?;
+        client
+            .batch_execute(&format!(
+                "REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON ALL TABLES IN SCHEMA public FROM {}",
+                ident(&names.runtime_role)
+            ))
+            .await?;
+        // After the revoke committed: a transaction begun later sees it.
+        let revoked_at: std::time::SystemTime = client.query_one("SELECT now()", &[]).await?.get(0);
+        let open = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+                    AND usename = $1 AND xact_start < $2";
+        let deadline = tokio::time::Instant::now() + patience;
+        let mut terminated = false;
+        loop {
+            let left: i64 = client
+                .query_one(open, &[&names.runtime_role, &revoked_at])
+                .await?
+                .get(0);
+            if left == 0 {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                if terminated {
+                    return Err(Error::Internal(format!(
+                        "{left} transaction(s) of the runtime role still open in {}",
+                        names.database
+                    )));
+                }
+                client
+                    .execute(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                         WHERE datname = current_database() AND usename = $1 AND xact_start < $2",
+                        &[&names.runtime_role, &revoked_at],
+                    )
+                    .await?;
+                terminated = true;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Per table of `db`: rows and a checksum of their contents (the sum of a hash of
+    /// each row, so the order rows are stored in does not matter).
+    pub async fn table_checksums(
+        &self,
+        db: &str,
+    ) -> Result<std::collections::BTreeMap<String, (i64, i64)>> {
+        let client = connect(&self.config_for(db)).await?;
+        let tables: Vec<String> = client
+            .query(
+                "SELECT format('%I.%I', schemaname, tablename) FROM pg_tables \
+                 WHERE schemaname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1",
+                &[],
+            )
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let mut out = std::collections::BTreeMap::new();
+        for table in tables {
+            let row = client
+                .query_one(
+                    &format!(
+                        "SELECT count(*), coalesce(sum(hashtext(t::text)::bigint), 0)::bigint FROM {table} t"
+                    ),
+                    &[],
+                )
+                .await?;
+            out.insert(table, (row.get(0), row.get(1)));
+        }
+        Ok(out)
+    }
+
     /// Gives the runtime role its row privileges in a loaded restore database, as
     /// `ensure_database` does for a new one.
     pub async fn grant_restored(&self, names: &TenantNames, db: &str) -> Result<()> {

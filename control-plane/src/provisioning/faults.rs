@@ -24,6 +24,8 @@ pub enum FaultPoint {
     RestoreLoaded,
     /// A restore's database is swapped in; the files are not.
     RestoreDatabaseSwapped,
+    /// A move's copy is made and verified on the target; the tenant is not switched.
+    MoveCopied,
 }
 
 /// One armed fault at a time; it fires once and disarms.

@@ -22,8 +22,13 @@ pub const MAX_NOTE_CHARS: usize = 500;
 /// For an operation about to change the tenant under it: takes the tenant's maintenance
 /// for `by` unless an operator holds it (the operation then runs under theirs, and its
 /// release leaves theirs in place). Another operation holding it is a conflict.
-pub async fn take_for(client: &impl GenericClient, tenant: &Tenant, by: Holder) -> Result<()> {
-    if maintenance_take(client, tenant.id, by, None, false).await? {
+pub async fn take_for(
+    client: &impl GenericClient,
+    tenant: &Tenant,
+    by: Holder,
+    allow_reads: bool,
+) -> Result<()> {
+    if maintenance_take(client, tenant.id, by, None, allow_reads).await? {
         return Ok(());
     }
     let current = owner::tenants::tenant_fetch(client, tenant.id).await?;
@@ -31,7 +36,7 @@ pub async fn take_for(client: &impl GenericClient, tenant: &Tenant, by: Holder) 
         Some(m) if m.by == Holder::Operator => Ok(()),
         // Freed meanwhile: take it now (nobody else could have between, in this row lock).
         None => {
-            maintenance_take(client, tenant.id, by, None, false).await?;
+            maintenance_take(client, tenant.id, by, None, allow_reads).await?;
             Ok(())
         }
         Some(m) => Err(busy(tenant.id, m.by)),

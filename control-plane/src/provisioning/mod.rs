@@ -49,6 +49,11 @@ pub struct Provisioner {
 }
 
 impl Provisioner {
+    /// Tenant credentials, for work beside provisioning (moves).
+    pub fn access(&self) -> &Arc<TenantAccess> {
+        &self.access
+    }
+
     #[expect(
         clippy::too_many_arguments,
         reason = "each argument is a service it uses; a bag of them would hide which"
