@@ -133,7 +133,10 @@ pub async fn move_fetch(client: &impl GenericClient, id: Uuid) -> Result<TenantM
 }
 
 /// A tenant's moves, newest first.
-pub async fn move_list_for_tenant(client: &impl GenericClient, tenant_id: Uuid) -> Result<Vec<TenantMove>> {
+pub async fn move_list_for_tenant(
+    client: &impl GenericClient,
+    tenant_id: Uuid,
+) -> Result<Vec<TenantMove>> {
     let rows = client
         .query(
             &format!(

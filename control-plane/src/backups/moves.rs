@@ -36,6 +36,15 @@ use crate::{Error, Result};
 /// How long a move waits for transactions that began before its writes were revoked.
 const WRITES_DRAIN: Duration = Duration::from_secs(10);
 
+/// A move checked, recorded and under way: the tenant in maintenance, its lock held.
+pub struct MoveStarted {
+    tenant: Tenant,
+    pub record: TenantMove,
+    lock: TenantLock,
+    paused: Instant,
+    actor: Actor,
+}
+
 fn names_of(tenant: &Tenant) -> TenantNames {
     TenantNames {
         database: tenant.db_name.clone(),
@@ -46,10 +55,31 @@ fn names_of(tenant: &Tenant) -> TenantNames {
 
 impl Backups {
     /// Moves `tenant`'s database to server `to` and waits until it is served from there
-    /// (the old copy is dropped later). Refused while a backup, restore or other move of
-    /// the tenant runs, or an operation holds its maintenance.
-    pub async fn move_tenant(&self, tenant: &Tenant, to: &str, actor: &Actor) -> Result<TenantMove> {
-        if !matches!(tenant.status, TenantStatus::Active | TenantStatus::Suspended) {
+    /// (the old copy is dropped later): [`Backups::start_move`], then
+    /// [`Backups::finish_move`].
+    pub async fn move_tenant(
+        &self,
+        tenant: &Tenant,
+        to: &str,
+        actor: &Actor,
+    ) -> Result<TenantMove> {
+        let started = self.start_move(tenant, to, actor).await?;
+        self.finish_move(started).await
+    }
+
+    /// Checks and records a move, and puts the tenant in maintenance (reads served).
+    /// Refused while a backup, restore or other move of the tenant runs, or an operation
+    /// holds its maintenance, or the target is not an active server.
+    pub async fn start_move(
+        &self,
+        tenant: &Tenant,
+        to: &str,
+        actor: &Actor,
+    ) -> Result<MoveStarted> {
+        if !matches!(
+            tenant.status,
+            TenantStatus::Active | TenantStatus::Suspended
+        ) {
             return Err(Error::WrongState {
                 id: tenant.id,
                 status: tenant.status.as_str(),
@@ -63,12 +93,14 @@ impl Backups {
         }
         let target = {
             let conn = self.owner.conn().await?;
-            owner::servers::server_fetch(&**conn, to).await.map_err(|e| match e {
-                owner::Error::NotFound => {
-                    Error::BadRequest(format!("no database server named {to:?}"))
-                }
-                e => e.into(),
-            })?
+            owner::servers::server_fetch(&**conn, to)
+                .await
+                .map_err(|e| match e {
+                    owner::Error::NotFound => {
+                        Error::BadRequest(format!("no database server named {to:?}"))
+                    }
+                    e => e.into(),
+                })?
         };
         if target.status != ServerStatus::Active {
             return Err(Error::Conflict(
@@ -78,7 +110,7 @@ impl Backups {
         }
         maintenance::refuse_during_operation(tenant)?;
         let lock = self.lock_tenant_or_busy(tenant.id).await?;
-        let record = {
+        let (tenant, record) = {
             let mut conn = self.owner.conn().await?;
             let tx = owner_db::begin(&mut conn).await?;
             // Read again under the lock: the tenant may have moved meanwhile.
@@ -100,14 +132,32 @@ impl Backups {
             .await?;
             maintenance::take_for(&tx, &tenant, Holder::Move, true).await?;
             owner_db::commit(tx).await?;
-            record
+            (tenant, record)
         };
         let paused = Instant::now();
         self.events.changed(tenant.id).await;
         tracing::info!(tenant = %tenant.slug, from = %record.from_server, to, "moving a tenant");
-        let copied = self.copy(tenant, &record).await;
+        Ok(MoveStarted {
+            tenant,
+            record,
+            lock,
+            paused,
+            actor: actor.clone(),
+        })
+    }
+
+    /// Copies, checks and switches a started move; undoes it if any of that fails.
+    pub async fn finish_move(&self, started: MoveStarted) -> Result<TenantMove> {
+        let MoveStarted {
+            tenant,
+            record,
+            lock,
+            paused,
+            actor,
+        } = started;
+        let copied = self.copy(&tenant, &record).await;
         let outcome = match copied {
-            Ok(tables) => self.switch(tenant, &record, &tables, paused, actor).await,
+            Ok(tables) => self.switch(&tenant, &record, &tables, paused, &actor).await,
             Err(e) => Err(e),
         };
         match outcome {
@@ -123,7 +173,7 @@ impl Backups {
             Err(e) => {
                 let message = e.to_string();
                 tracing::warn!(tenant = %tenant.slug, error = %message, "move failed; undoing it");
-                if let Err(undo) = self.undo_move(tenant, &record, &message).await {
+                if let Err(undo) = self.undo_move(&tenant, &record, &message).await {
                     tracing::error!(tenant = %tenant.slug, error = %undo, "undoing the move failed; the recovery pass will try again");
                 }
                 lock.release().await;
@@ -233,7 +283,12 @@ impl Backups {
 
     /// Undoes a move that did not switch: the target's copy and roles dropped, the
     /// source's writes given back, the maintenance ended. Safe to repeat.
-    pub(super) async fn undo_move(&self, tenant: &Tenant, record: &TenantMove, error: &str) -> Result<()> {
+    pub(super) async fn undo_move(
+        &self,
+        tenant: &Tenant,
+        record: &TenantMove,
+        error: &str,
+    ) -> Result<()> {
         let names = names_of(tenant);
         let source = self.servers.cluster(&record.from_server).await?;
         let target = self.servers.cluster(&record.to_server).await?;
@@ -260,7 +315,9 @@ impl Backups {
         let names = names_of(tenant);
         let source = self.servers.cluster(&record.from_server).await?;
         let mut sessions = Sessions::default();
-        source.drop_database(&mut sessions, tenant.id, &names).await?;
+        source
+            .drop_database(&mut sessions, tenant.id, &names)
+            .await?;
         source.drop_roles(&mut sessions, tenant.id, &names).await?;
         drop(sessions);
         let conn = self.owner.conn().await?;
@@ -291,8 +348,12 @@ impl Backups {
                 };
                 match now.phase {
                     MovePhase::Copying => {
-                        self.undo_move(&tenant, &now, "interrupted: the process running it stopped")
-                            .await?;
+                        self.undo_move(
+                            &tenant,
+                            &now,
+                            "interrupted: the process running it stopped",
+                        )
+                        .await?;
                         undone += 1;
                     }
                     MovePhase::Switched => {

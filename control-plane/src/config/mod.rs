@@ -422,8 +422,8 @@ impl Config {
             .map_or(DEFAULT_BACKUP_SCHEDULE_INTERVAL, Duration::from_secs);
         let restore_test_interval = number("CP_RESTORE_TEST_INTERVAL_SECS", true)?
             .map_or(DEFAULT_RESTORE_TEST_INTERVAL, Duration::from_secs);
-        let move_grace = number("CP_MOVE_GRACE_SECS", true)?
-            .map_or(DEFAULT_MOVE_GRACE, Duration::from_secs);
+        let move_grace =
+            number("CP_MOVE_GRACE_SECS", true)?.map_or(DEFAULT_MOVE_GRACE, Duration::from_secs);
         Ok(Config {
             move_grace,
             backup_root,

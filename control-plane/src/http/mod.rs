@@ -15,6 +15,7 @@ pub mod owner_audit;
 mod owner_auth;
 mod owner_backups;
 mod owner_migrations;
+mod owner_moves;
 mod owner_operators;
 mod owner_plans;
 mod owner_servers;

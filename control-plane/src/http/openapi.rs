@@ -322,6 +322,24 @@ const OPERATIONS: &[Op] = &[
         true,
     ),
     op(
+        "post",
+        "/tenants/{id}/move",
+        "servers",
+        "Move the tenant's database to another server: 202 with the move copying (the tenant serves reads meanwhile; writes get 503 `tenant_maintenance`), or with `?wait=true` 200 once it is served from the target. Checked (rows and a checksum per table) before the switch; undone if anything fails. 409 `already_running` (a backup, restore or move of the tenant), 409 `server_not_active`, 400 for an unknown server or the one it is on.",
+        Some("MoveRequest"),
+        ("202", "Move started"),
+        true,
+    ),
+    op(
+        "get",
+        "/tenants/{id}/moves",
+        "servers",
+        "The tenant's moves, newest first: phase (copying, switched, done, failed), servers, write pause, what was verified, error.",
+        None,
+        OK,
+        false,
+    ),
+    op(
         "get",
         "/servers",
         "servers",
@@ -461,6 +479,8 @@ fn schemas() -> Value {
             "properties": {"email": string, "role": {"enum": ["owner", "admin", "viewer"]}}},
         "OperatorChange": {"type": "object", "additionalProperties": false,
             "properties": {"role": {"enum": ["owner", "admin", "viewer"]}, "active": {"type": "boolean"}}},
+        "MoveRequest": {"type": "object", "required": ["to"], "additionalProperties": false,
+            "properties": {"to": {"type": "string", "description": "the server to move to"}}},
         "ServerAdd": {"type": "object", "required": ["name", "url"], "additionalProperties": false, "properties": {
             "name": {"type": "string", "pattern": "^[a-z][a-z0-9-]{0,39}$"},
             "url": {"type": "string", "description": "admin connection URL, e.g. postgres://admin:secret@db2:5432/postgres"},

@@ -16,7 +16,7 @@ use super::error::ApiError;
 use super::state::AppState;
 use super::{
     health, metrics, openapi, owner_audit, owner_auth, owner_backups, owner_migrations,
-    owner_operators, owner_plans, owner_servers, owner_tenants,
+    owner_moves, owner_operators, owner_plans, owner_servers, owner_tenants,
 };
 
 static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -32,6 +32,7 @@ pub fn router(state: AppState) -> Router {
         .merge(owner_operators::routes())
         .merge(owner_plans::routes())
         .merge(owner_servers::routes())
+        .merge(owner_moves::routes())
         .merge(owner_audit::routes())
         .route("/openapi.json", axum::routing::get(openapi::serve))
         .fallback(not_found);

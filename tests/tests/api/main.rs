@@ -18,6 +18,7 @@ mod isolation;
 mod limits;
 mod maintenance;
 mod metering;
+mod moves;
 mod openapi;
 mod pool_policy;
 mod provisioning;

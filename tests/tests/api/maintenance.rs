@@ -212,7 +212,7 @@ async fn an_operations_maintenance_cannot_be_ended_by_hand_and_an_operators_outl
     };
 
     // A restore holds it: operators can neither change nor end it, nor suspend.
-    take_for(&owner, &fetch().await, Holder::Restore)
+    take_for(&owner, &fetch().await, Holder::Restore, false)
         .await
         .expect("take");
     let (status, body) = put_maintenance(&app, "busy", &json!({})).await;
@@ -234,7 +234,7 @@ async fn an_operations_maintenance_cannot_be_ended_by_hand_and_an_operators_outl
         .expect_err("no suspension during a restore");
     assert!(err.to_string().contains("maintenance"), "{err}");
     // A second operation cannot take it either.
-    let err = take_for(&owner, &fetch().await, Holder::Migration)
+    let err = take_for(&owner, &fetch().await, Holder::Migration, false)
         .await
         .expect_err("held by the restore");
     assert!(err.to_string().contains("restore"), "{err}");
@@ -252,7 +252,7 @@ async fn an_operations_maintenance_cannot_be_ended_by_hand_and_an_operators_outl
             .0,
         200
     );
-    take_for(&owner, &fetch().await, Holder::Migration)
+    take_for(&owner, &fetch().await, Holder::Migration, false)
         .await
         .expect("runs under the operator's");
     assert!(
@@ -356,6 +356,7 @@ async fn maintenance_left_by_a_dead_run_is_ended_once_no_run_is_live() {
             .await
             .expect("tenant"),
         Holder::Migration,
+        false,
     )
     .await
     .expect("take");
