@@ -286,6 +286,22 @@ pub async fn tenant_fetch(client: &impl GenericClient, id: Uuid) -> Result<Tenan
     Tenant::try_from(&row)
 }
 
+/// The living (not deleted) tenants on a database server, by slug.
+pub async fn tenant_list_on_server(
+    client: &impl GenericClient,
+    server: &str,
+) -> Result<Vec<Tenant>> {
+    let rows = client
+        .query(
+            &format!(
+                "SELECT {COLUMNS} FROM tenants WHERE server_id = $1 AND status <> 'deleted' ORDER BY slug"
+            ),
+            &[&server],
+        )
+        .await?;
+    rows_to_tenants(&rows)
+}
+
 /// Points the tenant at another database server (a move's switch).
 pub async fn tenant_set_server(client: &impl GenericClient, id: Uuid, server: &str) -> Result<()> {
     client

@@ -37,7 +37,7 @@ use uuid::Uuid;
 
 pub use self::export::Export;
 pub use self::manifest::Manifest;
-pub use self::moves::MoveStarted;
+pub use self::moves::{DRAIN_CONCURRENCY, Drained, MoveStarted, start_drain};
 pub use self::recover::Recovered;
 pub use self::restore::{Checked, RestoreStarted};
 pub use self::schedule::{Pruned, ScheduleReport, retention_keeps};

@@ -19,6 +19,8 @@
 
 use std::time::{Duration, Instant};
 
+use futures::StreamExt;
+
 use owner::maintenance::Holder;
 use owner::moves::{MovePhase, TenantMove};
 use owner::servers::ServerStatus;
@@ -372,4 +374,104 @@ impl Backups {
         }
         Ok((undone, dropped))
     }
+}
+
+/// What draining a server did.
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct Drained {
+    /// Slug and the server each tenant went to.
+    pub moved: Vec<(String, String)>,
+    /// Slug and why its move failed (it stays where it was).
+    pub failed: Vec<(String, String)>,
+    /// Tenants left because they are being provisioned or deleted.
+    pub skipped: Vec<String>,
+}
+
+/// Tenants a drain moves at once.
+pub const DRAIN_CONCURRENCY: usize = 2;
+
+impl Backups {
+    /// Moves every active and suspended tenant off server `id` (which must not take new
+    /// tenants: draining or disabled), `DRAIN_CONCURRENCY` at a time, each to where a new
+    /// tenant would go. A tenant whose move fails stays and is reported.
+    pub async fn drain(&self, id: &str, actor: &Actor) -> Result<Drained> {
+        let (server, tenants) = {
+            let conn = self.owner.conn().await?;
+            (
+                owner::servers::server_fetch(&**conn, id).await?,
+                owner::tenants::tenant_list_on_server(&**conn, id).await?,
+            )
+        };
+        if server.status == ServerStatus::Active {
+            return Err(Error::Conflict(
+                "server_active",
+                format!("server {id} is active: drain it first (`servers drain` sets it draining)"),
+            ));
+        }
+        let mut report = Drained::default();
+        let mut movable = vec![];
+        for tenant in tenants {
+            match tenant.status {
+                TenantStatus::Active | TenantStatus::Suspended => movable.push(tenant),
+                TenantStatus::Deleted => {}
+                _ => report.skipped.push(tenant.slug),
+            }
+        }
+        let outcomes: Vec<(String, Result<TenantMove>)> = futures::stream::iter(movable)
+            .map(|tenant| async move {
+                let result = async {
+                    let to = {
+                        let mut conn = self.owner.conn().await?;
+                        let tx = owner_db::begin(&mut conn).await?;
+                        let to = self.servers.place(&tx).await?;
+                        owner_db::commit(tx).await?;
+                        to
+                    };
+                    self.move_tenant(&tenant, &to, actor).await
+                }
+                .await;
+                (tenant.slug, result)
+            })
+            .buffer_unordered(DRAIN_CONCURRENCY)
+            .collect()
+            .await;
+        for (slug, outcome) in outcomes {
+            match outcome {
+                Ok(done) => report.moved.push((slug, done.to_server)),
+                Err(e) => report.failed.push((slug, e.to_string())),
+            }
+        }
+        tracing::info!(
+            server = id,
+            moved = report.moved.len(),
+            failed = report.failed.len(),
+            "server drained"
+        );
+        Ok(report)
+    }
+}
+
+/// Sets server `id` draining and drains it in the background (the API and dashboard);
+/// the outcome is logged, and each move recorded.
+pub async fn start_drain(
+    servers: &crate::provisioning::Servers,
+    backups: &std::sync::Arc<Backups>,
+    tasks: &crate::services::Tasks,
+    id: &str,
+    actor: &Actor,
+) -> Result<()> {
+    servers
+        .update(id, Some(ServerStatus::Draining), None, None, actor)
+        .await?;
+    let (backups, id, actor) = (
+        std::sync::Arc::clone(backups),
+        id.to_string(),
+        actor.clone(),
+    );
+    tasks.spawn(async move {
+        if let Err(e) = backups.drain(&id, &actor).await {
+            tracing::error!(server = %id, error = %e, "draining the server failed");
+        }
+    });
+    Ok(())
 }

@@ -55,10 +55,14 @@ pub enum ServersCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Take no new tenants on this server; its tenants stay (moving them off is not
-    /// built yet).
+    /// Take no new tenants on this server and move every tenant off it (two at a time,
+    /// each where a new tenant would go; see `tenants move`). A tenant whose move fails
+    /// stays, and the command exits non-zero.
     Drain {
         name: String,
+        /// Only stop placing new tenants here; move nobody.
+        #[arg(long)]
+        keep_tenants: bool,
         #[arg(long)]
         json: bool,
     },
@@ -156,7 +160,44 @@ pub async fn run(cmd: ServersCommand, config: Config) -> Result<()> {
             return Ok(());
         }
         ServersCommand::Show { name, json } => (name, None, json),
-        ServersCommand::Drain { name, json } => (name, Some(ServerStatus::Draining), json),
+        ServersCommand::Drain {
+            name,
+            keep_tenants: false,
+            json,
+        } => {
+            servers
+                .update(&name, Some(ServerStatus::Draining), None, None, &actor)
+                .await
+                .map_err(|e| not_found_names(e, &name))?;
+            let drained = services.backups.drain(&name, &actor).await?;
+            emit(json, &json!(drained), || {
+                let mut out = format!(
+                    "{name}: {} tenant(s) moved, {} failed, {} skipped (being provisioned or deleted)",
+                    drained.moved.len(),
+                    drained.failed.len(),
+                    drained.skipped.len()
+                );
+                for (slug, to) in &drained.moved {
+                    out.push_str(&format!("\n  moved  {slug} -> {to}"));
+                }
+                for (slug, why) in &drained.failed {
+                    out.push_str(&format!("\n  failed {slug}: {why}"));
+                }
+                out
+            });
+            if drained.failed.is_empty() {
+                return Ok(());
+            }
+            return Err(Error::Internal(format!(
+                "{} tenant(s) could not be moved off {name}",
+                drained.failed.len()
+            )));
+        }
+        ServersCommand::Drain {
+            name,
+            keep_tenants: true,
+            json,
+        } => (name, Some(ServerStatus::Draining), json),
         ServersCommand::Disable { name, json } => (name, Some(ServerStatus::Disabled), json),
         ServersCommand::Activate { name, json } => (name, Some(ServerStatus::Active), json),
         ServersCommand::Set {

@@ -75,6 +75,7 @@ pub fn routes() -> Router<AppState> {
         .route("/owner/operators/{id}", post(operators::update))
         .route("/owner/servers", get(servers::list).post(servers::add))
         .route("/owner/servers/{id}/status", post(servers::set_status))
+        .route("/owner/servers/{id}/drain", post(servers::drain))
         .route("/owner/audit", get(audit::page))
         .route(
             "/owner/migrations",

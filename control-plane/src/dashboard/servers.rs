@@ -27,6 +27,7 @@ pub struct ServerRow {
     pub disk: String,
     pub reachable: bool,
     pub version: String,
+    pub has_tenants: bool,
 }
 
 #[derive(Template)]
@@ -72,6 +73,7 @@ async fn servers_page(
                 disk: live.map_or("–".into(), |l| bytes(Some(l.database_bytes))),
                 reachable: r.reachable,
                 version: live.map_or("–".into(), |l| l.version.clone()),
+                has_tenants: r.load.tenants > 0,
             }
         })
         .collect();
@@ -164,6 +166,38 @@ pub async fn add(
                 None,
                 Some((api.status, api.message)),
                 form.name,
+            )
+            .await
+        }
+    }
+}
+
+/// Drains a server: no new tenants, and its tenants moved off in the background.
+pub async fn drain(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    Path(id): Path<String>,
+    DashForm { session, form: _ }: DashForm<StatusForm>,
+) -> DashResult<Response> {
+    session.require_write()?;
+    let result = crate::backups::start_drain(
+        &state.servers,
+        &state.backups,
+        &state.tasks,
+        &id,
+        &session.actor(ip),
+    )
+    .await;
+    match result {
+        Ok(()) => Ok(see_other("/owner/servers", "server_draining")),
+        Err(e) => {
+            let api = client_mistake(e)?;
+            servers_page(
+                &state,
+                &session,
+                None,
+                Some((api.status, api.message)),
+                String::new(),
             )
             .await
         }

@@ -60,6 +60,9 @@ pub fn notice_text(code: Option<&str>) -> Option<String> {
         "plan_saved" => "Plan saved.",
         "server_added" => "Server added: new tenants may be placed on it from now on.",
         "server_saved" => "Server status saved.",
+        "server_draining" => {
+            "Server draining: it takes no new tenants, and its tenants are being moved off (two at a time)."
+        }
         "operator_saved" => "Operator saved.",
         "backup_started" => "Backup started; it is listed below once it finishes.",
         "restore_started" => {

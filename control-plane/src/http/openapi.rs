@@ -358,6 +358,15 @@ const OPERATIONS: &[Op] = &[
         true,
     ),
     op(
+        "post",
+        "/servers/{id}/drain",
+        "servers",
+        "Set the server draining and move every tenant off it in the background, two at a time, each where a new tenant would go (see `POST /tenants/{id}/move`). 202 with the server; its tenant count falls as the moves finish.",
+        None,
+        ("202", "Draining"),
+        true,
+    ),
+    op(
         "get",
         "/servers/{id}",
         "servers",

@@ -23,6 +23,7 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/servers", get(list).post(add))
         .route("/servers/{id}", get(show).patch(update))
+        .route("/servers/{id}/drain", axum::routing::post(drain))
 }
 
 async fn list(State(state): State<AppState>, _operator: CurrentOperator) -> Result<Json<Value>> {
@@ -72,6 +73,20 @@ async fn add(
         StatusCode::CREATED,
         Json(state.servers.show(&req.name).await?),
     ))
+}
+
+/// Sets the server draining and moves its tenants off in the background: 202 with the
+/// server; `GET /tenants/{id}/moves` (or the server's tenant count) shows the progress.
+async fn drain(
+    State(state): State<AppState>,
+    operator: CurrentOperator,
+    ClientIp(ip): ClientIp,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<ServerReport>)> {
+    operator.require_write()?;
+    let actor = operator.actor(ip);
+    crate::backups::start_drain(&state.servers, &state.backups, &state.tasks, &id, &actor).await?;
+    Ok((StatusCode::ACCEPTED, Json(state.servers.show(&id).await?)))
 }
 
 /// `null` removes a limit; a field left out keeps it.

@@ -334,3 +334,71 @@ async fn a_move_cut_short_serves_reads_and_is_undone_and_bad_moves_change_nothin
         .get(0);
     assert_eq!(rows, 2);
 }
+
+#[tokio::test]
+async fn draining_a_server_moves_every_tenant_off_it() {
+    let app = spawn_app_with(|c| c.move_grace = Duration::ZERO).await;
+    let cluster = ScratchCluster::start();
+    add_server(&app, &cluster, "second").await;
+    let servers = &app.services.servers;
+    let status = |s| Some(s);
+    servers
+        .update(
+            "default",
+            status(owner::servers::ServerStatus::Draining),
+            None,
+            None,
+            &Actor::cli(),
+        )
+        .await
+        .expect("drain default");
+    let (_, one) = app.tenant_with_admin("one", "free").await;
+    let (_, two) = app.tenant_with_admin("two", "free").await;
+    assert_eq!(server_of(&app, "one").await, "second");
+    assert_eq!(server_of(&app, "two").await, "second");
+    assert_eq!(write(&app, "one", &one, "kept").await.0, 201);
+    servers
+        .update(
+            "default",
+            status(owner::servers::ServerStatus::Active),
+            None,
+            None,
+            &Actor::cli(),
+        )
+        .await
+        .expect("activate default");
+
+    let config = app.state.config.as_ref().clone();
+    let cli = <control_plane::cli::Cli as clap::Parser>::try_parse_from([
+        "control-plane",
+        "servers",
+        "drain",
+        "second",
+        "--json",
+    ])
+    .expect("parse");
+    cli.run(config).await.expect("drain");
+    assert_eq!(server_of(&app, "one").await, "default");
+    assert_eq!(server_of(&app, "two").await, "default");
+    assert_eq!(
+        app.count(
+            "SELECT count(*) FROM database_servers WHERE id = 'second' AND status = 'draining'"
+        )
+        .await,
+        1
+    );
+    assert_eq!(read(&app, "one", &one).await, 200);
+    assert_eq!(read(&app, "two", &two).await, 200);
+    let kept: i64 = pg(
+        &owner::tenants::tenant_fetch_by_slug(&app.owner_client().await, "one")
+            .await
+            .expect("tenant")
+            .db_name,
+    )
+    .await
+    .query_one("SELECT count(*) FROM practices WHERE name = 'kept'", &[])
+    .await
+    .expect("count")
+    .get(0);
+    assert_eq!(kept, 1, "the data came along");
+}
