@@ -44,6 +44,7 @@ pub fn routes() -> Router<AppState> {
             "/owner/tenants/{id}/maintenance",
             post(tenants::maintenance_on),
         )
+        .route("/owner/tenants/{id}/move", post(tenants::move_server))
         .route(
             "/owner/tenants/{id}/maintenance/off",
             post(tenants::maintenance_off),

@@ -51,6 +51,9 @@ pub fn notice_text(code: Option<&str>) -> Option<String> {
             "Maintenance on: the tenant's requests are answered 503 (writes only, if reads are allowed) until you end it."
         }
         "maintenance_off" => "Maintenance ended: the tenant is served again.",
+        "move_started" => {
+            "Move started: the tenant serves reads only until its database is copied, checked and switched to the new server."
+        }
         "deleting" => "Deletion started: the database, roles and files are being removed.",
         "domain_added" => "Domain added; it is served from the next request.",
         "domain_removed" => "Domain removed.",

@@ -35,6 +35,8 @@ pub struct ActionForm {
     #[serde(default)]
     note: String,
     #[serde(default)]
+    server: String,
+    #[serde(default)]
     allow_reads: Option<String>,
 }
 
@@ -154,6 +156,32 @@ pub async fn maintenance_on(
         )
         .await
         .map(|_| "maintenance_on");
+    finish(req, result).await
+}
+
+/// Starts a move to another server; the page shows it while it runs.
+pub async fn move_server(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    Path(key): Path<String>,
+    form: DashForm<ActionForm>,
+) -> DashResult<Response> {
+    let req = request(state, ip, &key, form).await?;
+    let result = match req
+        .state
+        .backups
+        .start_move(&req.tenant, &req.form.server, &req.actor)
+        .await
+    {
+        Ok(started) => {
+            let backups = std::sync::Arc::clone(&req.state.backups);
+            req.state
+                .tasks
+                .spawn(async move { backups.finish_move(started).await });
+            Ok("move_started")
+        }
+        Err(e) => Err(e),
+    };
     finish(req, result).await
 }
 

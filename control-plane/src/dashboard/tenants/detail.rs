@@ -113,6 +113,9 @@ pub struct DetailPage {
     /// An operator may put the tenant in maintenance (or change or end theirs).
     pub can_maintain: bool,
     pub backups: Vec<BackupView>,
+    /// The database server it lives on, and the active ones it could move to.
+    pub server: String,
+    pub move_targets: Vec<String>,
 }
 
 /// The tenant's maintenance, as the page shows it.
@@ -197,6 +200,15 @@ pub async fn detail_page(
         })
         .collect();
     let plans = active_plans(&**conn).await?;
+    let move_targets: Vec<String> = owner::servers::server_list(&**conn)
+        .await?
+        .into_iter()
+        .filter(|s| {
+            s.server.status == owner::servers::ServerStatus::Active
+                && s.server.id != tenant.server_id
+        })
+        .map(|s| s.server.id)
+        .collect();
     let recent = owner::audit::AuditFilter {
         target_type: Some("tenant".into()),
         target_id: Some(id.to_string()),
@@ -243,6 +255,16 @@ pub async fn detail_page(
             .as_ref()
             .is_none_or(|m| m.by == Holder::Operator),
         backups,
+        server: tenant.server_id.clone(),
+        move_targets: if matches!(
+            tenant.status,
+            TenantStatus::Active | TenantStatus::Suspended
+        ) && tenant.maintenance.is_none()
+        {
+            move_targets
+        } else {
+            Vec::new()
+        },
         slug: tenant.slug,
         name: tenant.name,
         status: tenant.status.as_str().into(),
