@@ -332,11 +332,31 @@ impl FleetRun {
         let halted = AtomicBool::new(false);
         let started = AtomicUsize::new(0);
         let failures_before = state.failed;
+        // The concurrency is per database server: each gets its own permits, and the
+        // wave runs as many tenants at once as all servers together allow.
+        let per_server: std::collections::HashMap<String, tokio::sync::Semaphore> = targets
+            .iter()
+            .map(|t| {
+                (
+                    t.tenant.server_id.clone(),
+                    tokio::sync::Semaphore::new(self.options.concurrency),
+                )
+            })
+            .collect();
+        let width = self.options.concurrency * per_server.len().max(1);
+        let targets = interleave_by_server(targets);
         let mut outcomes = futures::stream::iter(targets)
             .map(|target| {
                 let halted = &halted;
                 let started = &started;
+                let per_server = &per_server;
                 async move {
+                    let _permit = match per_server.get(&target.tenant.server_id) {
+                        Some(permits) => Some(permits.acquire().await.map_err(|e| {
+                            Error::Internal(format!("fleet run permits closed: {e}"))
+                        })?),
+                        None => None,
+                    };
                     if halted.load(Ordering::SeqCst) {
                         return Ok((target.tenant.slug, Outcome::NotAttempted));
                     }
@@ -352,7 +372,7 @@ impl FleetRun {
                     Ok::<_, Error>((target.tenant.slug, outcome))
                 }
             })
-            .buffer_unordered(self.options.concurrency);
+            .buffer_unordered(width);
         while let Some(result) = outcomes.next().await {
             let (slug, outcome) = result?;
             match outcome {
@@ -529,4 +549,31 @@ impl FleetRun {
             }
         }
     }
+}
+
+/// The targets taken from each server in turn (each server's in their order), so a wave
+/// keeps every server busy instead of waiting on the first one's permits.
+fn interleave_by_server(targets: Vec<Target>) -> Vec<Target> {
+    let mut queues: Vec<(String, std::collections::VecDeque<Target>)> = Vec::new();
+    for target in targets {
+        match queues
+            .iter_mut()
+            .find(|(server, _)| *server == target.tenant.server_id)
+        {
+            Some((_, queue)) => queue.push_back(target),
+            None => queues.push((
+                target.tenant.server_id.clone(),
+                std::collections::VecDeque::from([target]),
+            )),
+        }
+    }
+    let mut out = Vec::new();
+    while queues.iter().any(|(_, q)| !q.is_empty()) {
+        for (_, queue) in &mut queues {
+            if let Some(target) = queue.pop_front() {
+                out.push(target);
+            }
+        }
+    }
+    out
 }
