@@ -196,7 +196,8 @@ async fn run(
         )
         .await?;
     }
-    db.batch_execute("VACUUM ANALYZE; CHECKPOINT").await?;
+    db.batch_execute("VACUUM ANALYZE").await?;
+    db.batch_execute("CHECKPOINT").await?;
     let (bytes, rows): (i64, i64) = {
         let row = db
             .query_one(
@@ -220,7 +221,7 @@ async fn run(
     let baseline_db = format!("{PREFIX}baseline");
     let baseline = shell(&format!(
         "createdb --maintenance-db=\"{t}/postgres\" {baseline_db} && \
-         pg_dump -Fc -d \"{s}/{db}\" | pg_restore --single-transaction --exit-on-error --no-owner -d \"{t}/{baseline_db}\"",
+         pg_dump -Fc -d \"{s}/{db}\" | pg_restore --single-transaction --exit-on-error --no-owner --no-acl -d \"{t}/{baseline_db}\"",
         t = target.server_url(),
         s = source_url,
         db = big.db_name,
