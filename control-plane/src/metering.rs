@@ -13,6 +13,9 @@
 //!   counted in exactly one row.
 //! - Active and suspended tenants are sampled (both hold a database and files); any
 //!   other tenant with counted requests gets a row with the requests only.
+//! - With several replicas, only the one holding the metering lock samples; every
+//!   replica adds its request counts to `tenant_request_counts`, and the sampler takes
+//!   them all in the transaction that writes the rows, so each request is counted once.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -30,6 +33,9 @@ use crate::gateway::Gateway;
 use crate::pg::connect;
 use crate::services::{OwnerDb, TenantAccess, TenantRole};
 use crate::{Error, Result};
+
+/// Held (on a session of its own) by the replica taking a sample.
+const METERING_LOCK: &str = "SELECT pg_try_advisory_lock(hashtextextended('cp-metering', 0))";
 
 /// Longest a sample waits for one tenant's figures.
 pub const TENANT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -106,6 +112,20 @@ impl Metering {
     }
 
     async fn sample(&self) -> Result<MeteringReport> {
+        // One replica samples; the others only hand over their request counts.
+        let leader = self.owner.lock_session().await?;
+        let sampler: bool = leader
+            .query_one(METERING_LOCK, &[])
+            .await
+            .map_err(owner::Error::from)?
+            .get(0);
+        if !sampler {
+            let requests = self.hand_over_requests().await?;
+            return Ok(MeteringReport {
+                requests,
+                ..MeteringReport::default()
+            });
+        }
         let sampled_at = Utc::now();
         let tenants = {
             let conn = self.owner.conn().await?;
@@ -129,8 +149,23 @@ impl Metering {
             .await;
 
         // Taken last, so requests served while the tenants were visited are in this
-        // sample rather than waiting a whole interval.
-        let counts = self.gateway.take_request_counts();
+        // sample rather than waiting a whole interval; with every other replica's, in
+        // the transaction that writes the rows.
+        let own = self.gateway.take_request_counts();
+        let mut conn = self.owner.conn().await?;
+        let tx = crate::services::owner_db::begin(&mut conn).await?;
+        let counts = match async {
+            owner::usage::request_counts_add(&tx, &own).await?;
+            owner::usage::request_counts_take(&tx).await
+        }
+        .await
+        {
+            Ok(counts) => counts,
+            Err(e) => {
+                self.gateway.restore_request_counts(own);
+                return Err(e.into());
+            }
+        };
         let mut report = MeteringReport::default();
         let mut samples = Vec::with_capacity(tenants.len());
         for t in &tenants {
@@ -158,21 +193,45 @@ impl Metering {
                 .map(|(id, n)| requests_only(*id, *n, sampled_at)),
         );
         report.requests = counts.values().sum();
-        match self.write(&samples).await {
+        let written = async {
+            let written = owner::usage::usage_insert(&tx, &samples).await?;
+            crate::services::owner_db::commit(tx).await?;
+            Ok::<_, Error>(written)
+        }
+        .await;
+        drop(leader);
+        match written {
             Ok(written) => {
                 report.sampled = written as usize;
                 Ok(report)
             }
             Err(e) => {
-                self.gateway.restore_request_counts(counts);
+                // The others' counts went back with the rollback; this replica's too.
+                self.gateway.restore_request_counts(own);
                 Err(e)
             }
         }
     }
 
-    async fn write(&self, samples: &[UsageSample]) -> Result<u64> {
-        let conn = self.owner.conn().await?;
-        Ok(owner::usage::usage_insert(&**conn, samples).await?)
+    /// Adds this replica's request counts to those waiting for the sampler. How many.
+    async fn hand_over_requests(&self) -> Result<u64> {
+        let counts = self.gateway.take_request_counts();
+        if counts.is_empty() {
+            return Ok(0);
+        }
+        let added = async {
+            let conn = self.owner.conn().await?;
+            owner::usage::request_counts_add(&**conn, &counts).await?;
+            Ok::<_, Error>(())
+        }
+        .await;
+        match added {
+            Ok(()) => Ok(counts.values().sum()),
+            Err(e) => {
+                self.gateway.restore_request_counts(counts);
+                Err(e)
+            }
+        }
     }
 
     /// `db_name -> bytes` for all these tenants, in one query per database server; a
@@ -254,26 +313,11 @@ impl Metering {
         }
     }
 
-    /// Writes the request counts alone (no tenant is visited): for shutdown, so the
-    /// requests since the last sample are not lost.
+    /// Hands the request counts over (no tenant is visited): for shutdown, so the
+    /// requests since the last sample are in the next one, whichever replica takes it.
     pub async fn record_requests(&self) -> Result<u64> {
         let _one_at_a_time = self.running.lock().await;
-        let counts = self.gateway.take_request_counts();
-        if counts.is_empty() {
-            return Ok(0);
-        }
-        let at = Utc::now();
-        let samples: Vec<UsageSample> = counts
-            .iter()
-            .map(|(id, n)| requests_only(*id, *n, at))
-            .collect();
-        match self.write(&samples).await {
-            Ok(n) => Ok(n),
-            Err(e) => {
-                self.gateway.restore_request_counts(counts);
-                Err(e)
-            }
-        }
+        self.hand_over_requests().await
     }
 
     /// Samples every `interval` until cancelled (the first sample one interval after the

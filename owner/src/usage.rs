@@ -144,3 +144,49 @@ pub async fn usage_totals(client: &impl GenericClient) -> Result<UsageTotals> {
         requests_24h: row.get(4),
     })
 }
+
+/// Adds a process's request counts to those waiting for the next sample.
+pub async fn request_counts_add(
+    client: &impl GenericClient,
+    counts: &HashMap<Uuid, u64>,
+) -> Result<()> {
+    if counts.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<Uuid> = counts.keys().copied().collect();
+    let requests: Vec<i64> = counts
+        .values()
+        .map(|n| i64::try_from(*n).unwrap_or(i64::MAX))
+        .collect();
+    client
+        .execute(
+            "INSERT INTO tenant_request_counts (tenant_id, requests) \
+             SELECT s.id, s.n FROM unnest($1::uuid[], $2::bigint[]) AS s(id, n) \
+             WHERE EXISTS (SELECT 1 FROM tenants t WHERE t.id = s.id) \
+             ON CONFLICT (tenant_id) DO UPDATE \
+             SET requests = tenant_request_counts.requests + EXCLUDED.requests",
+            &[&ids, &requests],
+        )
+        .await?;
+    Ok(())
+}
+
+/// Takes (and clears) every waiting request count; in the transaction that writes them
+/// into usage rows, so a failed write leaves them waiting.
+pub async fn request_counts_take(client: &impl GenericClient) -> Result<HashMap<Uuid, u64>> {
+    let rows = client
+        .query(
+            "DELETE FROM tenant_request_counts RETURNING tenant_id, requests",
+            &[],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| {
+            (
+                r.get::<_, Uuid>(0),
+                u64::try_from(r.get::<_, i64>(1)).unwrap_or(0),
+            )
+        })
+        .collect())
+}

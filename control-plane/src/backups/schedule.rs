@@ -141,6 +141,11 @@ impl Backups {
     /// serves traffic the job yields to it: one backup at a time, each followed by a
     /// pause twice its length, so backups go on at about a third of one worker.
     pub async fn schedule_once(&self) -> Result<ScheduleReport> {
+        // With several replicas, one runs the pass; the others would back the same due
+        // tenants up again once their lock is free.
+        let Some(_pass) = self.pass_lock("cp-backup-schedule").await? else {
+            return Ok(ScheduleReport::default());
+        };
         let due = {
             let conn = self.owner.conn().await?;
             owner::backups::backup_list_due(&**conn, DUE_PER_PASS).await?
@@ -192,6 +197,21 @@ impl Backups {
         Ok(report)
     }
 
+    /// A session holding the advisory lock `name` (released when it is dropped), or
+    /// `None` when another process holds it.
+    async fn pass_lock(&self, name: &str) -> Result<Option<tokio_postgres::Client>> {
+        let session = self.owner.lock_session().await?;
+        let got: bool = session
+            .query_one(
+                "SELECT pg_try_advisory_lock(hashtextextended($1, 0))",
+                &[&name],
+            )
+            .await
+            .map_err(owner::Error::from)?
+            .get(0);
+        Ok(got.then_some(session))
+    }
+
     async fn back_up_and_prune(&self, tenant_id: Uuid, actor: &Actor) -> Result<Pruned> {
         let tenant = {
             let conn = self.owner.conn().await?;
@@ -220,6 +240,10 @@ impl Backups {
     /// counts with the manifest, drops it, and records the outcome. `None` when there is
     /// no recent backup to test.
     pub async fn test_restore_once(&self) -> Result<Option<RestoreTest>> {
+        // One test at a time across replicas (each replica still tests on its own timer).
+        let Some(_pass) = self.pass_lock("cp-restore-test").await? else {
+            return Ok(None);
+        };
         let picked = {
             let conn = self.owner.conn().await?;
             owner::backups::backup_pick_recent(&**conn, RESTORE_TEST_DAYS).await?

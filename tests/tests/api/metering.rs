@@ -240,3 +240,85 @@ async fn request_counts_survive_a_failed_write() {
     assert_eq!(rows(&app, tenant).await.len(), 1);
     assert_eq!(rows(&app, tenant).await[0].3, 3);
 }
+
+#[tokio::test]
+async fn with_two_replicas_one_samples_and_every_request_is_counted_once() {
+    use std::sync::Arc;
+
+    use control_plane::gateway::{ConnectionPlan, Gateway};
+    use control_plane::metering::Metering;
+
+    let app = spawn_app().await;
+    let tenant = app.create_tenant("meter-shared").await;
+    let tenant = id(&tenant);
+    // A second replica: its own gateway and metering, on the same owner database.
+    let other = app.services_with_dir(None).await;
+    let gateway = Gateway::new(
+        &other.config,
+        &ConnectionPlan {
+            budget: 10,
+            max_pools: 100,
+            derived: None,
+        },
+        other.owner.clone(),
+        Arc::clone(&other.access),
+        other.storage.clone(),
+        &other.events,
+        other.traffic.clone(),
+    );
+    let metering = Metering::new(
+        other.owner.clone(),
+        Arc::clone(&other.access),
+        other.storage.clone(),
+        Arc::clone(&gateway),
+        2,
+    );
+    // Whatever setting up counted goes into a first sample.
+    app.state
+        .metering
+        .sample_once()
+        .await
+        .expect("first sample");
+    let before = rows(&app, tenant).await.len();
+
+    // Requests on both replicas: 3 here, 2 there.
+    for _ in 0..3 {
+        assert_eq!(status_on(&app, "meter-shared").await, 200);
+    }
+    for _ in 0..2 {
+        gateway
+            .admit("meter-shared.localhost", None, true)
+            .await
+            .expect("admitted by the other replica");
+    }
+    // While someone else samples, both only hand their counts over.
+    let owner = app.owner_client().await;
+    let key = "hashtextextended('cp-metering', 0)";
+    owner
+        .query_one(&format!("SELECT pg_advisory_lock({key})"), &[])
+        .await
+        .expect("take the metering lock");
+    let here = app.state.metering.sample_once().await.expect("hand over");
+    let there = metering.sample_once().await.expect("hand over");
+    assert_eq!((here.sampled, here.requests), (0, 3));
+    assert_eq!((there.sampled, there.requests), (0, 2));
+    assert_eq!(rows(&app, tenant).await.len(), before, "no rows from them");
+    owner
+        .query_one(&format!("SELECT pg_advisory_unlock({key})"), &[])
+        .await
+        .expect("let go");
+
+    // The sampler takes everyone's counts: one row, every request in it once.
+    let report = metering.sample_once().await.expect("sample");
+    assert!(report.sampled >= 1);
+    assert_eq!(report.requests, 5);
+    let rows = rows(&app, tenant).await;
+    assert_eq!(rows.len(), before + 1);
+    assert_eq!(rows[before].3, 5);
+    assert_eq!(
+        app.count("SELECT count(*) FROM tenant_request_counts")
+            .await,
+        0,
+        "nothing left waiting"
+    );
+}
