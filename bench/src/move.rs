@@ -163,6 +163,7 @@ async fn run(
                 url: target.url("postgres").into(),
                 max_tenants: None,
                 connection_budget: None,
+                server_group: None,
             },
             &Actor::cli(),
         )

@@ -40,6 +40,7 @@ const PROVISIONING_OFFERS: &[&str] = &[
     "ClusterSettings",
     "ServerReport",
     "maintenance",
+    "Sessions",
 ];
 
 /// Top-level modules that, with everything under them, form the web layer on top of the crate.

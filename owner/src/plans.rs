@@ -16,10 +16,12 @@ pub struct Plan {
     pub currency: String,
     pub features: serde_json::Value,
     pub active: bool,
+    /// Its tenants go to the servers of this group (none: to servers without a group).
+    pub server_group: Option<String>,
 }
 
 const COLUMNS: &str = "code, name, max_users, max_storage_bytes, max_database_bytes, \
-    price_cents, currency, features, active";
+    price_cents, currency, features, active, server_group";
 
 fn from_row(r: &Row) -> Plan {
     Plan {
@@ -32,6 +34,7 @@ fn from_row(r: &Row) -> Plan {
         currency: r.get(6),
         features: r.get(7),
         active: r.get(8),
+        server_group: r.get(9),
     }
 }
 
@@ -87,6 +90,9 @@ pub struct PlanFields {
     pub features: Vec<String>,
     #[serde(default = "default_active")]
     pub active: bool,
+    /// Pins the plan's new tenants to the servers of this group.
+    #[serde(default)]
+    pub server_group: Option<String>,
 }
 
 fn default_currency() -> String {
@@ -127,6 +133,16 @@ impl PlanFields {
             return Err(invalid(
                 "currency",
                 "must be a three-letter ISO code such as USD",
+            ));
+        }
+        if self
+            .server_group
+            .as_deref()
+            .is_some_and(|g| !crate::servers::valid_group(g))
+        {
+            return Err(invalid(
+                "server_group",
+                "a lowercase letter, then lowercase letters, digits or '-', at most 40",
             ));
         }
         if self.features.iter().any(|f| {
@@ -178,8 +194,8 @@ pub async fn plan_insert(client: &impl GenericClient, code: &str, f: &PlanFields
     write_plan(
         client,
         "INSERT INTO subscription_plans (code, name, max_users, max_storage_bytes, \
-         max_database_bytes, price_cents, currency, features, active) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+         max_database_bytes, price_cents, currency, features, active, server_group) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         code,
         f,
     )
@@ -192,7 +208,7 @@ pub async fn plan_update(client: &impl GenericClient, code: &str, f: &PlanFields
         client,
         "UPDATE subscription_plans SET name = $2, max_users = $3, max_storage_bytes = $4, \
          max_database_bytes = $5, price_cents = $6, currency = $7, features = $8, \
-         active = $9, updated_at = now() WHERE code = $1",
+         active = $9, server_group = $10, updated_at = now() WHERE code = $1",
         code,
         f,
     )
@@ -200,7 +216,7 @@ pub async fn plan_update(client: &impl GenericClient, code: &str, f: &PlanFields
     .ok_or(Error::NotFound)
 }
 
-/// Runs an insert or update that takes the plan's fields as `$1..$9` (code first).
+/// Runs an insert or update that takes the plan's fields as `$1..$10` (code first).
 async fn write_plan(
     client: &impl GenericClient,
     statement: &str,
@@ -221,6 +237,7 @@ async fn write_plan(
                 &f.currency,
                 &features,
                 &f.active,
+                &f.server_group,
             ],
         )
         .await?

@@ -31,6 +31,8 @@ pub struct DatabaseServer {
     pub status: ServerStatus,
     pub max_tenants: Option<i32>,
     pub connection_budget: Option<i32>,
+    /// The plans pinned to this group place their tenants here (and only those).
+    pub server_group: Option<String>,
     /// The sealed admin URL and the key version it is sealed under (none for the
     /// default server).
     #[serde(skip)]
@@ -39,7 +41,7 @@ pub struct DatabaseServer {
     pub updated_at: chrono::DateTime<chrono::Utc>,
 }
 
-const COLUMNS: &str = "id, host, port, status, max_tenants, connection_budget, \
+const COLUMNS: &str = "id, host, port, status, max_tenants, connection_budget, server_group, \
     secret_key_version, admin_url_enc, created_at, updated_at";
 
 impl TryFrom<&Row> for DatabaseServer {
@@ -63,6 +65,7 @@ impl TryFrom<&Row> for DatabaseServer {
             })?,
             max_tenants: row.try_get("max_tenants")?,
             connection_budget: row.try_get("connection_budget")?,
+            server_group: row.try_get("server_group")?,
             admin_url: version.zip(sealed),
             created_at: row.try_get("created_at")?,
             updated_at: row.try_get("updated_at")?,
@@ -98,6 +101,7 @@ pub struct NewServer<'a> {
     pub admin_url_enc: &'a [u8],
     pub max_tenants: Option<i32>,
     pub connection_budget: Option<i32>,
+    pub server_group: Option<&'a str>,
 }
 
 /// Registers a server; an id taken is [`Error::Conflict`].
@@ -109,7 +113,7 @@ pub async fn server_insert(
         .query_opt(
             &format!(
                 "INSERT INTO database_servers (id, host, port, secret_key_version, admin_url_enc, \
-                 max_tenants, connection_budget) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+                 max_tenants, connection_budget, server_group) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
                  ON CONFLICT (id) DO NOTHING RETURNING {COLUMNS}"
             ),
             &[
@@ -120,6 +124,7 @@ pub async fn server_insert(
                 &new.admin_url_enc,
                 &new.max_tenants,
                 &new.connection_budget,
+                &new.server_group,
             ],
         )
         .await?
@@ -173,15 +178,28 @@ pub async fn server_list(client: &impl GenericClient) -> Result<Vec<ServerLoad>>
         .collect()
 }
 
-/// Sets a server's status and limits (`None` leaves a limit as it is; `Some(None)`
-/// removes it).
+/// What may change on a registered server: `None` leaves a value as it is, `Some(None)`
+/// removes a limit or the group.
+#[derive(Debug, Clone, Default)]
+pub struct ServerChange {
+    pub status: Option<ServerStatus>,
+    pub max_tenants: Option<Option<i32>>,
+    pub connection_budget: Option<Option<i32>>,
+    pub server_group: Option<Option<String>>,
+}
+
+/// Sets a server's status, limits and group.
 pub async fn server_update(
     client: &impl GenericClient,
     id: &str,
-    status: Option<ServerStatus>,
-    max_tenants: Option<Option<i32>>,
-    connection_budget: Option<Option<i32>>,
+    change: &ServerChange,
 ) -> Result<DatabaseServer> {
+    let ServerChange {
+        status,
+        max_tenants,
+        connection_budget,
+        server_group,
+    } = change;
     let row = client
         .query_opt(
             &format!(
@@ -189,6 +207,7 @@ pub async fn server_update(
                  status = COALESCE($2, status), \
                  max_tenants = CASE WHEN $3 THEN $4 ELSE max_tenants END, \
                  connection_budget = CASE WHEN $5 THEN $6 ELSE connection_budget END, \
+                 server_group = CASE WHEN $7 THEN $8 ELSE server_group END, \
                  updated_at = now() WHERE id = $1 RETURNING {COLUMNS}"
             ),
             &[
@@ -198,6 +217,8 @@ pub async fn server_update(
                 &max_tenants.flatten(),
                 &connection_budget.is_some(),
                 &connection_budget.flatten(),
+                &server_group.is_some(),
+                &server_group.clone().flatten(),
             ],
         )
         .await?
@@ -205,25 +226,38 @@ pub async fn server_update(
     DatabaseServer::try_from(&row)
 }
 
-/// Where a new tenant goes: the active server with room that holds the fewest living
-/// tenants for its capacity (servers without a limit compare by count alone), the
-/// default first on a tie. Its row stays locked until the transaction ends, so
-/// concurrent creations count each other. `None` when no active server has room.
-pub async fn server_place(client: &impl GenericClient) -> Result<Option<String>> {
+/// A server group's name: the shape of a server's.
+pub fn valid_group(group: &str) -> bool {
+    let mut chars = group.chars();
+    chars.next().is_some_and(|c| c.is_ascii_lowercase())
+        && group.len() <= 40
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+}
+
+/// Where a new tenant goes: among the active servers of `group` (or without a group)
+/// with room, the one that holds the fewest living tenants for its capacity (servers
+/// without a limit compare by count alone), the default first on a tie. Its row stays
+/// locked until the transaction ends, so concurrent creations count each other. `None`
+/// when no such server has room.
+pub async fn server_place(
+    client: &impl GenericClient,
+    group: Option<&str>,
+) -> Result<Option<String>> {
     let row = client
         .query_opt(
             "WITH load AS ( \
                  SELECT s.id, s.max_tenants, \
                         (SELECT count(*) FROM tenants t WHERE t.server_id = s.id \
                          AND t.status <> 'deleted') AS tenants \
-                 FROM database_servers s WHERE s.status = 'active') \
+                 FROM database_servers s WHERE s.status = 'active' \
+                 AND s.server_group IS NOT DISTINCT FROM $1) \
              SELECT id FROM load \
              WHERE max_tenants IS NULL OR tenants < max_tenants \
              ORDER BY CASE WHEN max_tenants IS NULL THEN tenants::float8 \
                            ELSE tenants::float8 / max_tenants END, \
                       id <> 'default', id \
              LIMIT 1",
-            &[],
+            &[&group],
         )
         .await?;
     let Some(id) = row.map(|r| r.get::<_, String>(0)) else {

@@ -423,7 +423,11 @@ impl Backups {
                     let to = {
                         let mut conn = self.owner.conn().await?;
                         let tx = owner_db::begin(&mut conn).await?;
-                        let to = self.servers.place(&tx).await?;
+                        let plan = owner::plans::plan_fetch(&tx, &tenant.plan_code).await?;
+                        let to = self
+                            .servers
+                            .place(&tx, plan.server_group.as_deref())
+                            .await?;
                         owner_db::commit(tx).await?;
                         to
                     };
@@ -461,7 +465,14 @@ pub async fn start_drain(
     actor: &Actor,
 ) -> Result<()> {
     servers
-        .update(id, Some(ServerStatus::Draining), None, None, actor)
+        .update(
+            id,
+            &owner::servers::ServerChange {
+                status: Some(ServerStatus::Draining),
+                ..Default::default()
+            },
+            actor,
+        )
         .await?;
     let (backups, id, actor) = (
         std::sync::Arc::clone(backups),

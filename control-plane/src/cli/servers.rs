@@ -4,7 +4,7 @@ use std::io::BufRead;
 use std::sync::Arc;
 
 use clap::Subcommand;
-use owner::servers::ServerStatus;
+use owner::servers::{ServerChange, ServerStatus};
 use secrecy::SecretString;
 use serde_json::json;
 
@@ -41,6 +41,9 @@ pub enum ServersCommand {
         /// Tenant connections it may hold (default: derived from its max_connections).
         #[arg(long)]
         connection_budget: Option<i32>,
+        /// Its server group: only plans pinned to the group place tenants here.
+        #[arg(long)]
+        group: Option<String>,
         #[arg(long)]
         json: bool,
     },
@@ -79,16 +82,26 @@ pub enum ServersCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Change a server's limits ("none" removes one).
+    /// Change a server's limits or group ("none" removes one).
     Set {
         name: String,
         #[arg(long, value_parser = parse_limit)]
         max_tenants: Option<Limit>,
         #[arg(long, value_parser = parse_limit)]
         connection_budget: Option<Limit>,
+        /// Its server group, or "none".
+        #[arg(long)]
+        group: Option<String>,
         #[arg(long)]
         json: bool,
     },
+}
+
+fn status_change(status: ServerStatus) -> ServerChange {
+    ServerChange {
+        status: Some(status),
+        ..ServerChange::default()
+    }
 }
 
 /// A limit, or none.
@@ -118,6 +131,7 @@ pub async fn run(cmd: ServersCommand, config: Config) -> Result<()> {
             url_stdin: _,
             max_tenants,
             connection_budget,
+            group,
             json,
         } => {
             let url = match url {
@@ -131,6 +145,7 @@ pub async fn run(cmd: ServersCommand, config: Config) -> Result<()> {
                         url: SecretString::from(url),
                         max_tenants,
                         connection_budget,
+                        server_group: group,
                     },
                     &actor,
                 )
@@ -166,7 +181,7 @@ pub async fn run(cmd: ServersCommand, config: Config) -> Result<()> {
             json,
         } => {
             servers
-                .update(&name, Some(ServerStatus::Draining), None, None, &actor)
+                .update(&name, &status_change(ServerStatus::Draining), &actor)
                 .await
                 .map_err(|e| not_found_names(e, &name))?;
             let drained = services.backups.drain(&name, &actor).await?;
@@ -204,21 +219,22 @@ pub async fn run(cmd: ServersCommand, config: Config) -> Result<()> {
             name,
             max_tenants,
             connection_budget,
+            group,
             json,
         } => {
-            if max_tenants.is_none() && connection_budget.is_none() {
+            if max_tenants.is_none() && connection_budget.is_none() && group.is_none() {
                 return Err(Error::BadRequest(
-                    "nothing to set: give --max-tenants or --connection-budget".into(),
+                    "nothing to set: give --max-tenants, --connection-budget or --group".into(),
                 ));
             }
+            let change = ServerChange {
+                status: None,
+                max_tenants: max_tenants.map(|l| l.0),
+                connection_budget: connection_budget.map(|l| l.0),
+                server_group: group.map(|g| (g != "none").then_some(g)),
+            };
             servers
-                .update(
-                    &name,
-                    None,
-                    max_tenants.map(|l| l.0),
-                    connection_budget.map(|l| l.0),
-                    &actor,
-                )
+                .update(&name, &change, &actor)
                 .await
                 .map_err(|e| not_found_names(e, &name))?;
             (name, None, json)
@@ -226,7 +242,7 @@ pub async fn run(cmd: ServersCommand, config: Config) -> Result<()> {
     };
     if let Some(status) = status {
         servers
-            .update(&name, Some(status), None, None, &actor)
+            .update(&name, &status_change(status), &actor)
             .await
             .map_err(|e| not_found_names(e, &name))?;
     }

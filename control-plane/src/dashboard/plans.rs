@@ -49,6 +49,8 @@ pub struct PlanForm {
     pub features: String,
     #[serde(default)]
     pub active: Option<String>,
+    #[serde(default)]
+    pub server_group: String,
 }
 
 impl PlanForm {
@@ -73,6 +75,7 @@ impl PlanForm {
                 })
                 .unwrap_or_default(),
             active: p.active.then(|| "on".into()),
+            server_group: p.server_group.clone().unwrap_or_default(),
         }
     }
 
@@ -130,6 +133,10 @@ impl PlanForm {
                 .filter(|f| !f.is_empty())
                 .collect(),
             active: self.active.is_some(),
+            server_group: match self.server_group.trim() {
+                "" => None,
+                g => Some(g.to_string()),
+            },
         };
         fields.validate()?;
         Ok(fields)

@@ -150,6 +150,7 @@ pub async fn add(
                     url: SecretString::from(form.url.trim().to_string()),
                     max_tenants,
                     connection_budget: None,
+                    server_group: None,
                 },
                 &session.actor(ip),
             )
@@ -221,7 +222,14 @@ pub async fn set_status(
         Some(status) => {
             state
                 .servers
-                .update(&id, Some(status), None, None, &session.actor(ip))
+                .update(
+                    &id,
+                    &owner::servers::ServerChange {
+                        status: Some(status),
+                        ..Default::default()
+                    },
+                    &session.actor(ip),
+                )
                 .await
         }
         None => Err(Error::BadRequest(format!(

@@ -481,7 +481,8 @@ fn schemas() -> Value {
         "PlanFields": {"type": "object", "required": ["name", "price_cents"], "properties": {
             "name": string, "max_users": nullable_int, "max_storage_bytes": nullable_int,
             "max_database_bytes": nullable_int, "price_cents": int, "currency": string,
-            "features": {"type": "array", "items": string}, "active": {"type": "boolean"}}},
+            "features": {"type": "array", "items": string}, "active": {"type": "boolean"},
+            "server_group": {"type": ["string", "null"], "description": "new tenants go to the servers of this group (none: to servers without a group)"}}},
         "PlanCreate": {"allOf": [{"$ref": "#/components/schemas/PlanFields"},
             {"type": "object", "required": ["code"], "properties": {"code": {"type": "string", "pattern": "^[a-z][a-z0-9-]{0,31}$"}}}]},
         "InviteRequest": {"type": "object", "required": ["email", "role"], "additionalProperties": false,
@@ -494,11 +495,13 @@ fn schemas() -> Value {
             "name": {"type": "string", "pattern": "^[a-z][a-z0-9-]{0,39}$"},
             "url": {"type": "string", "description": "admin connection URL, e.g. postgres://admin:secret@db2:5432/postgres"},
             "max_tenants": {"type": ["integer", "null"], "minimum": 1},
-            "connection_budget": {"type": ["integer", "null"], "minimum": 1}}},
+            "connection_budget": {"type": ["integer", "null"], "minimum": 1},
+            "server_group": {"type": ["string", "null"], "pattern": "^[a-z][a-z0-9-]{0,39}$", "description": "only plans pinned to this group place tenants here"}}},
         "ServerUpdate": {"type": "object", "additionalProperties": false, "properties": {
             "status": {"enum": ["active", "draining", "disabled"]},
             "max_tenants": {"type": ["integer", "null"], "minimum": 1},
-            "connection_budget": {"type": ["integer", "null"], "minimum": 1}}},
+            "connection_budget": {"type": ["integer", "null"], "minimum": 1},
+            "server_group": {"type": ["string", "null"], "pattern": "^[a-z][a-z0-9-]{0,39}$"}}},
         "MaintenanceRequest": {"type": "object", "additionalProperties": false, "properties": {
             "note": {"type": ["string", "null"], "maxLength": 500, "description": "what operators see on the tenant page"},
             "allow_reads": {"type": "boolean", "description": "keep serving GET and HEAD requests"}}},

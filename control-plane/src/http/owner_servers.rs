@@ -46,6 +46,7 @@ struct AddRequest {
     url: String,
     max_tenants: Option<i32>,
     connection_budget: Option<i32>,
+    server_group: Option<String>,
 }
 
 async fn add(
@@ -65,6 +66,7 @@ async fn add(
                 url: SecretString::from(req.url),
                 max_tenants: req.max_tenants,
                 connection_budget: req.connection_budget,
+                server_group: req.server_group,
             },
             &operator.actor(ip),
         )
@@ -98,13 +100,15 @@ struct UpdateRequest {
     max_tenants: Option<Option<i32>>,
     #[serde(default, deserialize_with = "present")]
     connection_budget: Option<Option<i32>>,
+    #[serde(default, deserialize_with = "present")]
+    server_group: Option<Option<String>>,
 }
 
 /// A field that is present, `null` included (absent is the `default`: `None`).
-fn present<'de, D: serde::Deserializer<'de>>(
+fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(
     deserializer: D,
-) -> std::result::Result<Option<Option<i32>>, D::Error> {
-    Option::<i32>::deserialize(deserializer).map(Some)
+) -> std::result::Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(deserializer).map(Some)
 }
 
 async fn update(
@@ -125,9 +129,12 @@ async fn update(
         .servers
         .update(
             &id,
-            status,
-            req.max_tenants,
-            req.connection_budget,
+            &owner::servers::ServerChange {
+                status,
+                max_tenants: req.max_tenants,
+                connection_budget: req.connection_budget,
+                server_group: req.server_group,
+            },
             &operator.actor(ip),
         )
         .await?;

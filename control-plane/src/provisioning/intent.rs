@@ -177,8 +177,11 @@ impl Provisioner {
 
         let mut conn = self.owner.conn().await?;
         let tx = owner_db::begin(&mut conn).await?;
-        owner::plans::plan_fetch_active(&tx, plan_code).await?;
-        let server_id = self.servers.place(&tx).await?;
+        let plan = owner::plans::plan_fetch_active(&tx, plan_code).await?;
+        let server_id = self
+            .servers
+            .place(&tx, plan.server_group.as_deref())
+            .await?;
         let tenant = tenants::tenant_insert(
             &tx,
             &NewTenant {

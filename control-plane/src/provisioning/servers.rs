@@ -10,7 +10,9 @@
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
-use owner::servers::{DEFAULT_SERVER, DatabaseServer, NewServer, ServerLoad, ServerStatus};
+use owner::servers::{
+    DEFAULT_SERVER, DatabaseServer, NewServer, ServerChange, ServerLoad, ServerStatus,
+};
 use owner::tenants::Tenant;
 use secrecy::SecretString;
 use serde_json::json;
@@ -43,6 +45,8 @@ pub struct AddServer {
     pub url: SecretString,
     pub max_tenants: Option<i32>,
     pub connection_budget: Option<i32>,
+    /// Only plans pinned to this group place tenants here.
+    pub server_group: Option<String>,
 }
 
 /// A server's name: what `database_servers.id` accepts.
@@ -51,6 +55,16 @@ fn valid_id(id: &str) -> bool {
     chars.next().is_some_and(|c| c.is_ascii_lowercase())
         && id.len() <= 40
         && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+}
+
+fn group_ok(group: Option<&str>) -> Result<()> {
+    match group {
+        Some(g) if !owner::servers::valid_group(g) => Err(Error::BadRequest(
+            "server group: a lowercase letter, then lowercase letters, digits or '-', at most 40"
+                .into(),
+        )),
+        _ => Ok(()),
+    }
 }
 
 fn positive(what: &str, n: Option<i32>) -> Result<()> {
@@ -130,17 +144,24 @@ impl Servers {
         Ok(out)
     }
 
-    /// Where a new tenant goes (see `owner::servers::server_place`), inside the
-    /// transaction that records it.
-    pub async fn place(&self, client: &impl GenericClient) -> Result<String> {
-        owner::servers::server_place(client).await?.ok_or_else(|| {
-            Error::Conflict(
-                "no_server_capacity",
-                "no active database server has room for a new tenant: add a server \
-                 (`control-plane servers add`) or raise a server's max tenants"
-                    .into(),
-            )
-        })
+    /// Where a new tenant of a plan pinned to `group` (or of no group) goes (see
+    /// `owner::servers::server_place`), inside the transaction that records it.
+    pub async fn place(&self, client: &impl GenericClient, group: Option<&str>) -> Result<String> {
+        owner::servers::server_place(client, group)
+            .await?
+            .ok_or_else(|| {
+                let which = group.map_or_else(
+                    || "no active database server outside the server groups".to_string(),
+                    |g| format!("no active database server of group {g}"),
+                );
+                Error::Conflict(
+                    "no_server_capacity",
+                    format!(
+                        "{which} has room for a new tenant: add a server \
+                         (`control-plane servers add`) or raise a server's max tenants"
+                    ),
+                )
+            })
     }
 
     /// Every server with its tenant count.
@@ -191,6 +212,7 @@ impl Servers {
         }
         positive("max tenants", req.max_tenants)?;
         positive("connection budget", req.connection_budget)?;
+        group_ok(req.server_group.as_deref())?;
         let endpoint = self.directory.parse(&req.id, &req.url)?;
         {
             let conn = self.owner.conn().await?;
@@ -223,6 +245,7 @@ impl Servers {
                 admin_url_enc: &sealed,
                 max_tenants: req.max_tenants,
                 connection_budget: req.connection_budget,
+                server_group: req.server_group.as_deref(),
             },
         )
         .await
@@ -239,7 +262,7 @@ impl Servers {
             "server.add",
             Target("server", &req.id),
             json!({ "host": host, "port": port, "max_tenants": req.max_tenants,
-                    "connection_budget": req.connection_budget }),
+                    "connection_budget": req.connection_budget, "server_group": req.server_group }),
         )
         .await?;
         owner_db::commit(tx).await?;
@@ -251,22 +274,20 @@ impl Servers {
         Ok(server)
     }
 
-    /// Changes a server's status or limits. Audited.
+    /// Changes a server's status, limits or group. Audited.
     pub async fn update(
         &self,
         id: &str,
-        status: Option<ServerStatus>,
-        max_tenants: Option<Option<i32>>,
-        connection_budget: Option<Option<i32>>,
+        change: &ServerChange,
         actor: &Actor,
     ) -> Result<DatabaseServer> {
-        positive("max tenants", max_tenants.flatten())?;
-        positive("connection budget", connection_budget.flatten())?;
+        positive("max tenants", change.max_tenants.flatten())?;
+        positive("connection budget", change.connection_budget.flatten())?;
+        group_ok(change.server_group.clone().flatten().as_deref())?;
         let mut conn = self.owner.conn().await?;
         let tx = owner_db::begin(&mut conn).await?;
         let before = owner::servers::server_fetch(&tx, id).await?;
-        let server =
-            owner::servers::server_update(&tx, id, status, max_tenants, connection_budget).await?;
+        let server = owner::servers::server_update(&tx, id, change).await?;
         audit::record(
             &tx,
             actor,
@@ -276,6 +297,7 @@ impl Servers {
                 "status": { "from": before.status, "to": server.status },
                 "max_tenants": { "from": before.max_tenants, "to": server.max_tenants },
                 "connection_budget": { "from": before.connection_budget, "to": server.connection_budget },
+                "server_group": { "from": before.server_group, "to": server.server_group },
             }),
         )
         .await?;

@@ -82,6 +82,7 @@ const ROWS: &[(&str, &str, &str, &str)] = &[
     ("CP_BACKUP_CONCURRENCY", "3", "3", "0"),
     ("CP_BACKUP_SCHEDULE_INTERVAL_SECS", "0", "0", "hourly"),
     ("CP_RESTORE_TEST_INTERVAL_SECS", "3600", "3600", "daily"),
+    ("CP_MOVE_GRACE_SECS", "0", "0", "an hour"),
     ("CP_MAX_CONNECTIONS", "500", "500", "0"),
 ];
 

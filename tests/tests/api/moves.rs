@@ -35,6 +35,7 @@ async fn add_server(app: &TestApp, cluster: &ScratchCluster, name: &str) {
                 url: cluster.url("postgres").into(),
                 max_tenants: None,
                 connection_budget: None,
+                server_group: None,
             },
             &Actor::cli(),
         )
@@ -228,9 +229,10 @@ async fn a_move_cut_short_serves_reads_and_is_undone_and_bad_moves_change_nothin
         .servers
         .update(
             "second",
-            Some(owner::servers::ServerStatus::Draining),
-            None,
-            None,
+            &owner::servers::ServerChange {
+                status: Some(owner::servers::ServerStatus::Draining),
+                ..Default::default()
+            },
             &Actor::cli(),
         )
         .await
@@ -243,9 +245,10 @@ async fn a_move_cut_short_serves_reads_and_is_undone_and_bad_moves_change_nothin
         .servers
         .update(
             "second",
-            Some(owner::servers::ServerStatus::Active),
-            None,
-            None,
+            &owner::servers::ServerChange {
+                status: Some(owner::servers::ServerStatus::Active),
+                ..Default::default()
+            },
             &Actor::cli(),
         )
         .await
@@ -341,13 +344,13 @@ async fn draining_a_server_moves_every_tenant_off_it() {
     let cluster = ScratchCluster::start();
     add_server(&app, &cluster, "second").await;
     let servers = &app.services.servers;
-    let status = |s| Some(s);
     servers
         .update(
             "default",
-            status(owner::servers::ServerStatus::Draining),
-            None,
-            None,
+            &owner::servers::ServerChange {
+                status: Some(owner::servers::ServerStatus::Draining),
+                ..Default::default()
+            },
             &Actor::cli(),
         )
         .await
@@ -360,9 +363,10 @@ async fn draining_a_server_moves_every_tenant_off_it() {
     servers
         .update(
             "default",
-            status(owner::servers::ServerStatus::Active),
-            None,
-            None,
+            &owner::servers::ServerChange {
+                status: Some(owner::servers::ServerStatus::Active),
+                ..Default::default()
+            },
             &Actor::cli(),
         )
         .await

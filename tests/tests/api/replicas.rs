@@ -162,6 +162,7 @@ async fn plan_limits_edited_elsewhere_apply_at_once() {
         currency: plan.currency,
         features: serde_json::from_value(plan.features).expect("features"),
         active: plan.active,
+        server_group: plan.server_group,
     };
     cli.billing
         .plan_edit(&Actor::cli(), "free", &fields)

@@ -291,6 +291,7 @@ async fn a_server_that_is_down_fails_only_its_own_tenants() {
                 url: cluster.url("postgres").into(),
                 max_tenants: Some(1),
                 connection_budget: None,
+                server_group: None,
             },
             &control_plane::audit::Actor::cli(),
         )
@@ -336,4 +337,86 @@ async fn a_server_that_is_down_fails_only_its_own_tenants() {
             .await
             .is_ok()
     );
+}
+
+#[tokio::test]
+async fn a_plan_pinned_to_a_server_group_places_its_tenants_there_only() {
+    let app = spawn_app().await;
+    let cluster = ScratchCluster::start();
+    app.services
+        .servers
+        .add(
+            control_plane::provisioning::AddServer {
+                id: "dedicated".into(),
+                url: cluster.url("postgres").into(),
+                max_tenants: None,
+                connection_budget: None,
+                server_group: Some("vip".into()),
+            },
+            &control_plane::audit::Actor::cli(),
+        )
+        .await
+        .expect("add");
+    let plan = |group: Value| {
+        json!({ "name": "Enterprise", "max_users": null, "max_storage_bytes": null,
+                "max_database_bytes": null, "price_cents": 99900, "currency": "USD",
+                "features": ["core"], "active": true, "server_group": group })
+    };
+    let (status, body) = send(
+        &app,
+        Method::PUT,
+        "/api/owner/plans/enterprise",
+        Some(&plan(json!("vip"))),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["server_group"], "vip");
+
+    // The emptier server is the dedicated one, yet only the pinned plan goes there.
+    let free = app.create_tenant("ordinary").await;
+    assert_eq!(free["server_id"], "default");
+    let (status, body) = send(
+        &app,
+        Method::POST,
+        "/api/owner/tenants?wait=true",
+        Some(&json!({ "slug": "important", "name": "Important", "plan": "enterprise" })),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["server_id"], "dedicated");
+
+    // A group with no server: refused, nothing recorded.
+    let (status, _) = send(
+        &app,
+        Method::PUT,
+        "/api/owner/plans/enterprise",
+        Some(&plan(json!("nowhere"))),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, body) = send(
+        &app,
+        Method::POST,
+        "/api/owner/tenants",
+        Some(&json!({ "slug": "stranded", "name": "Stranded", "plan": "enterprise" })),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (409, Some("no_server_capacity")),
+        "{body}"
+    );
+    assert_eq!(
+        app.count("SELECT count(*) FROM tenants WHERE slug = 'stranded'")
+            .await,
+        0
+    );
+    let (status, _) = send(
+        &app,
+        Method::PUT,
+        "/api/owner/plans/enterprise",
+        Some(&plan(json!("Not A Group"))),
+    )
+    .await;
+    assert_eq!(status, 422, "a malformed group is refused");
 }
