@@ -38,6 +38,10 @@ pub enum Error {
     BadRequest(String),
     #[error("authentication required")]
     Unauthenticated,
+    /// A sign-in with an unknown email, a wrong password or a disabled account (which of
+    /// them is not said).
+    #[error("wrong email or password")]
+    WrongCredentials,
     /// Too many failed sign-ins for the account or from the address; retry after this
     /// many seconds.
     #[error("too many failed sign-ins; retry in {0} s")]

@@ -109,7 +109,7 @@ pub async fn sign_in(owner: &OwnerDb, tokens: &OwnerTokens, attempt: Attempt) ->
                 json!({ "via": attempt.kind.as_str() }),
             )
             .await?;
-            return Err(Error::Unauthenticated);
+            return Err(Error::WrongCredentials);
         }
     };
     let session_id = Uuid::now_v7();

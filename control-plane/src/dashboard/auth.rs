@@ -138,7 +138,7 @@ pub async fn login(
             );
             Ok(response)
         }
-        Err(Error::Unauthenticated) => Ok(login_form(
+        Err(Error::WrongCredentials) => Ok(login_form(
             &state,
             next,
             form.email,

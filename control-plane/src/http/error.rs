@@ -121,6 +121,11 @@ impl From<&Error> for ApiError {
                 "unauthenticated",
                 "a valid bearer token is required",
             ),
+            Error::WrongCredentials => ApiError::new(
+                S::UNAUTHORIZED,
+                "wrong_credentials",
+                "wrong email or password",
+            ),
             Error::TooManyAttempts(secs) => ApiError {
                 retry_after: Some(*secs),
                 ..ApiError::new(S::TOO_MANY_REQUESTS, "too_many_attempts", e.to_string())

@@ -129,3 +129,30 @@ async fn viewers_can_look_but_not_change() {
         401
     );
 }
+
+#[tokio::test]
+async fn a_failed_sign_in_says_wrong_email_or_password_whichever_it_was() {
+    let app = spawn_app().await;
+    for (email, password) in [
+        ("owner@example.com", "not-the-password"),
+        ("nobody@example.com", OPERATOR_PASSWORD),
+    ] {
+        let response = app
+            .post_json(
+                "/api/owner/auth/login",
+                None,
+                &json!({ "email": email, "password": password }),
+            )
+            .await;
+        assert_eq!(response.status(), 401, "{email}");
+        let body: Value = response.json().await.expect("json");
+        assert_eq!(
+            (
+                body["error"]["code"].as_str(),
+                body["error"]["message"].as_str()
+            ),
+            (Some("wrong_credentials"), Some("wrong email or password")),
+            "{email}"
+        );
+    }
+}
