@@ -508,8 +508,8 @@ fn schemas() -> Value {
         "RestoreRequest": {"type": "object", "required": ["backup_id"], "additionalProperties": false, "properties": {
             "backup_id": {"type": "string", "format": "uuid"},
             "into": {"type": "string", "pattern": "^[a-z][a-z0-9-]{1,39}$", "description": "restore into a new tenant with this slug"}}},
-        "MigrationStart": {"type": "object", "additionalProperties": false, "properties": {
-            "dry_run": {"type": "boolean"}, "concurrency": int,
+        "MigrationStart": {"type": "object", "required": ["dry_run"], "additionalProperties": false, "properties": {
+            "dry_run": {"type": "boolean", "description": "required: false for a real run"}, "concurrency": int,
             "backup": {"type": "boolean", "description": "back each tenant up right before migrating it"},
             "maintenance": {"type": "boolean", "description": "put each tenant in maintenance (503 tenant_maintenance) while it is migrated"},
             "max_failures": {"description": "a count (5) or a ratio (\"5%\", \"0.05\")"},

@@ -25,8 +25,9 @@ pub fn routes() -> Router<AppState> {
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct StartRequest {
-    #[serde(default)]
-    dry_run: bool,
+    /// Required: a real run changes every tenant, so it is never what an empty body
+    /// means.
+    dry_run: Option<bool>,
     /// Back each tenant up right before migrating it.
     #[serde(default)]
     backup: bool,
@@ -62,6 +63,12 @@ async fn start(
     ApiJson(req): ApiJson<StartRequest>,
 ) -> Result<(StatusCode, Json<Value>)> {
     operator.require_write()?;
+    let dry_run = req.dry_run.ok_or_else(|| {
+        Error::BadRequest(
+            "dry_run is required: true lists what would apply and changes nothing, false migrates the fleet"
+                .into(),
+        )
+    })?;
     let max_failures = match req.max_failures {
         None | Some(Value::Null) => None,
         Some(Value::Number(n)) => Some(
@@ -107,7 +114,7 @@ async fn start(
         canary,
         tenants: req.tenants,
         plan: req.plan,
-        dry_run: req.dry_run,
+        dry_run,
         backup: req.backup,
         maintenance: req.maintenance,
         ..FleetOptions::default()

@@ -305,7 +305,7 @@ async fn only_one_fleet_run_at_a_time_and_creation_racing_a_run_ends_at_the_late
         .post_json(
             "/api/owner/migrations",
             Some(&app.token),
-            &serde_json::json!({}),
+            &serde_json::json!({ "dry_run": false }),
         )
         .await;
     assert_eq!(response.status(), 409);
@@ -516,15 +516,31 @@ async fn the_owner_api_starts_and_shows_runs_and_viewers_cannot_start_them() {
         .post_json(
             "/api/owner/migrations",
             Some(&app.token),
-            &serde_json::json!({ "concurrency": 0 }),
+            &serde_json::json!({ "dry_run": false, "concurrency": 0 }),
         )
         .await;
     assert_eq!(bad.status(), 400);
+    // An empty body is not a real run of the whole fleet.
     let bad = app
         .post_json(
             "/api/owner/migrations",
             Some(&app.token),
-            &serde_json::json!({ "canary": "five" }),
+            &serde_json::json!({}),
+        )
+        .await;
+    assert_eq!(bad.status(), 400);
+    let body: serde_json::Value = bad.json().await.expect("json");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("dry_run is required")),
+        "{body}"
+    );
+    let bad = app
+        .post_json(
+            "/api/owner/migrations",
+            Some(&app.token),
+            &serde_json::json!({ "dry_run": false, "canary": "five" }),
         )
         .await;
     assert_eq!(bad.status(), 400);
