@@ -2,7 +2,6 @@
 //! Every command waits until the work is done, and calls the same service functions as
 //! the owner API and the dashboard.
 
-use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -247,7 +246,7 @@ pub async fn restore(
     match into {
         None => {
             if !yes {
-                confirm(
+                super::confirm::by_slug(
                     &tenant.slug,
                     &format!(
                         "This replaces the data and files of {} with backup {} of {} (the tenant is in maintenance meanwhile).",
@@ -255,6 +254,7 @@ pub async fn restore(
                         found.id,
                         found.started_at.format("%Y-%m-%d %H:%M:%S UTC")
                     ),
+                    "a restore replaces the tenant's data",
                 )?;
             }
             let restore = services.backups.restore(&tenant, &checked, actor).await?;
@@ -305,28 +305,5 @@ pub async fn export(
             human_bytes(i64::try_from(export.bytes).unwrap_or(i64::MAX))
         )
     });
-    Ok(())
-}
-
-/// Asks the operator to type the tenant's slug; refuses when nobody can answer.
-fn confirm(slug: &str, what: &str) -> Result<()> {
-    if !std::io::stdin().is_terminal() {
-        return Err(Error::BadRequest(
-            "a restore replaces the tenant's data: confirm with --yes when not at a terminal"
-                .into(),
-        ));
-    }
-    eprint!("{what}\nType the tenant's slug ({slug}) to go on: ");
-    let _ = std::io::stderr().flush();
-    let mut line = String::new();
-    std::io::stdin()
-        .lock()
-        .read_line(&mut line)
-        .map_err(|e| Error::BadRequest(format!("cannot read the answer: {e}")))?;
-    if line.trim() != slug {
-        return Err(Error::BadRequest(
-            "not confirmed; nothing was restored".into(),
-        ));
-    }
     Ok(())
 }

@@ -2,6 +2,7 @@
 
 mod backups;
 mod config;
+mod confirm;
 mod demo;
 mod find;
 mod installation;

@@ -75,9 +75,13 @@ pub enum TenantsCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Delete a tenant's database, roles and files, and wait until done.
+    /// Delete a tenant's database, roles and files, and wait until done. Asks to type
+    /// the slug first (or give --yes).
     Delete {
         slug: String,
+        /// Do not ask to type the slug.
+        #[arg(long)]
+        yes: bool,
         #[arg(long)]
         json: bool,
     },
@@ -343,8 +347,18 @@ pub async fn run(cmd: TenantsCommand, config: Config) -> Result<()> {
             }
             Ok(())
         }
-        TenantsCommand::Delete { slug, json } => {
+        TenantsCommand::Delete { slug, yes, json } => {
             let tenant = find::tenant(&services, &slug).await?;
+            if !yes {
+                super::confirm::by_slug(
+                    &tenant.slug,
+                    &format!(
+                        "This drops the database, roles and files of {} ({}). It cannot be undone.",
+                        tenant.slug, tenant.name
+                    ),
+                    "deleting a tenant drops its data",
+                )?;
+            }
             provisioner.tenant_delete(tenant.id, &actor).await?;
             let tenant = provisioner.drive(tenant.id).await?;
             show(&services, tenant, json).await

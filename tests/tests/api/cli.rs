@@ -51,7 +51,17 @@ async fn cli_creates_suspends_and_deletes_tenants_without_the_server() {
             .is_err(),
         "duplicate slug"
     );
-    run(&["tenants", "delete", "cli-made", "--json"])
+    let refused = run(&["tenants", "delete", "cli-made"])
+        .await
+        .expect_err("no terminal to confirm on, and no --yes");
+    assert!(refused.to_string().contains("--yes"), "{refused}");
+    assert_eq!(
+        app.count("SELECT count(*) FROM tenants WHERE slug = 'cli-made' AND status = 'active'")
+            .await,
+        1,
+        "nothing deleted"
+    );
+    run(&["tenants", "delete", "cli-made", "--yes", "--json"])
         .await
         .expect("delete");
     assert_eq!(
