@@ -17,7 +17,15 @@ async fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
-    telemetry::init(config.log_format);
+    let quiet = if matches!(cli.command, control_plane::cli::Command::Serve) {
+        telemetry::DEFAULT_FILTER
+    } else {
+        telemetry::QUIET_FILTER
+    };
+    telemetry::init(
+        config.log_format,
+        telemetry::default_filter(quiet, cli.verbose),
+    );
     for name in &config.unknown_variables {
         tracing::warn!(
             "{name} is set but names no setting (a typo?); it is ignored. `control-plane config` lists the settings in force"

@@ -1,4 +1,6 @@
-//! Tracing set-up: human-readable or JSON lines, filtered by `RUST_LOG`.
+//! Tracing set-up: human-readable or JSON lines, filtered by `RUST_LOG` (else by the
+//! command's default: `info` for `serve`, warnings only for the other commands unless
+//! `-v`). Colours only when stderr is a terminal, so a log file holds plain text.
 //!
 //! Whatever `RUST_LOG` asks, the PostgreSQL driver is capped at `info`: at `debug` it logs
 //! every statement with its parameters, which carry password hashes, SCRAM verifiers,
@@ -17,6 +19,8 @@ use tracing_subscriber::{Layer, fmt};
 use crate::config::LogFormat;
 
 pub const DEFAULT_FILTER: &str = "info,tower_http=info";
+/// CLI commands: what went wrong, not the libraries' progress.
+pub const QUIET_FILTER: &str = "warn";
 
 /// Crates that log statements with their parameters (or migration SQL) below `info`.
 const CAPPED: &[&str] = &[
@@ -35,12 +39,23 @@ pub fn allowed(meta: &Metadata<'_>) -> bool {
     !capped || *meta.level() <= tracing::Level::INFO
 }
 
-/// Installs the global subscriber; later calls (tests) are ignored.
-pub fn init(format: LogFormat) {
-    let env = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
+/// The filter for `-v` given `verbose` times on top of `default`.
+pub fn default_filter(default: &'static str, verbose: u8) -> &'static str {
+    match (default, verbose) {
+        (_, 0) => default,
+        (QUIET_FILTER, 1) => DEFAULT_FILTER,
+        _ => "debug",
+    }
+}
+
+/// Installs the global subscriber with `default` unless `RUST_LOG` says otherwise; later
+/// calls (tests) are ignored.
+pub fn init(format: LogFormat, default: &str) {
+    let env = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     let filter = env.and(filter_fn(allowed));
     let layer = fmt::layer()
         .with_writer(|| Stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .log_internal_errors(false);
     let layer = match format {
         LogFormat::Json => layer.json().flatten_event(true).with_filter(filter).boxed(),
@@ -61,5 +76,19 @@ impl Write for Stderr {
     fn flush(&mut self) -> std::io::Result<()> {
         let _ = std::io::stderr().flush();
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commands_are_quiet_unless_asked() {
+        assert_eq!(default_filter(QUIET_FILTER, 0), "warn");
+        assert_eq!(default_filter(QUIET_FILTER, 1), DEFAULT_FILTER);
+        assert_eq!(default_filter(QUIET_FILTER, 2), "debug");
+        assert_eq!(default_filter(DEFAULT_FILTER, 0), DEFAULT_FILTER);
+        assert_eq!(default_filter(DEFAULT_FILTER, 1), "debug");
     }
 }

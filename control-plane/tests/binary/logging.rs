@@ -132,3 +132,32 @@ async fn debug_and_driver_trace_logs_of_provisioning_hold_no_hash_verifier_ciphe
         assert!(!logs.contains(marker), "the logs contain {marker:?}");
     }
 }
+
+#[tokio::test]
+async fn commands_log_warnings_only_unless_asked_and_never_in_colour_to_a_pipe() {
+    let db = OwnerDb::new();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key = random_key();
+    let url = db.url();
+    let prefix = db.prefix();
+    let vars = [
+        ("DATABASE_URL", url.as_str()),
+        ("CP_TENANT_DB_PREFIX", prefix.as_str()),
+        ("CP_MASTER_KEY", key.as_str()),
+    ];
+    let quiet = crate::support::run(dir.path(), &vars, &["tenants", "list"]);
+    assert!(quiet.status.success(), "{}", stderr(&quiet));
+    let quiet = stderr(&quiet);
+    assert!(
+        !quiet.contains("INFO"),
+        "a command logs progress unasked: {quiet}"
+    );
+    let verbose = crate::support::run(dir.path(), &vars, &["tenants", "list", "-v"]);
+    assert!(verbose.status.success(), "{}", stderr(&verbose));
+    let verbose = stderr(&verbose);
+    assert!(verbose.contains("INFO"), "-v logs progress: {verbose}");
+    assert!(
+        !verbose.contains('\u{1b}'),
+        "colour codes in logs written to a pipe: {verbose:?}"
+    );
+}
