@@ -19,5 +19,6 @@ ENV CP_LISTEN=0.0.0.0:8080 \
     CP_STORAGE_ROOT=/var/lib/control-plane/storage \
     CP_BACKUP_ROOT=/var/lib/control-plane-backups
 EXPOSE 8080
+HEALTHCHECK --interval=10s --timeout=6s --start-period=30s --retries=5 CMD ["control-plane", "healthcheck"]
 ENTRYPOINT ["control-plane"]
 CMD ["serve"]

@@ -5,6 +5,7 @@ mod config;
 mod confirm;
 mod demo;
 mod find;
+mod healthcheck;
 mod installation;
 mod migrate;
 mod operators;
@@ -60,6 +61,9 @@ pub enum Command {
     /// Print the configuration in force (secrets masked) after checking it; touches no
     /// database.
     Config(config::ConfigArgs),
+    /// Ask the service running on this host (CP_LISTEN) whether it is ready; exit 0 if
+    /// so. For container health checks.
+    Healthcheck,
     /// Dev only: create a demo operator and three demo tenants with sample patients and
     /// appointments, and print how to log in. Safe to run again.
     Demo,
@@ -75,6 +79,7 @@ impl Cli {
             Command::Servers(cmd) => servers::run(cmd, config).await,
             Command::Migrate(args) => migrate::run(args, config).await,
             Command::Demo => demo::run(config).await,
+            Command::Healthcheck => healthcheck::run(&config).await,
             Command::Config(args) => config::run(args, &config),
             Command::Installation(cmd) => installation::run(cmd, config).await,
         }

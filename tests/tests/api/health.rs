@@ -86,3 +86,27 @@ async fn the_owner_api_answers_503_while_the_owner_database_is_unreachable() {
         );
     }
 }
+
+#[tokio::test]
+async fn the_healthcheck_command_asks_the_running_service() {
+    use clap::Parser;
+    let app = spawn_app().await;
+    let mut config = app.state.config.as_ref().clone();
+    config.listen = app
+        .address
+        .trim_start_matches("http://")
+        .parse()
+        .expect("address");
+    let cli =
+        control_plane::cli::Cli::try_parse_from(["control-plane", "healthcheck"]).expect("parse");
+    cli.run(config.clone()).await.expect("ready");
+
+    // Nobody listens there: not healthy.
+    let free = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port");
+    config.listen = free;
+    let cli =
+        control_plane::cli::Cli::try_parse_from(["control-plane", "healthcheck"]).expect("parse");
+    assert!(cli.run(config).await.is_err());
+}
