@@ -32,6 +32,7 @@ pub fn router() -> Router {
         .merge(files::routes())
         .merge(members::routes())
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
 }
 
 const STATUS_QUERY: &str = "SELECT current_database(), current_user, \
@@ -86,6 +87,15 @@ async fn status(
 
 async fn not_found() -> Response {
     error(StatusCode::NOT_FOUND, "not_found", "no such route")
+}
+
+/// A route that exists, asked with a method it does not take (axum adds `Allow`).
+async fn method_not_allowed() -> Response {
+    error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this route does not take that method",
+    )
 }
 
 /// Put on an answer given because the tenant's connection was lost before or while the

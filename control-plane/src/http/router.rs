@@ -35,7 +35,8 @@ pub fn router(state: AppState) -> Router {
         .merge(owner_moves::routes())
         .merge(owner_audit::routes())
         .route("/openapi.json", axum::routing::get(openapi::serve))
-        .fallback(not_found);
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed);
     metrics::install();
     Router::new()
         .merge(health::routes())
@@ -44,6 +45,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::dashboard::routes())
         .route_layer(axum::middleware::from_fn(metrics::track_owner))
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(
             Dispatch {
                 gateway: std::sync::Arc::clone(&state.gateway),
@@ -102,4 +104,13 @@ impl ApiError {
 
 async fn not_found() -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route")
+}
+
+/// A route that exists, asked with a method it does not take (axum adds `Allow`).
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this route does not take that method",
+    )
 }

@@ -250,3 +250,32 @@ async fn nul_characters_in_owner_input_are_refused_and_nothing_is_made() {
     assert!(matches!(status, 400 | 422), "query: {status}");
     assert_nothing_changed(&app, 0).await;
 }
+
+#[tokio::test]
+async fn a_method_a_route_does_not_take_gets_405_with_a_json_error_and_allow() {
+    let app = spawn_app().await;
+    app.create_tenant("methods").await;
+    let owner = app
+        .http
+        .patch(format!("{}/api/owner/plans", app.address))
+        .bearer_auth(&app.token)
+        .send()
+        .await
+        .expect("request");
+    let tenant = app
+        .http
+        .put(format!("{}/api/v1/status", app.address))
+        .header("host", "methods.localhost")
+        .send()
+        .await
+        .expect("request");
+    for response in [owner, tenant] {
+        assert_eq!(response.status(), 405);
+        assert!(
+            response.headers().contains_key("allow"),
+            "405 names the methods the route takes"
+        );
+        let body: Value = response.json().await.expect("a JSON body");
+        assert_eq!(body["error"]["code"], "method_not_allowed", "{body}");
+    }
+}
