@@ -56,8 +56,8 @@ where
     })?;
     let axum::Json(value) = axum::Json::<T>::from_bytes(&bytes).map_err(|r| match r {
         JsonRejection::MissingJsonContentType(_) => Refused::NotJson,
-        JsonRejection::JsonSyntaxError(e) => Refused::Malformed(e.body_text()),
-        JsonRejection::JsonDataError(e) => Refused::Invalid(e.body_text()),
+        JsonRejection::JsonSyntaxError(e) => Refused::Malformed(plain(&e.body_text())),
+        JsonRejection::JsonDataError(e) => Refused::Invalid(plain(&e.body_text())),
         other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => Refused::TooLarge,
         other => Refused::Other(other.status(), other.body_text()),
     })?;
@@ -65,6 +65,29 @@ where
         return Err(Refused::Nul);
     }
     Ok(value)
+}
+
+/// What serde says is wrong, without axum's preamble ("Failed to deserialize the JSON
+/// body into the target type: ") or the position of a one-line body.
+pub fn plain(text: &str) -> String {
+    let text = text.split_once(": ").map_or(text, |(head, rest)| {
+        if head.starts_with("Failed to ") {
+            rest
+        } else {
+            text
+        }
+    });
+    let text = match text.rfind(" at line ") {
+        Some(at)
+            if text[at + " at line ".len()..]
+                .split(" column ")
+                .all(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit())) =>
+        {
+            &text[..at]
+        }
+        _ => text,
+    };
+    text.to_string()
 }
 
 /// A query string of type `T`, with no NUL character.
@@ -83,7 +106,7 @@ where
     axum::extract::Query::<T>::from_request_parts(parts, state)
         .await
         .map(|q| q.0)
-        .map_err(|e| Refused::Query(e.body_text()))
+        .map_err(|e| Refused::Query(plain(&e.body_text())))
 }
 
 /// A JSON body of type `T` (`axum::Json`, with our error shape and no NUL in any string).
@@ -172,5 +195,25 @@ mod tests {
         assert!(!with("text/json"));
         assert!(!with("application/x-www-form-urlencoded"));
         assert!(!is_json(&HeaderMap::new()));
+    }
+
+    #[test]
+    fn serde_words_without_axums_preamble_or_position() {
+        assert_eq!(
+            plain(
+                "Failed to deserialize the JSON body into the target type: missing field `name` at line 1 column 2"
+            ),
+            "missing field `name`"
+        );
+        assert_eq!(
+            plain(
+                "Failed to deserialize the JSON body into the target type: slug: invalid type: integer `5`, expected a string at line 1 column 10"
+            ),
+            "slug: invalid type: integer `5`, expected a string"
+        );
+        assert_eq!(
+            plain("something else: kept as it is"),
+            "something else: kept as it is"
+        );
     }
 }
