@@ -16,8 +16,9 @@ pub struct Actor {
 }
 
 impl Actor {
+    /// A CLI command, named with the OS user and host that ran it (`cli:alice@ops-1`).
     pub fn cli() -> Self {
-        Self::system("cli")
+        Self::system(&cli_label())
     }
 
     /// An actor inside the control plane itself (no address).
@@ -27,6 +28,20 @@ impl Actor {
             ip: None,
         }
     }
+}
+
+/// `cli:<user>@<host>`: who ran a command, as far as the machine says.
+pub fn cli_label() -> String {
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "unknown".into());
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "unknown".into());
+    format!("cli:{user}@{host}")
 }
 
 /// What an action was done to: `("tenant", id)`, `("plan", code)`...

@@ -48,16 +48,31 @@ pub async fn plan_list(client: &impl GenericClient) -> Result<Vec<Plan>> {
     Ok(rows.iter().map(from_row).collect())
 }
 
-/// An active plan by code; an unknown or retired code is [`Error::UnknownPlan`].
+/// An active plan by code; an unknown or retired code is [`Error::UnknownPlan`], which
+/// names the active plans.
 pub async fn plan_fetch_active(client: &impl GenericClient, code: &str) -> Result<Plan> {
-    client
+    if let Some(row) = client
         .query_opt(
             &format!("SELECT {COLUMNS} FROM subscription_plans WHERE code = $1 AND active"),
             &[&code],
         )
         .await?
-        .map(|r| from_row(&r))
-        .ok_or_else(|| Error::UnknownPlan(code.to_string()))
+    {
+        return Ok(from_row(&row));
+    }
+    let active: Vec<String> = client
+        .query(
+            "SELECT code FROM subscription_plans WHERE active ORDER BY price_cents, code",
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    Err(Error::UnknownPlan(format!(
+        "{code:?} (active plans: {})",
+        active.join(", ")
+    )))
 }
 
 /// `(max_users, max_storage_bytes)` of a plan, active or not; `None` if unknown.

@@ -173,7 +173,7 @@ async fn run_fleet(args: RunArgs, mut config: Config) -> Result<()> {
         crash_after: None,
     };
     let services = Services::init(config, Arc::new(Faults::default())).await?;
-    let run = FleetRun::start(services.fleet.clone(), options, "cli").await?;
+    let run = FleetRun::start(services.fleet.clone(), options, &crate::audit::cli_label()).await?;
     let run_id = run.run().id;
     let total = run.target_count() as u64;
     let interactive = std::io::stderr().is_terminal() && !args.json;

@@ -51,6 +51,13 @@ async fn cli_creates_suspends_and_deletes_tenants_without_the_server() {
             .is_err(),
         "duplicate slug"
     );
+    let unknown = run(&["tenants", "show", "no-such-slug"])
+        .await
+        .expect_err("unknown tenant");
+    assert!(
+        unknown.to_string().contains("no tenant \"no-such-slug\""),
+        "{unknown}"
+    );
     let refused = run(&["tenants", "delete", "cli-made"])
         .await
         .expect_err("no terminal to confirm on, and no --yes");
@@ -75,7 +82,7 @@ async fn cli_creates_suspends_and_deletes_tenants_without_the_server() {
         "deleted tenants are not shown by slug"
     );
     let cli_audit = app
-        .count("SELECT count(*) FROM audit_log WHERE actor = 'cli'")
+        .count("SELECT count(*) FROM audit_log WHERE actor LIKE 'cli:%@%'")
         .await;
     assert!(cli_audit >= 4, "cli actions audited: {cli_audit}");
 }
@@ -262,7 +269,7 @@ async fn a_fleet_run_started_from_the_cli_is_audited() {
         let audited = app
             .count(&format!(
                 "SELECT count(*) FROM audit_log a JOIN migration_runs r ON r.id::text = a.target_id \
-                 WHERE a.action = '{action}' AND a.actor = 'cli'"
+                 WHERE a.action = '{action}' AND a.actor LIKE 'cli:%@%'"
             ))
             .await;
         assert_eq!(audited, 1, "{action} from the CLI is not audited once");

@@ -112,7 +112,14 @@ async fn bad_domains_plans_and_names_are_refused_and_nothing_is_made() {
             &json!({ "slug": "fine", "name": "Fine", "plan": "platinum" }),
         )
         .await;
-    assert_eq!(error_of(response).await, (422, "unknown_plan".to_string()));
+    let body: Value = response.json().await.expect("json");
+    assert_eq!(body["error"]["code"], "unknown_plan");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("platinum") && m.contains("free, starter, pro, enterprise")),
+        "the message names the plans to choose from: {body}"
+    );
     let response = app
         .post_json(
             "/api/owner/tenants",
