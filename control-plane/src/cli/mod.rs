@@ -1,6 +1,7 @@
 //! The command line: one binary, one module per subcommand.
 
 mod backups;
+mod completions;
 mod config;
 mod confirm;
 mod demo;
@@ -61,6 +62,11 @@ pub enum Command {
     /// Print the configuration in force (secrets masked) after checking it; touches no
     /// database.
     Config(config::ConfigArgs),
+    /// Print the shell completion script for SHELL (bash, zsh, fish, elvish, powershell).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
     /// Ask the service running on this host (CP_LISTEN) whether it is ready; exit 0 if
     /// so. For container health checks.
     Healthcheck,
@@ -80,6 +86,10 @@ impl Cli {
             Command::Migrate(args) => migrate::run(args, config).await,
             Command::Demo => demo::run(config).await,
             Command::Healthcheck => healthcheck::run(&config).await,
+            Command::Completions { shell } => {
+                completions::run(shell);
+                Ok(())
+            }
             Command::Config(args) => config::run(args, &config),
             Command::Installation(cmd) => installation::run(cmd, config).await,
         }

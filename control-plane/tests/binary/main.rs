@@ -2,6 +2,7 @@
 //! operator runs it: the configuration loader (environment and TOML file), the
 //! installation identity check across working directories, and signals and pipes.
 
+mod completions;
 mod config_table;
 mod identity;
 mod logging;

@@ -1,0 +1,19 @@
+//! Shell completions, printed without touching any database.
+
+use crate::support::{run, stderr};
+
+#[test]
+fn completion_scripts_know_the_commands_and_refuse_an_unknown_shell() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for shell in ["bash", "zsh", "fish"] {
+        let out = run(dir.path(), &[], &["completions", shell]);
+        assert!(out.status.success(), "{shell}: {}", stderr(&out));
+        let script = String::from_utf8_lossy(&out.stdout);
+        for word in ["tenants", "servers", "migrate", "maintenance"] {
+            assert!(script.contains(word), "{shell} completes {word}");
+        }
+    }
+    let out = run(dir.path(), &[], &["completions", "cmd-exe"]);
+    assert_eq!(out.status.code(), Some(2), "clap's usage error");
+    assert!(stderr(&out).contains("possible values"), "{}", stderr(&out));
+}
