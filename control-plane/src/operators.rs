@@ -65,6 +65,17 @@ pub async fn update(
     active: Option<bool>,
 ) -> Result<Operator> {
     require_owner(by)?;
+    update_as(owner, actor, id, role, active).await
+}
+
+/// [`update`] for a caller with the owner database's own authority (the CLI).
+pub async fn update_as(
+    owner: &OwnerDb,
+    actor: &Actor,
+    id: Uuid,
+    role: Option<OperatorRole>,
+    active: Option<bool>,
+) -> Result<Operator> {
     let mut conn = owner.conn().await?;
     let tx = owner_db::begin(&mut conn).await?;
     // Serialises concurrent changes of operators, so two owners cannot demote each other
@@ -105,6 +116,25 @@ pub async fn update(
     .await?;
     owner_db::commit(tx).await?;
     Ok(after)
+}
+
+/// Gives an operator a new one-time password (returned once; they choose their own at
+/// sign-in) and ends their sessions: for one who is locked out. Audited.
+pub async fn reset_password(
+    owner: &OwnerDb,
+    actor: &Actor,
+    id: Uuid,
+) -> Result<(Operator, SecretString)> {
+    let password = random_password();
+    let hash = hash_password(password.expose_secret())?;
+    let mut conn = owner.conn().await?;
+    let tx = owner_db::begin(&mut conn).await?;
+    owner::operators::operator_set_one_time_password(&tx, id, &hash).await?;
+    session_revoke_all(&tx, id).await?;
+    let operator = operator_fetch(&tx, id).await?;
+    audit(&tx, actor, "operator.password_reset", &operator, json!({})).await?;
+    owner_db::commit(tx).await?;
+    Ok((operator, password))
 }
 
 /// An operator sets their own password, proving the current one, from the session

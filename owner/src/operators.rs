@@ -150,6 +150,24 @@ pub async fn operator_update(
     from_row(&row)
 }
 
+/// Gives the operator a one-time password (they must choose their own at sign-in).
+pub async fn operator_set_one_time_password(
+    client: &impl GenericClient,
+    id: Uuid,
+    password_hash: &str,
+) -> Result<()> {
+    let n = client
+        .execute(
+            "UPDATE owner_users SET password_hash = $2, must_change_password = true WHERE id = $1",
+            &[&id, &password_hash],
+        )
+        .await?;
+    if n == 0 {
+        return Err(Error::NotFound);
+    }
+    Ok(())
+}
+
 /// Sets a password the operator chose (clearing the one-time flag).
 pub async fn operator_set_password(
     client: &impl GenericClient,

@@ -310,3 +310,65 @@ async fn cli_puts_a_tenant_in_maintenance_and_ends_it() {
             .expect_err("on or off");
     assert!(refused.to_string().contains("possible values"), "{refused}");
 }
+
+#[tokio::test]
+async fn operators_are_listed_disabled_enabled_and_reset_from_the_cli() {
+    let app = spawn_app().await;
+    app.create_operator("helper@example.com", "admin").await;
+    let helper = app
+        .login("helper@example.com", crate::helpers::OPERATOR_PASSWORD)
+        .await;
+    let config = app.state.config.as_ref().clone();
+    let run = |args: &[&str]| {
+        let config = config.clone();
+        let mut argv = vec!["control-plane", "operators"];
+        argv.extend_from_slice(args);
+        let cli = Cli::try_parse_from(argv).expect("parse");
+        async move { cli.run(config).await }
+    };
+    run(&["list", "--json"]).await.expect("list");
+
+    run(&["disable", "helper@example.com"])
+        .await
+        .expect("disable");
+    assert_eq!(
+        app.get("/api/owner/me", Some(&helper)).await.status(),
+        401,
+        "a disabled operator's sessions end at once"
+    );
+    run(&["enable", "helper@example.com"])
+        .await
+        .expect("enable");
+    assert_eq!(
+        app.count("SELECT count(*) FROM owner_users WHERE email = 'helper@example.com' AND status = 'active'")
+            .await,
+        1
+    );
+    let last = run(&["disable", "owner@example.com"])
+        .await
+        .expect_err("the last active owner");
+    assert!(last.to_string().contains("last active owner"), "{last}");
+    let unknown = run(&["disable", "nobody@example.com"])
+        .await
+        .expect_err("unknown operator");
+    assert!(unknown.to_string().contains("no operator"), "{unknown}");
+
+    // A locked-out owner gets a one-time password; the old sessions end.
+    run(&["reset-password", "owner@example.com"])
+        .await
+        .expect("reset");
+    assert_eq!(
+        app.get("/api/owner/me", Some(&app.token)).await.status(),
+        401
+    );
+    assert_eq!(
+        app.count("SELECT count(*) FROM owner_users WHERE email = 'owner@example.com' AND must_change_password")
+            .await,
+        1
+    );
+    assert_eq!(
+        app.count("SELECT count(*) FROM audit_log WHERE action = 'operator.password_reset' AND actor LIKE 'cli:%'")
+            .await,
+        1
+    );
+}
