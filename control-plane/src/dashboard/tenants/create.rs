@@ -78,7 +78,7 @@ pub async fn new_form(State(state): State<AppState>, session: DashSession) -> Da
         &state,
         &session,
         CreateForm {
-            plan: "starter".into(),
+            plan: crate::provisioning::DEFAULT_PLAN.into(),
             ..CreateForm::default()
         },
         HashMap::new(),
