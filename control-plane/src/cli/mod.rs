@@ -87,7 +87,7 @@ impl Cli {
             Command::Demo => demo::run(config).await,
             Command::Healthcheck => healthcheck::run(&config).await,
             Command::Completions { shell } => {
-                completions::run(shell);
+                completions::run(shell, <Cli as clap::CommandFactory>::command());
                 Ok(())
             }
             Command::Config(args) => config::run(args, &config),
