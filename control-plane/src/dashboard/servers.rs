@@ -92,6 +92,24 @@ async fn servers_page(
     Ok(response)
 }
 
+/// After an action: back to the list with `notice`, or the list with the client's
+/// mistake (and the name typed, for the add form).
+async fn answer(
+    state: &AppState,
+    session: &DashSession,
+    result: Result<()>,
+    notice: &str,
+    name: String,
+) -> DashResult<Response> {
+    match result {
+        Ok(()) => Ok(see_other("/owner/servers", notice)),
+        Err(e) => {
+            let api = client_mistake(e)?;
+            servers_page(state, session, None, Some((api.status, api.message)), name).await
+        }
+    }
+}
+
 pub async fn list(
     State(state): State<AppState>,
     session: DashSession,
@@ -157,20 +175,14 @@ pub async fn add(
             .await
     }
     .await;
-    match result {
-        Ok(_) => Ok(see_other("/owner/servers", "server_added")),
-        Err(e) => {
-            let api = client_mistake(e)?;
-            servers_page(
-                &state,
-                &session,
-                None,
-                Some((api.status, api.message)),
-                form.name,
-            )
-            .await
-        }
-    }
+    answer(
+        &state,
+        &session,
+        result.map(|_| ()),
+        "server_added",
+        form.name,
+    )
+    .await
 }
 
 /// Drains a server: no new tenants, and its tenants moved off in the background.
@@ -189,20 +201,7 @@ pub async fn drain(
         &session.actor(ip),
     )
     .await;
-    match result {
-        Ok(()) => Ok(see_other("/owner/servers", "server_draining")),
-        Err(e) => {
-            let api = client_mistake(e)?;
-            servers_page(
-                &state,
-                &session,
-                None,
-                Some((api.status, api.message)),
-                String::new(),
-            )
-            .await
-        }
-    }
+    answer(&state, &session, result, "server_draining", String::new()).await
 }
 
 #[derive(Deserialize, Default)]
@@ -237,18 +236,12 @@ pub async fn set_status(
             form.status
         ))),
     };
-    match result {
-        Ok(_) => Ok(see_other("/owner/servers", "server_saved")),
-        Err(e) => {
-            let api = client_mistake(e)?;
-            servers_page(
-                &state,
-                &session,
-                None,
-                Some((api.status, api.message)),
-                String::new(),
-            )
-            .await
-        }
-    }
+    answer(
+        &state,
+        &session,
+        result.map(|_| ()),
+        "server_saved",
+        String::new(),
+    )
+    .await
 }

@@ -6,13 +6,12 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use owner::tenants::{Tenant, tenant_find};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::extract::{ApiJson, ApiQuery, ClientIp};
 use super::owner_auth::CurrentOperator;
-use super::owner_tenants::WAIT_LIMIT;
+use super::owner_tenants::{WAIT_LIMIT, WaitQuery, find};
 use crate::Result;
 use crate::http::state::AppState;
 
@@ -22,23 +21,11 @@ pub fn routes() -> Router<AppState> {
         .route("/tenants/{id}/moves", get(list))
 }
 
-async fn find(state: &AppState, key: &str) -> Result<Tenant> {
-    let conn = state.owner.conn().await?;
-    Ok(tenant_find(&**conn, key).await?)
-}
-
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct MoveRequest {
     /// The server to move to.
     to: String,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct WaitQuery {
-    #[serde(default)]
-    wait: bool,
 }
 
 /// 202 with the move copying; with `?wait=true`, 200 with the move switched (or the

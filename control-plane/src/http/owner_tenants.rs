@@ -75,7 +75,7 @@ async fn view(state: &AppState, tenant: Tenant) -> Result<TenantView> {
 }
 
 /// A tenant by id, or by slug among living tenants.
-async fn find(state: &AppState, key: &str) -> Result<Tenant> {
+pub(super) async fn find(state: &AppState, key: &str) -> Result<Tenant> {
     let conn = state.owner.conn().await?;
     Ok(tenant_find(&**conn, key).await?)
 }
@@ -94,11 +94,12 @@ struct CreateRequest {
     admin_password: Option<String>,
 }
 
+/// `?wait=true`: answer once the work is done (up to [`WAIT_LIMIT`]).
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
-struct WaitQuery {
+pub(super) struct WaitQuery {
     #[serde(default)]
-    wait: bool,
+    pub wait: bool,
 }
 
 async fn create(

@@ -28,17 +28,16 @@ pub async fn take_for(
     by: Holder,
     allow_reads: bool,
 ) -> Result<()> {
-    if maintenance_take(client, tenant.id, by, None, allow_reads).await? {
-        return Ok(());
-    }
-    let current = owner::tenants::tenant_fetch(client, tenant.id).await?;
+    // Locked until the caller's transaction ends, so the holder read is the one replaced.
+    let current = owner::tenants::tenant_fetch_for_update(client, tenant.id).await?;
     match current.maintenance {
+        None if maintenance_take(client, tenant.id, by, None, allow_reads).await? => Ok(()),
+        // Taken between the read and the update (a caller outside a transaction).
+        None => Err(Error::Conflict(
+            "tenant_in_maintenance",
+            format!("tenant {} entered maintenance meanwhile; retry", tenant.id),
+        )),
         Some(m) if m.by == Holder::Operator => Ok(()),
-        // Freed meanwhile: take it now (nobody else could have between, in this row lock).
-        None => {
-            maintenance_take(client, tenant.id, by, None, allow_reads).await?;
-            Ok(())
-        }
         Some(m) => Err(busy(tenant.id, m.by)),
     }
 }

@@ -48,6 +48,23 @@ pub async fn connect_as(role: &str, db: &str) -> Result<Client, tokio_postgres::
     Ok(client)
 }
 
+/// A connection to any server by URL (a scratch cluster's, with its password).
+pub async fn connect_url(url: &str) -> Result<Client, tokio_postgres::Error> {
+    let (client, connection) = tokio_postgres::connect(url, NoTls).await?;
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    Ok(client)
+}
+
+/// `GET /api/v1/status` on `host`: the status and the error code, if any.
+pub async fn status_on(app: &TestApp, host: &str) -> (u16, Option<String>) {
+    let response = app.get_on(host, "/api/v1/status", &[]).await;
+    let status = response.status().as_u16();
+    let body: Value = response.json().await.unwrap_or(Value::Null);
+    (status, body["error"]["code"].as_str().map(str::to_string))
+}
+
 /// Leftovers older than this are from crashed runs; younger ones may belong to a suite
 /// running right now in another process.
 const STALE_AFTER_SECS: u64 = 3600;

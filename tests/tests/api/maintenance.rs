@@ -9,14 +9,7 @@ use owner::maintenance::Holder;
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, eventually, pg, spawn_app};
-
-async fn status_on(app: &TestApp, host: &str) -> (u16, Option<String>) {
-    let response = app.get_on(host, "/api/v1/status", &[]).await;
-    let status = response.status().as_u16();
-    let body: Value = response.json().await.unwrap_or(Value::Null);
-    (status, body["error"]["code"].as_str().map(str::to_string))
-}
+use crate::helpers::{TestApp, eventually, pg, spawn_app, status_on};
 
 async fn put_maintenance(app: &TestApp, slug: &str, body: &Value) -> (u16, Value) {
     let response = app

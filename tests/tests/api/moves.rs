@@ -12,18 +12,13 @@ use control_plane::provisioning::{AddServer, FaultPoint};
 use reqwest::Method;
 use scratch_cluster::ScratchCluster;
 use serde_json::{Value, json};
-use tokio_postgres::NoTls;
 
 use crate::helpers::{TestApp, eventually, pg, spawn_app_with};
 
 async fn connect(url: &str) -> tokio_postgres::Client {
-    let (client, connection) = tokio_postgres::connect(url, NoTls)
+    crate::helpers::connect_url(url)
         .await
-        .expect("connect to the second server");
-    tokio::spawn(async move {
-        let _ = connection.await;
-    });
-    client
+        .expect("connect to the second server")
 }
 
 async fn add_server(app: &TestApp, cluster: &ScratchCluster, name: &str) {

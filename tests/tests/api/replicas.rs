@@ -10,18 +10,11 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::helpers::{TestApp, eventually, spawn_app, terminate_backends, within};
+use crate::helpers::{TestApp, eventually, spawn_app, status_on, terminate_backends, within};
 
 /// Well under the caches' lifetimes (30 s for a known domain, 60 s for plan limits), so
 /// a change seen within it came through the feed, not through an expiry.
 const PROMPTLY: Duration = Duration::from_secs(10);
-
-async fn status_on(app: &TestApp, host: &str) -> (u16, Option<String>) {
-    let response = app.get_on(host, "/api/v1/status", &[]).await;
-    let status = response.status().as_u16();
-    let body: Value = response.json().await.unwrap_or(Value::Null);
-    (status, body["error"]["code"].as_str().map(str::to_string))
-}
 
 /// Waits until `host` answers `expected` (a status and an error code).
 async fn answers(app: &TestApp, host: &str, expected: (u16, Option<&str>), what: &str) {

@@ -6,17 +6,8 @@
 use reqwest::Method;
 use scratch_cluster::ScratchCluster;
 use serde_json::{Value, json};
-use tokio_postgres::NoTls;
 
-use crate::helpers::{TestApp, eventually, pg, spawn_app};
-
-async fn connect(url: &str) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
-    let (client, connection) = tokio_postgres::connect(url, NoTls).await?;
-    tokio::spawn(async move {
-        let _ = connection.await;
-    });
-    Ok(client)
-}
+use crate::helpers::{TestApp, connect_url, eventually, pg, spawn_app};
 
 async fn send(app: &TestApp, method: Method, path: &str, body: Option<&Value>) -> (u16, Value) {
     let mut request = app
@@ -32,7 +23,7 @@ async fn send(app: &TestApp, method: Method, path: &str, body: Option<&Value>) -
 }
 
 async fn databases_on(cluster: &ScratchCluster, pattern: &str) -> Vec<String> {
-    connect(&cluster.url("postgres"))
+    connect_url(&cluster.url("postgres"))
         .await
         .expect("connect to the second server")
         .query(
@@ -143,7 +134,9 @@ async fn tenants_spread_over_a_second_server_and_live_their_whole_life_there() {
         vec![bravo_db.clone()]
     );
     assert!(
-        connect(&crate::helpers::pg_url(&bravo_db)).await.is_err(),
+        connect_url(&crate::helpers::pg_url(&bravo_db))
+            .await
+            .is_err(),
         "not on the default server"
     );
     assert_eq!(served(&app, "alpha", &alpha_token).await, 200);
@@ -209,7 +202,7 @@ async fn tenants_spread_over_a_second_server_and_live_their_whole_life_there() {
             crate::helpers::pg_url(&db)
         };
         async move {
-            connect(&url)
+            connect_url(&url)
                 .await
                 .expect("connect")
                 .query_one(
