@@ -76,8 +76,13 @@ impl Billing {
             json!({ "from": before, "to": plan }),
         )
         .await?;
+        // A new max_database_bytes applies to the latest samples at once.
+        let flipped = owner::usage::database_quota_refresh(&tx, None).await?;
         owner_db::commit(tx).await?;
         self.events.plans_changed().await;
+        for id in flipped {
+            self.events.changed(id).await;
+        }
         Ok(plan)
     }
 
@@ -130,6 +135,7 @@ impl Billing {
             }
         };
         tenant_set_plan(&tx, tenant_id, &plan.code).await?;
+        owner::usage::database_quota_refresh(&tx, Some(tenant_id)).await?;
         audit(
             &tx,
             actor,

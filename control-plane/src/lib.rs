@@ -8,6 +8,7 @@ pub mod backups;
 pub mod billing;
 pub mod cli;
 pub mod config;
+pub mod customisation;
 mod dashboard;
 pub mod domains;
 mod error;

@@ -195,7 +195,12 @@ impl Metering {
         report.requests = counts.values().sum();
         let written = async {
             let written = owner::usage::usage_insert(&tx, &samples).await?;
+            let flipped = owner::usage::database_quota_refresh(&tx, None).await?;
             crate::services::owner_db::commit(tx).await?;
+            for id in &flipped {
+                tracing::info!(tenant_id = %id, "database quota state changed");
+                self.gateway.forget(Some(*id)).await;
+            }
             Ok::<_, Error>(written)
         }
         .await;

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use crate::backups::Backups;
 use crate::billing::Billing;
 use crate::config::Config;
+use crate::customisation::Customiser;
 use crate::domains::Domains;
 use crate::fleet::Fleet;
 use crate::provisioning::{ClusterSettings, Faults, Provisioner, Servers};
@@ -32,6 +33,7 @@ pub struct Services {
     pub provisioner: Arc<Provisioner>,
     pub domains: Arc<Domains>,
     pub billing: Arc<Billing>,
+    pub customiser: Arc<Customiser>,
     pub fleet: Fleet,
     pub backups: Arc<Backups>,
     pub traffic: Traffic,
@@ -137,6 +139,7 @@ impl Services {
             config.base_domain.clone(),
         ));
         let billing = Arc::new(Billing::new(owner.clone(), events.clone()));
+        let customiser = Arc::new(Customiser::new(owner.clone(), events.clone()));
         let fleet = Fleet::new(
             owner.clone(),
             Arc::clone(&access),
@@ -159,6 +162,7 @@ impl Services {
             provisioner,
             domains,
             billing,
+            customiser,
             fleet,
             backups,
             traffic,

@@ -76,17 +76,30 @@ pub async fn plan_fetch_active(client: &impl GenericClient, code: &str) -> Resul
 }
 
 /// `(max_users, max_storage_bytes)` of a plan, active or not; `None` if unknown.
-pub async fn plan_limits(
-    client: &impl GenericClient,
-    code: &str,
-) -> Result<Option<(Option<i32>, Option<i64>)>> {
-    Ok(client
+/// What the gateway applies of a plan.
+#[derive(Debug, Clone, Default)]
+pub struct PlanTerms {
+    pub max_users: Option<i32>,
+    pub max_storage_bytes: Option<i64>,
+    pub features: Vec<String>,
+}
+
+pub async fn plan_terms(client: &impl GenericClient, code: &str) -> Result<Option<PlanTerms>> {
+    let Some(row) = client
         .query_opt(
-            "SELECT max_users, max_storage_bytes FROM subscription_plans WHERE code = $1",
+            "SELECT max_users, max_storage_bytes, features FROM subscription_plans WHERE code = $1",
             &[&code],
         )
         .await?
-        .map(|r| (r.get(0), r.get(1))))
+    else {
+        return Ok(None);
+    };
+    let features: serde_json::Value = row.get(2);
+    Ok(Some(PlanTerms {
+        max_users: row.get(0),
+        max_storage_bytes: row.get(1),
+        features: serde_json::from_value(features).unwrap_or_default(),
+    }))
 }
 
 /// What an operator may set on a plan. The code is fixed once a plan exists: tenants and
@@ -160,13 +173,11 @@ impl PlanFields {
                 "a lowercase letter, then lowercase letters, digits or '-', at most 40",
             ));
         }
-        if self.features.iter().any(|f| {
-            f.is_empty()
-                || f.len() > 40
-                || !f
-                    .chars()
-                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
-        }) {
+        if !self
+            .features
+            .iter()
+            .all(|f| crate::tenant_settings::valid_feature(f))
+        {
             return Err(invalid(
                 "features",
                 "each feature is 1 to 40 of a-z, 0-9, - and _",

@@ -119,8 +119,13 @@ pub struct Tenant {
     pub runtime_password_enc: Vec<u8>,
     pub secret_key_version: i32,
     pub schema_version: Option<i32>,
+    /// What the tenant app reads (see [`crate::tenant_settings::Settings`]).
     pub settings: serde_json::Value,
+    /// Operators' overrides of the plan's features (see
+    /// [`crate::tenant_settings::FeatureOverrides`]).
     pub features: serde_json::Value,
+    /// The latest sampled database size is over the plan's `max_database_bytes`.
+    pub database_over_quota: bool,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub activated_at: Option<DateTime<Utc>>,
@@ -157,7 +162,7 @@ const COLUMNS: &str = "id, slug, name, status, provisioning_step, last_error, pl
     secret_key_version, schema_version, settings, features, created_at, updated_at, \
     activated_at, deleted_at, initial_admin, rotation_key_version, rotation_owner_password_enc, \
     rotation_runtime_password_enc, rotation_started_at, maintenance, maintenance_note, \
-    maintenance_reads, maintenance_since";
+    maintenance_reads, maintenance_since, database_over_quota";
 
 impl TryFrom<&Row> for Tenant {
     type Error = Error;
@@ -189,6 +194,7 @@ impl TryFrom<&Row> for Tenant {
             schema_version: row.try_get("schema_version")?,
             settings: row.try_get("settings")?,
             features: row.try_get("features")?,
+            database_over_quota: row.try_get("database_over_quota")?,
             created_at: row.try_get("created_at")?,
             updated_at: row.try_get("updated_at")?,
             activated_at: row.try_get("activated_at")?,

@@ -190,3 +190,34 @@ pub async fn request_counts_take(client: &impl GenericClient) -> Result<HashMap<
         })
         .collect())
 }
+
+/// Sets `tenants.database_over_quota` from each living tenant's latest sampled database
+/// size and its plan's `max_database_bytes` (all tenants, or only `tenant`): after a
+/// sample, and when a plan or a tenant's plan changes. Only flags that change are
+/// written, so the change feed announces exactly the tenants whose answer changes. How
+/// changed.
+pub async fn database_quota_refresh(
+    client: &impl GenericClient,
+    tenant: Option<Uuid>,
+) -> Result<Vec<Uuid>> {
+    Ok(client
+        .query(
+            "UPDATE tenants t SET database_over_quota = q.over \
+             FROM (SELECT t2.id, COALESCE(u.database_bytes > p.max_database_bytes, false) AS over \
+                   FROM tenants t2 \
+                   JOIN subscription_plans p ON p.code = t2.plan_code \
+                   LEFT JOIN LATERAL ( \
+                       SELECT database_bytes FROM tenant_usage \
+                       WHERE tenant_id = t2.id AND database_bytes IS NOT NULL \
+                       ORDER BY sampled_at DESC LIMIT 1) u ON true \
+                   WHERE t2.status NOT IN ('deleting', 'deleted') \
+                     AND ($1::uuid IS NULL OR t2.id = $1)) q \
+             WHERE t.id = q.id AND t.database_over_quota IS DISTINCT FROM q.over \
+             RETURNING t.id",
+            &[&tenant],
+        )
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect())
+}

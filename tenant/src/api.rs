@@ -18,6 +18,7 @@ pub mod extract;
 mod files;
 mod members;
 mod records;
+mod settings;
 mod users;
 
 pub use auth::AuthUser;
@@ -29,7 +30,13 @@ pub fn router() -> Router {
         .merge(auth::routes())
         .merge(users::routes())
         .merge(records::routes())
-        .merge(files::routes())
+        .merge(settings::routes())
+        .merge(
+            files::routes().route_layer(axum::middleware::from_fn_with_state(
+                "files",
+                settings::requires,
+            )),
+        )
         .merge(members::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

@@ -17,6 +17,8 @@ pub struct TenantContext {
     pub keys: Arc<crate::auth::TenantKeys>,
     /// What the tenant's plan allows.
     pub limits: Limits,
+    /// Its settings and features.
+    pub profile: Arc<crate::TenantProfile>,
     /// This tenant's uploads in flight in this process, shared by all its requests so
     /// parallel uploads cannot pass the storage quota together (see [`crate::ledger`]).
     pub ledger: Arc<crate::ledger::StorageLedger>,

@@ -12,11 +12,13 @@ pub mod ledger;
 pub mod migrations;
 pub mod pool;
 pub mod prepared;
+pub mod profile;
 pub mod sign_in;
 pub mod text;
 pub mod users;
 
 pub use context::{Limits, TenantContext};
+pub use profile::TenantProfile;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

@@ -22,6 +22,7 @@ mod budget;
 mod client;
 mod host;
 mod prewarm;
+mod profile;
 mod refusal;
 mod requests;
 mod resolve;
@@ -41,6 +42,7 @@ use uuid::Uuid;
 pub use budget::{ConnectionPlan, Derivation};
 pub use client::{ClientAddr, client_addr};
 pub use host::{forwarded_host, is_ip_literal, normalise, request_host};
+pub use profile::profile;
 pub use refusal::Refusal;
 pub use resolve::Resolution;
 pub use runtimes::TenantRuntime;
@@ -76,8 +78,8 @@ pub struct Gateway {
     requests: RequestCounts,
     /// The rate of admitted requests, read by background jobs that yield to traffic.
     traffic: Traffic,
-    /// Plan limits by plan code; plans change rarely.
-    plans: Cache<String, tenant::Limits>,
+    /// Plan terms (limits, features) by plan code; plans change rarely.
+    plans: Cache<String, Arc<owner::plans::PlanTerms>>,
     /// Each tenant's upload ledger while anything holds it. Not kept in the runtime
     /// alone: a runtime is rebuilt after eviction or a change of the tenant, and uploads
     /// still in flight on the old one must count against the quota for the new one's.
@@ -276,14 +278,15 @@ impl Gateway {
     }
 
     /// Everything a request on `host` needs to be served by the tenant API: its tenant,
-    /// resolved and admitted (active, not in maintenance, or in maintenance that serves
-    /// reads when `reads_only`), with a pool, keys, storage and limits. Counts the
-    /// request for metering.
+    /// resolved and admitted (active; not in maintenance, or in maintenance that serves
+    /// reads and `effect` is a read; under its database quota, or `effect` cannot grow the
+    /// database), with a pool, keys, storage, limits and profile. Counts the request for
+    /// metering.
     pub async fn admit(
         &self,
         host: &str,
         client_ip: Option<IpAddr>,
-        reads_only: bool,
+        effect: Effect,
     ) -> Result<tenant::TenantContext, Refusal> {
         let tenant = match self.resolve(host).await? {
             Resolution::Unknown => return Err(Refusal::UnknownTenant),
@@ -300,23 +303,44 @@ impl Gateway {
         }
         match &tenant.maintenance {
             None => {}
-            Some(m) if m.allow_reads && reads_only => {}
+            Some(m) if m.allow_reads && effect == Effect::Read => {}
             Some(m) if m.allow_reads => return Err(Refusal::MaintenanceWrites),
             Some(_) => return Err(Refusal::Maintenance),
         }
+        if tenant.database_over_quota && effect == Effect::Write {
+            return Err(Refusal::DatabaseQuota);
+        }
         let runtime = self.runtime(&tenant).await?;
         runtime.record_demand();
+        let terms = self.plan_terms(&tenant.plan_code).await?;
         Ok(tenant::TenantContext {
             id: tenant.id,
             slug: tenant.slug.clone(),
             pool: runtime.pool.clone(),
             storage: Arc::clone(&runtime.storage),
             keys: Arc::clone(&runtime.keys),
-            limits: self.limits(&tenant.plan_code).await?,
+            limits: tenant::Limits {
+                max_users: terms.max_users,
+                max_storage_bytes: terms.max_storage_bytes,
+                max_file_bytes: Some(self.max_upload_bytes),
+            },
+            profile: runtime.profile.for_plan(&terms),
             ledger: Arc::clone(&runtime.ledger),
             client_ip,
         })
     }
+}
+
+/// What a request may do to its tenant's data, as far as admission cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Effect {
+    /// GET, HEAD, OPTIONS: served in maintenance that serves reads, and over quota.
+    Read,
+    /// Frees space or only signs in (DELETE, the auth routes): served over the database
+    /// quota, so a tenant over it can sign in and delete its way back under.
+    Shrink,
+    /// Anything else.
+    Write,
 }
 
 /// How often idle tenant connections are checked (dead ones dropped, idle extras closed).

@@ -13,6 +13,9 @@ pub enum Refusal {
     Maintenance,
     /// The tenant is in maintenance that still serves reads, and this is a write.
     MaintenanceWrites,
+    /// The tenant's database is over its plan's `max_database_bytes`, and this request
+    /// could grow it.
+    DatabaseQuota,
     /// The owner database cannot be asked and nothing is known of the host.
     OwnerUnavailable,
     /// The tenant's pool could not be built (the detail is for the log).
@@ -24,6 +27,7 @@ impl Refusal {
         match self {
             Refusal::UnknownTenant => StatusCode::NOT_FOUND,
             Refusal::Suspended => StatusCode::FORBIDDEN,
+            Refusal::DatabaseQuota => StatusCode::INSUFFICIENT_STORAGE,
             Refusal::Provisioning
             | Refusal::Maintenance
             | Refusal::MaintenanceWrites
@@ -38,6 +42,7 @@ impl Refusal {
             Refusal::Suspended => "tenant_suspended",
             Refusal::Provisioning => "tenant_provisioning",
             Refusal::Maintenance | Refusal::MaintenanceWrites => "tenant_maintenance",
+            Refusal::DatabaseQuota => "database_quota",
             Refusal::OwnerUnavailable => "owner_unavailable",
             Refusal::TenantUnavailable(_) => "tenant_unavailable",
         }
@@ -52,6 +57,9 @@ impl Refusal {
             Refusal::Maintenance => "this tenant is in maintenance; retry shortly",
             Refusal::MaintenanceWrites => {
                 "this tenant is in maintenance: reads are served, changes are not; retry shortly"
+            }
+            Refusal::DatabaseQuota => {
+                "this tenant's database is over its plan's size limit: reads and deletions are served, changes are not; delete data or upgrade the plan"
             }
             Refusal::OwnerUnavailable => "tenant routing is unavailable; retry shortly",
             Refusal::TenantUnavailable(_) => "this tenant's database is unavailable; retry shortly",

@@ -106,30 +106,25 @@ impl Gateway {
         }
     }
 
-    /// The limits of a plan (unlimited for an unknown plan code).
-    pub(super) async fn limits(&self, plan: &str) -> Result<tenant::Limits, Refusal> {
+    /// The terms of a plan (unlimited and without features for an unknown plan code).
+    pub(super) async fn plan_terms(
+        &self,
+        plan: &str,
+    ) -> Result<Arc<owner::plans::PlanTerms>, Refusal> {
+        if let Some(terms) = self.plans.get(plan).await {
+            return Ok(terms);
+        }
         let owner = self.owner.clone();
         let code = plan.to_string();
         self.plans
             .try_get_with(code.clone(), async move {
                 let conn = owner.conn().await.map_err(|e| e.to_string())?;
-                let limits = owner::plans::plan_limits(&**conn, &code)
+                let terms = owner::plans::plan_terms(&**conn, &code)
                     .await
                     .map_err(|e| e.to_string())?;
-                Ok::<_, String>(match limits {
-                    Some((max_users, max_storage_bytes)) => tenant::Limits {
-                        max_users,
-                        max_storage_bytes,
-                        max_file_bytes: None,
-                    },
-                    None => tenant::Limits::default(),
-                })
+                Ok::<_, String>(Arc::new(terms.unwrap_or_default()))
             })
             .await
-            .map(|limits| tenant::Limits {
-                max_file_bytes: Some(self.max_upload_bytes),
-                ..limits
-            })
             .map_err(|_| Refusal::OwnerUnavailable)
     }
 }

@@ -21,6 +21,8 @@ pub struct TenantRuntime {
     /// Uploads in flight, for the storage quota (see `tenant::ledger`).
     pub(super) ledger: Arc<StorageLedger>,
     demand: Demand,
+    /// Its settings and features, with the plan's (see `profile`).
+    pub(super) profile: super::profile::ProfileSource,
     /// The server its connections are on: relief frees a connection on the same server.
     server: String,
 }
@@ -180,6 +182,7 @@ impl Gateway {
                     storage: Arc::new(storage),
                     ledger,
                     demand: Demand::new(),
+                    profile: super::profile::ProfileSource::new(&tenant),
                     server: tenant.server_id.clone(),
                 }))
             })

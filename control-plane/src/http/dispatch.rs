@@ -15,7 +15,7 @@ use tower::ServiceExt;
 use tenant::api::ConnectionLost;
 
 use super::error::ApiError;
-use crate::gateway::{ClientAddr, Gateway, client_addr, forwarded_host, request_host};
+use crate::gateway::{ClientAddr, Effect, Gateway, client_addr, forwarded_host, request_host};
 
 /// What the middleware needs.
 #[derive(Clone)]
@@ -48,9 +48,8 @@ pub async fn dispatch(State(dispatch): State<Dispatch>, mut req: Request, next: 
     if dispatch.gateway.is_owner_host(&host) {
         return next.run(req).await;
     }
-    // What maintenance that serves reads lets through: requests without effect.
-    let reads_only = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
-    match dispatch.gateway.admit(&host, client, reads_only).await {
+    let effect = effect_of(&req);
+    match dispatch.gateway.admit(&host, client, effect).await {
         Ok(context) => {
             req.extensions_mut().insert(context);
             let again = replay(&req);
@@ -64,6 +63,19 @@ pub async fn dispatch(State(dispatch): State<Dispatch>, mut req: Request, next: 
             }
         }
         Err(refusal) => ApiError::from(refusal).into_response(),
+    }
+}
+
+/// What the request may do to the tenant's data: reads are served in maintenance that
+/// serves reads; deletions and the sign-in routes (which write sessions and audit rows,
+/// but must work for a tenant to read or delete anything) are served over the database
+/// quota too.
+fn effect_of(req: &Request) -> Effect {
+    match *req.method() {
+        Method::GET | Method::HEAD | Method::OPTIONS => Effect::Read,
+        Method::DELETE => Effect::Shrink,
+        _ if req.uri().path().starts_with("/api/v1/auth/") => Effect::Shrink,
+        _ => Effect::Write,
     }
 }
 

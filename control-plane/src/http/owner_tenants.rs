@@ -37,6 +37,14 @@ pub fn routes() -> Router<AppState> {
             "/tenants/{id}/maintenance",
             axum::routing::put(maintenance_on).delete(maintenance_off),
         )
+        .route(
+            "/tenants/{id}/settings",
+            get(settings).patch(settings_update),
+        )
+        .route(
+            "/tenants/{id}/features",
+            get(settings).patch(features_update),
+        )
         .route("/tenants/{id}/audit", get(audit))
         .route("/tenants/{id}/domains", get(domains).post(domain_add))
         .route(
@@ -311,6 +319,53 @@ async fn maintenance_off(
         .maintenance_off(tenant.id, &operator.actor(ip))
         .await?;
     Ok(Json(view(&state, tenant).await?))
+}
+
+async fn settings(
+    State(state): State<AppState>,
+    _operator: CurrentOperator,
+    Path(key): Path<String>,
+) -> Result<Json<crate::customisation::Customisation>> {
+    let tenant = find(&state, &key).await?;
+    Ok(Json(state.customiser.show(&tenant).await?))
+}
+
+/// A patch of the tenant's settings: a field given replaces, `null` resets to the
+/// default, a field left out stays.
+async fn settings_update(
+    State(state): State<AppState>,
+    operator: CurrentOperator,
+    ClientIp(ip): ClientIp,
+    Path(key): Path<String>,
+    ApiJson(patch): ApiJson<serde_json::Value>,
+) -> Result<Json<crate::customisation::Customisation>> {
+    operator.require_write()?;
+    let tenant = find(&state, &key).await?;
+    Ok(Json(
+        state
+            .customiser
+            .update_settings(&operator.actor(ip), tenant.id, &patch)
+            .await?,
+    ))
+}
+
+/// A patch of the tenant's feature overrides: `{"feature": true}` adds it, `false` takes
+/// it away, `null` leaves it to the plan.
+async fn features_update(
+    State(state): State<AppState>,
+    operator: CurrentOperator,
+    ClientIp(ip): ClientIp,
+    Path(key): Path<String>,
+    ApiJson(patch): ApiJson<serde_json::Value>,
+) -> Result<Json<crate::customisation::Customisation>> {
+    operator.require_write()?;
+    let tenant = find(&state, &key).await?;
+    Ok(Json(
+        state
+            .customiser
+            .update_features(&operator.actor(ip), tenant.id, &patch)
+            .await?,
+    ))
 }
 
 async fn audit(

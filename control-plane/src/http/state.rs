@@ -6,6 +6,7 @@ use crate::auth::OwnerTokens;
 use crate::backups::Backups;
 use crate::billing::Billing;
 use crate::config::Config;
+use crate::customisation::Customiser;
 use crate::domains::Domains;
 use crate::fleet::Fleet;
 use crate::gateway::{ConnectionPlan, Gateway};
@@ -22,6 +23,7 @@ pub struct AppState {
     pub provisioner: Arc<Provisioner>,
     pub domains: Arc<Domains>,
     pub billing: Arc<Billing>,
+    pub customiser: Arc<Customiser>,
     pub fleet: Fleet,
     /// The tenant migrations (the dashboard shows how far each tenant is from them).
     pub migrations: Arc<MigrationSource>,
@@ -71,6 +73,7 @@ impl AppState {
             provisioner: Arc::clone(&services.provisioner),
             domains: Arc::clone(&services.domains),
             billing: Arc::clone(&services.billing),
+            customiser: Arc::clone(&services.customiser),
             fleet: services.fleet.clone(),
             migrations: Arc::clone(&services.migrations),
             tokens: Arc::new(tokens),

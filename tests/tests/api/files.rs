@@ -167,7 +167,7 @@ async fn the_plans_storage_quota_is_enforced_with_507() {
     let app = spawn_app_with(|_| {}).await;
     app.owner_client()
         .await
-        .execute("INSERT INTO subscription_plans (code, name, max_storage_bytes) VALUES ('tiny', 'Tiny', 30000)", &[])
+        .execute("INSERT INTO subscription_plans (code, name, max_storage_bytes, features) VALUES ('tiny', 'Tiny', 30000, '[\"files\"]')", &[])
         .await
         .expect("tiny plan");
     let token = app.tenant_with_admin("small", "tiny").await.1;

@@ -124,8 +124,8 @@ async fn tenant_with_quota(app: &TestApp, slug: &str) -> (Value, String) {
     app.owner_client()
         .await
         .execute(
-            "INSERT INTO subscription_plans (code, name, max_storage_bytes) \
-             VALUES ('quota100k', 'Quota 100k', 100000) ON CONFLICT DO NOTHING",
+            "INSERT INTO subscription_plans (code, name, max_storage_bytes, features) \
+             VALUES ('quota100k', 'Quota 100k', 100000, '[\"files\"]') ON CONFLICT DO NOTHING",
             &[],
         )
         .await

@@ -29,6 +29,7 @@ mod scram;
 mod scratch_cluster;
 mod servers;
 mod sessions;
+mod settings;
 mod sign_in_throttling;
 mod tenant_auth;
 mod tenant_validation;

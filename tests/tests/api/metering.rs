@@ -287,7 +287,11 @@ async fn with_two_replicas_one_samples_and_every_request_is_counted_once() {
     }
     for _ in 0..2 {
         gateway
-            .admit("meter-shared.localhost", None, true)
+            .admit(
+                "meter-shared.localhost",
+                None,
+                control_plane::gateway::Effect::Read,
+            )
             .await
             .expect("admitted by the other replica");
     }
