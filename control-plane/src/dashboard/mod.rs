@@ -49,6 +49,8 @@ pub fn routes() -> Router<AppState> {
             "/owner/tenants/{id}/maintenance/off",
             post(tenants::maintenance_off),
         )
+        .route("/owner/tenants/{id}/settings", post(tenants::settings))
+        .route("/owner/tenants/{id}/features", post(tenants::feature))
         .route("/owner/tenants/{id}/domains", post(tenants::domain_add))
         .route(
             "/owner/tenants/{id}/domain-remove",

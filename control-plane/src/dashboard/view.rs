@@ -51,6 +51,8 @@ pub fn notice_text(code: Option<&str>) -> Option<String> {
             "Maintenance on: the tenant's requests are answered 503 (writes only, if reads are allowed) until you end it."
         }
         "maintenance_off" => "Maintenance ended: the tenant is served again.",
+        "settings_saved" => "Settings saved; the tenant's app reads them from the next request.",
+        "feature_saved" => "Feature saved; its routes follow from the next request.",
         "move_started" => {
             "Move started: the tenant serves reads only until its database is copied, checked and switched to the new server."
         }

@@ -215,6 +215,8 @@ async fn a_viewer_can_look_but_every_change_is_refused() {
             ("confirm", "looked-at"),
         ),
         (&*format!("/owner/tenants/{id}/maintenance"), ("note", "n")),
+        (&*format!("/owner/tenants/{id}/settings"), ("locale", "it")),
+        (&*format!("/owner/tenants/{id}/features"), ("feature", "files")),
     ] {
         let response = b.form(&app, path, &[("_csrf", &csrf), extra]).await;
         assert_eq!(response.status(), 403, "dashboard POST {path}");
@@ -937,4 +939,90 @@ async fn the_servers_page_lists_servers_and_drains_and_activates_them() {
         )
         .await;
     assert_eq!(response.status(), 403);
+}
+
+#[tokio::test]
+async fn the_settings_and_features_boxes_change_what_the_tenant_app_reads() {
+    let app = spawn_app().await;
+    let tenant = app.create_tenant("styled").await;
+    let id = tenant["id"].as_str().expect("id").to_string();
+    let b = browser(&app, "owner@example.com").await;
+    let page = b
+        .get(&app, &format!("/owner/tenants/{id}"))
+        .await
+        .text()
+        .await
+        .expect("html");
+    assert!(page.contains("id=\"settings-form\""), "the settings box");
+    assert!(page.contains("value=\"UTC\""), "the default time zone");
+    assert!(page.contains("Users</dt><dd>"), "usage against limits");
+
+    let response = b
+        .form(
+            &app,
+            &format!("/owner/tenants/{id}/settings"),
+            &[
+                ("_csrf", &b.csrf),
+                ("time_zone", "Asia/Tokyo"),
+                ("locale", "ja-JP"),
+                ("brand_name", "Styled <Co>"),
+                ("brand_colour", ""),
+                ("logo_file_id", ""),
+            ],
+        )
+        .await;
+    assert_eq!(response.status(), 303);
+    let served: Value = app
+        .on(Method::GET, "styled.localhost", "/api/v1/settings", None, None)
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(served["time_zone"], "Asia/Tokyo");
+    assert_eq!(served["brand_name"], "Styled <Co>");
+    let page = b
+        .get(&app, &format!("/owner/tenants/{id}"))
+        .await
+        .text()
+        .await
+        .expect("html");
+    assert!(
+        page.contains("Styled &#60;Co&#62;") || page.contains("Styled &lt;Co&gt;"),
+        "the brand name, escaped"
+    );
+
+    // A bad value is the page again with the error, and changes nothing.
+    let response = b
+        .form(
+            &app,
+            &format!("/owner/tenants/{id}/settings"),
+            &[("_csrf", &b.csrf), ("time_zone", "Nowhere/Land"), ("locale", "en")],
+        )
+        .await;
+    assert_eq!(response.status(), 422);
+    assert!(response.text().await.expect("html").contains("time_zone"));
+
+    let response = b
+        .form(
+            &app,
+            &format!("/owner/tenants/{id}/features"),
+            &[("_csrf", &b.csrf), ("feature", "files"), ("feature_state", "off")],
+        )
+        .await;
+    assert_eq!(response.status(), 303);
+    let served: Value = app
+        .on(Method::GET, "styled.localhost", "/api/v1/settings", None, None)
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(served["features"], json!(["core"]));
+    assert_eq!(served["time_zone"], "Asia/Tokyo", "the settings stayed");
+    let page = b
+        .get(&app, &format!("/owner/tenants/{id}"))
+        .await
+        .text()
+        .await
+        .expect("html");
+    assert!(page.contains("(override)"), "the override is shown");
 }

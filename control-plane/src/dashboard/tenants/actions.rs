@@ -38,6 +38,21 @@ pub struct ActionForm {
     server: String,
     #[serde(default)]
     allow_reads: Option<String>,
+    #[serde(default)]
+    time_zone: String,
+    #[serde(default)]
+    locale: String,
+    #[serde(default)]
+    brand_name: String,
+    #[serde(default)]
+    brand_colour: String,
+    #[serde(default)]
+    logo_file_id: String,
+    #[serde(default)]
+    feature: String,
+    /// `plan`, `on` or `off`.
+    #[serde(default)]
+    feature_state: String,
 }
 
 impl ActionForm {
@@ -292,6 +307,65 @@ pub async fn subscription(
             .subscription_update(&req.actor, req.tenant.id, &change)
             .await
             .map(|_| "subscription"),
+        Err(e) => Err(e),
+    };
+    finish(req, result).await
+}
+
+/// Saves the settings form: every field is sent, and a blank one goes back to its default.
+pub async fn settings(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    Path(key): Path<String>,
+    form: DashForm<ActionForm>,
+) -> DashResult<Response> {
+    let req = request(state, ip, &key, form).await?;
+    let field = |v: &str| match v.trim() {
+        "" => serde_json::Value::Null,
+        v => serde_json::Value::String(v.to_string()),
+    };
+    let patch = serde_json::json!({
+        "time_zone": field(&req.form.time_zone),
+        "locale": field(&req.form.locale),
+        "brand_name": field(&req.form.brand_name),
+        "brand_colour": field(&req.form.brand_colour),
+        "logo_file_id": field(&req.form.logo_file_id),
+    });
+    let result = req
+        .state
+        .customiser
+        .update_settings(&req.actor, req.tenant.id, &patch)
+        .await
+        .map(|_| "settings_saved");
+    finish(req, result).await
+}
+
+/// Sets one feature override: as the plan says, on, or off.
+pub async fn feature(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    Path(key): Path<String>,
+    form: DashForm<ActionForm>,
+) -> DashResult<Response> {
+    let req = request(state, ip, &key, form).await?;
+    let value = match req.form.feature_state.as_str() {
+        "plan" => Ok(serde_json::Value::Null),
+        "on" => Ok(serde_json::Value::Bool(true)),
+        "off" => Ok(serde_json::Value::Bool(false)),
+        other => Err(Error::BadRequest(format!(
+            "unknown feature state {other:?} (plan, on or off)"
+        ))),
+    };
+    let result = match value {
+        Ok(value) => {
+            let mut patch = serde_json::Map::new();
+            patch.insert(req.form.feature.trim().to_string(), value);
+            req.state
+                .customiser
+                .update_features(&req.actor, req.tenant.id, &patch.into())
+                .await
+                .map(|_| "feature_saved")
+        }
         Err(e) => Err(e),
     };
     finish(req, result).await

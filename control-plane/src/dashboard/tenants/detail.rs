@@ -116,6 +116,46 @@ pub struct DetailPage {
     /// The database server it lives on, and the active ones it could move to.
     pub server: String,
     pub move_targets: Vec<String>,
+    pub settings: SettingsView,
+    pub features: Vec<FeatureView>,
+    pub over_quota: bool,
+}
+
+/// The settings form's values (blank: the default).
+pub struct SettingsView {
+    pub time_zone: String,
+    pub locale: String,
+    pub brand_name: String,
+    pub brand_colour: String,
+    pub logo_file_id: String,
+}
+
+/// A feature of the plan or of an override, and whether the tenant has it.
+pub struct FeatureView {
+    pub name: String,
+    pub in_plan: bool,
+    /// `plan`, `on` or `off`.
+    pub state: &'static str,
+    pub enabled: bool,
+}
+
+fn features_of(c: &crate::customisation::Customisation) -> Vec<FeatureView> {
+    let mut names: std::collections::BTreeSet<&str> =
+        c.plan_features.iter().map(String::as_str).collect();
+    names.extend(c.feature_overrides.0.keys().map(String::as_str));
+    names
+        .into_iter()
+        .map(|name| FeatureView {
+            name: name.to_string(),
+            in_plan: c.plan_features.iter().any(|f| f == name),
+            state: match c.feature_overrides.0.get(name) {
+                None => "plan",
+                Some(true) => "on",
+                Some(false) => "off",
+            },
+            enabled: c.features.iter().any(|f| f == name),
+        })
+        .collect()
 }
 
 /// The tenant's maintenance, as the page shows it.
@@ -229,7 +269,10 @@ pub async fn detail_page(
             },
         })
         .collect();
-    let (usage_chart, usage_facts) = usage_view(&**conn, id).await?;
+    let plan = owner::plans::plan_fetch(&**conn, &tenant.plan_code).await.ok();
+    let (usage_chart, usage_facts) = usage_view(&**conn, id, plan.as_ref()).await?;
+    let customisation = state.customiser.show(&tenant).await?;
+    let settings = &customisation.settings;
     let backups = backup_views(&**conn, id).await?;
     let target_version = state.migrations.latest_version();
     let mut chrome = session.chrome(state, "tenants");
@@ -255,6 +298,18 @@ pub async fn detail_page(
             .as_ref()
             .is_none_or(|m| m.by == Holder::Operator),
         backups,
+        settings: SettingsView {
+            time_zone: settings.time_zone.clone(),
+            locale: settings.locale.clone(),
+            brand_name: settings.brand_name.clone().unwrap_or_default(),
+            brand_colour: settings.brand_colour.clone().unwrap_or_default(),
+            logo_file_id: settings
+                .logo_file_id
+                .map(|id| id.to_string())
+                .unwrap_or_default(),
+        },
+        features: features_of(&customisation),
+        over_quota: tenant.database_over_quota,
         server: tenant.server_id.clone(),
         move_targets: if matches!(
             tenant.status,
@@ -300,10 +355,12 @@ pub async fn detail_page(
     Ok(response)
 }
 
-/// The usage chart (database and storage bytes over the last samples) and latest figures.
+/// The usage chart (database and storage bytes over the last samples) and latest figures,
+/// each against its plan's limit.
 async fn usage_view(
     client: &impl GenericClient,
     id: Uuid,
+    plan: Option<&owner::plans::Plan>,
 ) -> Result<(String, Vec<(String, String)>)> {
     let samples = owner::usage::usage_series(client, id, 60).await?;
     let points: Vec<_> = samples
@@ -322,14 +379,27 @@ async fn usage_view(
     let facts = vec![
         (
             "Database".into(),
-            bytes(latest.and_then(|s| s.database_bytes)),
+            of_limit(
+                latest.and_then(|s| s.database_bytes),
+                plan.and_then(|p| p.max_database_bytes),
+                |n| bytes(Some(n)),
+            ),
         ),
-        ("Files".into(), bytes(latest.and_then(|s| s.storage_bytes))),
+        (
+            "Files".into(),
+            of_limit(
+                latest.and_then(|s| s.storage_bytes),
+                plan.and_then(|p| p.max_storage_bytes),
+                |n| bytes(Some(n)),
+            ),
+        ),
         (
             "Users".into(),
-            latest
-                .and_then(|s| s.users)
-                .map_or_else(|| "–".into(), |u| u.to_string()),
+            of_limit(
+                latest.and_then(|s| s.users).map(i64::from),
+                plan.and_then(|p| p.max_users).map(i64::from),
+                |n| n.to_string(),
+            ),
         ),
         (
             format!("Requests ({} samples)", samples.len()),
@@ -343,6 +413,22 @@ async fn usage_view(
         ),
     ];
     Ok((chart(&points), facts))
+}
+
+/// `12 MB of 512 MB (2%)`, `3 of unlimited`, or a dash when unmeasured.
+fn of_limit(used: Option<i64>, limit: Option<i64>, show: impl Fn(i64) -> String) -> String {
+    match (used, limit) {
+        (None, _) => "–".into(),
+        (Some(used), None) => format!("{} (no limit)", show(used)),
+        (Some(used), Some(limit)) => {
+            let share = if limit > 0 {
+                used as f64 * 100.0 / limit as f64
+            } else {
+                100.0
+            };
+            format!("{} of {} ({share:.0}%)", show(used), show(limit))
+        }
+    }
 }
 
 /// Totals over each living tenant's latest sample, for the overview.

@@ -8,8 +8,8 @@ mod detail;
 mod list;
 
 pub use actions::{
-    delete, domain_add, domain_primary, domain_remove, maintenance_off, maintenance_on,
-    move_server, resume, subscription, suspend,
+    delete, domain_add, domain_primary, domain_remove, feature, maintenance_off, maintenance_on,
+    move_server, resume, settings, subscription, suspend,
 };
 pub use backups::{backup_now, restore};
 pub use create::{create, new_form};
