@@ -116,6 +116,10 @@ impl Application {
                 shutdown.clone(),
             ))
         };
+        let keys = tokio::spawn(
+            Arc::clone(&self.services.keys)
+                .follow(self.state.config.reconcile_interval, shutdown.clone()),
+        );
         let changes = tokio::spawn(crate::services::change_feed::follow(
             self.services.owner.endpoint().clone(),
             self.services.events.clone(),
@@ -163,6 +167,7 @@ impl Application {
         let _ = backups.await;
         let _ = changes.await;
         let _ = fleet_recovery.await;
+        let _ = keys.await;
         if let Some(metering) = metering {
             let _ = metering.await;
         }

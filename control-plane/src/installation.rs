@@ -97,9 +97,10 @@ pub async fn verify(
             )));
         }
     }
+    crate::keys::adopt_sealing_version(client, keyring).await?;
     if let Some(version) = keyring_gaps(client, keyring).await?.first() {
         return Err(Error::Config(format!(
-            "master key version {version} seals tenant credentials but is not configured \
+            "master key version {version} seals tenant or server credentials but is not configured \
              (this process read its keys from {ours}). Add it back to CP_MASTER_KEY or the key file \
              as `{version}:<key>` next to the newer versions"
         )));
@@ -116,11 +117,13 @@ pub async fn verify(
     Ok(())
 }
 
-/// Key versions that still seal tenant credentials but are missing from `keyring`.
+/// Key versions that still seal tenant or server credentials but are missing from
+/// `keyring`.
 async fn keyring_gaps(client: &impl GenericClient, keyring: &Keyring) -> Result<Vec<i32>> {
-    Ok(owner::tenants::tenant_key_versions(client)
+    Ok(owner::keys::key_usage(client)
         .await?
         .into_iter()
+        .map(|u| u.version)
         .filter(|v| !keyring.has_version(*v))
         .collect())
 }

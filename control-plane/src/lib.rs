@@ -16,6 +16,7 @@ pub mod fleet;
 pub mod gateway;
 pub mod http;
 pub mod installation;
+pub mod keys;
 pub mod metering;
 pub mod operators;
 pub mod pg;

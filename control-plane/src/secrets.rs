@@ -4,11 +4,18 @@
 //! Ciphertexts are `nonce (12 bytes) || ciphertext+tag`, stored next to the key version
 //! that sealed them. The associated data binds each secret to its owner and purpose
 //! (`tenant:<id>:db-owner`), so a ciphertext copied to another row does not open.
-//! Old key versions stay readable; new secrets are sealed with the highest version.
+//! Every configured version opens; new secrets are sealed with the sealing version, which
+//! the installation records (`keys rotate` moves it), so a key can be rolled out to every
+//! replica before anything is sealed with it.
+//!
+//! Tenants' secrets are sealed with a data key of their own ([`DataKey`]: envelope
+//! encryption), and only that key with the master key, so re-encrypting everything under a
+//! new master version touches one small key per tenant.
 
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI32, Ordering};
 
 use aes_gcm::aead::{Aead, Generate, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Key, Nonce};
@@ -36,14 +43,15 @@ const NONCE_LEN: usize = 12;
 /// The master keys by version. Cheap to share behind an `Arc`; `Debug` shows versions only.
 pub struct Keyring {
     keys: BTreeMap<i32, SecretBox<[u8; 32]>>,
-    current: i32,
+    /// The version new secrets are sealed with (see [`Keyring::set_sealing_version`]).
+    current: AtomicI32,
 }
 
 impl std::fmt::Debug for Keyring {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Keyring")
             .field("versions", &self.keys.keys().collect::<Vec<_>>())
-            .field("current", &self.current)
+            .field("sealing", &self.sealing_version())
             .finish()
     }
 }
@@ -87,7 +95,10 @@ impl Keyring {
             .keys()
             .next_back()
             .ok_or_else(|| bad("no key given".into()))?;
-        Ok(Self { keys, current })
+        Ok(Self {
+            keys,
+            current: AtomicI32::new(current),
+        })
     }
 
     /// Loads the keyring from where the configuration says; in dev, generates the key
@@ -114,7 +125,10 @@ impl Keyring {
     pub fn random() -> Self {
         let mut keys = BTreeMap::new();
         keys.insert(1, SecretBox::new(Box::new(rand::random::<[u8; 32]>())));
-        Self { keys, current: 1 }
+        Self {
+            keys,
+            current: AtomicI32::new(1),
+        }
     }
 
     pub fn has_version(&self, version: i32) -> bool {
@@ -137,8 +151,32 @@ impl Keyring {
             .collect()
     }
 
-    pub fn current_version(&self) -> i32 {
-        self.current
+    /// The version new secrets are sealed with: the highest configured until the
+    /// installation's recorded one is set.
+    pub fn sealing_version(&self) -> i32 {
+        self.current.load(Ordering::SeqCst)
+    }
+
+    /// The highest configured version (what `keys rotate` moves sealing to).
+    pub fn newest_version(&self) -> i32 {
+        self.keys.keys().next_back().copied().unwrap_or(0)
+    }
+
+    /// Every configured version, oldest first.
+    pub fn versions(&self) -> Vec<i32> {
+        self.keys.keys().copied().collect()
+    }
+
+    /// Seals new secrets with `version` from now on; refused unless it is configured.
+    pub fn set_sealing_version(&self, version: i32) -> Result<()> {
+        if !self.has_version(version) {
+            return Err(Error::Config(format!(
+                "master key version {version} seals new secrets in this installation but is not configured here; \
+                 add it to CP_MASTER_KEY or the key file as `{version}:<key>`"
+            )));
+        }
+        self.current.store(version, Ordering::SeqCst);
+        Ok(())
     }
 
     fn cipher(&self, version: i32) -> Result<Aes256Gcm> {
@@ -150,65 +188,125 @@ impl Keyring {
         )))
     }
 
-    /// Seals `plaintext` under the current key; returns the key version and the blob.
+    /// Seals `plaintext` under the sealing version; returns the version and the blob.
     pub fn seal(&self, plaintext: &[u8], aad: &str) -> Result<(i32, Vec<u8>)> {
-        let nonce = Nonce::generate();
-        let ciphertext = self
-            .cipher(self.current)?
-            .encrypt(
-                &nonce,
-                Payload {
-                    msg: plaintext,
-                    aad: aad.as_bytes(),
-                },
-            )
-            .map_err(|_| Error::Crypto("encryption failed".into()))?;
-        let mut blob = nonce.to_vec();
-        blob.extend_from_slice(&ciphertext);
-        Ok((self.current, blob))
+        let version = self.sealing_version();
+        Ok((version, seal_with(&self.cipher(version)?, plaintext, aad)?))
     }
 
     /// Opens a blob sealed by [`Keyring::seal`] with the same associated data.
     pub fn open(&self, version: i32, blob: &[u8], aad: &str) -> Result<SecretBox<[u8]>> {
-        if blob.len() < NONCE_LEN {
-            return Err(Error::Crypto("ciphertext too short".into()));
-        }
-        let (nonce, ciphertext) = blob.split_at(NONCE_LEN);
-        let nonce = Nonce::try_from(nonce).map_err(|_| Error::Crypto("bad nonce".into()))?;
-        let plain = self
-            .cipher(version)?
-            .decrypt(
-                &nonce,
-                Payload {
-                    msg: ciphertext,
-                    aad: aad.as_bytes(),
-                },
-            )
-            .map_err(|_| {
-                Error::Crypto("decryption failed (wrong key or associated data)".into())
-            })?;
-        Ok(SecretBox::new(plain.into_boxed_slice()))
+        open_with(&self.cipher(version)?, blob, aad)
     }
 
     pub fn open_string(&self, version: i32, blob: &[u8], aad: &str) -> Result<SecretString> {
-        let plain = self.open(version, blob, aad)?;
-        let s = std::str::from_utf8(plain.expose_secret())
-            .map_err(|_| Error::Crypto("secret is not UTF-8".into()))?;
-        Ok(SecretString::from(s.to_string()))
+        utf8(self.open(version, blob, aad)?)
     }
 
-    /// A 32-byte key for `purpose`, derived from the current master key with HMAC-SHA256,
-    /// so signing keys never equal the encryption key and differ per purpose.
+    /// A 32-byte key for `purpose`, derived with HMAC-SHA256 from the oldest configured
+    /// master key, so signing keys never equal an encryption key and differ per purpose.
+    /// The oldest, not the sealing one: `keys rotate` must not change what every replica
+    /// signs operators' tokens with; retiring the oldest version does (operators sign in
+    /// again once).
     pub fn derive(&self, purpose: &str) -> Result<SecretBox<[u8; 32]>> {
-        let master = self
+        let (_, root) = self
             .keys
-            .get(&self.current)
-            .ok_or_else(|| Error::Crypto("no current master key".into()))?;
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(master.expose_secret())
-            .map_err(|_| Error::Crypto("bad master key length".into()))?;
-        mac.update(purpose.as_bytes());
-        Ok(SecretBox::new(Box::new(mac.finalize().into_bytes().into())))
+            .first_key_value()
+            .ok_or_else(|| Error::Crypto("no master key".into()))?;
+        Ok(hmac_key(root.expose_secret(), purpose))
     }
+
+    /// A new data key for the secrets bound to `aad` (a tenant's), and the key sealed
+    /// under the sealing version: `(key, version, sealed)`.
+    pub fn new_data_key(&self, aad: &str) -> Result<(DataKey, i32, Vec<u8>)> {
+        let key = DataKey(SecretBox::new(Box::new(rand::random::<[u8; 32]>())));
+        let (version, sealed) = self.seal(key.0.expose_secret(), aad)?;
+        Ok((key, version, sealed))
+    }
+
+    /// Opens a data key sealed by [`Keyring::new_data_key`].
+    pub fn open_data_key(&self, version: i32, sealed: &[u8], aad: &str) -> Result<DataKey> {
+        let plain = self.open(version, sealed, aad)?;
+        let key: [u8; 32] = plain
+            .expose_secret()
+            .try_into()
+            .map_err(|_| Error::Crypto("a data key is not 32 bytes".into()))?;
+        Ok(DataKey(SecretBox::new(Box::new(key))))
+    }
+
+    /// Seals an opened data key again under the sealing version (a rewrap).
+    pub fn reseal_data_key(&self, key: &DataKey, aad: &str) -> Result<(i32, Vec<u8>)> {
+        self.seal(key.0.expose_secret(), aad)
+    }
+}
+
+/// A key of one tenant's, sealing its secrets; kept sealed under the master key.
+pub struct DataKey(SecretBox<[u8; 32]>);
+
+impl DataKey {
+    fn cipher(&self) -> Aes256Gcm {
+        Aes256Gcm::new(&Key::<Aes256Gcm>::from(*self.0.expose_secret()))
+    }
+
+    pub fn seal(&self, plaintext: &[u8], aad: &str) -> Result<Vec<u8>> {
+        seal_with(&self.cipher(), plaintext, aad)
+    }
+
+    pub fn open_string(&self, blob: &[u8], aad: &str) -> Result<SecretString> {
+        utf8(open_with(&self.cipher(), blob, aad)?)
+    }
+
+    /// A 32-byte key for `purpose`, derived from this data key (see [`Keyring::derive`]).
+    pub fn derive(&self, purpose: &str) -> SecretBox<[u8; 32]> {
+        hmac_key(self.0.expose_secret(), purpose)
+    }
+}
+
+fn hmac_key(key: &[u8], purpose: &str) -> SecretBox<[u8; 32]> {
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key)
+        .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+    mac.update(purpose.as_bytes());
+    SecretBox::new(Box::new(mac.finalize().into_bytes().into()))
+}
+
+fn seal_with(cipher: &Aes256Gcm, plaintext: &[u8], aad: &str) -> Result<Vec<u8>> {
+    let nonce = Nonce::generate();
+    let ciphertext = cipher
+        .encrypt(
+            &nonce,
+            Payload {
+                msg: plaintext,
+                aad: aad.as_bytes(),
+            },
+        )
+        .map_err(|_| Error::Crypto("encryption failed".into()))?;
+    let mut blob = nonce.to_vec();
+    blob.extend_from_slice(&ciphertext);
+    Ok(blob)
+}
+
+fn open_with(cipher: &Aes256Gcm, blob: &[u8], aad: &str) -> Result<SecretBox<[u8]>> {
+    if blob.len() < NONCE_LEN {
+        return Err(Error::Crypto("ciphertext too short".into()));
+    }
+    let (nonce, ciphertext) = blob.split_at(NONCE_LEN);
+    let nonce = Nonce::try_from(nonce).map_err(|_| Error::Crypto("bad nonce".into()))?;
+    let plain = cipher
+        .decrypt(
+            &nonce,
+            Payload {
+                msg: ciphertext,
+                aad: aad.as_bytes(),
+            },
+        )
+        .map_err(|_| Error::Crypto("decryption failed (wrong key or associated data)".into()))?;
+    Ok(SecretBox::new(plain.into_boxed_slice()))
+}
+
+fn utf8(plain: SecretBox<[u8]>) -> Result<SecretString> {
+    let s = std::str::from_utf8(plain.expose_secret())
+        .map_err(|_| Error::Crypto("secret is not UTF-8".into()))?;
+    Ok(SecretString::from(s.to_string()))
 }
 
 fn read_key_file(path: &Path) -> Result<String> {
@@ -320,7 +418,7 @@ mod tests {
         let old = Keyring::parse(&format!("1:{k1}")).expect("parse");
         let (v1, blob) = old.seal(b"x", "a").expect("seal");
         let both = Keyring::parse(&format!("1:{k1},2:{k2}")).expect("parse");
-        assert_eq!(both.current_version(), 2);
+        assert_eq!(both.sealing_version(), 2, "the newest until told otherwise");
         assert_eq!(
             both.open(v1, &blob, "a").expect("open").expose_secret(),
             b"x"
@@ -370,5 +468,50 @@ mod tests {
             .expect("16 bytes");
         assert_eq!(scram_verifier_salted(&pw, 4096, salt), theirs);
         assert!(scram_verifier(&pw, 7).starts_with("SCRAM-SHA-256$7:"));
+    }
+}
+
+#[cfg(test)]
+mod data_key_tests {
+    use super::*;
+
+    #[test]
+    fn a_data_key_survives_a_rewrap_and_stays_bound_to_its_tenant() {
+        let k1 = BASE64_STANDARD.encode([1u8; 32]);
+        let k2 = BASE64_STANDARD.encode([2u8; 32]);
+        let ring = Keyring::parse(&format!("1:{k1},2:{k2}")).expect("parse");
+        ring.set_sealing_version(1).expect("v1");
+        let (key, v1, sealed) = ring.new_data_key("tenant:a:data-key").expect("key");
+        assert_eq!(v1, 1);
+        let secret = key.seal(b"password", "tenant:a:db-owner").expect("seal");
+        ring.set_sealing_version(2).expect("v2");
+        let opened = ring
+            .open_data_key(1, &sealed, "tenant:a:data-key")
+            .expect("open");
+        let (v2, resealed) = ring
+            .reseal_data_key(&opened, "tenant:a:data-key")
+            .expect("reseal");
+        assert_eq!(v2, 2);
+        let again = ring
+            .open_data_key(2, &resealed, "tenant:a:data-key")
+            .expect("open");
+        assert_eq!(
+            again
+                .open_string(&secret, "tenant:a:db-owner")
+                .expect("open")
+                .expose_secret(),
+            "password"
+        );
+        assert!(
+            ring.open_data_key(2, &resealed, "tenant:b:data-key")
+                .is_err(),
+            "another tenant's row does not open it"
+        );
+        assert!(ring.set_sealing_version(3).is_err(), "not configured");
+        assert_eq!(
+            again.derive("x").expose_secret(),
+            key.derive("x").expose_secret(),
+            "signing keys survive a rewrap"
+        );
     }
 }

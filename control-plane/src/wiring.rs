@@ -9,6 +9,7 @@ use crate::config::Config;
 use crate::customisation::Customiser;
 use crate::domains::Domains;
 use crate::fleet::Fleet;
+use crate::keys::Keys;
 use crate::provisioning::{ClusterSettings, Faults, Provisioner, Servers};
 use crate::secrets::Keyring;
 use crate::{Error, Result, installation, pg};
@@ -34,6 +35,7 @@ pub struct Services {
     pub domains: Arc<Domains>,
     pub billing: Arc<Billing>,
     pub customiser: Arc<Customiser>,
+    pub keys: Arc<Keys>,
     pub fleet: Fleet,
     pub backups: Arc<Backups>,
     pub traffic: Traffic,
@@ -140,6 +142,13 @@ impl Services {
         ));
         let billing = Arc::new(Billing::new(owner.clone(), events.clone()));
         let customiser = Arc::new(Customiser::new(owner.clone(), events.clone()));
+        let keys = Arc::new(Keys::new(
+            owner.clone(),
+            Arc::clone(&access),
+            events.clone(),
+        ));
+        let keys_listener: Arc<dyn crate::services::Listener> = keys.clone();
+        events.listen(Arc::downgrade(&keys_listener));
         let fleet = Fleet::new(
             owner.clone(),
             Arc::clone(&access),
@@ -163,6 +172,7 @@ impl Services {
             domains,
             billing,
             customiser,
+            keys,
             fleet,
             backups,
             traffic,

@@ -23,6 +23,7 @@ pub mod backups;
 pub mod domains;
 mod error;
 pub mod ids;
+pub mod keys;
 pub mod maintenance;
 pub mod migration_runs;
 pub mod migrations;

@@ -117,7 +117,11 @@ pub struct Tenant {
     pub runtime_role: String,
     pub owner_password_enc: Vec<u8>,
     pub runtime_password_enc: Vec<u8>,
+    /// The master key version sealing its data key (or, without one, its passwords).
     pub secret_key_version: i32,
+    /// Its data key, sealed under the master key (see migration V14); `None`: its
+    /// passwords are sealed with the master key directly.
+    pub data_key_enc: Option<Vec<u8>>,
     pub schema_version: Option<i32>,
     /// What the tenant app reads (see [`crate::tenant_settings::Settings`]).
     pub settings: serde_json::Value,
@@ -162,7 +166,7 @@ const COLUMNS: &str = "id, slug, name, status, provisioning_step, last_error, pl
     secret_key_version, schema_version, settings, features, created_at, updated_at, \
     activated_at, deleted_at, initial_admin, rotation_key_version, rotation_owner_password_enc, \
     rotation_runtime_password_enc, rotation_started_at, maintenance, maintenance_note, \
-    maintenance_reads, maintenance_since, database_over_quota";
+    maintenance_reads, maintenance_since, database_over_quota, data_key_enc";
 
 impl TryFrom<&Row> for Tenant {
     type Error = Error;
@@ -191,6 +195,7 @@ impl TryFrom<&Row> for Tenant {
             owner_password_enc: row.try_get("owner_password_enc")?,
             runtime_password_enc: row.try_get("runtime_password_enc")?,
             secret_key_version: row.try_get("secret_key_version")?,
+            data_key_enc: row.try_get("data_key_enc")?,
             schema_version: row.try_get("schema_version")?,
             settings: row.try_get("settings")?,
             features: row.try_get("features")?,
@@ -247,6 +252,8 @@ pub struct NewTenant<'a> {
     pub owner_password_enc: &'a [u8],
     pub runtime_password_enc: &'a [u8],
     pub secret_key_version: i32,
+    /// The tenant's data key, sealed under `secret_key_version`.
+    pub data_key_enc: &'a [u8],
 }
 
 pub async fn tenant_insert(client: &impl GenericClient, new: &NewTenant<'_>) -> Result<Tenant> {
@@ -255,8 +262,8 @@ pub async fn tenant_insert(client: &impl GenericClient, new: &NewTenant<'_>) -> 
             &format!(
                 "INSERT INTO tenants (id, slug, name, status, provisioning_step, plan_code, \
                  server_id, db_name, owner_role, runtime_role, owner_password_enc, \
-                 runtime_password_enc, secret_key_version) \
-                 VALUES ($1, $2, $3, 'provisioning', 'row_inserted', $4, $5, $6, $7, $8, $9, $10, $11) \
+                 runtime_password_enc, secret_key_version, data_key_enc) \
+                 VALUES ($1, $2, $3, 'provisioning', 'row_inserted', $4, $5, $6, $7, $8, $9, $10, $11, $12) \
                  RETURNING {COLUMNS}"
             ),
             &[
@@ -271,6 +278,7 @@ pub async fn tenant_insert(client: &impl GenericClient, new: &NewTenant<'_>) -> 
                 &new.owner_password_enc,
                 &new.runtime_password_enc,
                 &new.secret_key_version,
+                &new.data_key_enc,
             ],
         )
         .await
@@ -352,13 +360,15 @@ pub async fn tenant_find(client: &impl GenericClient, key: &str) -> Result<Tenan
     }
 }
 
-/// Records new role passwords for a tenant (sealed under `key_version`) unless a rotation
-/// is already in flight; returns the tenant as it now is, with its rotation (the new one,
-/// or the one in flight, which the caller finishes instead).
+/// Records new role passwords for a tenant (sealed under `key_version`, or with its data
+/// key `sealed_with`) unless a rotation is already in flight or the tenant's key changed
+/// since they were sealed (a rewrap); returns the tenant as it now is, with its rotation
+/// (the new one, or the one in flight, which the caller finishes instead).
 pub async fn tenant_rotation_begin(
     client: &impl GenericClient,
     id: Uuid,
     key_version: i32,
+    sealed_with: Option<&[u8]>,
     owner_password_enc: &[u8],
     runtime_password_enc: &[u8],
 ) -> Result<Tenant> {
@@ -366,12 +376,14 @@ pub async fn tenant_rotation_begin(
         .execute(
             "UPDATE tenants SET rotation_key_version = $2, rotation_owner_password_enc = $3, \
              rotation_runtime_password_enc = $4, rotation_started_at = now() \
-             WHERE id = $1 AND rotation_key_version IS NULL AND status IN ('active', 'suspended')",
+             WHERE id = $1 AND rotation_key_version IS NULL AND status IN ('active', 'suspended') \
+             AND data_key_enc IS NOT DISTINCT FROM $5",
             &[
                 &id,
                 &key_version,
                 &owner_password_enc,
                 &runtime_password_enc,
+                &sealed_with,
             ],
         )
         .await?;
@@ -385,7 +397,9 @@ pub async fn tenant_rotation_finish(client: &impl GenericClient, id: Uuid) -> Re
         .execute(
             "UPDATE tenants SET owner_password_enc = rotation_owner_password_enc, \
              runtime_password_enc = rotation_runtime_password_enc, \
-             secret_key_version = rotation_key_version, rotation_key_version = NULL, \
+             secret_key_version = CASE WHEN data_key_enc IS NULL THEN rotation_key_version \
+                                       ELSE secret_key_version END, \
+             rotation_key_version = NULL, \
              rotation_owner_password_enc = NULL, rotation_runtime_password_enc = NULL, \
              rotation_started_at = NULL, updated_at = now() \
              WHERE id = $1 AND rotation_key_version IS NOT NULL",
@@ -798,15 +812,4 @@ pub async fn tenant_list_failing(client: &impl GenericClient, limit: i64) -> Res
         )
         .await?;
     rows_to_tenants(&rows)
-}
-
-/// The master key versions that seal the credentials of living tenants.
-pub async fn tenant_key_versions(client: &impl GenericClient) -> Result<Vec<i32>> {
-    let rows = client
-        .query(
-            "SELECT DISTINCT secret_key_version FROM tenants WHERE status <> 'deleted' ORDER BY 1",
-            &[],
-        )
-        .await?;
-    Ok(rows.iter().map(|r| r.get(0)).collect())
 }

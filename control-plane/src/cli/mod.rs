@@ -8,6 +8,7 @@ mod demo;
 mod find;
 mod healthcheck;
 mod installation;
+mod keys;
 mod migrate;
 mod operators;
 mod output;
@@ -59,6 +60,10 @@ pub enum Command {
     /// root), and moving the storage root on purpose.
     #[command(subcommand)]
     Installation(installation::InstallationCommand),
+    /// The master key: what each version seals, rotating to a new one, sealing
+    /// everything again under it (online), retiring an old one.
+    #[command(subcommand)]
+    Keys(keys::KeysCommand),
     /// Print the configuration in force (secrets masked) after checking it; touches no
     /// database.
     Config(config::ConfigArgs),
@@ -92,6 +97,7 @@ impl Cli {
             }
             Command::Config(args) => config::run(args, &config),
             Command::Installation(cmd) => installation::run(cmd, config).await,
+            Command::Keys(cmd) => keys::run(cmd, config).await,
         }
     }
 }

@@ -170,7 +170,7 @@ impl Gateway {
                     relief,
                     Some(relogin),
                 )?;
-                let secret = access.token_secret(tenant.id).map_err(|e| e.to_string())?;
+                let secret = access.token_secret(&tenant).map_err(|e| e.to_string())?;
                 let keys = tenant::auth::TenantKeys::new(
                     tenant.id,
                     secrecy::ExposeSecret::expose_secret(&secret),

@@ -41,23 +41,31 @@ impl Provisioner {
                 status: tenant.status.as_str(),
             });
         }
-        let tenant = match tenant.rotation {
-            Some(_) => tenant,
-            None => {
-                let owner_password = self.access.seal_new_password(id, TenantRole::Owner)?;
-                let runtime_password = self.access.seal_new_password(id, TenantRole::Runtime)?;
-                debug_assert_eq!(owner_password.key_version, runtime_password.key_version);
-                let conn = self.owner.conn().await?;
-                owner::tenants::tenant_rotation_begin(
-                    &**conn,
-                    id,
-                    owner_password.key_version,
-                    &owner_password.blob,
-                    &runtime_password.blob,
-                )
-                .await?
+        let mut tenant = tenant;
+        // A rewrap between reading the row and recording the rotation refuses the
+        // record (the passwords were sealed under the key it replaced): seal again.
+        for _ in 0..3 {
+            if tenant.rotation.is_some() {
+                break;
             }
-        };
+            let sealed = self.access.seal_new_passwords(&tenant)?;
+            let conn = self.owner.conn().await?;
+            tenant = owner::tenants::tenant_rotation_begin(
+                &**conn,
+                id,
+                sealed.key_version,
+                tenant.data_key_enc.as_deref(),
+                &sealed.owner,
+                &sealed.runtime,
+            )
+            .await?;
+            if !matches!(
+                tenant.status,
+                TenantStatus::Active | TenantStatus::Suspended
+            ) {
+                break;
+            }
+        }
         if tenant.rotation.is_none() {
             // Its status changed between the two reads.
             return Err(Error::WrongState {

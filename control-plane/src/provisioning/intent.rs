@@ -15,7 +15,7 @@ use uuid::Uuid;
 use super::Provisioner;
 use super::names::TenantNames;
 use crate::audit::{self, Actor, Target};
-use crate::services::{TenantRole, owner_db};
+use crate::services::owner_db;
 use crate::{Error, Result};
 
 /// The default plan of a tenant created without one.
@@ -171,9 +171,7 @@ impl Provisioner {
 
         let id = Uuid::now_v7();
         let names = TenantNames::new(self.servers.prefix(), id);
-        let owner_password = self.access.seal_new_password(id, TenantRole::Owner)?;
-        let runtime_password = self.access.seal_new_password(id, TenantRole::Runtime)?;
-        debug_assert_eq!(owner_password.key_version, runtime_password.key_version);
+        let sealed = self.access.seal_new_tenant(id)?;
 
         let mut conn = self.owner.conn().await?;
         let tx = owner_db::begin(&mut conn).await?;
@@ -193,9 +191,10 @@ impl Provisioner {
                 db_name: &names.database,
                 owner_role: &names.owner_role,
                 runtime_role: &names.runtime_role,
-                owner_password_enc: &owner_password.blob,
-                runtime_password_enc: &runtime_password.blob,
-                secret_key_version: owner_password.key_version,
+                owner_password_enc: &sealed.owner,
+                runtime_password_enc: &sealed.runtime,
+                secret_key_version: sealed.key_version,
+                data_key_enc: sealed.data_key_enc.as_deref().unwrap_or_default(),
             },
         )
         .await?;

@@ -35,6 +35,7 @@ pub fn parse(payload: &str) -> Change {
             .parse::<Uuid>()
             .map_or(Change::Everything, Change::Tenant),
         _ if payload == "plans" => Change::Plans,
+        _ if payload == "keys" => Change::Keys,
         _ => Change::Everything,
     }
 }
@@ -149,6 +150,7 @@ mod tests {
         let id = Uuid::new_v4();
         assert_eq!(parse(&format!("tenant {id}")), Change::Tenant(id));
         assert_eq!(parse("plans"), Change::Plans);
+        assert_eq!(parse("keys"), Change::Keys);
         assert_eq!(parse("tenant not-a-uuid"), Change::Everything);
         assert_eq!(parse("something new"), Change::Everything);
     }

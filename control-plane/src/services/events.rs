@@ -15,6 +15,8 @@ pub enum Change {
     Tenant(Uuid),
     /// Some plan's limits.
     Plans,
+    /// The master key version new secrets are sealed with (`keys rotate`).
+    Keys,
     /// Anything at all: announcements may have been missed.
     Everything,
 }

@@ -30,5 +30,5 @@ pub use events::{Change, Listener, TenantEvents};
 pub use owner_db::OwnerDb;
 pub use server_directory::ServerDirectory;
 pub use tasks::{MigrationSource, Tasks};
-pub use tenant_access::{SealedPassword, TenantAccess, TenantRole};
+pub use tenant_access::{Rewrapped, SealedPasswords, TenantAccess, TenantRole};
 pub use traffic::Traffic;

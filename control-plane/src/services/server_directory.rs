@@ -64,6 +64,15 @@ impl ServerDirectory {
         self.keyring.seal(url.expose_secret().as_bytes(), &aad(id))
     }
 
+    /// Server `server`'s admin URL sealed again under the sealing version (a rewrap).
+    pub fn reseal(&self, server: &DatabaseServer) -> Result<(i32, Vec<u8>)> {
+        let (version, blob) = server.admin_url.as_ref().ok_or_else(|| {
+            Error::Internal(format!("database server {} has no admin URL", server.id))
+        })?;
+        let url = self.keyring.open_string(*version, blob, &aad(&server.id))?;
+        self.seal(&server.id, &url)
+    }
+
     /// Server `id`'s admin connection.
     pub async fn endpoint(&self, id: &str) -> Result<Endpoint> {
         if id == DEFAULT_SERVER {

@@ -12,7 +12,7 @@ use uuid::Uuid;
 use super::ServerDirectory;
 use crate::Result;
 use crate::pg::{Endpoint, connect};
-use crate::secrets::{Keyring, random_password};
+use crate::secrets::{DataKey, Keyring, random_password};
 
 /// Which of a tenant's two database roles to log in as.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,10 +33,16 @@ impl TenantRole {
     }
 }
 
-/// A freshly generated password, sealed: what the tenant row stores.
-pub struct SealedPassword {
+/// New role passwords for a tenant, sealed: what its row stores. For a new tenant, with
+/// the data key made for it (`data_key_enc`).
+pub struct SealedPasswords {
+    /// The master key version sealing the data key (or the passwords, for a tenant
+    /// without one).
     pub key_version: i32,
-    pub blob: Vec<u8>,
+    pub owner: Vec<u8>,
+    pub runtime: Vec<u8>,
+    /// The tenant's data key, sealed: for a new tenant only.
+    pub data_key_enc: Option<Vec<u8>>,
 }
 
 pub struct TenantAccess {
@@ -50,6 +56,10 @@ fn aad(id: Uuid, role: TenantRole) -> String {
     format!("tenant:{id}:{}", role.purpose())
 }
 
+fn data_key_aad(id: Uuid) -> String {
+    format!("tenant:{id}:data-key")
+}
+
 impl TenantAccess {
     pub fn new(keyring: Arc<Keyring>, servers: Arc<ServerDirectory>) -> Self {
         Self { keyring, servers }
@@ -60,13 +70,118 @@ impl TenantAccess {
         &self.servers
     }
 
-    /// A new random password for `role` of tenant `id`, sealed for its row.
-    pub fn seal_new_password(&self, id: Uuid, role: TenantRole) -> Result<SealedPassword> {
-        let password = random_password();
-        let (key_version, blob) = self
-            .keyring
-            .seal(password.expose_secret().as_bytes(), &aad(id, role))?;
-        Ok(SealedPassword { key_version, blob })
+    pub fn keyring(&self) -> &Arc<Keyring> {
+        &self.keyring
+    }
+
+    /// A new tenant's data key and two random role passwords sealed with it.
+    pub fn seal_new_tenant(&self, id: Uuid) -> Result<SealedPasswords> {
+        let (key, key_version, sealed) = self.keyring.new_data_key(&data_key_aad(id))?;
+        let seal = |role| key.seal(random_password().expose_secret().as_bytes(), &aad(id, role));
+        Ok(SealedPasswords {
+            key_version,
+            owner: seal(TenantRole::Owner)?,
+            runtime: seal(TenantRole::Runtime)?,
+            data_key_enc: Some(sealed),
+        })
+    }
+
+    /// Two new random role passwords for `tenant`, sealed as its others are (with its
+    /// data key, or, for a tenant without one, with the master key).
+    pub fn seal_new_passwords(&self, tenant: &Tenant) -> Result<SealedPasswords> {
+        let (owner, runtime) = (random_password(), random_password());
+        match self.data_key(tenant)? {
+            Some(key) => Ok(SealedPasswords {
+                key_version: tenant.secret_key_version,
+                owner: key.seal(
+                    owner.expose_secret().as_bytes(),
+                    &aad(tenant.id, TenantRole::Owner),
+                )?,
+                runtime: key.seal(
+                    runtime.expose_secret().as_bytes(),
+                    &aad(tenant.id, TenantRole::Runtime),
+                )?,
+                data_key_enc: None,
+            }),
+            None => {
+                let (key_version, owner) = self.keyring.seal(
+                    owner.expose_secret().as_bytes(),
+                    &aad(tenant.id, TenantRole::Owner),
+                )?;
+                let (_, runtime) = self.keyring.seal(
+                    runtime.expose_secret().as_bytes(),
+                    &aad(tenant.id, TenantRole::Runtime),
+                )?;
+                Ok(SealedPasswords {
+                    key_version,
+                    owner,
+                    runtime,
+                    data_key_enc: None,
+                })
+            }
+        }
+    }
+
+    /// The tenant's data key, opened (`None` for a tenant without one).
+    pub fn data_key(&self, tenant: &Tenant) -> Result<Option<DataKey>> {
+        tenant
+            .data_key_enc
+            .as_deref()
+            .map(|sealed| {
+                self.keyring.open_data_key(
+                    tenant.secret_key_version,
+                    sealed,
+                    &data_key_aad(tenant.id),
+                )
+            })
+            .transpose()
+    }
+
+    /// What a rewrap to the sealing version makes of `tenant`'s secrets: its data key
+    /// sealed again, or, for a tenant without one, a new data key and every password
+    /// (current and in rotation) sealed with it. The passwords themselves do not change.
+    pub fn rewrap(&self, tenant: &Tenant) -> Result<Rewrapped> {
+        let key_aad = data_key_aad(tenant.id);
+        match self.data_key(tenant)? {
+            Some(key) => {
+                let (version, data_key_enc) = self.keyring.reseal_data_key(&key, &key_aad)?;
+                Ok(Rewrapped {
+                    version,
+                    data_key_enc,
+                    passwords: None,
+                    rotation: None,
+                })
+            }
+            None => {
+                let (key, version, data_key_enc) = self.keyring.new_data_key(&key_aad)?;
+                let reseal = |role, secret: SecretString| {
+                    key.seal(secret.expose_secret().as_bytes(), &aad(tenant.id, role))
+                };
+                let passwords = (
+                    reseal(TenantRole::Owner, self.password(tenant, TenantRole::Owner)?)?,
+                    reseal(
+                        TenantRole::Runtime,
+                        self.password(tenant, TenantRole::Runtime)?,
+                    )?,
+                );
+                let rotation = match (
+                    self.rotation_password(tenant, TenantRole::Owner)?,
+                    self.rotation_password(tenant, TenantRole::Runtime)?,
+                ) {
+                    (Some(owner), Some(runtime)) => Some((
+                        reseal(TenantRole::Owner, owner)?,
+                        reseal(TenantRole::Runtime, runtime)?,
+                    )),
+                    _ => None,
+                };
+                Ok(Rewrapped {
+                    version,
+                    data_key_enc,
+                    passwords: Some(passwords),
+                    rotation,
+                })
+            }
+        }
     }
 
     /// The password of `role`, opened from the tenant row.
@@ -75,8 +190,13 @@ impl TenantAccess {
             TenantRole::Owner => &tenant.owner_password_enc,
             TenantRole::Runtime => &tenant.runtime_password_enc,
         };
-        self.keyring
-            .open_string(tenant.secret_key_version, blob, &aad(tenant.id, role))
+        match self.data_key(tenant)? {
+            Some(key) => key.open_string(blob, &aad(tenant.id, role)),
+            None => {
+                self.keyring
+                    .open_string(tenant.secret_key_version, blob, &aad(tenant.id, role))
+            }
+        }
     }
 
     /// The new password of `role` while a rotation is in flight.
@@ -92,9 +212,13 @@ impl TenantAccess {
             TenantRole::Owner => &rotation.owner_password_enc,
             TenantRole::Runtime => &rotation.runtime_password_enc,
         };
-        self.keyring
-            .open_string(rotation.key_version, blob, &aad(tenant.id, role))
-            .map(Some)
+        match self.data_key(tenant)? {
+            Some(key) => key.open_string(blob, &aad(tenant.id, role)).map(Some),
+            None => self
+                .keyring
+                .open_string(rotation.key_version, blob, &aad(tenant.id, role))
+                .map(Some),
+        }
     }
 
     /// Every way `role` may log in now: the current password, then (while a rotation is
@@ -129,8 +253,23 @@ impl TenantAccess {
         connect(&self.endpoint(tenant, role).await?).await
     }
 
-    /// The key that signs this tenant's user tokens (and no other tenant's).
-    pub fn token_secret(&self, id: Uuid) -> Result<SecretBox<[u8; 32]>> {
-        self.keyring.derive(&format!("tenant-jwt-v1:{id}"))
+    /// The key that signs this tenant's user tokens (and no other tenant's): derived from
+    /// its data key, so rotating the master key does not sign its users out; for a tenant
+    /// without one yet, from the master key.
+    pub fn token_secret(&self, tenant: &Tenant) -> Result<SecretBox<[u8; 32]>> {
+        let purpose = format!("tenant-jwt-v1:{}", tenant.id);
+        match self.data_key(tenant)? {
+            Some(key) => Ok(key.derive(&purpose)),
+            None => self.keyring.derive(&purpose),
+        }
     }
+}
+
+/// A tenant's secrets after a rewrap (see [`TenantAccess::rewrap`]).
+pub struct Rewrapped {
+    pub version: i32,
+    pub data_key_enc: Vec<u8>,
+    /// `(owner, runtime)`, sealed with a data key made by this rewrap.
+    pub passwords: Option<(Vec<u8>, Vec<u8>)>,
+    pub rotation: Option<(Vec<u8>, Vec<u8>)>,
 }

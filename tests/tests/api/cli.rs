@@ -372,3 +372,59 @@ async fn operators_are_listed_disabled_enabled_and_reset_from_the_cli() {
         1
     );
 }
+
+#[tokio::test]
+async fn keys_are_rotated_rewrapped_and_retired_from_the_cli() {
+    use base64::Engine;
+    let key = |n: u8| base64::prelude::BASE64_STANDARD.encode([n; 32]);
+    let spec = format!("1:{},2:{}", key(7), key(9));
+    let app = crate::helpers::spawn_app_with(|c| {
+        c.master_key = control_plane::config::MasterKeySource::Inline(secrecy::SecretString::from(
+            spec.clone(),
+        ))
+    })
+    .await;
+    let config = app.state.config.as_ref().clone();
+    let run = |args: &[&str]| {
+        let config = config.clone();
+        let mut argv = vec!["control-plane"];
+        argv.extend_from_slice(args);
+        let cli = Cli::try_parse_from(argv).expect("parse");
+        async move { cli.run(config).await }
+    };
+    run(&["keys", "rotate", "--version", "1"])
+        .await
+        .expect("rotate to 1");
+    // The serving process hears of it through the change feed.
+    crate::helpers::eventually("the service seals with version 1", || async {
+        match app.services.access.keyring().sealing_version() {
+            1 => Ok(()),
+            other => Err(other),
+        }
+    })
+    .await;
+    app.create_tenant("sealed").await;
+    let version = || async {
+        app.count("SELECT secret_key_version::bigint FROM tenants WHERE slug = 'sealed'")
+            .await
+    };
+    assert_eq!(version().await, 1);
+    run(&["keys", "status", "--json"]).await.expect("status");
+    assert!(run(&["keys", "retire", "1"]).await.is_err(), "in use");
+    run(&["keys", "rotate"]).await.expect("rotate");
+    run(&["keys", "rewrap", "--json"]).await.expect("rewrap");
+    assert_eq!(version().await, 2);
+    run(&["keys", "retire", "1"]).await.expect("retire");
+    assert_eq!(
+        app.count(
+            "SELECT count(*) FROM audit_log WHERE action LIKE 'keys.%' AND actor LIKE 'cli:%'"
+        )
+        .await,
+        4,
+        "two rotations, a rewrap, a retirement (the refused one changed nothing)"
+    );
+    assert_eq!(
+        crate::helpers::status_on(&app, "sealed.localhost").await.0,
+        200
+    );
+}

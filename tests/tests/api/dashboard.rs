@@ -216,7 +216,10 @@ async fn a_viewer_can_look_but_every_change_is_refused() {
         ),
         (&*format!("/owner/tenants/{id}/maintenance"), ("note", "n")),
         (&*format!("/owner/tenants/{id}/settings"), ("locale", "it")),
-        (&*format!("/owner/tenants/{id}/features"), ("feature", "files")),
+        (
+            &*format!("/owner/tenants/{id}/features"),
+            ("feature", "files"),
+        ),
     ] {
         let response = b.form(&app, path, &[("_csrf", &csrf), extra]).await;
         assert_eq!(response.status(), 403, "dashboard POST {path}");
@@ -973,7 +976,13 @@ async fn the_settings_and_features_boxes_change_what_the_tenant_app_reads() {
         .await;
     assert_eq!(response.status(), 303);
     let served: Value = app
-        .on(Method::GET, "styled.localhost", "/api/v1/settings", None, None)
+        .on(
+            Method::GET,
+            "styled.localhost",
+            "/api/v1/settings",
+            None,
+            None,
+        )
         .await
         .json()
         .await
@@ -996,7 +1005,11 @@ async fn the_settings_and_features_boxes_change_what_the_tenant_app_reads() {
         .form(
             &app,
             &format!("/owner/tenants/{id}/settings"),
-            &[("_csrf", &b.csrf), ("time_zone", "Nowhere/Land"), ("locale", "en")],
+            &[
+                ("_csrf", &b.csrf),
+                ("time_zone", "Nowhere/Land"),
+                ("locale", "en"),
+            ],
         )
         .await;
     assert_eq!(response.status(), 422);
@@ -1006,12 +1019,22 @@ async fn the_settings_and_features_boxes_change_what_the_tenant_app_reads() {
         .form(
             &app,
             &format!("/owner/tenants/{id}/features"),
-            &[("_csrf", &b.csrf), ("feature", "files"), ("feature_state", "off")],
+            &[
+                ("_csrf", &b.csrf),
+                ("feature", "files"),
+                ("feature_state", "off"),
+            ],
         )
         .await;
     assert_eq!(response.status(), 303);
     let served: Value = app
-        .on(Method::GET, "styled.localhost", "/api/v1/settings", None, None)
+        .on(
+            Method::GET,
+            "styled.localhost",
+            "/api/v1/settings",
+            None,
+            None,
+        )
         .await
         .json()
         .await

@@ -15,6 +15,7 @@ mod hardening;
 mod health;
 mod hosts;
 mod isolation;
+mod keys;
 mod limits;
 mod maintenance;
 mod metering;

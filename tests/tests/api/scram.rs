@@ -364,22 +364,22 @@ async fn credentials_rotate_online_from_another_process_without_a_failed_request
 
     // A rotation cut short after its new passwords were recorded (a crash) is finished
     // with those passwords by the next rotation, not replaced.
-    let sealed = cli
-        .access
-        .seal_new_password(tenant.id, control_plane::services::TenantRole::Owner)
-        .expect("seal");
-    let sealed_runtime = cli
-        .access
-        .seal_new_password(tenant.id, control_plane::services::TenantRole::Runtime)
-        .expect("seal");
+    let current = {
+        let conn = cli.owner.conn().await.expect("owner");
+        owner::tenants::tenant_fetch(&**conn, tenant.id)
+            .await
+            .expect("tenant")
+    };
+    let sealed = cli.access.seal_new_passwords(&current).expect("seal");
     let left = {
         let conn = cli.owner.conn().await.expect("owner");
         owner::tenants::tenant_rotation_begin(
             &**conn,
             tenant.id,
             sealed.key_version,
-            &sealed.blob,
-            &sealed_runtime.blob,
+            current.data_key_enc.as_deref(),
+            &sealed.owner,
+            &sealed.runtime,
         )
         .await
         .expect("begin")
@@ -396,7 +396,7 @@ async fn credentials_rotate_online_from_another_process_without_a_failed_request
         .expect("finish");
     assert!(finished.rotation.is_none());
     assert_eq!(
-        finished.runtime_password_enc, sealed_runtime.blob,
+        finished.runtime_password_enc, sealed.runtime,
         "the recorded passwords"
     );
     let url = format!(

@@ -238,7 +238,13 @@ async fn tokens_work_only_on_their_own_tenant_and_only_when_well_formed() {
     );
 
     let a_uuid: uuid::Uuid = a["id"].as_str().expect("id").parse().expect("uuid");
-    let secret = app.services.access.token_secret(a_uuid).expect("secret");
+    let a_row = {
+        let conn = app.services.owner.conn().await.expect("owner");
+        owner::tenants::tenant_fetch(&**conn, a_uuid)
+            .await
+            .expect("tenant")
+    };
+    let secret = app.services.access.token_secret(&a_row).expect("secret");
     let key = secrecy::ExposeSecret::expose_secret(&secret).to_vec();
     let now = jsonwebtoken::get_current_timestamp();
     let good = json!({ "sub": a_id, "aud": "tenant", "iss": "control-plane", "tid": a_uuid, "exp": now + 60, "iat": now, "role": "admin" });

@@ -269,7 +269,9 @@ pub async fn detail_page(
             },
         })
         .collect();
-    let plan = owner::plans::plan_fetch(&**conn, &tenant.plan_code).await.ok();
+    let plan = owner::plans::plan_fetch(&**conn, &tenant.plan_code)
+        .await
+        .ok();
     let (usage_chart, usage_facts) = usage_view(&**conn, id, plan.as_ref()).await?;
     let customisation = state.customiser.show(&tenant).await?;
     let settings = &customisation.settings;
