@@ -60,6 +60,8 @@ pub struct OverviewPage {
     pub events: Vec<EventLine>,
     pub failing: Vec<FailingTenant>,
     pub last_run: Option<RunLine>,
+    /// What each master key version seals (see `keys status`).
+    pub keys: Option<crate::keys::KeyStatus>,
 }
 
 /// Readable names for the events' targets: tenants by slug, operators by email.
@@ -174,6 +176,12 @@ pub async fn page(
             Some(t) => format!("FAILED {}: {}", ago(t.tested_at), t.detail),
         },
     ));
+    let keys = state
+        .keys
+        .status()
+        .await
+        .inspect_err(|e| tracing::warn!(error = %e, "master key status unavailable"))
+        .ok();
     let mut chrome = session.chrome(&state, "overview");
     chrome.notice = notice_text(query.notice.as_deref());
     Ok(render(&OverviewPage {
@@ -186,5 +194,6 @@ pub async fn page(
         events,
         failing,
         last_run,
+        keys,
     }))
 }

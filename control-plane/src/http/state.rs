@@ -24,6 +24,7 @@ pub struct AppState {
     pub domains: Arc<Domains>,
     pub billing: Arc<Billing>,
     pub customiser: Arc<Customiser>,
+    pub keys: Arc<crate::keys::Keys>,
     pub fleet: Fleet,
     /// The tenant migrations (the dashboard shows how far each tenant is from them).
     pub migrations: Arc<MigrationSource>,
@@ -74,6 +75,7 @@ impl AppState {
             domains: Arc::clone(&services.domains),
             billing: Arc::clone(&services.billing),
             customiser: Arc::clone(&services.customiser),
+            keys: Arc::clone(&services.keys),
             fleet: services.fleet.clone(),
             migrations: Arc::clone(&services.migrations),
             tokens: Arc::new(tokens),

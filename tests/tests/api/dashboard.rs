@@ -1048,4 +1048,13 @@ async fn the_settings_and_features_boxes_change_what_the_tenant_app_reads() {
         .await
         .expect("html");
     assert!(page.contains("(override)"), "the override is shown");
+
+    // The overview shows what the master key seals: one tenant's data key, all of it.
+    let overview = b.get(&app, "/owner").await.text().await.expect("html");
+    assert!(overview.contains("id=\"master-keys\""), "the master key panel");
+    assert!(
+        overview.contains("<td class=\"num\">1</td><td class=\"num\">0</td>")
+            && overview.contains("100%"),
+        "one data key, the whole share"
+    );
 }
