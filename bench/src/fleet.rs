@@ -71,7 +71,8 @@ async fn main() -> anyhow::Result<()> {
         .context("connect as admin")?;
     let storage = tempfile::tempdir()?;
 
-    // The fleet: N tenants at version 1, made by the real provisioner.
+    // The fleet: N tenants at the latest embedded version, made by the real provisioner.
+    let base = tenant::migrations::latest_version();
     let services = Services::init(
         config(&args, storage.path(), None)?,
         Arc::new(Faults::default()),
@@ -80,8 +81,8 @@ async fn main() -> anyhow::Result<()> {
     let existing: i64 = {
         let conn = services.owner.conn().await?;
         conn.query_one(
-            "SELECT count(*) FROM tenants WHERE status = 'active' AND schema_version = 1",
-            &[],
+            "SELECT count(*) FROM tenants WHERE status = 'active' AND schema_version = $1",
+            &[&base],
         )
         .await?
         .get(0)
@@ -112,7 +113,10 @@ async fn main() -> anyhow::Result<()> {
 
     // 1. Ours.
     let dir = tempfile::tempdir()?;
-    std::fs::write(dir.path().join("V2__add_microchip.sql"), sql("microchip"))?;
+    std::fs::write(
+        dir.path().join(format!("V{}__add_microchip.sql", base + 1)),
+        sql("microchip"),
+    )?;
     let ours_services = Services::init(
         config(&args, storage.path(), Some(dir.path()))?,
         Arc::new(Faults::default()),

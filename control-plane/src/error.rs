@@ -46,6 +46,15 @@ pub enum Error {
     /// many seconds.
     #[error("too many failed sign-ins; retry in {0} s")]
     TooManyAttempts(u64),
+    /// Too many requests from the client's address; retry after this many seconds.
+    #[error("too many requests; retry in {0} s")]
+    RateLimited(u64),
+    /// A one-time code that is wrong, used, expired or was never sent.
+    #[error("the code is wrong, used or expired; ask for a new one")]
+    InvalidCode,
+    /// Something this installation is not set up for (mail without `CP_SMTP_URL`).
+    #[error("{0}")]
+    NotConfigured(String),
     /// A state-changing request authenticated by the session cookie came without the
     /// session's CSRF token.
     #[error("missing or wrong CSRF token")]

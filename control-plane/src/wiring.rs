@@ -8,8 +8,10 @@ use crate::billing::Billing;
 use crate::config::Config;
 use crate::customisation::Customiser;
 use crate::domains::Domains;
+use crate::finder::{EmailIndex, Finder};
 use crate::fleet::Fleet;
 use crate::keys::Keys;
+use crate::mailer::Mailer;
 use crate::provisioning::{ClusterSettings, Faults, Provisioner, Servers};
 use crate::secrets::Keyring;
 use crate::{Error, Result, installation, pg};
@@ -36,6 +38,9 @@ pub struct Services {
     pub billing: Arc<Billing>,
     pub customiser: Arc<Customiser>,
     pub keys: Arc<Keys>,
+    /// Where the tenant API reports users coming and going (see `finder`).
+    pub email_index: Arc<dyn tenant::directory::UserDirectory>,
+    pub finder: Arc<Finder>,
     pub fleet: Fleet,
     pub backups: Arc<Backups>,
     pub traffic: Traffic,
@@ -147,6 +152,15 @@ impl Services {
             Arc::clone(&access),
             events.clone(),
         ));
+        let email_index: Arc<dyn tenant::directory::UserDirectory> =
+            Arc::new(EmailIndex::new(owner.clone()));
+        let finder = Arc::new(Finder::new(
+            owner.clone(),
+            Arc::clone(&access),
+            Arc::new(Mailer::from_config(&config)?),
+            tasks.clone(),
+            &config,
+        )?);
         let keys_listener: Arc<dyn crate::services::Listener> = keys.clone();
         events.listen(Arc::downgrade(&keys_listener));
         let fleet = Fleet::new(
@@ -173,6 +187,8 @@ impl Services {
             billing,
             customiser,
             keys,
+            email_index,
+            finder,
             fleet,
             backups,
             traffic,

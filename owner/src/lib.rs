@@ -22,6 +22,7 @@ pub mod audit;
 pub mod backups;
 pub mod domains;
 mod error;
+pub mod finder;
 pub mod ids;
 pub mod keys;
 pub mod maintenance;

@@ -18,6 +18,7 @@ pub mod extract;
 mod files;
 mod members;
 mod records;
+mod roles;
 mod settings;
 mod users;
 
@@ -38,6 +39,7 @@ pub fn router() -> Router {
             )),
         )
         .merge(members::routes())
+        .merge(roles::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
 }
@@ -55,7 +57,7 @@ async fn status(
 ) -> Result<Json<serde_json::Value>, ApiFailure> {
     let detailed = match auth {
         Ok(user) => {
-            user.require_role(&["admin"])?;
+            user.require("status:details")?;
             true
         }
         Err(ApiFailure::Unauthenticated)
@@ -133,6 +135,8 @@ pub enum ApiFailure {
     Db(tokio_postgres::Error),
     Unauthenticated,
     Forbidden(&'static str),
+    /// The user's role does not grant this permission.
+    MissingPermission(&'static str),
     BadRequest(&'static str, String),
     Unprocessable(&'static str, String),
     Conflict(&'static str, String),
@@ -255,6 +259,11 @@ impl IntoResponse for ApiFailure {
                 None,
             ),
             ApiFailure::Forbidden(why) => error(StatusCode::FORBIDDEN, "forbidden", why),
+            ApiFailure::MissingPermission(permission) => error(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                &format!("your role does not grant {permission}"),
+            ),
             ApiFailure::BadRequest(code, why) if code == "unsupported_media_type" => {
                 error(StatusCode::UNSUPPORTED_MEDIA_TYPE, code, &why)
             }

@@ -19,6 +19,12 @@ pub struct TenantContext {
     pub limits: Limits,
     /// Its settings and features.
     pub profile: Arc<crate::TenantProfile>,
+    /// Its database's schema version as the owner database last recorded it (`None`:
+    /// unknown), for code that must also serve a database a fleet migration has not
+    /// reached yet.
+    pub schema_version: Option<i32>,
+    /// Told when a user comes or goes (see [`crate::directory`]).
+    pub directory: Arc<dyn crate::directory::UserDirectory>,
     /// This tenant's uploads in flight in this process, shared by all its requests so
     /// parallel uploads cannot pass the storage quota together (see [`crate::ledger`]).
     pub ledger: Arc<crate::ledger::StorageLedger>,
@@ -34,4 +40,12 @@ pub struct Limits {
     pub max_storage_bytes: Option<i64>,
     /// Largest single upload.
     pub max_file_bytes: Option<u64>,
+}
+
+impl TenantContext {
+    /// Whether its database has the `roles` table (see `crate::permissions`).
+    pub fn has_roles(&self) -> bool {
+        self.schema_version
+            .is_none_or(|v| v >= crate::permissions::ROLES_SINCE)
+    }
 }

@@ -76,6 +76,7 @@ pub async fn begin(
     pool: &TenantPool,
     email: &str,
     ip: Option<String>,
+    roles: bool,
 ) -> Result<(Option<User>, Attempt), Error> {
     let label: String = email.chars().take(MAX_LABEL_CHARS).collect();
     let mut conn = pool.get().await?;
@@ -86,7 +87,7 @@ pub async fn begin(
     let now: DateTime<Utc> = tx.query_one("SELECT now()", &[]).await?.get(0);
     let window = chrono::Duration::from_std(FAILURE_WINDOW).unwrap_or(chrono::Duration::zero());
     let window_start = now - window;
-    let user = users::user_fetch_by_email(&*tx, email).await?;
+    let user = users::user_fetch_by_email(&*tx, email, roles).await?;
     let since_account = user
         .as_ref()
         .and_then(|u| u.last_login_at)

@@ -20,17 +20,38 @@ pub struct User {
     #[serde(skip)]
     pub updated_at: DateTime<Utc>,
     pub last_login_at: Option<DateTime<Utc>>,
+    /// What the user's role allows (see `crate::permissions`).
+    pub permissions: Vec<String>,
 }
 
-const COLUMNS: &str = "id, email, name, password_hash, role, status, must_change_password, created_at, last_login_at, updated_at";
+const BASE_COLUMNS: &str = "id, email, name, password_hash, role, status, must_change_password, created_at, last_login_at, updated_at";
+
+/// The user's columns, with their role's permissions when the database has the `roles`
+/// table (tenant migration V2). A database not migrated yet (its tenant is served while a
+/// fleet migration is pending) has only the built-in roles, whose permissions the code
+/// knows.
+fn columns(roles: bool) -> String {
+    if roles {
+        format!(
+            "{BASE_COLUMNS}, (SELECT r.permissions FROM roles r WHERE r.name = users.role) AS permissions"
+        )
+    } else {
+        BASE_COLUMNS.to_string()
+    }
+}
 
 fn from_row(r: &Row) -> User {
+    let role: String = r.get(4);
     User {
         id: r.get(0),
         email: r.get(1),
         name: r.get(2),
         password_hash: r.get(3),
-        role: r.get(4),
+        permissions: match r.try_get::<_, Option<Vec<String>>>(10) {
+            Ok(Some(permissions)) => permissions,
+            _ => crate::permissions::built_in(&role),
+        },
+        role,
         status: r.get(5),
         must_change_password: r.get(6),
         created_at: r.get(7),
@@ -42,10 +63,11 @@ fn from_row(r: &Row) -> User {
 pub async fn user_fetch_by_email(
     client: &impl GenericClient,
     email: &str,
+    roles: bool,
 ) -> Result<Option<User>, tokio_postgres::Error> {
     Ok(client
         .query_opt(
-            &format!("SELECT {COLUMNS} FROM users WHERE email = $1"),
+            &format!("SELECT {} FROM users WHERE email = $1", columns(roles)),
             &[&email],
         )
         .await?
@@ -55,15 +77,16 @@ pub async fn user_fetch_by_email(
 pub async fn user_fetch(
     client: &impl GenericClient,
     id: Uuid,
+    roles: bool,
 ) -> Result<Option<User>, tokio_postgres::Error> {
     Ok(client
-        .query_opt(&by_id_sql(), &[&id])
+        .query_opt(&by_id_sql(roles), &[&id])
         .await?
         .map(|r| from_row(&r)))
 }
 
-fn by_id_sql() -> String {
-    format!("SELECT {COLUMNS} FROM users WHERE id = $1")
+fn by_id_sql(roles: bool) -> String {
+    format!("SELECT {} FROM users WHERE id = $1", columns(roles))
 }
 
 /// [`user_fetch`] on a pooled connection, with the statement prepared once per
@@ -71,8 +94,9 @@ fn by_id_sql() -> String {
 pub async fn user_fetch_pooled(
     client: &deadpool_postgres::ClientWrapper,
     id: Uuid,
+    roles: bool,
 ) -> Result<Option<User>, tokio_postgres::Error> {
-    let sql = by_id_sql();
+    let sql = by_id_sql(roles);
     let row = crate::prepared::with_prepared(client, &sql, |statement| async move {
         client.query_opt(&statement, &[&id]).await
     })
@@ -179,10 +203,14 @@ pub async fn user_list(
     client: &impl GenericClient,
     limit: i64,
     offset: i64,
+    roles: bool,
 ) -> Result<Vec<User>, tokio_postgres::Error> {
     Ok(client
         .query(
-            &format!("SELECT {COLUMNS} FROM users ORDER BY created_at, id LIMIT $1 OFFSET $2"),
+            &format!(
+                "SELECT {} FROM users ORDER BY created_at, id LIMIT $1 OFFSET $2",
+                columns(roles)
+            ),
             &[&limit, &offset],
         )
         .await?
@@ -221,11 +249,13 @@ pub async fn user_insert(
     name: &str,
     role: &str,
     password_hash: &str,
+    roles: bool,
 ) -> Result<User, tokio_postgres::Error> {
     let row = client
         .query_one(
             &format!(
-                "INSERT INTO users (id, email, name, password_hash, role) VALUES ($1, $2, $3, $4, $5) RETURNING {COLUMNS}"
+                "INSERT INTO users (id, email, name, password_hash, role) VALUES ($1, $2, $3, $4, $5) RETURNING {}",
+                columns(roles)
             ),
             &[&Uuid::now_v7(), &email, &name, &password_hash, &role],
         )
@@ -239,12 +269,14 @@ pub async fn user_update(
     name: Option<&str>,
     role: Option<&str>,
     status: Option<&str>,
+    roles: bool,
 ) -> Result<Option<User>, tokio_postgres::Error> {
     Ok(client
         .query_opt(
             &format!(
                 "UPDATE users SET name = coalesce($2, name), role = coalesce($3, role), \
-                 status = coalesce($4, status), updated_at = now() WHERE id = $1 RETURNING {COLUMNS}"
+                 status = coalesce($4, status), updated_at = now() WHERE id = $1 RETURNING {}",
+                columns(roles)
             ),
             &[&id, &name, &role, &status],
         )
@@ -252,12 +284,28 @@ pub async fn user_update(
         .map(|r| from_row(&r)))
 }
 
+/// Deletes user `id`; its email, if there was one.
 pub async fn user_delete(
     client: &impl GenericClient,
     id: Uuid,
-) -> Result<bool, tokio_postgres::Error> {
+) -> Result<Option<String>, tokio_postgres::Error> {
     Ok(client
-        .execute("DELETE FROM users WHERE id = $1", &[&id])
+        .query_opt("DELETE FROM users WHERE id = $1 RETURNING email", &[&id])
         .await?
-        == 1)
+        .map(|r| r.get(0)))
+}
+
+/// The emails of the active users (for rebuilding the control plane's index).
+pub async fn active_emails(
+    client: &impl GenericClient,
+) -> Result<Vec<String>, tokio_postgres::Error> {
+    Ok(client
+        .query(
+            "SELECT email FROM users WHERE status = 'active' ORDER BY email",
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect())
 }

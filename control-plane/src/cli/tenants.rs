@@ -98,6 +98,14 @@ pub enum TenantsCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Rebuild the index of tenant users' emails ("which tenants am I in?") from the
+    /// tenant databases: the named tenants, or every active one.
+    ReindexUsers {
+        /// Tenants by slug; none: all.
+        slugs: Vec<String>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Back up a tenant's database and files now, and wait; `--json` prints the backup
     /// record with its id.
     Backup {
@@ -306,6 +314,28 @@ pub async fn run(cmd: TenantsCommand, config: Config) -> Result<()> {
         }
         TenantsCommand::RotateCredentials { slugs, all, json } => {
             rotate_credentials(&services, slugs, all, json, &actor).await
+        }
+        TenantsCommand::ReindexUsers { slugs, json } => {
+            let (done, failed) = services.finder.reindex(&slugs).await?;
+            let value = serde_json::json!({ "reindexed": done, "failed": failed });
+            super::output::emit(json, &value, || {
+                if failed.is_empty() {
+                    format!("reindexed the users of {done} tenants")
+                } else {
+                    format!(
+                        "reindexed the users of {done} tenants; could not read {}",
+                        failed.join(", ")
+                    )
+                }
+            });
+            if failed.is_empty() {
+                Ok(())
+            } else {
+                Err(crate::Error::Internal(format!(
+                    "{} tenants could not be reindexed",
+                    failed.len()
+                )))
+            }
         }
         TenantsCommand::Backup { slug, json } => {
             super::backups::backup(&services, &slug, json, &actor).await

@@ -113,6 +113,14 @@ impl Config {
                 self.restore_test_interval.as_secs().to_string(),
             ),
             ("CP_MOVE_GRACE_SECS", self.move_grace.as_secs().to_string()),
+            (
+                "CP_SMTP_URL",
+                self.smtp_url.as_ref().map_or_else(
+                    || "(none: files in <CP_DATA_DIR>/mail in dev mode)".to_string(),
+                    |u| mask_password(u.expose_secret()),
+                ),
+            ),
+            ("CP_MAIL_FROM", self.mail_from.clone()),
         ]
     }
 }

@@ -126,6 +126,11 @@ pub struct Config {
     pub restore_test_interval: Duration,
     /// How long a moved tenant's old database and roles are kept on its former server.
     pub move_grace: Duration,
+    /// Where mail goes (`smtp://user:password@host:587?tls=required`, `smtps://...`);
+    /// `None`: files in `<data_dir>/mail` in dev mode, no mail in production.
+    pub smtp_url: Option<SecretString>,
+    /// The sender of the service's mail.
+    pub mail_from: String,
     /// `CP_*` variables that name no setting; reported once at start-up.
     pub unknown_variables: Vec<String>,
 }
@@ -424,8 +429,32 @@ impl Config {
             .map_or(DEFAULT_RESTORE_TEST_INTERVAL, Duration::from_secs);
         let move_grace =
             number("CP_MOVE_GRACE_SECS", true)?.map_or(DEFAULT_MOVE_GRACE, Duration::from_secs);
+        let smtp_url = match v.get("CP_SMTP_URL") {
+            None => None,
+            Some(url) if url.starts_with("smtp://") || url.starts_with("smtps://") => {
+                lettre::AsyncSmtpTransport::<lettre::Tokio1Executor>::from_url(url)
+                    .map_err(|e| v.invalid("CP_SMTP_URL", e.to_string()))?;
+                Some(SecretString::from(url.to_string()))
+            }
+            Some(_) => {
+                return Err(v.invalid(
+                    "CP_SMTP_URL",
+                    "must start with smtp:// or smtps:// (smtp://user:password@host:587?tls=required)",
+                ));
+            }
+        };
+        let mail_from = match v.get("CP_MAIL_FROM") {
+            Some(from) => {
+                from.parse::<lettre::message::Mailbox>()
+                    .map_err(|e| v.invalid("CP_MAIL_FROM", format!("not a mail address: {e}")))?;
+                from.to_string()
+            }
+            None => format!("Control plane <no-reply@{base_domain}>"),
+        };
         Ok(Config {
             move_grace,
+            smtp_url,
+            mail_from,
             backup_root,
             backup_concurrency,
             backup_schedule_interval,

@@ -44,6 +44,8 @@ pub const SETTINGS: &[&str] = &[
     "CP_BACKUP_SCHEDULE_INTERVAL_SECS",
     "CP_RESTORE_TEST_INTERVAL_SECS",
     "CP_MOVE_GRACE_SECS",
+    "CP_SMTP_URL",
+    "CP_MAIL_FROM",
 ];
 
 /// Variables with the `CP_` prefix that are not settings but are read all the same.

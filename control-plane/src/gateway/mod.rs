@@ -86,6 +86,8 @@ pub struct Gateway {
     ledgers: std::sync::Mutex<HashMap<Uuid, Weak<StorageLedger>>>,
     /// The default server's tenant connection budget.
     budget: Arc<Budget>,
+    /// Told by the tenant API when users come or go (the "find my tenants" index).
+    directory: Arc<dyn tenant::directory::UserDirectory>,
     /// Every other server's, made when its first tenant is served (see `budget_of`).
     server_budgets: tokio::sync::Mutex<HashMap<String, Arc<Budget>>>,
     /// For deriving other servers' budgets.
@@ -94,17 +96,30 @@ pub struct Gateway {
     settings: PoolSettings,
 }
 
+/// What the gateway reaches: the owner database, tenants' databases and trees, and the
+/// index of tenant users.
+pub struct Backends {
+    pub owner: OwnerDb,
+    pub access: Arc<TenantAccess>,
+    pub storage: storage::Storage,
+    pub directory: Arc<dyn tenant::directory::UserDirectory>,
+}
+
 impl Gateway {
     /// Builds the gateway; it forgets a tenant whenever `events` announces a change.
     pub fn new(
         config: &Config,
         plan: &ConnectionPlan,
-        owner: OwnerDb,
-        access: Arc<TenantAccess>,
-        storage: storage::Storage,
+        backends: Backends,
         events: &TenantEvents,
         traffic: Traffic,
     ) -> Arc<Self> {
+        let Backends {
+            owner,
+            access,
+            storage,
+            directory,
+        } = backends;
         let pools: Cache<Uuid, Arc<TenantRuntime>> = Cache::builder()
             .name("tenant_pools")
             .max_capacity(plan.max_pools)
@@ -150,6 +165,7 @@ impl Gateway {
             requests: RequestCounts::default(),
             traffic,
             budget: Budget::new(plan.budget),
+            directory,
             server_budgets: tokio::sync::Mutex::new(HashMap::new()),
             config: Arc::new(config.clone()),
             max_upload_bytes: config.max_upload_bytes,
@@ -325,6 +341,8 @@ impl Gateway {
                 max_file_bytes: Some(self.max_upload_bytes),
             },
             profile: runtime.profile.for_plan(&terms),
+            schema_version: tenant.schema_version,
+            directory: Arc::clone(&self.directory),
             ledger: Arc::clone(&runtime.ledger),
             client_ip,
         })

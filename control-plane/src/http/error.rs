@@ -130,6 +130,14 @@ impl From<&Error> for ApiError {
                 retry_after: Some(*secs),
                 ..ApiError::new(S::TOO_MANY_REQUESTS, "too_many_attempts", e.to_string())
             },
+            Error::RateLimited(secs) => ApiError {
+                retry_after: Some(*secs),
+                ..ApiError::new(S::TOO_MANY_REQUESTS, "too_many_requests", e.to_string())
+            },
+            Error::InvalidCode => ApiError::new(S::UNAUTHORIZED, "invalid_code", e.to_string()),
+            Error::NotConfigured(_) => {
+                ApiError::new(S::SERVICE_UNAVAILABLE, "not_configured", e.to_string())
+            }
             Error::CsrfRejected => ApiError::new(
                 S::FORBIDDEN,
                 "csrf_rejected",

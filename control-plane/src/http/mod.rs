@@ -20,6 +20,7 @@ mod owner_operators;
 mod owner_plans;
 mod owner_servers;
 mod owner_tenants;
+mod public;
 pub mod router;
 mod serve;
 pub mod session;

@@ -16,7 +16,7 @@ use super::error::ApiError;
 use super::state::AppState;
 use super::{
     health, metrics, openapi, owner_audit, owner_auth, owner_backups, owner_migrations,
-    owner_moves, owner_operators, owner_plans, owner_servers, owner_tenants,
+    owner_moves, owner_operators, owner_plans, owner_servers, owner_tenants, public,
 };
 
 static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -42,6 +42,12 @@ pub fn router(state: AppState) -> Router {
         .merge(health::routes())
         .route("/metrics", axum::routing::get(metrics::render))
         .nest("/api/owner", owner_api)
+        .nest(
+            "/api/public",
+            public::routes()
+                .fallback(not_found)
+                .method_not_allowed_fallback(method_not_allowed),
+        )
         .merge(crate::dashboard::routes())
         .route_layer(axum::middleware::from_fn(metrics::track_owner))
         .fallback(not_found)

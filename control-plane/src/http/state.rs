@@ -25,6 +25,7 @@ pub struct AppState {
     pub billing: Arc<Billing>,
     pub customiser: Arc<Customiser>,
     pub keys: Arc<crate::keys::Keys>,
+    pub finder: Arc<crate::finder::Finder>,
     pub fleet: Fleet,
     /// The tenant migrations (the dashboard shows how far each tenant is from them).
     pub migrations: Arc<MigrationSource>,
@@ -55,9 +56,12 @@ impl AppState {
         let gateway = Gateway::new(
             &services.config,
             plan,
-            services.owner.clone(),
-            Arc::clone(&services.access),
-            services.storage.clone(),
+            crate::gateway::Backends {
+                owner: services.owner.clone(),
+                access: Arc::clone(&services.access),
+                storage: services.storage.clone(),
+                directory: services.email_index.clone(),
+            },
             &services.events,
             services.traffic.clone(),
         );
@@ -76,6 +80,7 @@ impl AppState {
             billing: Arc::clone(&services.billing),
             customiser: Arc::clone(&services.customiser),
             keys: Arc::clone(&services.keys),
+            finder: Arc::clone(&services.finder),
             fleet: services.fleet.clone(),
             migrations: Arc::clone(&services.migrations),
             tokens: Arc::new(tokens),

@@ -68,6 +68,10 @@ impl Provisioner {
                     cluster.ensure_first_admin(sessions, &names, admin).await?;
                 }
                 let conn = self.owner.conn().await?;
+                if let Some(admin) = &tenant.initial_admin {
+                    // Findable by "which tenants am I in" (see `owner::finder`).
+                    owner::finder::email_set(&**conn, tenant.id, &admin.email, true).await?;
+                }
                 owner::tenants::tenant_set_schema_version(&**conn, tenant.id, version).await?;
                 details = json!({ "schema_version": version });
             }

@@ -83,6 +83,18 @@ const ROWS: &[(&str, &str, &str, &str)] = &[
     ("CP_BACKUP_SCHEDULE_INTERVAL_SECS", "0", "0", "hourly"),
     ("CP_RESTORE_TEST_INTERVAL_SECS", "3600", "3600", "daily"),
     ("CP_MOVE_GRACE_SECS", "0", "0", "an hour"),
+    (
+        "CP_SMTP_URL",
+        "smtp://mailer:s3cret@mail.example.com:587?tls=required",
+        "smtp://mailer:***@mail.example.com:587?tls=required",
+        "mail.example.com",
+    ),
+    (
+        "CP_MAIL_FROM",
+        "Ops <ops@example.com>",
+        "Ops <ops@example.com>",
+        "not an address",
+    ),
     ("CP_MAX_CONNECTIONS", "500", "500", "0"),
 ];
 

@@ -74,7 +74,7 @@ async fn login(
 ) -> Result<Json<Value>, ApiFailure> {
     let email = req.email.trim().to_lowercase();
     let ip = ctx.client_ip.map(|ip| ip.to_string());
-    let (user, attempt) = sign_in::begin(&ctx.pool, &email, ip).await?;
+    let (user, attempt) = sign_in::begin(&ctx.pool, &email, ip, ctx.has_roles()).await?;
     let password = req.password;
     let verified = match &user {
         Some(u) => verify_password_async(password, u.password_hash.clone()).await,
@@ -110,7 +110,7 @@ async fn refresh(
         else {
             return Err(ApiFailure::Unauthenticated);
         };
-        match users::user_fetch(&***conn, user_id).await? {
+        match users::user_fetch(&***conn, user_id, ctx.has_roles()).await? {
             Some(u) if u.status == "active" => u,
             _ => return Err(ApiFailure::Unauthenticated),
         }
@@ -193,14 +193,15 @@ pub struct AuthUser {
 }
 
 impl AuthUser {
-    /// Refuses users whose role is not among `roles` (and anyone still on a one-time
-    /// password).
-    pub fn require_role(&self, roles: &[&str]) -> Result<(), ApiFailure> {
+    /// Refuses users whose role does not grant `permission` (and anyone still on a
+    /// one-time password).
+    pub fn require(&self, permission: &'static str) -> Result<(), ApiFailure> {
+        debug_assert!(crate::permissions::is_known(permission), "{permission}");
         self.require_password_changed()?;
-        if roles.contains(&self.user.role.as_str()) {
+        if self.user.permissions.iter().any(|p| p == permission) {
             Ok(())
         } else {
-            Err(ApiFailure::Forbidden("your role does not allow this"))
+            Err(ApiFailure::MissingPermission(permission))
         }
     }
 
@@ -233,7 +234,7 @@ impl<S: Send + Sync> FromRequestParts<S> for AuthUser {
             .ok_or(ApiFailure::Unauthenticated)?;
         let claims = ctx.keys.verify(token).ok_or(ApiFailure::Unauthenticated)?;
         let conn = ctx.pool.get().await?;
-        match users::user_fetch_pooled(&conn, claims.sub).await? {
+        match users::user_fetch_pooled(&conn, claims.sub, ctx.has_roles()).await? {
             // Tokens issued before the user last changed (password, role, status) are void.
             Some(user)
                 if user.status == "active"

@@ -28,8 +28,6 @@ use crate::ledger::{self, Reservation};
 
 /// Folders clients may put files in.
 pub const FOLDERS: [&str; 3] = ["documents", "uploads", "medical-imaging"];
-const WRITERS: &[&str] = &["admin", "staff"];
-const READERS: &[&str] = &["admin", "staff", "viewer"];
 const MAX_NAME_BYTES: usize = 255;
 
 pub fn routes() -> Router {
@@ -89,7 +87,7 @@ async fn upload(
     headers: HeaderMap,
     request: Request,
 ) -> Result<(StatusCode, Json<Value>), ApiFailure> {
-    user.require_role(WRITERS)?;
+    user.require("files:write")?;
     check_folder(&folder)?;
     check_name(&query.name)?;
     let content_type = headers
@@ -225,7 +223,7 @@ async fn list(
     user: AuthUser,
     ApiQuery(query): ApiQuery<ListQuery>,
 ) -> Result<Json<Value>, ApiFailure> {
-    user.require_role(READERS)?;
+    user.require("files:read")?;
     if let Some(folder) = &query.folder {
         check_folder(folder)?;
     }
@@ -250,7 +248,7 @@ async fn download(
     user: AuthUser,
     Path(id): Path<String>,
 ) -> Result<Response, ApiFailure> {
-    user.require_role(READERS)?;
+    user.require("files:read")?;
     let id = Uuid::parse_str(&id).map_err(|_| ApiFailure::NotFound)?;
     let conn = ctx.pool.get().await?;
     let row = conn
@@ -304,7 +302,7 @@ async fn remove(
     user: AuthUser,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiFailure> {
-    user.require_role(WRITERS)?;
+    user.require("files:write")?;
     let id = Uuid::parse_str(&id).map_err(|_| ApiFailure::NotFound)?;
     let conn = ctx.pool.get().await?;
     let row = conn

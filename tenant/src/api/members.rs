@@ -48,7 +48,7 @@ async fn list(
     user: AuthUser,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiFailure> {
-    user.require_role(&["admin", "staff", "viewer"])?;
+    user.require("members:read")?;
     let (practice, _) = ids(&id, None)?;
     let conn = ctx.pool.get().await?;
     if conn
@@ -75,7 +75,7 @@ async fn upsert(
     Path((id, user_id)): Path<(String, String)>,
     ApiJson(req): ApiJson<Membership>,
 ) -> Result<StatusCode, ApiFailure> {
-    user.require_role(&["admin"])?;
+    user.require("members:manage")?;
     let (practice, member) = ids(&id, Some(&user_id))?;
     if !MEMBER_ROLES.contains(&req.role.as_str()) {
         return Err(ApiFailure::Unprocessable(
@@ -104,7 +104,7 @@ async fn remove(
     user: AuthUser,
     Path((id, user_id)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiFailure> {
-    user.require_role(&["admin"])?;
+    user.require("members:manage")?;
     let (practice, member) = ids(&id, Some(&user_id))?;
     let conn = ctx.pool.get().await?;
     let n = conn

@@ -28,6 +28,9 @@ struct Resource {
     filters: &'static [&'static str],
     /// Order of lists.
     order: &'static str,
+    /// The permissions reading and writing it take.
+    read: &'static str,
+    write: &'static str,
 }
 
 /// The JSON type a column's values must have (or `null`). PostgreSQL checks the value
@@ -49,6 +52,8 @@ use Kind::{Any, Integer, Text};
 const RESOURCES: [Resource; 6] = [
     Resource {
         table: "practices",
+        read: "practices:read",
+        write: "practices:write",
         writable: &[
             ("name", Text),
             ("address", Text),
@@ -60,6 +65,8 @@ const RESOURCES: [Resource; 6] = [
     },
     Resource {
         table: "patients",
+        read: "patients:read",
+        write: "patients:write",
         writable: &[
             ("practice_id", Text),
             ("name", Text),
@@ -76,6 +83,8 @@ const RESOURCES: [Resource; 6] = [
     },
     Resource {
         table: "appointments",
+        read: "appointments:read",
+        write: "appointments:write",
         writable: &[
             ("practice_id", Text),
             ("patient_id", Text),
@@ -90,6 +99,8 @@ const RESOURCES: [Resource; 6] = [
     },
     Resource {
         table: "medical_records",
+        read: "medical_records:read",
+        write: "medical_records:write",
         writable: &[
             ("patient_id", Text),
             ("author_id", Text),
@@ -103,6 +114,8 @@ const RESOURCES: [Resource; 6] = [
     },
     Resource {
         table: "prescriptions",
+        read: "prescriptions:read",
+        write: "prescriptions:write",
         writable: &[
             ("patient_id", Text),
             ("prescriber_id", Text),
@@ -118,6 +131,8 @@ const RESOURCES: [Resource; 6] = [
     },
     Resource {
         table: "inventory",
+        read: "inventory:read",
+        write: "inventory:write",
         writable: &[
             ("practice_id", Text),
             ("sku", Text),
@@ -132,10 +147,6 @@ const RESOURCES: [Resource; 6] = [
 ];
 
 const MAX_PAGE: i64 = 200;
-/// Who may change records; everyone signed in may read them.
-const WRITERS: &[&str] = &["admin", "staff"];
-const READERS: &[&str] = &["admin", "staff", "viewer"];
-
 pub fn routes() -> Router {
     let mut router = Router::new();
     for (index, r) in RESOURCES.iter().enumerate() {
@@ -238,8 +249,8 @@ async fn list(
     user: AuthUser,
     RawQuery(query): RawQuery,
 ) -> Result<Json<Value>, ApiFailure> {
-    user.require_role(READERS)?;
     let r = &RESOURCES[index];
+    user.require(r.read)?;
     let mut limit = 50i64;
     let mut offset = 0i64;
     let mut filters: Vec<(&'static str, String)> = Vec::new();
@@ -318,8 +329,8 @@ async fn create(
     user: AuthUser,
     ApiJson(body): ApiJson<Value>,
 ) -> Result<(StatusCode, Json<Value>), ApiFailure> {
-    user.require_role(WRITERS)?;
     let r = &RESOURCES[index];
+    user.require(r.write)?;
     let map = fields(r, body)?;
     let columns: Vec<&str> = map.keys().map(|k| k.as_str()).collect();
     let names = columns.join(", ");
@@ -356,8 +367,8 @@ async fn show(
     user: AuthUser,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiFailure> {
-    user.require_role(READERS)?;
     let r = &RESOURCES[index];
+    user.require(r.read)?;
     let id = parse_id(&id)?;
     let conn = ctx.pool.get().await?;
     let row = conn
@@ -378,8 +389,8 @@ async fn update(
     Path(id): Path<String>,
     ApiJson(body): ApiJson<Value>,
 ) -> Result<Json<Value>, ApiFailure> {
-    user.require_role(WRITERS)?;
     let r = &RESOURCES[index];
+    user.require(r.write)?;
     let id = parse_id(&id)?;
     let map = fields(r, body)?;
     if map.is_empty() {
@@ -413,8 +424,8 @@ async fn remove(
     user: AuthUser,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiFailure> {
-    user.require_role(WRITERS)?;
     let r = &RESOURCES[index];
+    user.require(r.write)?;
     let id = parse_id(&id)?;
     let conn = ctx.pool.get().await?;
     let deleted = conn

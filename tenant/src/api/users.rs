@@ -14,7 +14,6 @@ use crate::auth::{MIN_PASSWORD_CHARS, hash_password_async};
 use crate::context::TenantContext;
 use crate::users::{self, User};
 
-pub const ROLES: [&str; 3] = ["admin", "staff", "viewer"];
 const MAX_PAGE: i64 = 200;
 
 pub fn routes() -> Router {
@@ -52,15 +51,21 @@ fn parse_id(raw: &str) -> Result<Uuid, ApiFailure> {
     Uuid::parse_str(raw).map_err(|_| ApiFailure::NotFound)
 }
 
+/// The shape of a role name; whether the role exists, the database says (see
+/// [`unknown_role`]).
 fn check_role(role: &str) -> Result<(), ApiFailure> {
-    if ROLES.contains(&role) {
+    if super::roles::valid_name(role) {
         Ok(())
     } else {
-        Err(ApiFailure::Unprocessable(
-            "invalid_role",
-            format!("role must be one of {ROLES:?}"),
-        ))
+        Err(unknown_role(role))
     }
+}
+
+fn unknown_role(role: &str) -> ApiFailure {
+    ApiFailure::Unprocessable(
+        "invalid_role",
+        format!("there is no role {role:?} (admin, staff, viewer, or one GET /api/v1/roles lists)"),
+    )
 }
 
 async fn list(
@@ -68,11 +73,11 @@ async fn list(
     user: AuthUser,
     ApiQuery(page): ApiQuery<Page>,
 ) -> Result<Json<Value>, ApiFailure> {
-    user.require_role(&["admin"])?;
+    user.require("users:manage")?;
     let limit = page.limit.unwrap_or(50).clamp(1, MAX_PAGE);
     let offset = page.offset.unwrap_or(0).max(0);
     let conn = ctx.pool.get().await?;
-    let users = users::user_list(&***conn, limit, offset).await?;
+    let users = users::user_list(&***conn, limit, offset, ctx.has_roles()).await?;
     Ok(Json(
         json!({ "users": users, "limit": limit, "offset": offset }),
     ))
@@ -83,7 +88,7 @@ async fn create(
     user: AuthUser,
     ApiJson(req): ApiJson<CreateUser>,
 ) -> Result<(StatusCode, Json<User>), ApiFailure> {
-    user.require_role(&["admin"])?;
+    user.require("users:manage")?;
     let email = req.email.trim().to_lowercase();
     let valid_email = matches!(email.split_once('@'), Some((l, d)) if !l.is_empty() && d.contains('.') && !d.starts_with('.') && !d.ends_with('.'))
         && !email.chars().any(char::is_whitespace);
@@ -116,7 +121,16 @@ async fn create(
             return Err(plan_limit(max));
         }
     }
-    let created = match users::user_insert(&*tx, &email, req.name.trim(), &req.role, &hash).await {
+    let created = match users::user_insert(
+        &*tx,
+        &email,
+        req.name.trim(),
+        &req.role,
+        &hash,
+        ctx.has_roles(),
+    )
+    .await
+    {
         Ok(created) => created,
         Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
             return Err(ApiFailure::Conflict(
@@ -124,9 +138,19 @@ async fn create(
                 "a user with this email exists".into(),
             ));
         }
+        // Before tenant migration V2 a CHECK allowed only the built-in roles.
+        Err(e)
+            if e.code() == Some(&SqlState::FOREIGN_KEY_VIOLATION)
+                || e.code() == Some(&SqlState::CHECK_VIOLATION) =>
+        {
+            return Err(unknown_role(&req.role));
+        }
         Err(e) => return Err(e.into()),
     };
     tx.commit().await?;
+    ctx.directory
+        .user_changed(ctx.id, &created.email, created.status == "active")
+        .await;
     Ok((StatusCode::CREATED, Json(created)))
 }
 
@@ -142,10 +166,10 @@ async fn show(
     user: AuthUser,
     Path(id): Path<String>,
 ) -> Result<Json<User>, ApiFailure> {
-    user.require_role(&["admin"])?;
+    user.require("users:manage")?;
     let id = parse_id(&id)?;
     let conn = ctx.pool.get().await?;
-    users::user_fetch(&***conn, id)
+    users::user_fetch(&***conn, id, ctx.has_roles())
         .await?
         .map(Json)
         .ok_or(ApiFailure::NotFound)
@@ -157,7 +181,7 @@ async fn update(
     Path(id): Path<String>,
     ApiJson(req): ApiJson<UpdateUser>,
 ) -> Result<Json<User>, ApiFailure> {
-    user.require_role(&["admin"])?;
+    user.require("users:manage")?;
     let id = parse_id(&id)?;
     if let Some(role) = &req.role {
         check_role(role)?;
@@ -171,7 +195,7 @@ async fn update(
         ));
     }
     if id == user.user.id
-        && (req.role.as_deref().is_some_and(|r| r != "admin")
+        && (req.role.as_deref().is_some_and(|r| r != user.user.role)
             || req.status.as_deref() == Some("disabled"))
     {
         return Err(ApiFailure::Conflict(
@@ -185,7 +209,7 @@ async fn update(
         // Re-activating a disabled user adds one to what the plan limits, so it is
         // checked like a creation, under the same lock.
         users::user_limit_lock(&*tx).await?;
-        let before = users::user_fetch(&*tx, id)
+        let before = users::user_fetch(&*tx, id, ctx.has_roles())
             .await?
             .ok_or(ApiFailure::NotFound)?;
         if before.status != "active" && users::user_count(&*tx).await? >= i64::from(max) {
@@ -198,13 +222,25 @@ async fn update(
         req.name.as_deref().map(str::trim),
         req.role.as_deref(),
         req.status.as_deref(),
+        ctx.has_roles(),
     )
-    .await?
+    .await
+    .map_err(|e| match (e.code(), &req.role) {
+        (Some(&SqlState::FOREIGN_KEY_VIOLATION | &SqlState::CHECK_VIOLATION), Some(role)) => {
+            unknown_role(role)
+        }
+        _ => e.into(),
+    })?
     .ok_or(ApiFailure::NotFound)?;
     if updated.status == "disabled" {
         users::session_revoke_all(&*tx, id).await?;
     }
     tx.commit().await?;
+    if req.status.is_some() {
+        ctx.directory
+            .user_changed(ctx.id, &updated.email, updated.status == "active")
+            .await;
+    }
     Ok(Json(updated))
 }
 
@@ -213,7 +249,7 @@ async fn remove(
     user: AuthUser,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiFailure> {
-    user.require_role(&["admin"])?;
+    user.require("users:manage")?;
     let id = parse_id(&id)?;
     if id == user.user.id {
         return Err(ApiFailure::Conflict(
@@ -222,9 +258,11 @@ async fn remove(
         ));
     }
     let conn = ctx.pool.get().await?;
-    if users::user_delete(&***conn, id).await? {
-        Ok(StatusCode::NO_CONTENT)
-    } else {
-        Err(ApiFailure::NotFound)
+    match users::user_delete(&***conn, id).await? {
+        Some(email) => {
+            ctx.directory.user_changed(ctx.id, &email, false).await;
+            Ok(StatusCode::NO_CONTENT)
+        }
+        None => Err(ApiFailure::NotFound),
     }
 }

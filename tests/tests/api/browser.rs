@@ -229,7 +229,8 @@ async fn confirm(client: &Client) {
 #[tokio::test]
 async fn an_operator_runs_the_fleet_from_the_dashboard() {
     let migrations = tempfile::tempdir().expect("tempdir");
-    std::fs::write(migrations.path().join("V2__add_microchip.sql"), V2).expect("migration");
+    std::fs::write(migrations.path().join(crate::helpers::microchip_file()), V2)
+        .expect("migration");
     let dir = migrations.path().to_path_buf();
     let app = spawn_app_with(move |c| c.tenant_migrations_dir = Some(dir)).await;
     // Some tenants born before the new migration existed, so there is a fleet to migrate.
@@ -322,13 +323,14 @@ async fn an_operator_runs_the_fleet_from_the_dashboard() {
     for slug in ["north-vets", "south-vets", "east-clinic"] {
         let row = format!(
             "//table[@id='run-tenants']//tr[td[1][normalize-space(.)='{slug}']]\
-             [td[contains(., 'V2__add_microchip')]]"
+             [td[contains(., '{}')]]",
+            crate::helpers::microchip_file().trim_end_matches(".sql")
         );
         wait_for_xpath(
             &client,
             &row,
             "run-tenants",
-            &format!("the dry run to list V2__add_microchip as pending for {slug}"),
+            &format!("the dry run to list the new migration as pending for {slug}"),
         )
         .await;
     }
@@ -341,7 +343,10 @@ async fn an_operator_runs_the_fleet_from_the_dashboard() {
     )
     .await;
     let migrated = app
-        .count("SELECT count(*) FROM tenants WHERE schema_version = 2 AND slug <> 'west-vets'")
+        .count(&format!(
+            "SELECT count(*) FROM tenants WHERE schema_version = {} AND slug <> 'west-vets'",
+            crate::helpers::next_version()
+        ))
         .await;
     assert_eq!(migrated, 0, "a dry run migrated tenants");
 
@@ -371,7 +376,10 @@ async fn an_operator_runs_the_fleet_from_the_dashboard() {
     // A run is marked succeeded only after every tenant's new version is recorded: read
     // once, so that a run that says it is done too early fails here.
     let behind = app
-        .count("SELECT count(*) FROM tenants WHERE status IN ('active', 'suspended') AND schema_version <> 2")
+        .count(&format!(
+            "SELECT count(*) FROM tenants WHERE status IN ('active', 'suspended') AND schema_version <> {}",
+            crate::helpers::next_version()
+        ))
         .await;
     assert_eq!(behind, 0, "tenants left behind after the run");
 

@@ -1051,7 +1051,10 @@ async fn the_settings_and_features_boxes_change_what_the_tenant_app_reads() {
 
     // The overview shows what the master key seals: one tenant's data key, all of it.
     let overview = b.get(&app, "/owner").await.text().await.expect("html");
-    assert!(overview.contains("id=\"master-keys\""), "the master key panel");
+    assert!(
+        overview.contains("id=\"master-keys\""),
+        "the master key panel"
+    );
     assert!(
         overview.contains("<td class=\"num\">1</td><td class=\"num\">0</td>")
             && overview.contains("100%"),

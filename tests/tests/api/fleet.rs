@@ -10,11 +10,31 @@ use control_plane::provisioning::CreateTenant;
 
 use crate::helpers::{TestApp, eventually, pg, spawn_app};
 
-const V2: &str = "ALTER TABLE patients ADD COLUMN microchip text;\nCREATE INDEX patients_microchip ON patients (microchip);\n";
+const MICROCHIP: &str = "ALTER TABLE patients ADD COLUMN microchip text;\nCREATE INDEX patients_microchip ON patients (microchip);\n";
+
+/// The latest embedded tenant migration: where tenants are before the test's own.
+fn base_version() -> i32 {
+    tenant::migrations::latest_version()
+}
+
+/// The version of the test's own migration, after every embedded one.
+fn next_version() -> i32 {
+    base_version() + 1
+}
+
+/// The history of a tenant database that applied versions 1 to `upto`, once each.
+fn applied(upto: i32) -> Vec<(i32, i64)> {
+    (1..=upto).map(|v| (v, 1)).collect()
+}
 
 fn migrations_dir() -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::write(dir.path().join("V2__add_microchip.sql"), V2).expect("write migration");
+    std::fs::write(
+        dir.path()
+            .join(format!("V{}__add_microchip.sql", next_version())),
+        MICROCHIP,
+    )
+    .expect("write migration");
     dir
 }
 
@@ -87,7 +107,12 @@ async fn run(
 async fn thirty_tenants_migrate_and_a_second_run_does_nothing() {
     let app = spawn_app().await;
     let tenants = app.create_tenants("fleet", 30).await;
-    assert!(versions(&app).await.iter().all(|(_, v)| *v == Some(1)));
+    assert!(
+        versions(&app)
+            .await
+            .iter()
+            .all(|(_, v)| *v == Some(base_version()))
+    );
     let dir = migrations_dir();
     let services = app.services_with_dir(Some(dir.path())).await;
 
@@ -103,12 +128,20 @@ async fn thirty_tenants_migrate_and_a_second_run_does_nothing() {
         "{summary:?}"
     );
     assert!(
-        versions(&app).await.iter().all(|(_, v)| *v == Some(2)),
+        versions(&app)
+            .await
+            .iter()
+            .all(|(_, v)| *v == Some(next_version())),
         "{:?}",
         versions(&app).await
     );
     for t in &tenants {
-        assert_eq!(history(&t.db_name).await, [(1, 1), (2, 1)], "{}", t.slug);
+        assert_eq!(
+            history(&t.db_name).await,
+            applied(next_version()),
+            "{}",
+            t.slug
+        );
         let column: i64 = pg(&t.db_name)
             .await
             .query_one("SELECT count(*) FROM information_schema.columns WHERE table_name = 'patients' AND column_name = 'microchip'", &[])
@@ -118,7 +151,7 @@ async fn thirty_tenants_migrate_and_a_second_run_does_nothing() {
         assert_eq!(column, 1);
     }
     let recorded = app
-        .count(&format!("SELECT count(*) FROM migration_run_tenants WHERE run_id = '{}' AND status = 'succeeded' AND from_version = 1 AND to_version = 2 AND duration_ms IS NOT NULL", summary.run_id))
+        .count(&format!("SELECT count(*) FROM migration_run_tenants WHERE run_id = '{}' AND status = 'succeeded' AND from_version = {} AND to_version = {} AND duration_ms IS NOT NULL", summary.run_id, base_version(), next_version()))
         .await;
     assert_eq!(recorded, 30);
 
@@ -141,7 +174,7 @@ async fn thirty_tenants_migrate_and_a_second_run_does_nothing() {
 
     // New tenants are born at the new version (the template was upgraded).
     let born = app.create_tenants("newborn", 1).await;
-    assert_eq!(born[0].schema_version, Some(2));
+    assert_eq!(born[0].schema_version, Some(next_version()));
 }
 
 #[tokio::test]
@@ -149,7 +182,7 @@ async fn a_failing_tenant_is_recorded_the_rest_migrate_and_a_rerun_fixes_only_it
     let app = spawn_app().await;
     let tenants = app.create_tenants("iso", 30).await;
     let broken = &tenants[7];
-    // A conflicting object made beforehand: V2's index name is taken.
+    // A conflicting object made beforehand: the new migration's index name is taken.
     pg(&broken.db_name)
         .await
         .batch_execute("CREATE TABLE patients_microchip (id int)")
@@ -180,8 +213,15 @@ async fn a_failing_tenant_is_recorded_the_rest_migrate_and_a_rerun_fixes_only_it
     );
 
     let v = versions(&app).await;
-    assert_eq!(v.iter().filter(|(_, v)| *v == Some(2)).count(), 29, "{v:?}");
-    assert!(v.iter().any(|(s, v)| s == &broken.slug && *v == Some(1)));
+    assert_eq!(
+        v.iter().filter(|(_, v)| *v == Some(next_version())).count(),
+        29,
+        "{v:?}"
+    );
+    assert!(
+        v.iter()
+            .any(|(s, v)| s == &broken.slug && *v == Some(base_version()))
+    );
     let error: String = app
         .owner_client()
         .await
@@ -198,8 +238,8 @@ async fn a_failing_tenant_is_recorded_the_rest_migrate_and_a_rerun_fixes_only_it
     );
     assert_eq!(
         history(&broken.db_name).await,
-        [(1, 1)],
-        "the failed tenant stayed wholly at V1"
+        applied(base_version()),
+        "the failed tenant stayed wholly at the version before"
     );
 
     pg(&broken.db_name)
@@ -214,7 +254,12 @@ async fn a_failing_tenant_is_recorded_the_rest_migrate_and_a_rerun_fixes_only_it
         ("succeeded", 1, 29),
         "{rerun:?}"
     );
-    assert!(versions(&app).await.iter().all(|(_, v)| *v == Some(2)));
+    assert!(
+        versions(&app)
+            .await
+            .iter()
+            .all(|(_, v)| *v == Some(next_version()))
+    );
 }
 
 #[tokio::test]
@@ -247,7 +292,7 @@ async fn a_canary_failure_stops_the_run_before_the_rest() {
     assert_eq!(summary.not_attempted, 4, "{summary:?}");
     let v = versions(&app).await;
     assert_eq!(
-        v.iter().filter(|(_, v)| *v == Some(2)).count(),
+        v.iter().filter(|(_, v)| *v == Some(next_version())).count(),
         1,
         "only the good canary moved: {v:?}"
     );
@@ -328,13 +373,18 @@ async fn only_one_fleet_run_at_a_time_and_creation_racing_a_run_ends_at_the_late
     };
     let (summary, racer) = tokio::join!(first.execute(|_| {}), create);
     assert_eq!(summary.expect("run").failed, 0);
-    assert_eq!(racer.schema_version, Some(2));
+    assert_eq!(racer.schema_version, Some(next_version()));
     assert_eq!(
         history(&racer.db_name).await,
-        [(1, 1), (2, 1)],
+        applied(next_version()),
         "nothing applied twice"
     );
-    assert!(versions(&app).await.iter().all(|(_, v)| *v == Some(2)));
+    assert!(
+        versions(&app)
+            .await
+            .iter()
+            .all(|(_, v)| *v == Some(next_version()))
+    );
 }
 
 #[tokio::test]
@@ -383,7 +433,7 @@ async fn a_run_killed_midway_is_marked_interrupted_and_the_next_run_finishes() {
     let migrated = versions(&app)
         .await
         .iter()
-        .filter(|(_, v)| *v == Some(2))
+        .filter(|(_, v)| *v == Some(next_version()))
         .count();
     assert!(migrated < 10, "the dead run did not finish: {migrated}");
 
@@ -406,7 +456,12 @@ async fn a_run_killed_midway_is_marked_interrupted_and_the_next_run_finishes() {
         .expect("run")
         .get(0);
     assert_eq!(status, "interrupted");
-    assert!(versions(&app).await.iter().all(|(_, v)| *v == Some(2)));
+    assert!(
+        versions(&app)
+            .await
+            .iter()
+            .all(|(_, v)| *v == Some(next_version()))
+    );
 }
 
 #[tokio::test]
@@ -439,12 +494,17 @@ async fn dry_run_changes_nothing_and_status_reports_versions_and_drift() {
     assert!(
         would
             .iter()
-            .all(|p| p == &serde_json::json!(["V2__add_microchip"])),
+            .all(|p| p == &serde_json::json!([format!("V{}__add_microchip", next_version())])),
         "{would:?}"
     );
-    assert!(versions(&app).await.iter().all(|(_, v)| *v == Some(1)));
+    assert!(
+        versions(&app)
+            .await
+            .iter()
+            .all(|(_, v)| *v == Some(base_version()))
+    );
     for t in &tenants {
-        assert_eq!(history(&t.db_name).await, [(1, 1)]);
+        assert_eq!(history(&t.db_name).await, applied(base_version()));
     }
 
     // A hand-made drift in one tenant.
@@ -454,8 +514,8 @@ async fn dry_run_changes_nothing_and_status_reports_versions_and_drift() {
         .await
         .expect("drift");
     let status = fleet_status(&services.fleet, true).await.expect("status");
-    assert_eq!(status.target_version, 2);
-    assert_eq!(status.histogram, [(Some(1), 3)]);
+    assert_eq!(status.target_version, next_version());
+    assert_eq!(status.histogram, [(Some(base_version()), 3)]);
     assert_eq!(status.behind.len(), 3);
     assert_eq!(status.drift.len(), 1, "{:?}", status.drift);
     assert_eq!(status.drift[0].slug, tenants[1].slug);

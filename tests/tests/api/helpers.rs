@@ -590,3 +590,13 @@ impl Drop for TestApp {
         let _ = cleanup.join();
     }
 }
+
+/// The version a test's own tenant migration takes: after every embedded one.
+pub fn next_version() -> i32 {
+    tenant::migrations::latest_version() + 1
+}
+
+/// The file name of a test's own tenant migration adding `patients.microchip`.
+pub fn microchip_file() -> String {
+    format!("V{}__add_microchip.sql", next_version())
+}

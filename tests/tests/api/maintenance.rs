@@ -271,7 +271,7 @@ async fn migrate_with_maintenance_refuses_each_tenants_requests_while_it_changes
     let tenants = app.create_tenants("quiet", 2).await;
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::write(
-        dir.path().join("V2__add_microchip.sql"),
+        dir.path().join(crate::helpers::microchip_file()),
         "ALTER TABLE patients ADD COLUMN microchip text;\n",
     )
     .expect("write migration");

@@ -260,9 +260,12 @@ async fn with_two_replicas_one_samples_and_every_request_is_counted_once() {
             max_pools: 100,
             derived: None,
         },
-        other.owner.clone(),
-        Arc::clone(&other.access),
-        other.storage.clone(),
+        control_plane::gateway::Backends {
+            owner: other.owner.clone(),
+            access: Arc::clone(&other.access),
+            storage: other.storage.clone(),
+            directory: other.email_index.clone(),
+        },
         &other.events,
         other.traffic.clone(),
     );

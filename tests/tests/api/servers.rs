@@ -179,7 +179,7 @@ async fn tenants_spread_over_a_second_server_and_live_their_whole_life_there() {
     // A fleet migration reaches both servers, and the second's template too.
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::write(
-        dir.path().join("V2__add_microchip.sql"),
+        dir.path().join(crate::helpers::microchip_file()),
         "ALTER TABLE patients ADD COLUMN microchip text;\n",
     )
     .expect("write migration");
