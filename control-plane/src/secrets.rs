@@ -252,8 +252,18 @@ impl DataKey {
         seal_with(&self.cipher(), plaintext, aad)
     }
 
+    pub fn open(&self, blob: &[u8], aad: &str) -> Result<SecretBox<[u8]>> {
+        open_with(&self.cipher(), blob, aad)
+    }
+
     pub fn open_string(&self, blob: &[u8], aad: &str) -> Result<SecretString> {
-        utf8(open_with(&self.cipher(), blob, aad)?)
+        utf8(self.open(blob, aad)?)
+    }
+
+    /// A key of its own for one kind of secret (integration credentials), derived from
+    /// this one: it lives and rotates with the data key, and opens nothing else.
+    pub fn subkey(&self, purpose: &str) -> DataKey {
+        DataKey(self.derive(purpose))
     }
 
     /// A 32-byte key for `purpose`, derived from this data key (see [`Keyring::derive`]).

@@ -41,6 +41,8 @@ pub struct Services {
     /// Where the tenant API reports users coming and going (see `finder`).
     pub email_index: Arc<dyn tenant::directory::UserDirectory>,
     pub finder: Arc<Finder>,
+    /// Calls integration providers for the tenant API.
+    pub provider_client: Arc<dyn tenant::integrations::Caller>,
     pub fleet: Fleet,
     pub backups: Arc<Backups>,
     pub traffic: Traffic,
@@ -189,6 +191,7 @@ impl Services {
             keys,
             email_index,
             finder,
+            provider_client: crate::integrations::ProviderClient::new()?,
             fleet,
             backups,
             traffic,

@@ -16,6 +16,7 @@ mod auth;
 pub mod envelope;
 pub mod extract;
 mod files;
+mod integrations;
 mod members;
 mod records;
 mod roles;
@@ -40,6 +41,12 @@ pub fn router() -> Router {
         )
         .merge(members::routes())
         .merge(roles::routes())
+        .merge(
+            integrations::routes().route_layer(axum::middleware::from_fn_with_state(
+                "integrations",
+                settings::requires,
+            )),
+        )
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
 }

@@ -23,6 +23,8 @@ pub struct TenantContext {
     /// unknown), for code that must also serve a database a fleet migration has not
     /// reached yet.
     pub schema_version: Option<i32>,
+    /// Its integrations' vault and the provider client (see [`crate::integrations`]).
+    pub integrations: crate::integrations::IntegrationEnv,
     /// Told when a user comes or goes (see [`crate::directory`]).
     pub directory: Arc<dyn crate::directory::UserDirectory>,
     /// This tenant's uploads in flight in this process, shared by all its requests so

@@ -9,6 +9,7 @@ pub mod auth;
 pub mod context;
 pub mod demo;
 pub mod directory;
+pub mod integrations;
 pub mod ledger;
 pub mod migrations;
 pub mod permissions;

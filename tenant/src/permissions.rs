@@ -20,6 +20,8 @@ pub const ALL: &[&str] = &[
     "files:write",
     "members:read",
     "members:manage",
+    "integrations:read",
+    "integrations:manage",
     "users:manage",
     "roles:manage",
     "status:details",
@@ -48,6 +50,7 @@ const STAFF: &[&str] = &[
     "files:read",
     "files:write",
     "members:read",
+    "integrations:read",
 ];
 
 const VIEWER: &[&str] = &[
@@ -59,6 +62,7 @@ const VIEWER: &[&str] = &[
     "inventory:read",
     "files:read",
     "members:read",
+    "integrations:read",
 ];
 
 /// What a built-in role grants (as tenant migration V2 records it); nothing for any

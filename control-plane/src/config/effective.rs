@@ -121,6 +121,15 @@ impl Config {
                 ),
             ),
             ("CP_MAIL_FROM", self.mail_from.clone()),
+            ("CP_INTEGRATION_ENDPOINTS", {
+                let mut e: Vec<String> = self
+                    .integration_endpoints
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect();
+                e.sort();
+                e.join(",")
+            }),
         ]
     }
 }

@@ -131,6 +131,8 @@ pub struct Config {
     pub smtp_url: Option<SecretString>,
     /// The sender of the service's mail.
     pub mail_from: String,
+    /// Base URLs that replace integration providers' own, by provider code.
+    pub integration_endpoints: std::collections::HashMap<String, String>,
     /// `CP_*` variables that name no setting; reported once at start-up.
     pub unknown_variables: Vec<String>,
 }
@@ -451,10 +453,34 @@ impl Config {
             }
             None => format!("Control plane <no-reply@{base_domain}>"),
         };
+        let mut integration_endpoints = std::collections::HashMap::new();
+        for entry in v
+            .get("CP_INTEGRATION_ENDPOINTS")
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|e| !e.is_empty())
+        {
+            let bad = |why: String| v.invalid("CP_INTEGRATION_ENDPOINTS", why);
+            let (code, url) = entry
+                .split_once('=')
+                .ok_or_else(|| bad(format!("{entry:?} is not provider=url")))?;
+            if tenant::integrations::provider(code.trim()).is_none() {
+                return Err(bad(format!("no provider {:?}", code.trim())));
+            }
+            let url = url.trim();
+            if !(url.starts_with("https://") || url.starts_with("http://"))
+                || url.parse::<hyper::Uri>().is_err()
+            {
+                return Err(bad(format!("{url:?} is not an http(s) URL")));
+            }
+            integration_endpoints.insert(code.trim().to_string(), url.to_string());
+        }
         Ok(Config {
             move_grace,
             smtp_url,
             mail_from,
+            integration_endpoints,
             backup_root,
             backup_concurrency,
             backup_schedule_interval,

@@ -46,6 +46,7 @@ pub const SETTINGS: &[&str] = &[
     "CP_MOVE_GRACE_SECS",
     "CP_SMTP_URL",
     "CP_MAIL_FROM",
+    "CP_INTEGRATION_ENDPOINTS",
 ];
 
 /// Variables with the `CP_` prefix that are not settings but are read all the same.

@@ -88,6 +88,9 @@ pub struct Gateway {
     budget: Arc<Budget>,
     /// Told by the tenant API when users come or go (the "find my tenants" index).
     directory: Arc<dyn tenant::directory::UserDirectory>,
+    /// Calls integration providers, at `endpoints` where configured.
+    caller: Arc<dyn tenant::integrations::Caller>,
+    endpoints: Arc<HashMap<String, String>>,
     /// Every other server's, made when its first tenant is served (see `budget_of`).
     server_budgets: tokio::sync::Mutex<HashMap<String, Arc<Budget>>>,
     /// For deriving other servers' budgets.
@@ -103,6 +106,8 @@ pub struct Backends {
     pub access: Arc<TenantAccess>,
     pub storage: storage::Storage,
     pub directory: Arc<dyn tenant::directory::UserDirectory>,
+    /// Calls integration providers.
+    pub caller: Arc<dyn tenant::integrations::Caller>,
 }
 
 impl Gateway {
@@ -119,6 +124,7 @@ impl Gateway {
             access,
             storage,
             directory,
+            caller,
         } = backends;
         let pools: Cache<Uuid, Arc<TenantRuntime>> = Cache::builder()
             .name("tenant_pools")
@@ -166,6 +172,8 @@ impl Gateway {
             traffic,
             budget: Budget::new(plan.budget),
             directory,
+            caller,
+            endpoints: Arc::new(config.integration_endpoints.clone()),
             server_budgets: tokio::sync::Mutex::new(HashMap::new()),
             config: Arc::new(config.clone()),
             max_upload_bytes: config.max_upload_bytes,
@@ -343,6 +351,11 @@ impl Gateway {
             profile: runtime.profile.for_plan(&terms),
             schema_version: tenant.schema_version,
             directory: Arc::clone(&self.directory),
+            integrations: tenant::integrations::IntegrationEnv {
+                caller: Arc::clone(&self.caller),
+                endpoints: Arc::clone(&self.endpoints),
+                vault: runtime.vault.clone(),
+            },
             ledger: Arc::clone(&runtime.ledger),
             client_ip,
         })

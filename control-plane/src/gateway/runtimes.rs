@@ -21,6 +21,8 @@ pub struct TenantRuntime {
     /// Uploads in flight, for the storage quota (see `tenant::ledger`).
     pub(super) ledger: Arc<StorageLedger>,
     demand: Demand,
+    /// Seals its integration credentials (`None`: it has no data key yet).
+    pub(super) vault: Option<Arc<dyn tenant::integrations::Vault>>,
     /// Its settings and features, with the plan's (see `profile`).
     pub(super) profile: super::profile::ProfileSource,
     /// The server its connections are on: relief frees a connection on the same server.
@@ -176,12 +178,20 @@ impl Gateway {
                     secrecy::ExposeSecret::expose_secret(&secret),
                 );
                 let storage = tree.map_err(|e| e.to_string())?;
+                let vault = access
+                    .data_key(&tenant)
+                    .map_err(|e| e.to_string())?
+                    .map(|key| {
+                        Arc::new(crate::integrations::DataKeyVault::new(&key))
+                            as Arc<dyn tenant::integrations::Vault>
+                    });
                 Ok::<_, String>(Arc::new(TenantRuntime {
                     pool,
                     keys: Arc::new(keys),
                     storage: Arc::new(storage),
                     ledger,
                     demand: Demand::new(),
+                    vault,
                     profile: super::profile::ProfileSource::new(&tenant),
                     server: tenant.server_id.clone(),
                 }))

@@ -61,6 +61,7 @@ impl AppState {
                 access: Arc::clone(&services.access),
                 storage: services.storage.clone(),
                 directory: services.email_index.clone(),
+                caller: services.provider_client.clone(),
             },
             &services.events,
             services.traffic.clone(),

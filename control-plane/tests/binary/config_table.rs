@@ -90,6 +90,12 @@ const ROWS: &[(&str, &str, &str, &str)] = &[
         "mail.example.com",
     ),
     (
+        "CP_INTEGRATION_ENDPOINTS",
+        "stripe=http://127.0.0.1:9999",
+        "stripe=http://127.0.0.1:9999",
+        "paypal=https://api.paypal.com",
+    ),
+    (
         "CP_MAIL_FROM",
         "Ops <ops@example.com>",
         "Ops <ops@example.com>",

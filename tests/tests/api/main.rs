@@ -15,6 +15,7 @@ mod gateway;
 mod hardening;
 mod health;
 mod hosts;
+mod integrations;
 mod isolation;
 mod keys;
 mod limits;

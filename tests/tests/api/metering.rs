@@ -265,6 +265,7 @@ async fn with_two_replicas_one_samples_and_every_request_is_counted_once() {
             access: Arc::clone(&other.access),
             storage: other.storage.clone(),
             directory: other.email_index.clone(),
+            caller: other.provider_client.clone(),
         },
         &other.events,
         other.traffic.clone(),

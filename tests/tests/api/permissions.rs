@@ -136,6 +136,60 @@ fn routes() -> Vec<(Method, String, &'static str, Option<Value>)> {
             None,
         ),
     ];
+    routes.push((
+        Method::GET,
+        "/api/v1/integrations/providers".into(),
+        "integrations:read",
+        None,
+    ));
+    routes.push((
+        Method::GET,
+        "/api/v1/integrations".into(),
+        "integrations:read",
+        None,
+    ));
+    routes.push((
+        Method::POST,
+        "/api/v1/integrations".into(),
+        "integrations:manage",
+        Some(json!({ "provider": "nope", "name": "x", "credentials": {} })),
+    ));
+    routes.push((
+        Method::GET,
+        format!("/api/v1/integrations/{id}"),
+        "integrations:read",
+        None,
+    ));
+    routes.push((
+        Method::PATCH,
+        format!("/api/v1/integrations/{id}"),
+        "integrations:manage",
+        Some(json!({ "name": "n" })),
+    ));
+    routes.push((
+        Method::DELETE,
+        format!("/api/v1/integrations/{id}"),
+        "integrations:manage",
+        None,
+    ));
+    routes.push((
+        Method::POST,
+        format!("/api/v1/integrations/{id}/test"),
+        "integrations:manage",
+        None,
+    ));
+    routes.push((
+        Method::POST,
+        format!("/api/v1/integrations/{id}/sync"),
+        "integrations:manage",
+        None,
+    ));
+    routes.push((
+        Method::GET,
+        format!("/api/v1/integrations/{id}/calls"),
+        "integrations:read",
+        None,
+    ));
     for (table, read, write) in [
         ("practices", "practices:read", "practices:write"),
         ("patients", "patients:read", "patients:write"),
@@ -506,12 +560,17 @@ async fn tenant_db(app: &TestApp) -> String {
 }
 
 /// Turns the tenant's database back into what tenant migration V1 made: no `roles`, the
-/// old CHECK on `users.role` (a tenant a fleet migration has not reached yet).
+/// old CHECK on `users.role`, integrations as V1 had them (a tenant a fleet migration has
+/// not reached yet).
 async fn back_to_v1(app: &TestApp) {
     crate::helpers::pg(&tenant_db(app).await)
         .await
         .batch_execute(
-            "ALTER TABLE users DROP CONSTRAINT users_role_fkey; \
+            "DROP TABLE integration_calls; \
+             ALTER TABLE integrations ADD COLUMN enabled boolean NOT NULL DEFAULT true, \
+                 DROP COLUMN status, DROP COLUMN credentials_hint, DROP COLUMN last_checked_at, \
+                 DROP COLUMN last_sync_at, DROP COLUMN last_error; \
+             ALTER TABLE users DROP CONSTRAINT users_role_fkey; \
              ALTER TABLE users ADD CONSTRAINT users_role_check CHECK (role IN ('admin', 'staff', 'viewer')); \
              DROP TABLE roles; \
              DELETE FROM refinery_schema_history WHERE version > 1;",

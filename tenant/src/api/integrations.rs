@@ -1,0 +1,563 @@
+//! `/api/v1/integrations`: the tenant's third-party accounts (see `crate::integrations`).
+//! Credentials go in sealed and never come out: answers carry at most a hint (the last
+//! characters of the secret), and only to those who manage integrations. Testing or
+//! syncing one calls the provider and logs the call; the log keeps 30 days.
+
+use std::time::Instant;
+
+use axum::extract::{Extension, Path};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+use tokio_postgres::error::SqlState;
+use uuid::Uuid;
+
+use super::{ApiFailure, ApiJson, ApiQuery, AuthUser};
+use crate::context::TenantContext;
+use crate::integrations::{PROVIDERS, Provider, provider};
+
+pub fn routes() -> Router {
+    Router::new()
+        .route("/api/v1/integrations/providers", get(providers))
+        .route("/api/v1/integrations", get(list).post(create))
+        .route(
+            "/api/v1/integrations/{id}",
+            get(show).patch(update).delete(remove),
+        )
+        .route("/api/v1/integrations/{id}/test", post(test))
+        .route("/api/v1/integrations/{id}/sync", post(sync))
+        .route("/api/v1/integrations/{id}/calls", get(calls))
+        .route_layer(axum::middleware::from_fn(schema_ready))
+}
+
+/// The tenant schema version that brought integrations as this module uses them.
+const INTEGRATIONS_SINCE: i32 = 3;
+
+/// A database a fleet run has not brought to V3 yet has no call log: refused plainly
+/// rather than failing on a missing column.
+async fn schema_ready(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let ready = req
+        .extensions()
+        .get::<TenantContext>()
+        .is_some_and(|c| c.schema_version.is_none_or(|v| v >= INTEGRATIONS_SINCE));
+    if ready {
+        return next.run(req).await;
+    }
+    super::error(
+        StatusCode::CONFLICT,
+        "schema_behind",
+        "this tenant's database has no integrations until its operators run the pending migrations",
+    )
+}
+
+const COLUMNS: &str = "id, provider, name, status, credentials_hint, last_checked_at, \
+    last_sync_at, last_error, created_at, updated_at";
+
+#[derive(Serialize)]
+struct Integration {
+    id: Uuid,
+    provider: String,
+    name: String,
+    /// `connected`, `error` or `disabled`.
+    status: String,
+    /// Only for those who manage integrations.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    credentials_hint: Option<String>,
+    last_checked_at: Option<DateTime<Utc>>,
+    last_sync_at: Option<DateTime<Utc>>,
+    last_error: Option<String>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+fn integration_of(row: &tokio_postgres::Row, hints: bool) -> Integration {
+    Integration {
+        id: row.get(0),
+        provider: row.get(1),
+        name: row.get(2),
+        status: row.get(3),
+        credentials_hint: hints.then(|| row.get(4)),
+        last_checked_at: row.get(5),
+        last_sync_at: row.get(6),
+        last_error: row.get(7),
+        created_at: row.get(8),
+        updated_at: row.get(9),
+    }
+}
+
+fn managing(user: &AuthUser) -> bool {
+    user.user
+        .permissions
+        .iter()
+        .any(|p| p == "integrations:manage")
+}
+
+fn parse_id(raw: &str) -> Result<Uuid, ApiFailure> {
+    Uuid::parse_str(raw).map_err(|_| ApiFailure::NotFound)
+}
+
+/// What a sealed credential set is bound to: this integration of this tenant.
+fn aad(ctx: &TenantContext, id: Uuid) -> String {
+    format!("tenant:{}:integration:{id}", ctx.id)
+}
+
+fn vault(ctx: &TenantContext) -> Result<&dyn crate::integrations::Vault, ApiFailure> {
+    ctx.integrations.vault.as_deref().ok_or_else(|| {
+        ApiFailure::Conflict(
+            "no_data_key",
+            "this tenant has no data key yet; its operators run `control-plane keys rewrap`".into(),
+        )
+    })
+}
+
+async fn providers(user: AuthUser) -> Result<Json<Value>, ApiFailure> {
+    user.require("integrations:read")?;
+    let list: Vec<Value> = PROVIDERS
+        .iter()
+        .map(|p| {
+            json!({
+                "code": p.code,
+                "name": p.name,
+                "fields": p.fields.iter().map(|f| json!({ "name": f.name, "secret": f.secret })).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "providers": list })))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct Page {
+    limit: Option<i64>,
+}
+
+async fn list(
+    Extension(ctx): Extension<TenantContext>,
+    user: AuthUser,
+) -> Result<Json<Value>, ApiFailure> {
+    user.require("integrations:read")?;
+    let conn = ctx.pool.get().await?;
+    let items: Vec<Integration> = conn
+        .query(
+            &format!("SELECT {COLUMNS} FROM integrations ORDER BY provider, name"),
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|r| integration_of(r, managing(&user)))
+        .collect();
+    Ok(Json(json!({ "items": items })))
+}
+
+async fn show(
+    Extension(ctx): Extension<TenantContext>,
+    user: AuthUser,
+    Path(id): Path<String>,
+) -> Result<Json<Integration>, ApiFailure> {
+    user.require("integrations:read")?;
+    let id = parse_id(&id)?;
+    let conn = ctx.pool.get().await?;
+    conn.query_opt(
+        &format!("SELECT {COLUMNS} FROM integrations WHERE id = $1"),
+        &[&id],
+    )
+    .await?
+    .map(|r| Json(integration_of(&r, managing(&user))))
+    .ok_or(ApiFailure::NotFound)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateIntegration {
+    provider: String,
+    name: String,
+    credentials: Map<String, Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpdateIntegration {
+    name: Option<String>,
+    credentials: Option<Map<String, Value>>,
+    /// false: disabled (never called); true: connected again.
+    enabled: Option<bool>,
+}
+
+fn checked_name(name: &str) -> Result<String, ApiFailure> {
+    let name = name.trim();
+    let count = name.chars().count();
+    if count == 0 || count > 100 || name.chars().any(char::is_control) {
+        return Err(ApiFailure::Unprocessable(
+            "invalid_value",
+            "name: 1 to 100 characters, without control characters".into(),
+        ));
+    }
+    Ok(name.to_string())
+}
+
+/// The provider's fields, each given once as a string of the right shape. Messages name
+/// fields, never values.
+fn checked_credentials(
+    provider: &Provider,
+    credentials: &Map<String, Value>,
+) -> Result<(), ApiFailure> {
+    let bad = |why: String| ApiFailure::Unprocessable("invalid_credentials", why);
+    if let Some(unknown) = credentials
+        .keys()
+        .find(|k| !provider.fields.iter().any(|f| f.name == k.as_str()))
+    {
+        return Err(bad(format!(
+            "{} takes no credential {unknown:?}; it takes {}",
+            provider.code,
+            field_names(provider)
+        )));
+    }
+    for field in provider.fields {
+        let Some(Value::String(value)) = credentials.get(field.name) else {
+            return Err(bad(format!(
+                "{} needs {} (as a string)",
+                provider.code, field.name
+            )));
+        };
+        let ok = if field.secret {
+            !value.is_empty() && value.len() <= 1000 && !value.chars().any(char::is_control)
+        } else {
+            !value.is_empty()
+                && value.len() <= 64
+                && value
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        };
+        if !ok {
+            return Err(bad(format!(
+                "{} is not of the right shape{}",
+                field.name,
+                if field.secret {
+                    ""
+                } else {
+                    " (1 to 64 of A-Z, a-z, 0-9, _ and -)"
+                }
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn field_names(provider: &Provider) -> String {
+    provider
+        .fields
+        .iter()
+        .map(|f| f.name)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The last four characters of the secret, for admins to tell credentials apart.
+fn hint(provider: &Provider, credentials: &Map<String, Value>) -> String {
+    let secret = credentials
+        .get(provider.token_field)
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let chars: Vec<char> = secret.chars().collect();
+    if chars.len() < 12 {
+        return "…".into();
+    }
+    format!("…{}", chars[chars.len() - 4..].iter().collect::<String>())
+}
+
+fn sealed(
+    ctx: &TenantContext,
+    id: Uuid,
+    credentials: &Map<String, Value>,
+) -> Result<Vec<u8>, ApiFailure> {
+    let plain = serde_json::to_vec(credentials).map_err(|e| ApiFailure::Internal(e.to_string()))?;
+    vault(ctx)?
+        .seal(&plain, &aad(ctx, id))
+        .map_err(ApiFailure::Internal)
+}
+
+fn exists(e: tokio_postgres::Error) -> ApiFailure {
+    match e.code() {
+        Some(&SqlState::UNIQUE_VIOLATION) => ApiFailure::Conflict(
+            "integration_exists",
+            "an integration of this provider has this name".into(),
+        ),
+        _ => e.into(),
+    }
+}
+
+async fn create(
+    Extension(ctx): Extension<TenantContext>,
+    user: AuthUser,
+    ApiJson(req): ApiJson<CreateIntegration>,
+) -> Result<(StatusCode, Json<Integration>), ApiFailure> {
+    user.require("integrations:manage")?;
+    let provider = provider(&req.provider).ok_or_else(|| {
+        ApiFailure::Unprocessable(
+            "unknown_provider",
+            format!(
+                "no provider {:?}; GET /api/v1/integrations/providers lists them",
+                req.provider
+            ),
+        )
+    })?;
+    let name = checked_name(&req.name)?;
+    checked_credentials(provider, &req.credentials)?;
+    let id = Uuid::now_v7();
+    let blob = sealed(&ctx, id, &req.credentials)?;
+    let conn = ctx.pool.get().await?;
+    let row = conn
+        .query_one(
+            &format!(
+                "INSERT INTO integrations (id, provider, name, credentials_enc, key_version, credentials_hint) \
+                 VALUES ($1, $2, $3, $4, 1, $5) RETURNING {COLUMNS}"
+            ),
+            &[&id, &provider.code, &name, &blob, &hint(provider, &req.credentials)],
+        )
+        .await
+        .map_err(exists)?;
+    Ok((StatusCode::CREATED, Json(integration_of(&row, true))))
+}
+
+async fn update(
+    Extension(ctx): Extension<TenantContext>,
+    user: AuthUser,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<UpdateIntegration>,
+) -> Result<Json<Integration>, ApiFailure> {
+    user.require("integrations:manage")?;
+    let id = parse_id(&id)?;
+    let name = req.name.as_deref().map(checked_name).transpose()?;
+    let conn = ctx.pool.get().await?;
+    let code: String = conn
+        .query_opt("SELECT provider FROM integrations WHERE id = $1", &[&id])
+        .await?
+        .ok_or(ApiFailure::NotFound)?
+        .get(0);
+    let provider = provider(&code).ok_or(ApiFailure::NotFound)?;
+    let (blob, new_hint) = match &req.credentials {
+        Some(credentials) => {
+            checked_credentials(provider, credentials)?;
+            (
+                Some(sealed(&ctx, id, credentials)?),
+                Some(hint(provider, credentials)),
+            )
+        }
+        None => (None, None),
+    };
+    let status = req
+        .enabled
+        .map(|on| if on { "connected" } else { "disabled" });
+    let row = conn
+        .query_opt(
+            &format!(
+                "UPDATE integrations SET name = coalesce($2, name), \
+                 credentials_enc = coalesce($3, credentials_enc), \
+                 credentials_hint = coalesce($4, credentials_hint), \
+                 status = coalesce($5, status), \
+                 last_error = CASE WHEN $3::bytea IS NULL AND $5::text IS NULL THEN last_error END, \
+                 updated_at = now() WHERE id = $1 RETURNING {COLUMNS}"
+            ),
+            &[&id, &name, &blob, &new_hint, &status],
+        )
+        .await
+        .map_err(exists)?
+        .ok_or(ApiFailure::NotFound)?;
+    Ok(Json(integration_of(&row, true)))
+}
+
+async fn remove(
+    Extension(ctx): Extension<TenantContext>,
+    user: AuthUser,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiFailure> {
+    user.require("integrations:manage")?;
+    let id = parse_id(&id)?;
+    let conn = ctx.pool.get().await?;
+    match conn
+        .execute("DELETE FROM integrations WHERE id = $1", &[&id])
+        .await?
+    {
+        0 => Err(ApiFailure::NotFound),
+        _ => Ok(StatusCode::NO_CONTENT),
+    }
+}
+
+async fn test(
+    Extension(ctx): Extension<TenantContext>,
+    user: AuthUser,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiFailure> {
+    user.require("integrations:manage")?;
+    call(&ctx, &parse_id(&id)?, Operation::Test).await
+}
+
+async fn sync(
+    Extension(ctx): Extension<TenantContext>,
+    user: AuthUser,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiFailure> {
+    user.require("integrations:manage")?;
+    call(&ctx, &parse_id(&id)?, Operation::Sync).await
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Operation {
+    Test,
+    Sync,
+}
+
+impl Operation {
+    fn as_str(self) -> &'static str {
+        match self {
+            Operation::Test => "test",
+            Operation::Sync => "sync",
+        }
+    }
+}
+
+/// `path` with each `{field}` replaced by that (non-secret, identifier-shaped) field.
+fn fill(path: &str, credentials: &Map<String, Value>) -> String {
+    let mut out = path.to_string();
+    for (name, value) in credentials {
+        if let Some(value) = value.as_str() {
+            out = out.replace(&format!("{{{name}}}"), value);
+        }
+    }
+    out
+}
+
+/// Calls the provider for `operation`, logs the call and records the outcome on the
+/// integration. The tenant connection is not held while the provider answers.
+async fn call(
+    ctx: &TenantContext,
+    id: &Uuid,
+    operation: Operation,
+) -> Result<Json<Value>, ApiFailure> {
+    let (code, blob, status): (String, Vec<u8>, String) = {
+        let conn = ctx.pool.get().await?;
+        let row = conn
+            .query_opt(
+                "SELECT provider, credentials_enc, status FROM integrations WHERE id = $1",
+                &[id],
+            )
+            .await?
+            .ok_or(ApiFailure::NotFound)?;
+        (row.get(0), row.get(1), row.get(2))
+    };
+    if status == "disabled" {
+        return Err(ApiFailure::Conflict(
+            "integration_disabled",
+            "this integration is disabled; enable it first".into(),
+        ));
+    }
+    let provider = provider(&code).ok_or(ApiFailure::NotFound)?;
+    let plain = vault(ctx)?
+        .open(&blob, &aad(ctx, *id))
+        .map_err(ApiFailure::Internal)?;
+    let credentials: Map<String, Value> =
+        serde_json::from_slice(&plain).map_err(|e| ApiFailure::Internal(e.to_string()))?;
+    let token = credentials
+        .get(provider.token_field)
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let path = match operation {
+        Operation::Test => provider.test_path,
+        Operation::Sync => provider.sync_path,
+    };
+    let url = format!(
+        "{}{}",
+        ctx.integrations.base_url(provider),
+        fill(path, &credentials)
+    );
+    let started = Instant::now();
+    let answered = ctx.integrations.caller.get(&url, token).await;
+    let duration_ms = i32::try_from(started.elapsed().as_millis()).unwrap_or(i32::MAX);
+    let (http_status, error) = match &answered {
+        Ok(s) if (200..300).contains(s) => (Some(i32::from(*s)), None),
+        Ok(s) => (
+            Some(i32::from(*s)),
+            Some(format!("{} answered HTTP {s}", provider.name)),
+        ),
+        Err(why) => (
+            None,
+            Some(format!("{} could not be reached: {why}", provider.name)),
+        ),
+    };
+    let ok = error.is_none();
+    let mut conn = ctx.pool.get().await?;
+    let tx = conn.transaction().await?;
+    tx.execute(
+        "INSERT INTO integration_calls (integration_id, provider, operation, status, error, duration_ms) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
+        &[id, &provider.code, &operation.as_str(), &http_status, &error, &duration_ms],
+    )
+    .await?;
+    tx.execute(
+        "DELETE FROM integration_calls WHERE integration_id = $1 AND at < now() - interval '30 days'",
+        &[id],
+    )
+    .await?;
+    tx.execute(
+        "UPDATE integrations SET status = CASE WHEN status = 'disabled' THEN status \
+                                               WHEN $2 THEN 'connected' ELSE 'error' END, \
+         last_error = $3, last_checked_at = now(), \
+         last_sync_at = CASE WHEN $2 AND $4 THEN now() ELSE last_sync_at END \
+         WHERE id = $1",
+        &[id, &ok, &error, &(operation == Operation::Sync)],
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Json(json!({
+        "ok": ok,
+        "operation": operation.as_str(),
+        "status": http_status,
+        "error": error,
+        "duration_ms": duration_ms,
+    })))
+}
+
+async fn calls(
+    Extension(ctx): Extension<TenantContext>,
+    user: AuthUser,
+    Path(id): Path<String>,
+    ApiQuery(page): ApiQuery<Page>,
+) -> Result<Json<Value>, ApiFailure> {
+    user.require("integrations:read")?;
+    let id = parse_id(&id)?;
+    let limit = page.limit.unwrap_or(50).clamp(1, 500);
+    let conn = ctx.pool.get().await?;
+    if conn
+        .query_opt("SELECT 1 FROM integrations WHERE id = $1", &[&id])
+        .await?
+        .is_none()
+    {
+        return Err(ApiFailure::NotFound);
+    }
+    let items: Vec<Value> = conn
+        .query(
+            "SELECT provider, operation, status, error, duration_ms, at FROM integration_calls \
+             WHERE integration_id = $1 ORDER BY at DESC, id DESC LIMIT $2",
+            &[&id, &limit],
+        )
+        .await?
+        .iter()
+        .map(|r| {
+            json!({
+                "provider": r.get::<_, String>(0),
+                "operation": r.get::<_, String>(1),
+                "status": r.get::<_, Option<i32>>(2),
+                "error": r.get::<_, Option<String>>(3),
+                "duration_ms": r.get::<_, i32>(4),
+                "at": r.get::<_, DateTime<Utc>>(5),
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "items": items })))
+}
