@@ -323,14 +323,19 @@ mod tests {
     fn a_folder_extends_the_embedded_migrations() {
         let dir = std::env::temp_dir().join(format!("tenant-src-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("mkdir");
+        let embedded = latest_version();
+        let next = embedded + 1;
         std::fs::write(
-            dir.join("V2__add_microchip.sql"),
+            dir.join(format!("V{next}__add_microchip.sql")),
             "ALTER TABLE patients ADD COLUMN microchip text;",
         )
         .expect("write");
         let source = Source::with_dir(&dir).expect("source");
-        assert_eq!(source.latest_version(), 2);
-        assert_eq!(source.migrations().count(), 2);
+        assert_eq!(source.latest_version(), next);
+        assert_eq!(
+            source.migrations().count(),
+            usize::try_from(next).expect("count")
+        );
         std::fs::write(dir.join("V1__initial_schema.sql"), "SELECT 1;").expect("write");
         assert!(
             Source::with_dir(&dir).is_err(),

@@ -284,6 +284,22 @@ pub async fn user_update(
         .map(|r| from_row(&r)))
 }
 
+/// Whether `role` names a role (with the `roles` table, one of its rows; before it, a
+/// built-in role).
+pub async fn role_exists(
+    client: &impl GenericClient,
+    role: &str,
+    roles: bool,
+) -> Result<bool, tokio_postgres::Error> {
+    if !roles {
+        return Ok(crate::permissions::BUILT_IN.contains(&role));
+    }
+    Ok(client
+        .query_opt("SELECT 1 FROM roles WHERE name = $1", &[&role])
+        .await?
+        .is_some())
+}
+
 /// Deletes user `id`; its email, if there was one.
 pub async fn user_delete(
     client: &impl GenericClient,

@@ -113,6 +113,10 @@ async fn create(
         .map_err(ApiFailure::Internal)?;
     let mut conn = ctx.pool.get().await?;
     let tx = conn.transaction().await?;
+    // An unknown role is the client's mistake whatever the plan's limit says.
+    if !users::role_exists(&*tx, &req.role, ctx.has_roles()).await? {
+        return Err(unknown_role(&req.role));
+    }
     if let Some(max) = ctx.limits.max_users {
         // The count and the insert are one step: without the lock, parallel requests
         // all count the same users and all insert.
