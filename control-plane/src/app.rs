@@ -144,6 +144,10 @@ impl Application {
         let metering = (!interval.is_zero()).then(|| {
             tokio::spawn(Arc::clone(&self.state.metering).run(interval, shutdown.clone()))
         });
+        let integration_sync =
+            (!self.state.config.integration_sync_interval.is_zero()).then(|| {
+                tokio::spawn(Arc::clone(&self.services.integration_sync).run(shutdown.clone()))
+            });
         // Half the descriptors for clients leaves the rest for PostgreSQL connections
         // and files, so a flood of sockets cannot starve the tenants' pools.
         let max_connections = match crate::http::raise_open_file_limit() {
@@ -170,6 +174,9 @@ impl Application {
         let _ = keys.await;
         if let Some(metering) = metering {
             let _ = metering.await;
+        }
+        if let Some(sync) = integration_sync {
+            let _ = sync.await;
         }
         tracing::info!("control plane stopped");
         Ok(())

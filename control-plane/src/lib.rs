@@ -17,6 +17,7 @@ pub mod fleet;
 pub mod gateway;
 pub mod http;
 pub mod installation;
+pub mod integration_sync;
 pub mod integrations;
 pub mod keys;
 pub mod mailer;

@@ -43,6 +43,8 @@ pub struct Services {
     pub finder: Arc<Finder>,
     /// Calls integration providers for the tenant API.
     pub provider_client: Arc<dyn tenant::integrations::Caller>,
+    /// The scheduled integration sync.
+    pub integration_sync: Arc<crate::integration_sync::IntegrationSync>,
     pub fleet: Fleet,
     pub backups: Arc<Backups>,
     pub traffic: Traffic,
@@ -163,6 +165,15 @@ impl Services {
             tasks.clone(),
             &config,
         )?);
+        let provider_client: Arc<dyn tenant::integrations::Caller> =
+            crate::integrations::ProviderClient::new()?;
+        let integration_sync = Arc::new(crate::integration_sync::IntegrationSync::new(
+            owner.clone(),
+            Arc::clone(&access),
+            Arc::clone(&provider_client),
+            config.integration_endpoints.clone(),
+            config.integration_sync_interval,
+        ));
         let keys_listener: Arc<dyn crate::services::Listener> = keys.clone();
         events.listen(Arc::downgrade(&keys_listener));
         let fleet = Fleet::new(
@@ -191,7 +202,8 @@ impl Services {
             keys,
             email_index,
             finder,
-            provider_client: crate::integrations::ProviderClient::new()?,
+            provider_client,
+            integration_sync,
             fleet,
             backups,
             traffic,

@@ -121,6 +121,10 @@ impl Config {
                 ),
             ),
             ("CP_MAIL_FROM", self.mail_from.clone()),
+            (
+                "CP_INTEGRATION_SYNC_INTERVAL_SECS",
+                self.integration_sync_interval.as_secs().to_string(),
+            ),
             ("CP_INTEGRATION_ENDPOINTS", {
                 let mut e: Vec<String> = self
                     .integration_endpoints

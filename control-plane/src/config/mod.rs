@@ -49,6 +49,7 @@ pub const DEFAULT_BACKUP_SCHEDULE_INTERVAL: Duration = Duration::from_secs(60);
 pub const DEFAULT_RESTORE_TEST_INTERVAL: Duration = Duration::from_secs(86_400);
 /// How long a moved tenant's old database is kept on its former server.
 pub const DEFAULT_MOVE_GRACE: Duration = Duration::from_secs(3_600);
+pub const DEFAULT_INTEGRATION_SYNC_INTERVAL: Duration = Duration::from_secs(3_600);
 /// HTTP connections open at once; past it the oldest idle connection is closed.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 
@@ -133,6 +134,8 @@ pub struct Config {
     pub mail_from: String,
     /// Base URLs that replace integration providers' own, by provider code.
     pub integration_endpoints: std::collections::HashMap<String, String>,
+    /// How often each integration is synced; zero: never in the background.
+    pub integration_sync_interval: Duration,
     /// `CP_*` variables that name no setting; reported once at start-up.
     pub unknown_variables: Vec<String>,
 }
@@ -476,11 +479,14 @@ impl Config {
             }
             integration_endpoints.insert(code.trim().to_string(), url.to_string());
         }
+        let integration_sync_interval = number("CP_INTEGRATION_SYNC_INTERVAL_SECS", true)?
+            .map_or(DEFAULT_INTEGRATION_SYNC_INTERVAL, Duration::from_secs);
         Ok(Config {
             move_grace,
             smtp_url,
             mail_from,
             integration_endpoints,
+            integration_sync_interval,
             backup_root,
             backup_concurrency,
             backup_schedule_interval,

@@ -46,6 +46,7 @@ pub const SETTINGS: &[&str] = &[
     "CP_MOVE_GRACE_SECS",
     "CP_SMTP_URL",
     "CP_MAIL_FROM",
+    "CP_INTEGRATION_SYNC_INTERVAL_SECS",
     "CP_INTEGRATION_ENDPOINTS",
 ];
 

@@ -89,6 +89,7 @@ const ROWS: &[(&str, &str, &str, &str)] = &[
         "smtp://mailer:***@mail.example.com:587?tls=required",
         "mail.example.com",
     ),
+    ("CP_INTEGRATION_SYNC_INTERVAL_SECS", "0", "0", "hourly"),
     (
         "CP_INTEGRATION_ENDPOINTS",
         "stripe=http://127.0.0.1:9999",

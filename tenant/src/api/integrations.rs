@@ -3,8 +3,6 @@
 //! characters of the secret), and only to those who manage integrations. Testing or
 //! syncing one calls the provider and logs the call; the log keeps 30 days.
 
-use std::time::Instant;
-
 use axum::extract::{Extension, Path};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
@@ -17,7 +15,7 @@ use uuid::Uuid;
 
 use super::{ApiFailure, ApiJson, ApiQuery, AuthUser};
 use crate::context::TenantContext;
-use crate::integrations::{PROVIDERS, Provider, provider};
+use crate::integrations::{self, Operation, PROVIDERS, Provider, provider};
 
 pub fn routes() -> Router {
     Router::new()
@@ -104,7 +102,7 @@ fn parse_id(raw: &str) -> Result<Uuid, ApiFailure> {
 
 /// What a sealed credential set is bound to: this integration of this tenant.
 fn aad(ctx: &TenantContext, id: Uuid) -> String {
-    format!("tenant:{}:integration:{id}", ctx.id)
+    integrations::aad(ctx.id, id)
 }
 
 fn vault(ctx: &TenantContext) -> Result<&dyn crate::integrations::Vault, ApiFailure> {
@@ -407,32 +405,6 @@ async fn sync(
     call(&ctx, &parse_id(&id)?, Operation::Sync).await
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Operation {
-    Test,
-    Sync,
-}
-
-impl Operation {
-    fn as_str(self) -> &'static str {
-        match self {
-            Operation::Test => "test",
-            Operation::Sync => "sync",
-        }
-    }
-}
-
-/// `path` with each `{field}` replaced by that (non-secret, identifier-shaped) field.
-fn fill(path: &str, credentials: &Map<String, Value>) -> String {
-    let mut out = path.to_string();
-    for (name, value) in credentials {
-        if let Some(value) = value.as_str() {
-            out = out.replace(&format!("{{{name}}}"), value);
-        }
-    }
-    out
-}
-
 /// Calls the provider for `operation`, logs the call and records the outcome on the
 /// integration. The tenant connection is not held while the provider answers.
 async fn call(
@@ -458,69 +430,16 @@ async fn call(
         ));
     }
     let provider = provider(&code).ok_or(ApiFailure::NotFound)?;
-    let plain = vault(ctx)?
-        .open(&blob, &aad(ctx, *id))
-        .map_err(ApiFailure::Internal)?;
-    let credentials: Map<String, Value> =
-        serde_json::from_slice(&plain).map_err(|e| ApiFailure::Internal(e.to_string()))?;
-    let token = credentials
-        .get(provider.token_field)
-        .and_then(Value::as_str)
-        .unwrap_or_default();
-    let path = match operation {
-        Operation::Test => provider.test_path,
-        Operation::Sync => provider.sync_path,
-    };
-    let url = format!(
-        "{}{}",
-        ctx.integrations.base_url(provider),
-        fill(path, &credentials)
-    );
-    let started = Instant::now();
-    let answered = ctx.integrations.caller.get(&url, token).await;
-    let duration_ms = i32::try_from(started.elapsed().as_millis()).unwrap_or(i32::MAX);
-    let (http_status, error) = match &answered {
-        Ok(s) if (200..300).contains(s) => (Some(i32::from(*s)), None),
-        Ok(s) => (
-            Some(i32::from(*s)),
-            Some(format!("{} answered HTTP {s}", provider.name)),
-        ),
-        Err(why) => (
-            None,
-            Some(format!("{} could not be reached: {why}", provider.name)),
-        ),
-    };
-    let ok = error.is_none();
+    vault(ctx)?;
+    let outcome =
+        integrations::call_provider(&ctx.integrations, ctx.id, *id, provider, &blob, operation)
+            .await
+            .map_err(ApiFailure::Internal)?;
     let mut conn = ctx.pool.get().await?;
     let tx = conn.transaction().await?;
-    tx.execute(
-        "INSERT INTO integration_calls (integration_id, provider, operation, status, error, duration_ms) \
-         VALUES ($1, $2, $3, $4, $5, $6)",
-        &[id, &provider.code, &operation.as_str(), &http_status, &error, &duration_ms],
-    )
-    .await?;
-    tx.execute(
-        "DELETE FROM integration_calls WHERE integration_id = $1 AND at < now() - interval '30 days'",
-        &[id],
-    )
-    .await?;
-    tx.execute(
-        "UPDATE integrations SET status = CASE WHEN status = 'disabled' THEN status \
-                                               WHEN $2 THEN 'connected' ELSE 'error' END, \
-         last_error = $3, last_checked_at = now(), \
-         last_sync_at = CASE WHEN $2 AND $4 THEN now() ELSE last_sync_at END \
-         WHERE id = $1",
-        &[id, &ok, &error, &(operation == Operation::Sync)],
-    )
-    .await?;
+    integrations::record(&*tx, *id, provider, &outcome).await?;
     tx.commit().await?;
-    Ok(Json(json!({
-        "ok": ok,
-        "operation": operation.as_str(),
-        "status": http_status,
-        "error": error,
-        "duration_ms": duration_ms,
-    })))
+    Ok(Json(json!(outcome)))
 }
 
 async fn calls(

@@ -268,6 +268,7 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
     config.metering_interval = Duration::ZERO;
     config.backup_schedule_interval = Duration::ZERO;
     config.restore_test_interval = Duration::ZERO;
+    config.integration_sync_interval = Duration::ZERO;
     adjust(&mut config);
     let faults = Arc::new(Faults::default());
     let app = Application::build(config, Arc::clone(&faults))

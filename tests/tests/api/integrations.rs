@@ -536,3 +536,82 @@ async fn a_master_key_rotation_leaves_integration_credentials_working() {
     .await;
     assert_eq!(tested["ok"], true, "{tested}");
 }
+
+#[tokio::test]
+async fn the_scheduled_sync_calls_each_due_integration_once() {
+    let stripe = provider().await;
+    let app = app_with(&stripe.base, &closed_port().await, None).await;
+    let (_, admin) = app.tenant_with_admin("sched", "pro").await;
+    let mut ids = Vec::new();
+    for name in ["Payments", "Old account"] {
+        let (status, created, text) = call(
+            &app,
+            Method::POST,
+            "sched",
+            "/api/v1/integrations",
+            &admin,
+            Some(json!({ "provider": "stripe", "name": name, "credentials": { "secret_key": GOOD } })),
+        )
+        .await;
+        assert_eq!(status, 201, "{text}");
+        ids.push(created["id"].as_str().expect("id").to_string());
+    }
+    let (status, _, _) = call(
+        &app,
+        Method::PATCH,
+        "sched",
+        &format!("/api/v1/integrations/{}", ids[1]),
+        &admin,
+        Some(json!({ "enabled": false })),
+    )
+    .await;
+    assert_eq!(status, 200);
+    // A tenant without the feature is not visited.
+    app.tenant_with_admin("plain", "free").await;
+
+    let services = &app.services;
+    let sync = control_plane::integration_sync::IntegrationSync::new(
+        services.owner.clone(),
+        std::sync::Arc::clone(&services.access),
+        services.provider_client.clone(),
+        services.config.integration_endpoints.clone(),
+        std::time::Duration::from_secs(3600),
+    );
+    let pass = sync.run_once().await.expect("pass");
+    assert_eq!(
+        (pass.tenants, pass.synced, pass.failed, pass.unreachable),
+        (1, 1, 0, 0)
+    );
+    assert_eq!(
+        stripe
+            .seen
+            .lock()
+            .expect("seen")
+            .last()
+            .map(|(path, _)| path.clone()),
+        Some("/v1/charges?limit=100".to_string())
+    );
+    let log = |id: String| {
+        let app = &app;
+        let admin = admin.clone();
+        async move {
+            let (_, log, _) = call(
+                app,
+                Method::GET,
+                "sched",
+                &format!("/api/v1/integrations/{id}/calls"),
+                &admin,
+                None,
+            )
+            .await;
+            log["items"].as_array().map(Vec::len).unwrap_or(0)
+        }
+    };
+    assert_eq!(log(ids[0].clone()).await, 1, "the due one was synced");
+    assert_eq!(log(ids[1].clone()).await, 0, "the disabled one was not");
+
+    // Synced within the interval: not due again.
+    let again = sync.run_once().await.expect("pass");
+    assert_eq!((again.synced, again.failed), (0, 0));
+    assert_eq!(log(ids[0].clone()).await, 1);
+}
