@@ -8,6 +8,7 @@ mod browser;
 mod cli;
 mod connections;
 mod dashboard;
+mod fake_provider;
 mod files;
 mod find_tenants;
 mod fleet;
