@@ -24,7 +24,7 @@ use crate::config::Config;
 #[derive(Debug, Parser)]
 #[command(
     name = "control-plane",
-    version,
+    version = concat!(env!("CARGO_PKG_VERSION"), " (", env!("CP_GIT_COMMIT"), ")"),
     about = "A database-per-tenant control plane"
 )]
 pub struct Cli {

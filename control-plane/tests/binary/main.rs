@@ -8,3 +8,4 @@ mod identity;
 mod logging;
 mod process;
 mod support;
+mod version;
