@@ -122,9 +122,11 @@ impl Keys {
         }
     }
 
+    /// What each version seals. The sealing version is this process's: adopted at
+    /// start-up and kept current by the change feed and [`Keys::follow`], so a page view
+    /// writes nothing.
     pub async fn status(&self) -> Result<KeyStatus> {
         let conn = self.owner.conn().await?;
-        adopt_sealing_version(&**conn, self.keyring()).await?;
         let sealing = self.keyring().sealing_version();
         let usage = owner::keys::key_usage(&**conn).await?;
         let retired = owner::settings::setting_versions(&**conn, RETIRED_PREFIX).await?;

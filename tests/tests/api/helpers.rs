@@ -513,25 +513,34 @@ impl TestApp {
             .await;
         assert_eq!(created.status(), 201, "create {slug}");
         let tenant: Value = created.json().await.expect("json");
-        let login =
-            json!({ "email": format!("admin@{slug}.example"), "password": TENANT_ADMIN_PASSWORD });
+        let token = self
+            .tenant_login(
+                slug,
+                &format!("admin@{slug}.example"),
+                TENANT_ADMIN_PASSWORD,
+            )
+            .await;
+        (tenant, token)
+    }
+
+    /// Signs `email` in to tenant `slug`; its access token.
+    pub async fn tenant_login(&self, slug: &str, email: &str, password: &str) -> String {
         let tokens: Value = self
             .on(
                 reqwest::Method::POST,
                 &format!("{slug}.localhost"),
                 "/api/v1/auth/login",
                 None,
-                Some(&login),
+                Some(&json!({ "email": email, "password": password })),
             )
             .await
             .json()
             .await
             .expect("json");
-        let token = tokens["access_token"]
+        tokens["access_token"]
             .as_str()
-            .unwrap_or_else(|| panic!("the admin of {slug} cannot log in: {tokens}"))
-            .to_string();
-        (tenant, token)
+            .unwrap_or_else(|| panic!("{email} cannot sign in to {slug}: {tokens}"))
+            .to_string()
     }
 
     /// Databases and roles of this test on the server.

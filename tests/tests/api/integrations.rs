@@ -4,26 +4,10 @@
 //! permissions enforced, and a master key rotation that leaves them working.
 
 use reqwest::Method;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::fake_provider::{BAD, GOOD, app_with, call, closed_port, provider};
-use crate::helpers::{TENANT_ADMIN_PASSWORD, TestApp};
-
-async fn login(app: &TestApp, slug: &str, email: &str) -> String {
-    let body: Value = app
-        .on(
-            Method::POST,
-            &format!("{slug}.localhost"),
-            "/api/v1/auth/login",
-            None,
-            Some(&json!({ "email": email, "password": TENANT_ADMIN_PASSWORD })),
-        )
-        .await
-        .json()
-        .await
-        .expect("login");
-    body["access_token"].as_str().expect("token").to_string()
-}
+use crate::helpers::TENANT_ADMIN_PASSWORD;
 
 #[tokio::test]
 async fn credentials_are_sealed_tested_synced_and_never_shown() {
@@ -174,7 +158,9 @@ async fn credentials_are_sealed_tested_synced_and_never_shown() {
     )
     .await;
     assert_eq!(status, 201);
-    let staff = login(&app, "shop", "desk@shop.example").await;
+    let staff = app
+        .tenant_login("shop", "desk@shop.example", TENANT_ADMIN_PASSWORD)
+        .await;
     let (status, listed, text) = call(
         &app,
         Method::GET,

@@ -270,19 +270,9 @@ async fn every_route_checks_its_own_permission() {
     )
     .await;
     assert_eq!(status, 201, "{body}");
-    let login: Value = app
-        .on(
-            Method::POST,
-            "perm.localhost",
-            "/api/v1/auth/login",
-            None,
-            Some(&json!({ "email": "probe@perm.example", "password": "probe-password-1" })),
-        )
-        .await
-        .json()
-        .await
-        .expect("login");
-    let probe = login["access_token"].as_str().expect("token").to_string();
+    let probe = app
+        .tenant_login(SLUG, "probe@perm.example", "probe-password-1")
+        .await;
 
     let mut covered = std::collections::BTreeSet::new();
     for (method, path, permission, body) in routes() {
@@ -430,19 +420,9 @@ async fn custom_roles_are_managed_and_built_in_ones_are_fixed() {
         (status, body["error"]["code"].as_str()),
         (422, Some("invalid_role"))
     );
-    let login: Value = app
-        .on(
-            Method::POST,
-            "perm.localhost",
-            "/api/v1/auth/login",
-            None,
-            Some(&json!({ "email": "desk@perm.example", "password": "desk-password-1" })),
-        )
-        .await
-        .json()
-        .await
-        .expect("login");
-    let desk = login["access_token"].as_str().expect("token").to_string();
+    let desk = app
+        .tenant_login(SLUG, "desk@perm.example", "desk-password-1")
+        .await;
     let (status, me) = call(&app, Method::GET, "/api/v1/me", &desk, None).await;
     assert_eq!(status, 200);
     assert_eq!(me["permissions"], role["permissions"]);
@@ -498,19 +478,9 @@ async fn custom_roles_are_managed_and_built_in_ones_are_fixed() {
     )
     .await;
     assert_eq!(status, 201);
-    let login: Value = app
-        .on(
-            Method::POST,
-            "perm.localhost",
-            "/api/v1/auth/login",
-            None,
-            Some(&json!({ "email": "look@perm.example", "password": TENANT_ADMIN_PASSWORD })),
-        )
-        .await
-        .json()
-        .await
-        .expect("login");
-    let viewer = login["access_token"].as_str().expect("token").to_string();
+    let viewer = app
+        .tenant_login(SLUG, "look@perm.example", TENANT_ADMIN_PASSWORD)
+        .await;
     assert_eq!(
         call(&app, Method::GET, "/api/v1/patients", &viewer, None)
             .await
@@ -607,19 +577,9 @@ async fn a_tenant_not_yet_migrated_keeps_its_built_in_roles_until_the_fleet_run(
     // Signed-in users keep their built-in role's permissions.
     let (status, users) = call(&app, Method::GET, "/api/v1/users", &admin, None).await;
     assert_eq!(status, 200, "{users}");
-    let login: Value = app
-        .on(
-            Method::POST,
-            "perm.localhost",
-            "/api/v1/auth/login",
-            None,
-            Some(&json!({ "email": "look@perm.example", "password": TENANT_ADMIN_PASSWORD })),
-        )
-        .await
-        .json()
-        .await
-        .expect("login");
-    let viewer = login["access_token"].as_str().expect("token").to_string();
+    let viewer = app
+        .tenant_login(SLUG, "look@perm.example", TENANT_ADMIN_PASSWORD)
+        .await;
     assert_eq!(
         call(&app, Method::GET, "/api/v1/patients", &viewer, None)
             .await
