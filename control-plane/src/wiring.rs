@@ -92,10 +92,9 @@ impl Services {
                 .await?;
             owner::settings::installation_id(&**conn).await?
         };
-        let migrations = Arc::new(match &config.tenant_migrations_dir {
-            Some(dir) => MigrationSource::with_dir(dir)?,
-            None => MigrationSource::embedded(),
-        });
+        let migrations = Arc::new(
+            MigrationSource::load(owner.clone(), config.tenant_migrations_dir.clone()).await?,
+        );
         let directory = Arc::new(ServerDirectory::new(
             owner.clone(),
             Arc::clone(&keyring),
@@ -176,6 +175,8 @@ impl Services {
         ));
         let keys_listener: Arc<dyn crate::services::Listener> = keys.clone();
         events.listen(Arc::downgrade(&keys_listener));
+        let migrations_listener: Arc<dyn crate::services::Listener> = migrations.clone();
+        events.listen(Arc::downgrade(&migrations_listener));
         let fleet = Fleet::new(
             owner.clone(),
             Arc::clone(&access),

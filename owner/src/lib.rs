@@ -35,6 +35,7 @@ pub mod servers;
 pub mod sessions;
 pub mod settings;
 pub mod subscriptions;
+pub mod tenant_migrations;
 pub mod tenant_settings;
 pub mod tenants;
 pub mod usage;

@@ -30,8 +30,10 @@ text_status! {
         Running = "running",
         Succeeded = "succeeded",
         Failed = "failed",
-        /// A dry run's inspection, or a tenant never attempted.
+        /// A tenant never attempted.
         Skipped = "skipped",
+        /// A dry run's finding: `pending` lists what a real run would apply.
+        WouldApply = "would_apply",
         Interrupted = "interrupted",
     }
 }

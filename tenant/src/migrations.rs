@@ -40,6 +40,15 @@ pub struct Applied {
     pub checksum: String,
 }
 
+/// One migration of a set, as recorded outside a tenant database.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SetEntry {
+    pub version: i32,
+    pub name: String,
+    pub checksum: String,
+    pub sql: String,
+}
+
 /// What [`Source::apply_locked`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MigrationOutcome {
@@ -77,9 +86,8 @@ impl Source {
     }
 
     /// The embedded migrations plus the `V{n}__{name}.sql` files in `dir`. A file with the
-    /// version of an embedded migration must be identical to it.
-    pub fn with_dir(dir: &Path) -> Result<Self> {
-        let mut source = Self::embedded();
+    /// version of a migration already in the set must be identical to it.
+    pub fn with_dir(self, dir: &Path) -> Result<Self> {
         let extra = refinery::load_sql_migrations(dir)?;
         if extra.is_empty() {
             return Err(Error::Source(format!(
@@ -87,8 +95,40 @@ impl Source {
                 dir.display()
             )));
         }
+        self.merged(extra, &dir.display().to_string())
+    }
+
+    /// This set plus migrations recorded elsewhere (the owner database's record of what
+    /// fleet runs applied), each given as its version, name and SQL.
+    pub fn with_recorded(self, recorded: &[SetEntry]) -> Result<Self> {
+        if recorded.is_empty() {
+            return Ok(self);
+        }
+        let mut extra = Vec::new();
+        for entry in recorded {
+            let migration =
+                Migration::unapplied(&format!("V{}__{}", entry.version, entry.name), &entry.sql)
+                    .map_err(|e| {
+                        Error::Source(format!(
+                            "recorded migration V{}__{} is unreadable: {e}",
+                            entry.version, entry.name
+                        ))
+                    })?;
+            if migration.checksum().to_string() != entry.checksum {
+                return Err(Error::Source(format!(
+                    "recorded migration V{}__{} does not match its recorded checksum",
+                    entry.version, entry.name
+                )));
+            }
+            extra.push(migration);
+        }
+        self.merged(extra, "the recorded set")
+    }
+
+    fn merged(mut self, extra: Vec<Migration>, from: &str) -> Result<Self> {
+        let mut added = false;
         for migration in extra {
-            match source
+            match self
                 .migrations
                 .iter()
                 .find(|m| m.version() == migration.version())
@@ -96,20 +136,46 @@ impl Source {
                 Some(existing) if existing.checksum() == migration.checksum() => {}
                 Some(existing) => {
                     return Err(Error::Source(format!(
-                        "{} has a version {} ({}) that differs from the built-in V{}__{}",
-                        dir.display(),
+                        "{from} has V{}__{}, which differs from V{}__{} in {}",
                         migration.version(),
                         migration.name(),
                         existing.version(),
-                        existing.name()
+                        existing.name(),
+                        self.origin
                     )));
                 }
-                None => source.migrations.push(migration),
+                None => {
+                    self.migrations.push(migration);
+                    added = true;
+                }
             }
         }
-        source.migrations.sort();
-        source.origin = format!("embedded + {}", dir.display());
-        Ok(source)
+        if added {
+            self.migrations.sort();
+            self.origin = format!("{} + {from}", self.origin);
+        }
+        Ok(self)
+    }
+
+    /// Every migration of the set with its SQL, as the owner database records it.
+    pub fn entries(&self) -> Vec<SetEntry> {
+        self.migrations
+            .iter()
+            .map(|m| SetEntry {
+                version: m.version(),
+                name: m.name().to_string(),
+                checksum: m.checksum().to_string(),
+                sql: m.sql().unwrap_or_default().to_string(),
+            })
+            .collect()
+    }
+
+    /// The SQL of version `version`, if the set has it.
+    pub fn sql(&self, version: i32) -> Option<&str> {
+        self.migrations
+            .iter()
+            .find(|m| m.version() == version)
+            .and_then(|m| m.sql())
     }
 
     pub fn origin(&self) -> &str {
@@ -330,7 +396,7 @@ mod tests {
             "ALTER TABLE patients ADD COLUMN microchip text;",
         )
         .expect("write");
-        let source = Source::with_dir(&dir).expect("source");
+        let source = Source::embedded().with_dir(&dir).expect("source");
         assert_eq!(source.latest_version(), next);
         assert_eq!(
             source.migrations().count(),
@@ -338,9 +404,55 @@ mod tests {
         );
         std::fs::write(dir.join("V1__initial_schema.sql"), "SELECT 1;").expect("write");
         assert!(
-            Source::with_dir(&dir).is_err(),
+            Source::embedded().with_dir(&dir).is_err(),
             "a conflicting V1 is refused"
         );
         std::fs::remove_dir_all(&dir).expect("cleanup");
+    }
+
+    #[test]
+    fn a_recorded_set_extends_the_embedded_one_and_conflicts_are_refused() {
+        let next = latest_version() + 1;
+        let extra = Migration::unapplied(&format!("V{next}__add_col"), "SELECT 1;").expect("m");
+        let entry = SetEntry {
+            version: next,
+            name: "add_col".into(),
+            checksum: extra.checksum().to_string(),
+            sql: "SELECT 1;".into(),
+        };
+        let source = Source::embedded()
+            .with_recorded(std::slice::from_ref(&entry))
+            .expect("merged");
+        assert_eq!(source.latest_version(), next);
+        assert_eq!(source.sql(next), Some("SELECT 1;"));
+        assert!(source.entries().contains(&entry));
+        assert!(source.origin().contains("recorded"), "{}", source.origin());
+
+        let tampered = SetEntry {
+            sql: "SELECT 2;".into(),
+            ..entry.clone()
+        };
+        assert!(Source::embedded().with_recorded(&[tampered]).is_err());
+        let mut conflicting = Source::embedded().entries()[0].clone();
+        conflicting.sql.push_str("\n-- changed");
+        conflicting.checksum = Migration::unapplied(
+            &format!("V{}__{}", conflicting.version, conflicting.name),
+            &conflicting.sql,
+        )
+        .expect("m")
+        .checksum()
+        .to_string();
+        let err = Source::embedded()
+            .with_recorded(&[conflicting])
+            .expect_err("a recorded V1 unlike the built-in one");
+        assert!(err.to_string().contains("differs"), "{err}");
+        assert_eq!(
+            Source::embedded()
+                .with_recorded(&Source::embedded().entries())
+                .expect("same")
+                .origin(),
+            "embedded",
+            "recording the built-in set adds nothing"
+        );
     }
 }

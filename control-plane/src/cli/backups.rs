@@ -26,19 +26,23 @@ pub enum BackupsCommand {
     List {
         /// A tenant's slug or id.
         slug: Option<String>,
+        /// Show at most this many.
         #[arg(long, default_value_t = 100)]
         limit: i64,
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
     /// Run one pass of the backup schedule now: every tenant whose plan says a backup
     /// is due is backed up, then pruned by its plan's retention.
     RunSchedule {
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
     /// Each plan's backup schedule and retention.
     Policies {
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -59,12 +63,14 @@ pub enum BackupsCommand {
     /// Restore one random recent backup into a scratch database and check its row
     /// counts against its manifest (what `serve` does every day).
     TestRestore {
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
     /// Finish what a stopped process left: backups marked failed (files removed),
     /// restores undone or finished (what `serve` does every few seconds).
     Recover {
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },

@@ -13,6 +13,7 @@ use crate::{Error, Result, installation};
 pub enum InstallationCommand {
     /// Show the recorded key versions and storage root next to this process's.
     Show {
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },

@@ -16,6 +16,7 @@ pub enum KeysCommand {
     /// Per key version: configured here, sealing, retired, and what it seals (tenant data
     /// keys, tenants' passwords without a data key, server URLs) with its share.
     Status {
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -32,6 +33,7 @@ pub enum KeysCommand {
         /// Stop after this many tenants (to spread the work over several runs).
         #[arg(long)]
         max_tenants: Option<usize>,
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },

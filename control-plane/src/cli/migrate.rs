@@ -39,6 +39,7 @@ enum MigrateCommand {
         /// Extra tenant migrations on top of the built-in ones.
         #[arg(long)]
         dir: Option<PathBuf>,
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -67,7 +68,7 @@ struct RunArgs {
     #[arg(long)]
     plan: Option<String>,
     /// Only tenants in this status (repeatable; default: active and suspended).
-    #[arg(long = "status")]
+    #[arg(long = "status", value_parser = ["provisioning", "active", "suspended", "deleting"])]
     statuses: Vec<String>,
     /// List, for each tenant, the migrations that would apply; change nothing.
     #[arg(long)]
@@ -80,6 +81,7 @@ struct RunArgs {
     /// are answered 503 tenant_maintenance meanwhile instead of racing the change.
     #[arg(long, conflicts_with = "dry_run")]
     maintenance: bool,
+    /// Print JSON instead of text.
     #[arg(long)]
     json: bool,
 }
@@ -99,8 +101,10 @@ pub async fn run(args: MigrateArgs, mut config: Config) -> Result<()> {
             let status = fleet_status(&services.fleet, verify).await?;
             emit(json, &json!(status), || {
                 let mut out = format!(
-                    "target version {} ({})\nversions:",
-                    status.target_version, status.source
+                    "target version {} ({})\nmigrations: {}\nversions:",
+                    status.target_version,
+                    status.source,
+                    status.migrations.join(", ")
                 );
                 for (version, n) in &status.histogram {
                     out.push_str(&format!(
@@ -175,6 +179,7 @@ async fn run_fleet(args: RunArgs, mut config: Config) -> Result<()> {
     let services = Services::init(config, Arc::new(Faults::default())).await?;
     let run = FleetRun::start(services.fleet.clone(), options, &crate::audit::cli_label()).await?;
     let run_id = run.run().id;
+    let run_source = Arc::clone(run.source());
     let total = run.target_count() as u64;
     let interactive = std::io::stderr().is_terminal() && !args.json;
     let bar = if interactive {
@@ -221,21 +226,46 @@ async fn run_fleet(args: RunArgs, mut config: Config) -> Result<()> {
     } else {
         Vec::new()
     };
+    // A dry run shows the SQL a real run would execute, once per migration.
+    let pending_sql: Vec<serde_json::Value> = if args.dry_run {
+        let source = run_source.as_ref();
+        let lowest = details.iter().filter_map(|t| t.from_version).min();
+        source
+            .migrations()
+            .filter(|(v, _)| lowest.is_some_and(|low| *v > low))
+            .map(|(v, name)| json!({"version": v, "name": name, "sql": source.sql(v)}))
+            .collect()
+    } else {
+        Vec::new()
+    };
     emit(
         args.json,
-        &json!({ "summary": summary, "tenants": details }),
+        &json!({ "summary": summary, "tenants": details, "pending_migrations": pending_sql }),
         || {
-            let mut out = format!(
-                "run {} {}: target version {}, {} migrated, {} failed, {} not attempted, {} already up to date, {} ms",
-                summary.run_id,
-                summary.status,
-                summary.target_version,
-                summary.succeeded,
-                summary.failed,
-                summary.not_attempted,
-                summary.up_to_date,
-                summary.elapsed_ms
-            );
+            let mut out = if args.dry_run {
+                format!(
+                    "dry run {}: target version {}, {} tenant(s) would be migrated, {} could not be inspected, {} not attempted, {} already up to date, {} ms; nothing was changed",
+                    summary.run_id,
+                    summary.target_version,
+                    summary.would_apply,
+                    summary.failed,
+                    summary.not_attempted,
+                    summary.up_to_date,
+                    summary.elapsed_ms
+                )
+            } else {
+                format!(
+                    "run {} {}: target version {}, {} migrated, {} failed, {} not attempted, {} already up to date, {} ms",
+                    summary.run_id,
+                    summary.status,
+                    summary.target_version,
+                    summary.succeeded,
+                    summary.failed,
+                    summary.not_attempted,
+                    summary.up_to_date,
+                    summary.elapsed_ms
+                )
+            };
             if let Some(reason) = &summary.halt_reason {
                 out.push_str(&format!("\nhalted: {reason}"));
             }
@@ -249,6 +279,14 @@ async fn run_fleet(args: RunArgs, mut config: Config) -> Result<()> {
                     )),
                     _ => {}
                 }
+            }
+            for m in &pending_sql {
+                out.push_str(&format!(
+                    "\n\n-- V{}__{}\n{}",
+                    m["version"],
+                    m["name"].as_str().unwrap_or_default(),
+                    m["sql"].as_str().unwrap_or_default().trim_end()
+                ));
             }
             out
         },

@@ -19,35 +19,45 @@ pub enum OperatorsCommand {
     /// Create an operator. At a terminal the password is asked for (twice, not shown);
     /// otherwise it is the first line of stdin.
     Create {
+        /// The operator's email.
         #[arg(long)]
         email: String,
-        /// owner, admin or viewer.
-        #[arg(long, default_value = "admin")]
+        /// What the operator may do: owner (everything, operators included), admin
+        /// (everything but operators) or viewer (read only).
+        #[arg(long, default_value = "admin", value_parser = ["owner", "admin", "viewer"])]
         role: String,
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
     /// Every operator: email, role, status, last sign-in.
     List {
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
     /// Disable an operator: their sessions end at once. The last active owner cannot be.
     Disable {
+        /// The operator's email.
         email: String,
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
     /// Enable a disabled operator again.
     Enable {
+        /// The operator's email.
         email: String,
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
     /// Give an operator a one-time password (printed once; they choose their own at
     /// sign-in) and end their sessions: for one who is locked out.
     ResetPassword {
+        /// The operator's email.
         email: String,
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },

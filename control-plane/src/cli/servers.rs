@@ -44,17 +44,21 @@ pub enum ServersCommand {
         /// Its server group: only plans pinned to the group place tenants here.
         #[arg(long)]
         group: Option<String>,
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
     /// Every server: status, tenants, databases, connections, disk used, reachable.
     List {
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
     /// One server.
     Show {
+        /// The server, by name (see `servers list`).
         name: String,
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -62,36 +66,46 @@ pub enum ServersCommand {
     /// each where a new tenant would go; see `tenants move`). A tenant whose move fails
     /// stays, and the command exits non-zero.
     Drain {
+        /// The server, by name (see `servers list`).
         name: String,
         /// Only stop placing new tenants here; move nobody.
         #[arg(long)]
         keep_tenants: bool,
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
     /// Take no new tenants and skip the server in fleet-wide passes (template upgrades,
     /// hardening). Its tenants stay recorded; their requests fail while it is down.
     Disable {
+        /// The server, by name (see `servers list`).
         name: String,
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
     /// Take new tenants again.
     Activate {
+        /// The server, by name (see `servers list`).
         name: String,
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
     /// Change a server's limits or group ("none" removes one).
     Set {
+        /// The server, by name (see `servers list`).
         name: String,
+        /// Most tenants it may hold, or "none" for no limit.
         #[arg(long, value_parser = parse_limit)]
         max_tenants: Option<Limit>,
+        /// Tenant connections it may hold, or "none" to derive it from max_connections.
         #[arg(long, value_parser = parse_limit)]
         connection_budget: Option<Limit>,
         /// Its server group, or "none".
         #[arg(long)]
         group: Option<String>,
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },

@@ -23,27 +23,34 @@ pub enum TenantsCommand {
     Create(CreateArgs),
     /// List tenants.
     List {
-        /// Only tenants in this status (provisioning, active, suspended, deleting, deleted).
-        #[arg(long)]
+        /// Only tenants in this status.
+        #[arg(long, value_parser = ["provisioning", "active", "suspended", "deleting", "deleted"])]
         status: Option<String>,
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
     /// Show one tenant, with its domains.
     Show {
+        /// The tenant, by slug or id.
         slug: String,
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
     /// Refuse service to a tenant, keeping everything.
     Suspend {
+        /// The tenant, by slug or id.
         slug: String,
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
     /// Serve a suspended tenant again.
     Resume {
+        /// The tenant, by slug or id.
         slug: String,
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -52,7 +59,9 @@ pub enum TenantsCommand {
     /// --allow-reads). `on` again changes the note and reads. Refused while a restore or
     /// a migration holds the tenant's maintenance.
     Maintenance {
+        /// The tenant, by slug or id.
         slug: String,
+        /// on: enter maintenance; off: end it.
         #[arg(value_enum)]
         state: Switch,
         /// A note for other operators (shown on the tenant page).
@@ -61,6 +70,7 @@ pub enum TenantsCommand {
         /// Keep serving reads (GET, HEAD).
         #[arg(long)]
         allow_reads: bool,
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -69,19 +79,24 @@ pub enum TenantsCommand {
     /// is checked table by table before the switch, and the old database is dropped
     /// after CP_MOVE_GRACE_SECS.
     Move {
+        /// The tenant, by slug or id.
         slug: String,
+        /// The server to move it to.
         #[arg(long, value_name = "SERVER")]
         to: String,
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
     /// Delete a tenant's database, roles and files, and wait until done. Asks to type
     /// the slug first (or give --yes).
     Delete {
+        /// The tenant, by slug or id.
         slug: String,
         /// Do not ask to type the slug.
         #[arg(long)]
         yes: bool,
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -95,6 +110,7 @@ pub enum TenantsCommand {
         /// Every active and suspended tenant.
         #[arg(long)]
         all: bool,
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -103,19 +119,23 @@ pub enum TenantsCommand {
     ReindexUsers {
         /// Tenants by slug; none: all.
         slugs: Vec<String>,
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
     /// Back up a tenant's database and files now, and wait; `--json` prints the backup
     /// record with its id.
     Backup {
+        /// The tenant, by slug or id.
         slug: String,
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
     /// Restore a backup into its tenant (checked against its checksums first; the
     /// tenant is in maintenance meanwhile), or with --into into a new tenant.
     Restore {
+        /// The tenant, by slug or id.
         slug: String,
         /// The backup's id (see `backups list SLUG`).
         #[arg(long)]
@@ -127,21 +147,26 @@ pub enum TenantsCommand {
         /// Do not ask to type the slug.
         #[arg(long)]
         yes: bool,
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
     /// Write one archive of everything the tenant owns (database dump, each table as
     /// JSON lines, files, manifest), for handing over.
     Export {
+        /// The tenant, by slug or id.
         slug: String,
+        /// The archive file to write (.tar).
         #[arg(long)]
         out: std::path::PathBuf,
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
     /// Run one reconciler pass: finish every tenant stuck part-way (what `serve` does
     /// every few seconds).
     Reconcile {
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -156,8 +181,11 @@ pub enum Switch {
 
 #[derive(Debug, Args)]
 pub struct CreateArgs {
+    /// The new tenant's slug (lowercase letters, digits, '-'): its subdomain and its
+    /// handle on the command line.
     #[arg(long)]
     slug: String,
+    /// Its display name.
     #[arg(long)]
     name: String,
     /// Plan code (default: free).
@@ -173,6 +201,7 @@ pub struct CreateArgs {
     /// Read the admin's password from the first line of stdin.
     #[arg(long, requires = "admin_email")]
     admin_password_stdin: bool,
+    /// Print JSON instead of text.
     #[arg(long)]
     json: bool,
 }

@@ -24,6 +24,12 @@ pub struct RunRow {
     pub finished: String,
 }
 
+/// A migration some tenant has not had yet, with the SQL a run would execute.
+pub struct PendingMigration {
+    pub name: String,
+    pub sql: String,
+}
+
 #[derive(Template)]
 #[template(path = "migrations.html")]
 pub struct ListPage {
@@ -31,6 +37,7 @@ pub struct ListPage {
     pub runs: Vec<RunRow>,
     pub target_version: i32,
     pub behind: i64,
+    pub pending: Vec<PendingMigration>,
     pub default_concurrency: usize,
     pub error: Option<String>,
 }
@@ -41,14 +48,25 @@ async fn list_page(
     error: Option<String>,
     status: StatusCode,
 ) -> DashResult<Response> {
+    let source = state.migrations.fresh().await;
     let conn = state.owner.conn().await?;
-    let target_version = state.migrations.latest_version();
-    let behind = runs::schema_version_histogram(&**conn)
-        .await?
-        .into_iter()
+    let target_version = source.latest_version();
+    let histogram = runs::schema_version_histogram(&**conn).await?;
+    let behind = histogram
+        .iter()
         .filter(|(v, _)| v.is_none_or(|v| v < target_version))
         .map(|(_, n)| n)
         .sum();
+    // What a real run would execute: every migration above the least advanced tenant.
+    let lowest = histogram.iter().map(|(v, _)| v.unwrap_or(0)).min();
+    let pending = source
+        .migrations()
+        .filter(|(v, _)| lowest.is_some_and(|low| *v > low))
+        .map(|(v, name)| PendingMigration {
+            name: format!("V{v}__{name}"),
+            sql: source.sql(v).unwrap_or_default().trim_end().to_string(),
+        })
+        .collect();
     let runs = runs::run_list(&**conn, 50)
         .await?
         .into_iter()
@@ -66,6 +84,7 @@ async fn list_page(
         runs,
         target_version,
         behind,
+        pending,
         default_concurrency: DEFAULT_CONCURRENCY,
         error,
     });
@@ -173,7 +192,7 @@ pub struct RunPage {
     pub started_by: String,
     pub started: String,
     pub finished: String,
-    pub options: String,
+    pub options: Vec<(String, String)>,
     pub live: LiveFragment,
 }
 
@@ -240,7 +259,7 @@ pub async fn show(
         started_by: run.started_by,
         started: when(run.started_at),
         finished: when_opt(run.finished_at),
-        options: run.options.to_string(),
+        options: crate::dashboard::view::json_fields(&run.options),
         live,
     }))
 }

@@ -125,7 +125,7 @@ pub async fn page(
         .filter(|s| s.status != "deleted")
         .map(|s| s.count)
         .sum();
-    let target_version = state.migrations.latest_version();
+    let target_version = state.migrations.fresh().await.latest_version();
     let versions = owner::migration_runs::schema_version_histogram(&**conn)
         .await?
         .into_iter()

@@ -165,7 +165,14 @@ pub fn progress_bar(counts: &[(String, i64)]) -> String {
     }
     let mut x = 0.0;
     let mut rects = String::new();
-    for state in ["succeeded", "failed", "running", "skipped", "pending"] {
+    for state in [
+        "succeeded",
+        "would_apply",
+        "failed",
+        "running",
+        "skipped",
+        "pending",
+    ] {
         let n = counts.iter().find(|c| c.0 == state).map_or(0, |c| c.1);
         if n == 0 {
             continue;
@@ -179,4 +186,37 @@ pub fn progress_bar(counts: &[(String, i64)]) -> String {
     format!(
         "<svg class=\"progress\" viewBox=\"0 0 1000 10\" preserveAspectRatio=\"none\" role=\"img\" aria-label=\"progress\">{rects}</svg>"
     )
+}
+
+/// A JSON object (run options, audit details) as labelled values, for a definition
+/// list instead of raw JSON: `dry_run` becomes "dry run", lists are joined, nested
+/// objects become `key: value` pairs, and null is a dash.
+pub fn json_fields(value: &serde_json::Value) -> Vec<(String, String)> {
+    match value.as_object() {
+        Some(map) => map
+            .iter()
+            .map(|(k, v)| (k.replace('_', " "), json_value(v)))
+            .collect(),
+        None if value.is_null() => Vec::new(),
+        None => vec![(String::new(), json_value(value))],
+    }
+}
+
+fn json_value(value: &serde_json::Value) -> String {
+    use serde_json::Value;
+    match value {
+        Value::Null => "–".into(),
+        Value::Bool(true) => "yes".into(),
+        Value::Bool(false) => "no".into(),
+        Value::String(s) => s.clone(),
+        Value::Number(n) => n.to_string(),
+        Value::Array(items) if items.is_empty() => "none".into(),
+        Value::Array(items) => items.iter().map(json_value).collect::<Vec<_>>().join(", "),
+        Value::Object(map) if map.is_empty() => "–".into(),
+        Value::Object(map) => map
+            .iter()
+            .map(|(k, v)| format!("{}: {}", k.replace('_', " "), json_value(v)))
+            .collect::<Vec<_>>()
+            .join("; "),
+    }
 }

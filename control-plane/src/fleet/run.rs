@@ -1,5 +1,6 @@
 //! One fleet migration run: start (lock, record, pick targets), then execute.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Instant;
 
@@ -14,7 +15,7 @@ use uuid::Uuid;
 
 use super::{Canary, Fleet, FleetOptions, MAX_CONCURRENCY};
 use crate::provisioning::TENANT_MIGRATION_LOCK;
-use crate::services::TenantRole;
+use crate::services::{MigrationSource, TenantRole};
 use crate::{Error, Result};
 
 pub(super) const FLEET_LOCK: &str =
@@ -39,7 +40,11 @@ pub struct RunSummary {
     pub target_version: i32,
     /// Tenants the run set out to migrate (or, in a dry run, to inspect).
     pub total: usize,
+    /// Tenants migrated (0 in a dry run).
     pub succeeded: usize,
+    /// In a dry run: tenants inspected, each with the migrations a real run would apply.
+    pub would_apply: usize,
+    /// Tenants that failed (in a dry run: that could not be inspected).
     pub failed: usize,
     /// Tenants never attempted because the run halted first.
     pub not_attempted: usize,
@@ -64,6 +69,8 @@ pub struct FleetRun {
     /// lost to a crash only makes the next run connect to that tenant, find nothing
     /// pending and record it again. Saves a WAL flush per tenant.
     fleet: Fleet,
+    /// The migration set, as recorded when the run started.
+    source: Arc<tenant::migrations::Source>,
     _lock: Option<Client>,
     run: runs::MigrationRun,
     options: FleetOptions,
@@ -109,7 +116,8 @@ impl FleetRun {
                 tracing::warn!(run_id = %id, "marked a run left running by a stopped process as interrupted");
             }
         }
-        let source = &fleet.source;
+        // The set as recorded now (under the fleet lock for a real run), fixed for the run.
+        let source = fleet.source.refresh().await?;
         let target_version = source.latest_version();
         let tenants = owner::tenants::tenant_list_for_migration(
             &**conn,
@@ -209,6 +217,7 @@ impl FleetRun {
         tracing::info!(run_id = %run.id, targets = targets.len(), up_to_date, target_version, dry_run = options.dry_run, "fleet migration started");
         Ok(Self {
             fleet,
+            source,
             _lock: lock,
             run,
             options,
@@ -219,6 +228,11 @@ impl FleetRun {
 
     pub fn run(&self) -> &runs::MigrationRun {
         &self.run
+    }
+
+    /// The migration set the run brings tenants to.
+    pub fn source(&self) -> &Arc<tenant::migrations::Source> {
+        &self.source
     }
 
     pub fn target_count(&self) -> usize {
@@ -277,6 +291,12 @@ impl FleetRun {
                     halt_reason = Some(format!("listing the database servers failed: {e}"));
                 }
             }
+            // The set has passed the canaries and every template: record it, so every
+            // process (and every view) adopts it. A run stopped before here records
+            // nothing, and its folder can still be fixed.
+            if halt_reason.is_none() {
+                self.record_set().await?;
+            }
         }
         let mut halted_by_budget = false;
         if halt_reason.is_none() && !main.is_empty() {
@@ -308,15 +328,54 @@ impl FleetRun {
             status,
             target_version: self.run.target_version,
             total,
-            succeeded: state.succeeded,
+            succeeded: if self.options.dry_run {
+                0
+            } else {
+                state.succeeded
+            },
+            would_apply: if self.options.dry_run {
+                state.succeeded
+            } else {
+                0
+            },
             failed: state.failed,
             not_attempted: total - state.done,
             up_to_date: self.up_to_date,
             halt_reason,
             elapsed_ms: started.elapsed().as_millis(),
         };
-        tracing::info!(?summary, "fleet migration finished");
+        tracing::info!(
+            run_id = %summary.run_id,
+            status = summary.status.as_str(),
+            target_version = summary.target_version,
+            total = summary.total,
+            succeeded = summary.succeeded,
+            would_apply = summary.would_apply,
+            failed = summary.failed,
+            not_attempted = summary.not_attempted,
+            up_to_date = summary.up_to_date,
+            halt_reason = summary.halt_reason.as_deref(),
+            elapsed_ms = summary.elapsed_ms as u64,
+            "fleet migration finished"
+        );
         Ok(summary)
+    }
+
+    async fn record_set(&self) -> Result<()> {
+        let conn = self.fleet.owner.conn().await?;
+        let added = MigrationSource::record(&**conn, &self.source, self.run.id).await?;
+        if !added.is_empty() {
+            tracing::info!(run_id = %self.run.id, versions = ?added, "recorded new tenant migrations");
+            crate::audit::record(
+                &**conn,
+                &crate::audit::Actor::system(&self.run.started_by),
+                "migration.recorded",
+                crate::audit::Target("migration_run", &self.run.id.to_string()),
+                json!({ "versions": added }),
+            )
+            .await?;
+        }
+        Ok(())
     }
 
     /// Runs one wave with bounded concurrency. With `budgeted`, stops dispatching once
@@ -428,7 +487,7 @@ impl FleetRun {
                 runs::run_tenant_start(&**conn, run_id, tenant.id).await?;
             }
             let started = Instant::now();
-            let source = &self.fleet.source;
+            let source = &self.source;
             let maintenance = self.options.maintenance
                 && tenant
                     .schema_version
@@ -499,7 +558,7 @@ impl FleetRun {
     /// Dry run: lists the tenant's pending migrations, changing nothing.
     async fn inspect_tenant(&self, tenant: &Tenant) -> Result<Outcome> {
         let started = Instant::now();
-        let source = &self.fleet.source;
+        let source = &self.source;
         let result: Result<(i32, Pending)> = async {
             let client = self.fleet.access.connect(tenant, TenantRole::Owner).await?;
             Ok((
@@ -522,7 +581,7 @@ impl FleetRun {
                     &**conn,
                     self.run.id,
                     tenant.id,
-                    TenantRunStatus::Skipped,
+                    TenantRunStatus::WouldApply,
                     Some(from),
                     None,
                     Some(&pending),

@@ -14,6 +14,8 @@ use crate::services::TenantRole;
 pub struct FleetStatus {
     pub target_version: i32,
     pub source: String,
+    /// The set's migrations, `V{version}__{name}`, oldest first.
+    pub migrations: Vec<String>,
     /// `(schema version, tenants)` among active and suspended tenants.
     pub histogram: Vec<(Option<i32>, i64)>,
     /// Tenants whose recorded version is below the target.
@@ -34,7 +36,8 @@ pub struct TenantDrift {
 }
 
 pub async fn fleet_status(fleet: &Fleet, verify: bool) -> Result<FleetStatus> {
-    let source = fleet.source.clone();
+    // Re-read: another process may have recorded migrations since this one last looked.
+    let source = fleet.source.refresh().await?;
     let target_version = source.latest_version();
     let conn = fleet.owner.conn().await?;
     let histogram = owner::migration_runs::schema_version_histogram(&**conn).await?;
@@ -93,6 +96,10 @@ pub async fn fleet_status(fleet: &Fleet, verify: bool) -> Result<FleetStatus> {
     Ok(FleetStatus {
         target_version,
         source: source.origin().to_string(),
+        migrations: source
+            .migrations()
+            .map(|(v, name)| format!("V{v}__{name}"))
+            .collect(),
         histogram,
         behind,
         drift,

@@ -398,7 +398,7 @@ impl Listener for Gateway {
             match change {
                 Change::Tenant(id) => Gateway::forget(self, Some(id)).await,
                 Change::Plans => self.forget_plans(),
-                Change::Keys => {}
+                Change::Keys | Change::Migrations => {}
                 Change::Everything => {
                     Gateway::forget(self, None).await;
                     self.forget_plans();

@@ -476,6 +476,15 @@ const OPERATIONS: &[Op] = &[
     ),
     op(
         "get",
+        "/migrations/status",
+        "migrations",
+        "Where the fleet is: the target version, the migration set (built in plus what runs recorded), tenants per version and those behind; `?verify=true` also asks every tenant database and lists drift.",
+        None,
+        OK,
+        false,
+    ),
+    op(
+        "get",
         "/migrations/{id}",
         "migrations",
         "One run: status, counts by state, per-tenant rows (failures first).",

@@ -19,7 +19,25 @@ use crate::{Error, Result};
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/migrations", get(list).post(start))
+        .route("/migrations/status", get(status))
         .route("/migrations/{id}", get(show))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct StatusQuery {
+    #[serde(default)]
+    verify: bool,
+}
+
+/// `migrate status` over HTTP: the recorded migration set and where each tenant is.
+async fn status(
+    State(state): State<AppState>,
+    _operator: CurrentOperator,
+    ApiQuery(query): ApiQuery<StatusQuery>,
+) -> Result<Json<Value>> {
+    let status = crate::fleet::fleet_status(&state.fleet, query.verify).await?;
+    Ok(Json(json!(status)))
 }
 
 #[derive(Deserialize, Default)]

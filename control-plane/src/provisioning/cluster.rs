@@ -8,7 +8,6 @@
 use std::sync::Arc;
 
 use secrecy::SecretString;
-use tenant::migrations::Source;
 use tokio::sync::Mutex;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, GenericClient};
@@ -18,6 +17,7 @@ use super::faults::{FaultPoint, Faults};
 use super::names::{self, TenantNames, marker};
 use crate::pg::{Endpoint, connect, ident, literal};
 use crate::secrets::scram_verifier;
+use crate::services::MigrationSource;
 use crate::{Error, Result};
 
 /// Session-level advisory locks (in the admin database) guarding the template: clones
@@ -72,9 +72,10 @@ pub struct Cluster {
     prefix: String,
     installation_id: String,
     /// The tenant migrations new tenants and the template are brought to.
-    source: Arc<Source>,
-    /// Set once this process has brought the template to the latest version.
-    template_ready: Mutex<bool>,
+    source: Arc<MigrationSource>,
+    /// The version this process brought the template to, if it did: the template is
+    /// looked at again when the set grows (a run recorded new migrations).
+    template_ready: Mutex<Option<i32>>,
     /// Sessions the runtime role may hold at once (its pool plus headroom).
     runtime_connection_limit: i32,
     /// PBKDF2 rounds in the login roles' SCRAM verifiers (`CP_TENANT_SCRAM_ITERATIONS`).
@@ -114,7 +115,7 @@ impl Cluster {
         server_id: String,
         prefix: String,
         installation_id: String,
-        source: Arc<Source>,
+        source: Arc<MigrationSource>,
         runtime_connection_limit: i32,
         scram_iterations: u32,
     ) -> Self {
@@ -124,7 +125,7 @@ impl Cluster {
             prefix,
             installation_id,
             source,
-            template_ready: Mutex::new(false),
+            template_ready: Mutex::new(None),
             runtime_connection_limit,
             scram_iterations,
         }
@@ -339,7 +340,7 @@ impl Cluster {
         client
             .batch_execute(&format!("SET ROLE {}", ident(&names.owner_role)))
             .await?;
-        let version = self.source.migrate(client).await;
+        let version = self.source.current().migrate(client).await;
         client
             .batch_execute(&format!("RESET ROLE; {TENANT_MIGRATION_UNLOCK}"))
             .await?;
@@ -418,8 +419,9 @@ impl Cluster {
     }
 
     async fn ensure_template_inner(&self, force: bool) -> Result<()> {
+        let source = self.source.current();
         let mut ready = self.template_ready.lock().await;
-        if *ready && !force {
+        if ready.is_some_and(|v| v >= source.latest_version()) && !force {
             return Ok(());
         }
         let template = names::template_database(&self.prefix);
@@ -461,12 +463,12 @@ impl Cluster {
                     schema = ident(&schema_role)
                 ))
                 .await?;
-            let version = self.source.migrate(&mut client).await?;
+            let version = source.migrate(&mut client).await?;
             tracing::info!(template = %template, version, "template database is at the latest tenant version");
         }
         // The lock is released when `admin` is dropped, after the template connection.
         drop(admin);
-        *ready = true;
+        *ready = Some(source.latest_version());
         Ok(())
     }
 

@@ -36,6 +36,7 @@ pub fn parse(payload: &str) -> Change {
             .map_or(Change::Everything, Change::Tenant),
         _ if payload == "plans" => Change::Plans,
         _ if payload == "keys" => Change::Keys,
+        _ if payload == "migrations" => Change::Migrations,
         _ => Change::Everything,
     }
 }
@@ -151,6 +152,7 @@ mod tests {
         assert_eq!(parse(&format!("tenant {id}")), Change::Tenant(id));
         assert_eq!(parse("plans"), Change::Plans);
         assert_eq!(parse("keys"), Change::Keys);
+        assert_eq!(parse("migrations"), Change::Migrations);
         assert_eq!(parse("tenant not-a-uuid"), Change::Everything);
         assert_eq!(parse("something new"), Change::Everything);
     }

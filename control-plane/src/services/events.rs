@@ -17,6 +17,8 @@ pub enum Change {
     Plans,
     /// The master key version new secrets are sealed with (`keys rotate`).
     Keys,
+    /// The recorded tenant migration set (a fleet run recorded new migrations).
+    Migrations,
     /// Anything at all: announcements may have been missed.
     Everything,
 }

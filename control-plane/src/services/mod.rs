@@ -8,7 +8,7 @@
 //! | [`ServerDirectory`] | each database server's admin connection (the registry's URLs, sealed) |
 //! | [`TenantAccess`] | tenant credentials sealed and opened, connection settings per role, token keys |
 //! | `storage::Storage` | the per-tenant file trees under the storage root |
-//! | [`MigrationSource`] | the tenant migrations: one, so provisioning, fleet runs, status and the dashboard never disagree |
+//! | [`MigrationSource`] | the tenant migrations: built in, plus the set fleet runs recorded in the owner database, so provisioning, fleet runs, status and the dashboard agree in every process |
 //! | [`TenantEvents`] | "tenant X changed" announcements, for caches; [`change_feed`] brings those of other processes |
 //! | `Tasks` | background work (drives, fleet runs) awaited at shutdown |
 //! | [`Traffic`] | the rate of tenant requests the gateway admits, so background jobs yield to it |
@@ -20,6 +20,7 @@
 
 pub mod change_feed;
 mod events;
+mod migration_source;
 pub mod owner_db;
 mod server_directory;
 mod tasks;
@@ -27,8 +28,9 @@ mod tenant_access;
 mod traffic;
 
 pub use events::{Change, Listener, TenantEvents};
+pub use migration_source::MigrationSource;
 pub use owner_db::OwnerDb;
 pub use server_directory::ServerDirectory;
-pub use tasks::{MigrationSource, Tasks};
+pub use tasks::Tasks;
 pub use tenant_access::{Rewrapped, SealedPasswords, TenantAccess, TenantRole};
 pub use traffic::Traffic;

@@ -315,8 +315,9 @@ async fn an_operator_runs_the_fleet_from_the_dashboard() {
         .status();
     assert_eq!(status, 403, "a suspended tenant is still served");
 
-    // A dry run lists what would apply and changes nothing.
+    // A dry run lists what would apply and changes nothing; the page shows the SQL first.
     click(&client, "nav a[href='/owner/migrations']").await;
+    wait_for_contains(&client, "pending-migrations", "ADD COLUMN microchip").await;
     click(&client, "#start-run").await;
     wait_for_text(&client, "run-status", "dry_run").await;
     // The live part fills in as the run inspects each tenant: wait for every row.

@@ -478,12 +478,21 @@ async fn dry_run_changes_nothing_and_status_reports_versions_and_drift() {
         },
     )
     .await;
-    assert_eq!((summary.status.as_str(), summary.total), ("dry_run", 3));
+    assert_eq!(
+        (
+            summary.status.as_str(),
+            summary.total,
+            summary.would_apply,
+            summary.succeeded
+        ),
+        ("dry_run", 3, 3, 0),
+        "a dry run says what would apply, and migrates nothing: {summary:?}"
+    );
     let would: Vec<serde_json::Value> = app
         .owner_client()
         .await
         .query(
-            "SELECT pending FROM migration_run_tenants WHERE run_id = $1",
+            "SELECT pending FROM migration_run_tenants WHERE run_id = $1 AND status = 'would_apply'",
             &[&summary.run_id],
         )
         .await
@@ -496,6 +505,11 @@ async fn dry_run_changes_nothing_and_status_reports_versions_and_drift() {
             .iter()
             .all(|p| p == &serde_json::json!([format!("V{}__add_microchip", next_version())])),
         "{would:?}"
+    );
+    assert_eq!(
+        would.len(),
+        3,
+        "every inspected tenant is marked would_apply"
     );
     assert!(
         versions(&app)
@@ -721,4 +735,148 @@ async fn migrate_with_backup_saves_each_tenant_first_and_the_run_page_links_the_
         .get(0);
     assert_eq!(kept, 42);
     drop(services);
+}
+
+/// After `migrate --dir X`, every other view agrees without X: status, verify, the owner
+/// API, the dashboard's process and the tenants it creates; a conflicting --dir is refused;
+/// a migration no tenant reached may still be replaced by a fixed one.
+#[tokio::test]
+async fn a_run_records_its_migration_set_and_every_process_follows_it() {
+    let app = spawn_app().await;
+    let tenants = app.create_tenants("truth", 2).await;
+    let dir = migrations_dir();
+    let with_dir = app.services_with_dir(Some(dir.path())).await;
+    let summary = run(&with_dir, FleetOptions::default()).await;
+    assert_eq!(summary.succeeded, 2, "{summary:?}");
+
+    // Another process, given no folder.
+    let without = app.services_with_dir(None).await;
+    let status = fleet_status(&without.fleet, true).await.expect("status");
+    assert_eq!(status.target_version, next_version(), "{status:?}");
+    assert!(status.behind.is_empty(), "{status:?}");
+    assert!(
+        status.drift.is_empty(),
+        "verify finds no drift: {:?}",
+        status.drift
+    );
+    assert!(
+        status
+            .migrations
+            .contains(&format!("V{}__add_microchip", next_version())),
+        "{status:?}"
+    );
+
+    // The serving process (started before the run, without the folder) follows too:
+    // first through the change feed alone, then on its owner API.
+    eventually("the serving process to adopt the recorded set", || async {
+        let target = app.state.migrations.latest_version();
+        if target == next_version() {
+            Ok(())
+        } else {
+            Err(target)
+        }
+    })
+    .await;
+    let api: serde_json::Value = app
+        .get("/api/owner/migrations/status?verify=true", Some(&app.token))
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(api["target_version"], next_version(), "{api}");
+    assert_eq!(api["drift"], serde_json::json!([]), "{api}");
+    assert_eq!(api["behind"], serde_json::json!([]), "{api}");
+    let born = app.create_tenant("truth-born").await;
+    let born_db = born["db_name"].as_str().expect("db_name").to_string();
+    assert_eq!(history(&born_db).await, applied(next_version()));
+    assert_eq!(
+        born["schema_version"],
+        next_version(),
+        "a tenant created by a process without the folder is born at the recorded set: {born}"
+    );
+    assert_eq!(history(&tenants[0].db_name).await, applied(next_version()));
+
+    // A folder whose version of the recorded migration differs is refused.
+    let other = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        other
+            .path()
+            .join(format!("V{}__add_microchip.sql", next_version())),
+        "ALTER TABLE patients ADD COLUMN microchip varchar(20);",
+    )
+    .expect("write");
+    let mut config = app.state.config.as_ref().clone();
+    config.tenant_migrations_dir = Some(other.path().to_path_buf());
+    let refused = control_plane::Services::init(
+        config,
+        Arc::new(control_plane::provisioning::Faults::default()),
+    )
+    .await;
+    let message = refused
+        .err()
+        .expect("a conflicting --dir is refused")
+        .to_string();
+    assert!(
+        message.contains("differs") && message.contains("record"),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn a_run_that_stops_before_the_templates_records_nothing_and_a_fixed_folder_runs() {
+    let app = spawn_app().await;
+    app.create_tenants("fix", 2).await;
+    let broken = tempfile::tempdir().expect("tempdir");
+    let name = format!("V{}__add_microchip.sql", next_version());
+    std::fs::write(
+        broken.path().join(&name),
+        "ALTER TABLE no_such_table ADD x int;",
+    )
+    .expect("write");
+    let first = run(
+        &app.services_with_dir(Some(broken.path())).await,
+        FleetOptions::default(),
+    )
+    .await;
+    assert_eq!(
+        (first.status.as_str(), first.succeeded),
+        ("failed", 0),
+        "{first:?}"
+    );
+    let recorded = || async {
+        app.count(&format!(
+            "SELECT count(*) FROM tenant_migrations WHERE version = {}",
+            next_version()
+        ))
+        .await
+    };
+    assert_eq!(
+        recorded().await,
+        0,
+        "a migration that failed on the template is not recorded"
+    );
+    let status = fleet_status(&app.services_with_dir(None).await.fleet, false)
+        .await
+        .expect("status");
+    assert_eq!(status.target_version, base_version(), "{status:?}");
+
+    fleet_lock_released(&app).await;
+    let fixed = migrations_dir();
+    let second = run(
+        &app.services_with_dir(Some(fixed.path())).await,
+        FleetOptions::default(),
+    )
+    .await;
+    assert_eq!((second.succeeded, second.failed), (2, 0), "{second:?}");
+    let sql: String = app
+        .owner_client()
+        .await
+        .query_one(
+            "SELECT sql FROM tenant_migrations WHERE version = $1",
+            &[&next_version()],
+        )
+        .await
+        .expect("recorded")
+        .get(0);
+    assert_eq!(sql, MICROCHIP, "the fixed migration is the one recorded");
 }

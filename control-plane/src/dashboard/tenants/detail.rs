@@ -276,7 +276,7 @@ pub async fn detail_page(
     let customisation = state.customiser.show(&tenant).await?;
     let settings = &customisation.settings;
     let backups = backup_views(&**conn, id).await?;
-    let target_version = state.migrations.latest_version();
+    let target_version = state.migrations.fresh().await.latest_version();
     let mut chrome = session.chrome(state, "tenants");
     chrome.notice = notice;
     let mut response = render(&DetailPage {
