@@ -1,8 +1,23 @@
 # The control-plane service. Built by docker-compose.yml; see the README.
-FROM rust:1.95-bookworm AS build
+# Dependencies are built in a layer of their own (cargo-chef), from a recipe that only
+# changes with Cargo.toml and Cargo.lock: a source change rebuilds the workspace's own
+# crates, not every dependency.
+FROM rust:1.95-bookworm AS chef
+RUN cargo install cargo-chef --locked --version 0.1.73
 WORKDIR /src
+
+FROM chef AS planner
 COPY . .
-RUN cargo build --release --locked --bin control-plane
+RUN cargo chef prepare --recipe-path recipe.json
+
+FROM chef AS build
+COPY --from=planner /src/recipe.json recipe.json
+RUN cargo chef cook --release --locked --recipe-path recipe.json --bin control-plane
+COPY . .
+# The build context has no .git: `--version` is told the commit
+# (docker compose build --build-arg CP_GIT_COMMIT=$(git rev-parse --short=12 HEAD)).
+ARG CP_GIT_COMMIT=""
+RUN CP_GIT_COMMIT="$CP_GIT_COMMIT" cargo build --release --locked --bin control-plane
 
 FROM debian:bookworm-slim
 RUN apt-get update \

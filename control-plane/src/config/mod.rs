@@ -601,6 +601,42 @@ mod tests {
     }
 
     #[test]
+    fn secrets_are_read_from_files_named_by_file_variables() {
+        let dir = std::env::temp_dir().join(format!("cp-secret-files-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        let url = dir.join("database_url");
+        std::fs::write(&url, "postgres://app:s3cret@db:5432/owner\n").expect("write");
+        let env = |pairs: &[(&str, String)]| {
+            Config::from_env(pairs.iter().map(|(k, v)| (k.to_string(), v.clone())))
+        };
+        let c = env(&[("DATABASE_URL_FILE", url.display().to_string())]).expect("config");
+        assert_eq!(
+            c.database_url.expose_secret(),
+            "postgres://app:s3cret@db:5432/owner",
+            "the file's content, without its line break"
+        );
+        let both = env(&[
+            ("DATABASE_URL_FILE", url.display().to_string()),
+            ("DATABASE_URL", "postgres://x@y/z".into()),
+        ])
+        .expect_err("both refused");
+        assert!(both.to_string().contains("both"), "{both}");
+        let missing = env(&[("CP_SMTP_URL_FILE", dir.join("absent").display().to_string())])
+            .expect_err("unreadable refused");
+        assert!(
+            missing.to_string().contains("CP_SMTP_URL_FILE"),
+            "{missing}"
+        );
+        std::fs::write(&url, "not a url").expect("write");
+        let bad = env(&[("DATABASE_URL_FILE", url.display().to_string())]).expect_err("bad");
+        assert!(
+            bad.to_string().contains("read from") && !bad.to_string().contains("not a url"),
+            "the error names the file, not its content: {bad}"
+        );
+        std::fs::remove_dir_all(&dir).expect("cleanup");
+    }
+
+    #[test]
     fn numbers_and_booleans_are_typed() {
         let c = Config::from_values(&Values::from_pairs(&[
             ("CP_TENANT_CONNECTION_BUDGET", "100"),

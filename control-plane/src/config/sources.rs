@@ -50,8 +50,17 @@ pub const SETTINGS: &[&str] = &[
     "CP_INTEGRATION_ENDPOINTS",
 ];
 
+/// Secrets that may instead be read from a file named by `<SETTING>_FILE` (Docker and
+/// Kubernetes secrets are files): the value is the file's content, without its final
+/// line break. `CP_MASTER_KEY_FILE` is a setting of its own (a key file, checked as such).
+pub const SECRET_FILES: &[&str] = &["DATABASE_URL", "CP_ADMIN_DATABASE_URL", "CP_SMTP_URL"];
+
 /// Variables with the `CP_` prefix that are not settings but are read all the same.
-const OTHER_VARIABLES: &[&str] = &["CP_CONFIG_FILE"];
+const OTHER_VARIABLES: &[&str] = &[
+    "CP_CONFIG_FILE",
+    "CP_ADMIN_DATABASE_URL_FILE",
+    "CP_SMTP_URL_FILE",
+];
 
 /// The TOML key of a setting.
 pub fn file_key(setting: &str) -> String {
@@ -65,6 +74,8 @@ pub fn file_key(setting: &str) -> String {
 enum Origin {
     Environment,
     File(PathBuf),
+    /// `<SETTING>_FILE`.
+    SecretFile(PathBuf),
 }
 
 /// The settings as given, before they are parsed.
@@ -83,16 +94,37 @@ impl Values {
         if let Some(file) = env.get("CP_CONFIG_FILE") {
             out.read_file(Path::new(file))?;
         }
-        for (name, value) in env {
-            match SETTINGS.iter().find(|s| **s == name) {
+        for (name, value) in &env {
+            match SETTINGS.iter().find(|s| *s == name) {
                 Some(setting) => {
-                    out.values.insert(setting, (value, Origin::Environment));
+                    out.values
+                        .insert(setting, (value.clone(), Origin::Environment));
                 }
                 None if name.starts_with("CP_") && !OTHER_VARIABLES.contains(&name.as_str()) => {
-                    out.unknown_variables.push(name);
+                    out.unknown_variables.push(name.clone());
                 }
                 None => {}
             }
+        }
+        for setting in SECRET_FILES {
+            let variable = format!("{setting}_FILE");
+            let Some(path) = env.get(&variable).filter(|p| !p.trim().is_empty()) else {
+                continue;
+            };
+            if env.get(*setting).is_some_and(|v| !v.trim().is_empty()) {
+                return Err(Error::Config(format!(
+                    "invalid setting {setting}: both {setting} and {variable} are set; give one"
+                )));
+            }
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                Error::Config(format!(
+                    "invalid setting {setting}: cannot read {variable} ({path}): {e}"
+                ))
+            })?;
+            let value = text.strip_suffix('\n').unwrap_or(&text);
+            let value = value.strip_suffix('\r').unwrap_or(value).to_string();
+            out.values
+                .insert(setting, (value, Origin::SecretFile(PathBuf::from(path))));
         }
         Ok(out)
     }
@@ -148,6 +180,10 @@ impl Values {
             Some((_, Origin::File(path))) => Error::Config(format!(
                 "invalid setting {setting} ({} in {}): {why}",
                 file_key(setting),
+                path.display()
+            )),
+            Some((_, Origin::SecretFile(path))) => Error::Config(format!(
+                "invalid setting {setting} (read from {}): {why}",
                 path.display()
             )),
             _ => Error::Config(format!("invalid setting {setting}: {why}")),

@@ -1,7 +1,9 @@
 //! `GET /metrics` in the Prometheus text format, and the middleware that counts requests.
 //!
 //! No metric carries a tenant label: a fleet has too many tenants for that. Per-tenant
-//! request counts go to metering instead.
+//! request counts go to metering instead. Every family is described (HELP) when the
+//! recorder is installed, and those without labels (or with a fixed set) start at zero,
+//! so an alert on them sees 0 rather than "no data" before the first event.
 
 use std::sync::OnceLock;
 use std::time::Instant;
@@ -9,11 +11,13 @@ use std::time::Instant;
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 use crate::http::state::AppState;
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+static PROCESS: OnceLock<metrics_process::Collector> = OnceLock::new();
 
 /// Installs the process-wide recorder once (several apps in one test process share it).
 pub fn install() {
@@ -26,8 +30,195 @@ pub fn install() {
             .build_recorder();
         let handle = recorder.handle();
         metrics::set_global_recorder(recorder).ok()?;
+        describe();
         Some(handle)
     });
+}
+
+/// HELP text for every family, and zero for those an alert may watch before they move.
+fn describe() {
+    use Unit::{Count, Seconds};
+    let counters: &[(&'static str, &'static str)] = &[
+        (
+            "http_requests_total",
+            "Requests answered, by surface (owner or tenant), route template, method and status.",
+        ),
+        (
+            "http_connections_refused_total",
+            "Connections refused because the server had too many open.",
+        ),
+        (
+            "tenant_requests_retried_total",
+            "Tenant requests retried once on a fresh pool after a stale connection.",
+        ),
+        (
+            "tenant_pools_created_total",
+            "Per-tenant connection pools opened.",
+        ),
+        (
+            "tenant_pool_evictions_total",
+            "Per-tenant pools closed, by cause.",
+        ),
+        (
+            "tenant_connections_relieved_total",
+            "Idle tenant connections closed to stay within a server's connection budget.",
+        ),
+        (
+            "gateway_domain_lookups_total",
+            "Domain lookups in the owner database, by outcome.",
+        ),
+        (
+            "gateway_domain_cache_requests_total",
+            "Requests that asked the domain cache for their tenant.",
+        ),
+        (
+            "gateway_domain_cache_misses_total",
+            "Domain cache misses (the owner database was asked).",
+        ),
+        (
+            "owner_change_feed_reconnects_total",
+            "Times the change feed re-opened its owner-database session.",
+        ),
+        (
+            "owner_change_notifications_total",
+            "Change notifications received from other processes.",
+        ),
+        ("metering_runs_total", "Metering passes, by outcome."),
+        ("metering_samples_total", "Tenant usage samples taken."),
+        (
+            "metering_failures_total",
+            "Tenants a metering pass could not sample.",
+        ),
+        ("backups_taken_total", "Backups taken, by kind."),
+        ("backups_failed_total", "Backups that failed, by kind."),
+    ];
+    for (name, help) in counters {
+        describe_counter!(*name, Count, *help);
+    }
+    for name in [
+        "http_connections_refused_total",
+        "tenant_requests_retried_total",
+        "tenant_pools_created_total",
+        "tenant_connections_relieved_total",
+        "gateway_domain_cache_requests_total",
+        "gateway_domain_cache_misses_total",
+        "owner_change_feed_reconnects_total",
+        "owner_change_notifications_total",
+        "metering_samples_total",
+        "metering_failures_total",
+    ] {
+        metrics::counter!(name).absolute(0);
+    }
+    for outcome in ["ok", "error"] {
+        metrics::counter!("metering_runs_total", "outcome" => outcome).absolute(0);
+    }
+    for kind in ["manual", "scheduled", "pre_migration"] {
+        metrics::counter!("backups_taken_total", "kind" => kind).absolute(0);
+        metrics::counter!("backups_failed_total", "kind" => kind).absolute(0);
+    }
+    let gauges: &[(&'static str, Unit, &'static str)] = &[
+        (
+            "control_plane_build_info",
+            Count,
+            "Always 1; its labels name the version and the commit this binary was built from.",
+        ),
+        (
+            "tenant_pools_open",
+            Count,
+            "Per-tenant connection pools open in this process.",
+        ),
+        (
+            "tenant_connections_open",
+            Count,
+            "Tenant database connections open in this process.",
+        ),
+        (
+            "tenant_connection_budget",
+            Count,
+            "Tenant connections this process may hold on the default server.",
+        ),
+        (
+            "tenant_server_connections_open",
+            Count,
+            "Tenant connections open, by database server.",
+        ),
+        (
+            "tenant_server_connection_budget",
+            Count,
+            "Tenant connections this process may hold, by database server.",
+        ),
+        (
+            "owner_pool_connections",
+            Count,
+            "Owner-database connections open, by pool (main or relaxed).",
+        ),
+        (
+            "owner_pool_idle",
+            Count,
+            "Owner-database connections idle, by pool.",
+        ),
+        (
+            "owner_pool_waiting",
+            Count,
+            "Tasks waiting for an owner-database connection, by pool.",
+        ),
+        (
+            "owner_pool_max",
+            Count,
+            "Owner-database connections a pool may open.",
+        ),
+        (
+            "owner_change_feed_connected",
+            Count,
+            "1 while the change feed listens on the owner database.",
+        ),
+        (
+            "metering_last_success_timestamp_seconds",
+            Seconds,
+            "When the last metering pass succeeded (Unix time).",
+        ),
+        (
+            "backup_restore_test_ok",
+            Count,
+            "1 if the last restore test of a backup succeeded.",
+        ),
+        (
+            "backup_restore_test_timestamp_seconds",
+            Seconds,
+            "When the last restore test ran (Unix time).",
+        ),
+    ];
+    for (name, unit, help) in gauges {
+        describe_gauge!(*name, *unit, *help);
+    }
+    // Timestamps are left unset until their first event: a zero would read as "very
+    // late" to an alert on their age right after every restart.
+    for name in [
+        "tenant_pools_open",
+        "tenant_connections_open",
+        "owner_change_feed_connected",
+    ] {
+        metrics::gauge!(name).set(0.0);
+    }
+    metrics::gauge!(
+        "control_plane_build_info",
+        "version" => env!("CARGO_PKG_VERSION"),
+        "commit" => env!("CP_GIT_COMMIT"),
+    )
+    .set(1.0);
+    describe_histogram!(
+        "http_request_duration_seconds",
+        Seconds,
+        "Time to answer a request, by surface, route template, method and status."
+    );
+    describe_histogram!(
+        "metering_duration_seconds",
+        Seconds,
+        "Time a metering pass took."
+    );
+    PROCESS
+        .get_or_init(metrics_process::Collector::default)
+        .describe();
 }
 
 /// Counts a request by surface (owner or tenant), route template, method and status.
@@ -39,7 +230,10 @@ pub async fn track(surface: &'static str, req: Request, next: Next) -> Response 
         .map(|p| p.as_str().to_string())
         .unwrap_or_else(|| "unmatched".to_string());
     let method = req.method().to_string();
-    let response = next.run(req).await;
+    let mut response = next.run(req).await;
+    response
+        .extensions_mut()
+        .insert(super::access_log::Route(route.clone()));
     let status = response.status().as_u16().to_string();
     let labels = [
         ("surface", surface.to_string()),
@@ -71,6 +265,16 @@ pub async fn render(State(state): State<AppState>) -> Response {
         metrics::gauge!("tenant_server_connections_open", "server" => server.clone())
             .set(open as f64);
         metrics::gauge!("tenant_server_connection_budget", "server" => server).set(budget as f64);
+    }
+    for (name, pool) in state.owner.pools() {
+        let status = pool.status();
+        metrics::gauge!("owner_pool_connections", "pool" => name).set(status.size as f64);
+        metrics::gauge!("owner_pool_idle", "pool" => name).set(status.available as f64);
+        metrics::gauge!("owner_pool_waiting", "pool" => name).set(status.waiting as f64);
+        metrics::gauge!("owner_pool_max", "pool" => name).set(status.max_size as f64);
+    }
+    if let Some(process) = PROCESS.get() {
+        process.collect();
     }
     match HANDLE.get().and_then(Option::as_ref) {
         Some(handle) => (

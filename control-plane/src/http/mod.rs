@@ -5,6 +5,7 @@
 //! (`crate::dashboard`) is the other half of the web layer. Nothing below the web layer
 //! imports it.
 
+pub mod access_log;
 pub mod dispatch;
 pub mod error;
 pub mod extract;

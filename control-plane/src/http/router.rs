@@ -85,6 +85,7 @@ pub fn router(state: AppState) -> Router {
                         )
                     }),
                 )
+                .layer(axum::middleware::from_fn(super::access_log::access_log))
                 .layer(PropagateRequestIdLayer::new(REQUEST_ID.clone()))
                 .layer(CatchPanicLayer::custom(|_| {
                     ApiError::new(

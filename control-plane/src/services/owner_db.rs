@@ -44,6 +44,11 @@ impl OwnerDb {
         &self.pool
     }
 
+    /// Both pools by name, for the metrics.
+    pub fn pools(&self) -> [(&'static str, &Pool); 2] {
+        [("main", &self.pool), ("relaxed", &self.relaxed)]
+    }
+
     /// A pooled connection (waits at most `pg::OWNER_POOL_WAIT`).
     pub async fn conn(&self) -> Result<Object> {
         Ok(self.pool.get().await?)

@@ -497,6 +497,40 @@ async fn metrics_count_requests_caches_and_pools_without_tenant_labels() {
     );
 }
 
+/// Every family says what it measures, the quiet ones exist at zero before their first
+/// event, and the process, its build and its owner-database pools are visible.
+#[tokio::test]
+async fn every_metric_family_has_help_and_quiet_counters_start_at_zero() {
+    let app = spawn_app().await;
+    let text = app.get("/metrics", None).await.text().await.expect("text");
+    let families: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert!(families.len() > 20, "{text}");
+    let undescribed: Vec<&&str> = families
+        .iter()
+        .filter(|f| !text.contains(&format!("# HELP {f} ")))
+        .collect();
+    assert!(
+        undescribed.is_empty(),
+        "no HELP for {undescribed:?}:\n{text}"
+    );
+    for expected in [
+        "http_connections_refused_total 0",
+        "tenant_requests_retried_total ",
+        "metering_runs_total{outcome=\"error\"} ",
+        "control_plane_build_info{version=",
+        "process_cpu_seconds_total ",
+        "process_resident_memory_bytes ",
+        "owner_pool_connections{pool=\"main\"} ",
+        "owner_pool_max{pool=\"relaxed\"} ",
+    ] {
+        assert!(text.contains(expected), "{expected} missing from:\n{text}");
+    }
+}
+
 #[tokio::test]
 async fn forwarded_hosts_count_only_from_trusted_proxies() {
     let app = spawn_app_with(|c| c.trusted_proxies = vec!["127.0.0.1".parse().expect("ip")]).await;

@@ -44,7 +44,7 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
 /// are synced: the secret is in no line. The only test of its binary, so the subscriber
 /// it installs process-wide sees all of the service's work and nothing else.
 #[tokio::test]
-async fn integration_credentials_are_in_no_log_line() {
+async fn integration_credentials_are_in_no_log_line_and_each_request_has_an_access_line() {
     let captured = Captured::default();
     let subscriber = tracing_subscriber::fmt()
         .with_max_level(tracing::Level::TRACE)
@@ -54,7 +54,7 @@ async fn integration_credentials_are_in_no_log_line() {
     tracing::subscriber::set_global_default(subscriber).expect("the only subscriber");
     let stripe = provider().await;
     let app = app_with(&stripe.base, &closed_port().await, None).await;
-    let (_, admin) = app.tenant_with_admin("quiet", "pro").await;
+    let (tenant, admin) = app.tenant_with_admin("quiet", "pro").await;
     let (status, created, _) = call(
         &app,
         Method::POST,
@@ -101,6 +101,23 @@ async fn integration_credentials_are_in_no_log_line() {
         logs.contains("TRACE") && logs.contains("integrations"),
         "the capture saw the service's work, so this test proves something"
     );
+    // One access line per request, at INFO, inside the request's span: route template,
+    // status and duration, with the request id and the tenant the gateway resolved.
+    let tenant_id = tenant["id"].as_str().expect("id");
+    let access = logs
+        .lines()
+        .find(|l| l.contains("route=\"/api/v1/integrations/{id}/sync\""))
+        .unwrap_or_else(|| panic!("no access line for the sync request:\n{logs}"));
+    for part in [
+        " INFO ",
+        "method=POST",
+        "status=",
+        "duration_ms=",
+        "request_id=",
+        &format!("tenant_id={tenant_id}"),
+    ] {
+        assert!(access.contains(part), "{part} missing from {access}");
+    }
     for secret in [GOOD, BAD] {
         assert!(
             !logs.contains(secret),
