@@ -45,7 +45,8 @@ impl Application {
         let address = listener
             .local_addr()
             .map_err(|e| Error::Internal(format!("listener has no address: {e}")))?;
-        let tokens = OwnerTokens::new(&services.keyring, services.config.owner_token_ttl)?;
+        let tokens = OwnerTokens::new(&services.keyring, services.config.owner_token_ttl)?
+            .with_dashboard_ttl(services.config.dashboard_session);
         let plan = ConnectionPlan::for_server(
             &services.config,
             services.access.servers().default_endpoint(),

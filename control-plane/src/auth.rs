@@ -16,6 +16,7 @@ use base64::Engine;
 use hmac::{Hmac, Mac};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, decode, encode};
 use owner::operators::{Operator, OperatorRole};
+use owner::sessions::SessionKind;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
@@ -63,6 +64,8 @@ pub struct OwnerTokens {
     decoding: DecodingKey,
     csrf_key: secrecy::SecretBox<[u8; 32]>,
     ttl: Duration,
+    /// A dashboard session's whole lifetime (its idle limit is kept in its row).
+    dashboard_ttl: Duration,
 }
 
 impl OwnerTokens {
@@ -73,18 +76,34 @@ impl OwnerTokens {
             decoding: DecodingKey::from_secret(key.expose_secret()),
             csrf_key: keyring.derive("owner-csrf-v1")?,
             ttl,
+            dashboard_ttl: ttl,
         })
     }
 
-    pub fn ttl(&self) -> Duration {
-        self.ttl
+    /// Dashboard sessions live this long at most (API tokens keep `ttl`).
+    pub fn with_dashboard_ttl(mut self, ttl: Duration) -> Self {
+        self.dashboard_ttl = ttl;
+        self
+    }
+
+    /// How long a token of this kind of session lives.
+    pub fn ttl(&self, kind: SessionKind) -> Duration {
+        match kind {
+            SessionKind::Api => self.ttl,
+            SessionKind::Dashboard => self.dashboard_ttl,
+        }
     }
 
     /// A signed token for the operator's session `sid`; returns it with its expiry (unix
     /// seconds).
-    pub fn issue(&self, operator: &Operator, sid: Uuid) -> Result<(SecretString, u64)> {
+    pub fn issue(
+        &self,
+        operator: &Operator,
+        sid: Uuid,
+        kind: SessionKind,
+    ) -> Result<(SecretString, u64)> {
         let now = jsonwebtoken::get_current_timestamp();
-        let exp = now + self.ttl.as_secs();
+        let exp = now + self.ttl(kind).as_secs();
         let claims = OwnerClaims {
             sub: operator.id,
             aud: OWNER_AUDIENCE.into(),
@@ -165,7 +184,7 @@ mod tests {
         let tokens = OwnerTokens::new(&Keyring::random(), Duration::from_secs(60)).expect("tokens");
         let op = operator(OperatorRole::Viewer);
         let sid = Uuid::new_v4();
-        let (token, _) = tokens.issue(&op, sid).expect("issue");
+        let (token, _) = tokens.issue(&op, sid, SessionKind::Api).expect("issue");
         let claims = tokens.verify(token.expose_secret()).expect("verify");
         assert_eq!(claims.sub, op.id);
         assert_eq!(claims.sid, sid);

@@ -113,7 +113,7 @@ pub async fn sign_in(owner: &OwnerDb, tokens: &OwnerTokens, attempt: Attempt) ->
         }
     };
     let session_id = Uuid::now_v7();
-    let (token, expires_at) = tokens.issue(&operator, session_id)?;
+    let (token, expires_at) = tokens.issue(&operator, session_id, attempt.kind)?;
     let expires = chrono::DateTime::from_timestamp(expires_at as i64, 0)
         .ok_or_else(|| Error::Internal("token expiry out of range".into()))?;
     session_insert(

@@ -18,7 +18,14 @@ document.addEventListener("submit", function (event) {
   var url = live.getAttribute("data-live");
   function tick() {
     fetch(url, { credentials: "same-origin", headers: { "Accept": "text/html" } })
-      .then(function (r) { return r.ok ? r.text() : Promise.reject(r.status); })
+      .then(function (r) {
+        // The session expired: the fragment's request was sent to the login page.
+        if (r.redirected && r.url.indexOf("/owner/login") !== -1) {
+          window.location.href = r.url;
+          return Promise.reject("signed out");
+        }
+        return r.ok ? r.text() : Promise.reject(r.status);
+      })
       .then(function (html) {
         live.innerHTML = html;
         var done = live.querySelector("[data-finished='true']");

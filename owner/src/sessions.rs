@@ -55,19 +55,41 @@ pub async fn session_insert(client: &impl GenericClient, new: &NewSession<'_>) -
     Ok(())
 }
 
-/// The operator behind a live session: not revoked, not expired. `None` otherwise; the
-/// caller decides whether the operator's own status still allows them in.
-pub async fn session_operator(client: &impl GenericClient, id: Uuid) -> Result<Option<Operator>> {
+/// The operator behind a live session: not revoked, not expired, and (a dashboard
+/// session) seen within `idle`. `None` otherwise; the caller decides whether the
+/// operator's own status still allows them in. With `touch`, a dashboard session's
+/// `last_seen_at` moves to now (at most once every few seconds, to spare writes).
+pub async fn session_operator(
+    client: &impl GenericClient,
+    id: Uuid,
+    idle: std::time::Duration,
+    touch: bool,
+) -> Result<Option<Operator>> {
+    let idle_secs = idle.as_secs_f64();
     let row = client
         .query_opt(
             "SELECT u.id, u.email, u.password_hash, u.role, u.status, u.created_at, \
-                    u.last_login_at, u.must_change_password \
+                    u.last_login_at, u.must_change_password, \
+                    s.kind = 'dashboard' AND s.last_seen_at < now() - interval '5 seconds' \
              FROM owner_sessions s JOIN owner_users u ON u.id = s.user_id \
-             WHERE s.id = $1 AND s.revoked_at IS NULL AND s.expires_at > now()",
-            &[&id],
+             WHERE s.id = $1 AND s.revoked_at IS NULL AND s.expires_at > now() \
+               AND (s.kind <> 'dashboard' OR s.last_seen_at > now() - make_interval(secs => $2))",
+            &[&id, &idle_secs],
         )
         .await?;
-    row.map(|r| operators::from_row(&r)).transpose()
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let stale: bool = row.get(8);
+    if touch && stale {
+        client
+            .execute(
+                "UPDATE owner_sessions SET last_seen_at = now() WHERE id = $1",
+                &[&id],
+            )
+            .await?;
+    }
+    operators::from_row(&row).map(Some)
 }
 
 /// Revokes one session; true if it was live.

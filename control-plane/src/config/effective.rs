@@ -55,6 +55,14 @@ impl Config {
                 self.owner_token_ttl.as_secs().to_string(),
             ),
             (
+                "CP_DASHBOARD_IDLE_SECS",
+                self.dashboard_idle.as_secs().to_string(),
+            ),
+            (
+                "CP_DASHBOARD_SESSION_SECS",
+                self.dashboard_session.as_secs().to_string(),
+            ),
+            (
                 "CP_LOG_FORMAT",
                 match self.log_format {
                     LogFormat::Text => "text",

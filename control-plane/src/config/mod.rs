@@ -29,6 +29,10 @@ pub const DEFAULT_BASE_DOMAIN: &str = "localhost";
 pub const DEFAULT_TENANT_DB_PREFIX: &str = "tenant_";
 pub const DEFAULT_RECONCILE_INTERVAL: Duration = Duration::from_secs(5);
 pub const DEFAULT_OWNER_TOKEN_TTL: Duration = Duration::from_secs(900);
+/// A dashboard session ends after this long without a page view...
+pub const DEFAULT_DASHBOARD_IDLE: Duration = Duration::from_secs(30 * 60);
+/// ...and after this long in any case.
+pub const DEFAULT_DASHBOARD_SESSION: Duration = Duration::from_secs(12 * 3600);
 pub const DEFAULT_METERING_INTERVAL: Duration = Duration::from_secs(300);
 pub const DEFAULT_METERING_CONCURRENCY: usize = 4;
 pub const DEFAULT_TENANT_POOL_SIZE: usize = 5;
@@ -88,6 +92,10 @@ pub struct Config {
     pub tenant_db_prefix: String,
     pub reconcile_interval: Duration,
     pub owner_token_ttl: Duration,
+    /// A dashboard session ends after this long without a request (sliding).
+    pub dashboard_idle: Duration,
+    /// A dashboard session ends this long after sign-in, active or not.
+    pub dashboard_session: Duration,
     pub log_format: LogFormat,
     /// Extra tenant migrations on top of the embedded ones.
     pub tenant_migrations_dir: Option<PathBuf>,
@@ -306,6 +314,14 @@ impl Config {
         };
         let reconcile_interval = secs("CP_RECONCILE_INTERVAL_SECS", DEFAULT_RECONCILE_INTERVAL)?;
         let owner_token_ttl = secs("CP_OWNER_TOKEN_TTL_SECS", DEFAULT_OWNER_TOKEN_TTL)?;
+        let dashboard_idle = secs("CP_DASHBOARD_IDLE_SECS", DEFAULT_DASHBOARD_IDLE)?;
+        let dashboard_session = secs("CP_DASHBOARD_SESSION_SECS", DEFAULT_DASHBOARD_SESSION)?;
+        if dashboard_idle > dashboard_session {
+            return Err(v.invalid(
+                "CP_DASHBOARD_IDLE_SECS",
+                "is longer than CP_DASHBOARD_SESSION_SECS, the session's whole lifetime",
+            ));
+        }
         let log_format = match v.get("CP_LOG_FORMAT") {
             None | Some("text") => LogFormat::Text,
             Some("json") => LogFormat::Json,
@@ -515,6 +531,8 @@ impl Config {
             tenant_db_prefix,
             reconcile_interval,
             owner_token_ttl,
+            dashboard_idle,
+            dashboard_session,
             log_format,
             max_connections,
             unknown_variables: v.unknown_variables.clone(),

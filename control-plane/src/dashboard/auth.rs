@@ -27,6 +27,8 @@ const LOGIN_CSRF_COOKIE: &str = "cp_login_csrf";
 #[derive(Deserialize, Default)]
 pub struct LoginQuery {
     next: Option<String>,
+    /// Sent here because the session expired.
+    expired: Option<String>,
 }
 
 /// Only paths inside the dashboard: `next` must not send the operator elsewhere.
@@ -71,11 +73,14 @@ pub async fn login_page(
     State(state): State<AppState>,
     Query(query): Query<LoginQuery>,
 ) -> Response {
+    let notice = query
+        .expired
+        .map(|_| "Your session expired. Please sign in again.".to_string());
     login_form(
         &state,
         safe_next(query.next.as_deref()),
         String::new(),
-        None,
+        notice,
         StatusCode::OK,
     )
 }
@@ -128,7 +133,7 @@ pub async fn login(
             let mut response = Redirect::to(&target).into_response();
             let value = session_cookie(
                 Some(signed_in.token.expose_secret()),
-                state.tokens.ttl().as_secs(),
+                state.tokens.ttl(SessionKind::Dashboard).as_secs(),
                 state.config.cookie_secure,
             );
             response.headers_mut().append(

@@ -8,7 +8,7 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use serde::de::DeserializeOwned;
 
 use crate::http::error::ApiError;
-use crate::http::session::{Session, authenticate};
+use crate::http::session::{SESSION_COOKIE, Session, authenticate};
 use crate::http::state::AppState;
 use crate::{Error, Result};
 
@@ -58,9 +58,14 @@ impl FromRequestParts<AppState> for DashSession {
         let session = match authenticate(parts, state).await {
             Ok(session) => session,
             Err(Error::Unauthenticated) => {
-                return Err(DashError::Login(
-                    parts.uri.path_and_query().map(|p| p.as_str().to_string()),
-                ));
+                // A session cookie that no longer opens a session: it expired (or was
+                // ended elsewhere), and the login page says so.
+                let expired = crate::http::session::cookie(&parts.headers, SESSION_COOKIE)
+                    .is_some_and(|c| !c.is_empty());
+                return Err(DashError::Login {
+                    next: parts.uri.path_and_query().map(|p| p.as_str().to_string()),
+                    expired,
+                });
             }
             Err(e) => return Err(DashError::Failed(e)),
         };
@@ -133,8 +138,12 @@ fn form_field(bytes: &[u8], name: &str) -> Option<String> {
 
 /// Why a dashboard request ends without its page.
 pub enum DashError {
-    /// Not signed in: to the login page, then back to this path.
-    Login(Option<String>),
+    /// Not signed in: to the login page, then back to this path. `expired`: the browser
+    /// had a session that is over.
+    Login {
+        next: Option<String>,
+        expired: bool,
+    },
     /// Signed in with a one-time password: choose one first.
     PasswordFirst,
     Failed(Error),
@@ -143,7 +152,10 @@ pub enum DashError {
 impl From<Error> for DashError {
     fn from(e: Error) -> Self {
         match e {
-            Error::Unauthenticated => DashError::Login(None),
+            Error::Unauthenticated => DashError::Login {
+                next: None,
+                expired: false,
+            },
             other => DashError::Failed(other),
         }
     }
@@ -164,15 +176,31 @@ impl From<deadpool_postgres::PoolError> for DashError {
 impl IntoResponse for DashError {
     fn into_response(self) -> Response {
         match self {
-            DashError::Login(next) => {
-                let query = next
-                    .filter(|n| n.starts_with("/owner") && !n.starts_with("/owner/login"))
-                    .and_then(|next| serde_urlencoded::to_string([("next", next)]).ok());
-                let target = match query {
-                    Some(query) => format!("/owner/login?{query}"),
-                    None => "/owner/login".to_string(),
+            DashError::Login { next, expired } => {
+                let mut query: Vec<(&str, String)> = Vec::new();
+                // A run page's live refresh comes back to the run page itself.
+                let next = next.map(|n| n.strip_suffix("/live").map_or(n.clone(), str::to_string));
+                if let Some(next) =
+                    next.filter(|n| n.starts_with("/owner") && !n.starts_with("/owner/login"))
+                {
+                    query.push(("next", next));
+                }
+                if expired {
+                    query.push(("expired", "1".into()));
+                }
+                let target = match serde_urlencoded::to_string(&query) {
+                    Ok(q) if !q.is_empty() => format!("/owner/login?{q}"),
+                    _ => "/owner/login".to_string(),
                 };
-                Redirect::to(&target).into_response()
+                let mut response = Redirect::to(&target).into_response();
+                if expired {
+                    // The dead cookie goes, so the login page is not told "expired" again.
+                    let clear = crate::http::session::session_cookie(None, 0, false);
+                    if let Ok(value) = axum::http::HeaderValue::from_str(&clear) {
+                        response.headers_mut().append(header::SET_COOKIE, value);
+                    }
+                }
+                response
             }
             DashError::PasswordFirst => Redirect::to("/owner/password").into_response(),
             DashError::Failed(e) => {

@@ -64,10 +64,14 @@ pub async fn authenticate(parts: &Parts, state: &AppState) -> Result<Session> {
     };
     let claims = state.tokens.verify(token)?;
     let conn = state.owner.conn().await?;
-    let operator = owner::sessions::session_operator(&**conn, claims.sid)
-        .await?
-        .filter(|op| op.active && op.id == claims.sub)
-        .ok_or(Error::Unauthenticated)?;
+    // The run page's live refresh is not the operator at work: it does not keep an idle
+    // session alive.
+    let touch = !parts.uri.path().ends_with("/live");
+    let operator =
+        owner::sessions::session_operator(&**conn, claims.sid, state.config.dashboard_idle, touch)
+            .await?
+            .filter(|op| op.active && op.id == claims.sub)
+            .ok_or(Error::Unauthenticated)?;
     Ok(Session {
         operator,
         id: claims.sid,

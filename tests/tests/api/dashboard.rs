@@ -1061,3 +1061,94 @@ async fn the_settings_and_features_boxes_change_what_the_tenant_app_reads() {
         "one data key, the whole share"
     );
 }
+
+/// Dashboard sessions slide: a page view extends an idle session, a session idle for
+/// longer than CP_DASHBOARD_IDLE_SECS (or past its whole lifetime) ends, and the login
+/// page then says it expired. The live refresh of a run's page keeps nothing alive.
+#[tokio::test]
+async fn dashboard_sessions_slide_and_an_expired_one_is_told_so() {
+    let app = spawn_app().await;
+    let b = browser(&app, "owner@example.com").await;
+    let owner = app.owner_client().await;
+    let idle_for = || async {
+        owner
+            .query_one(
+                "SELECT extract(epoch FROM now() - last_seen_at)::float8 FROM owner_sessions \
+                 WHERE kind = 'dashboard' AND revoked_at IS NULL",
+                &[],
+            )
+            .await
+            .expect("session")
+            .get::<_, f64>(0)
+    };
+    let age = |minutes: i32| {
+        let owner = &owner;
+        async move {
+            owner
+                .execute(
+                    "UPDATE owner_sessions SET last_seen_at = now() - make_interval(mins => $1) \
+                     WHERE kind = 'dashboard'",
+                    &[&minutes],
+                )
+                .await
+                .expect("age the session");
+        }
+    };
+
+    // Idle for 20 of the 30 minutes: a page view is served and moves the session on.
+    age(20).await;
+    assert_eq!(b.get(&app, "/owner/tenants").await.status(), 200);
+    assert!(idle_for().await < 60.0, "a page view did not slide the session");
+
+    // The live refresh is served but does not count as activity.
+    age(20).await;
+    let live = b
+        .get(&app, &format!("/owner/migrations/{}/live", uuid::Uuid::new_v4()))
+        .await;
+    assert_eq!(live.status(), 404, "signed in, the unknown run is not found");
+    assert!(idle_for().await > 60.0 * 19.0, "the live refresh slid the session");
+
+    // Idle past the limit: sent to sign in again, told why, and the cookie goes.
+    age(31).await;
+    let response = b.get(&app, "/owner/tenants").await;
+    assert_eq!(response.status(), 303);
+    let location = response.headers()[LOCATION].to_str().expect("location").to_string();
+    assert!(
+        location.starts_with("/owner/login?") && location.contains("expired=1"),
+        "{location}"
+    );
+    assert_eq!(
+        set_cookie(&response, "cp_session").as_deref(),
+        Some("cp_session="),
+        "the dead cookie is cleared"
+    );
+    let page = no_redirects()
+        .get(format!("{}{location}", app.address))
+        .send()
+        .await
+        .expect("login page")
+        .text()
+        .await
+        .expect("html");
+    assert!(page.contains("Your session expired"), "{page}");
+
+    // Past its whole lifetime, however active: over too.
+    let b = browser(&app, "owner@example.com").await;
+    assert_eq!(b.get(&app, "/owner").await.status(), 200);
+    owner
+        .execute(
+            "UPDATE owner_sessions SET expires_at = now() - interval '1 second' \
+             WHERE kind = 'dashboard' AND revoked_at IS NULL",
+            &[],
+        )
+        .await
+        .expect("expire");
+    let response = b.get(&app, "/owner").await;
+    assert_eq!(response.status(), 303);
+    assert!(
+        response.headers()[LOCATION]
+            .to_str()
+            .expect("location")
+            .contains("expired=1")
+    );
+}
