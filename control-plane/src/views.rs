@@ -80,16 +80,35 @@ impl From<&owner::backups::Backup> for BackupInfo {
 
 /// `1.2 GB`, `340 kB`: decimal units, as disks and bills count.
 pub fn human_bytes(n: i64) -> String {
-    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
+    // Binary units everywhere (the plan forms take GiB too), so a limit of 512 MiB reads
+    // as 512 MiB and not as 536.9 MB.
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut value = n as f64;
     let mut unit = 0;
-    while value >= 1000.0 && unit < UNITS.len() - 1 {
-        value /= 1000.0;
+    while value.abs() >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
         unit += 1;
     }
     if unit == 0 {
         format!("{n} B")
+    } else if value.fract() == 0.0 || value.abs() >= 100.0 {
+        format!("{value:.0} {}", UNITS[unit])
     } else {
         format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::human_bytes;
+
+    #[test]
+    fn sizes_read_in_binary_units() {
+        assert_eq!(human_bytes(0), "0 B");
+        assert_eq!(human_bytes(1023), "1023 B");
+        assert_eq!(human_bytes(1536), "1.5 KiB");
+        assert_eq!(human_bytes(512 * 1024 * 1024), "512 MiB");
+        assert_eq!(human_bytes(8_912_896), "8.5 MiB");
+        assert_eq!(human_bytes(10 * 1024 * 1024 * 1024), "10 GiB");
     }
 }

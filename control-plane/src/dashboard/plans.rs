@@ -1,4 +1,4 @@
-//! Plans: the list, and create / edit forms in human units (GB, dollars).
+//! Plans: the list, and create / edit forms in human units (GiB, dollars).
 
 use askama::Template;
 use axum::extract::{Path, Query, State};
@@ -14,7 +14,8 @@ use crate::http::extract::ClientIp;
 use crate::http::state::AppState;
 use crate::{Error, Result};
 
-const GB: f64 = 1_000_000_000.0;
+/// The forms take sizes in GiB, the unit every page shows.
+const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
 
 pub struct PlanRow {
     pub code: String,
@@ -55,7 +56,13 @@ pub struct PlanForm {
 
 impl PlanForm {
     fn from_plan(p: &Plan) -> Self {
-        let gb = |b: Option<i64>| b.map_or_else(String::new, |b| format!("{}", b as f64 / GB));
+        // At most three decimals: 512 MiB is "0.5", not "0.5000000000".
+        let gb = |b: Option<i64>| {
+            b.map_or_else(String::new, |b| {
+                let text = format!("{:.3}", b as f64 / GIB);
+                text.trim_end_matches('0').trim_end_matches('.').to_string()
+            })
+        };
         Self {
             code: p.code.clone(),
             name: p.name.clone(),
@@ -94,8 +101,8 @@ impl PlanForm {
                     .parse::<f64>()
                     .ok()
                     .filter(|v| v.is_finite() && *v >= 0.0)
-                    .map(|v| Some((v * GB).round() as i64))
-                    .ok_or_else(|| bad(field, "must be a number of GB, or empty for unlimited")),
+                    .map(|v| Some((v * GIB).round() as i64))
+                    .ok_or_else(|| bad(field, "must be a number of GiB, or empty for unlimited")),
             }
         };
         let max_users = match self.max_users.trim() {

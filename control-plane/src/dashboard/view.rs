@@ -45,6 +45,7 @@ pub struct PasswordPage {
 pub fn notice_text(code: Option<&str>) -> Option<String> {
     let text = match code? {
         "password_changed" => "Your password is changed.",
+        "created" => "Tenant created: it is being provisioned.",
         "suspended" => "Tenant suspended: its requests are refused from now on.",
         "resumed" => "Tenant resumed.",
         "maintenance_on" => {

@@ -21,7 +21,7 @@ use crate::{Error, Result};
 /// The default plan of a tenant created without one.
 pub const DEFAULT_PLAN: &str = "free";
 const MAX_EXTRA_DOMAINS: usize = 20;
-const MAX_NAME_CHARS: usize = 200;
+pub const MAX_NAME_CHARS: usize = 200;
 
 /// The first user of a new tenant.
 #[derive(Debug, Clone)]

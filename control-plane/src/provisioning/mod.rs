@@ -27,7 +27,7 @@ use std::sync::Arc;
 
 pub use cluster::{Cluster, Sessions, TENANT_MIGRATION_LOCK};
 pub use faults::{FaultPoint, Faults};
-pub use intent::{CreateTenant, Created, DEFAULT_PLAN, FirstAdmin};
+pub use intent::{CreateTenant, Created, DEFAULT_PLAN, FirstAdmin, MAX_NAME_CHARS};
 pub use names::TenantNames;
 pub use reconciler::ReconcileReport;
 pub use servers::{AddServer, ClusterSettings, ServerReport, Servers};

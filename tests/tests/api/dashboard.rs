@@ -307,8 +307,80 @@ async fn a_cookie_session_changes_nothing_without_its_csrf_token() {
             ],
         )
         .await;
-    assert_eq!(response.status(), 201);
+    assert_eq!(response.status(), 303, "post/redirect/get");
     assert_eq!(tenant_count(&app).await, 2);
+}
+
+/// The create form names every mistake at once, and a created tenant's page is reached
+/// by a redirect, so reloading it posts nothing again; a one-time admin password is
+/// shown on that page once.
+#[tokio::test]
+async fn the_create_form_shows_every_mistake_and_redirects_after_creating() {
+    let app = spawn_app().await;
+    let b = browser(&app, "owner@example.com").await;
+    let response = b
+        .form(
+            &app,
+            "/owner/tenants",
+            &[
+                ("_csrf", &b.csrf),
+                ("slug", "Bad Slug"),
+                ("name", ""),
+                ("domains", "not a domain"),
+                ("admin_email", "nobody"),
+                ("admin_password", "short"),
+            ],
+        )
+        .await;
+    assert_eq!(response.status(), 422);
+    let html = response.text().await.expect("html");
+    let errors = html.matches("class=\"error\"").count();
+    assert!(
+        errors >= 5,
+        "every field's mistake is shown, found {errors}:\n{html}"
+    );
+    assert_eq!(tenant_count(&app).await, 0);
+
+    let response = b
+        .form(
+            &app,
+            "/owner/tenants",
+            &[
+                ("_csrf", &b.csrf),
+                ("slug", "prg-vets"),
+                ("name", "PRG Vets"),
+                ("admin_email", "admin@prg-vets.example"),
+            ],
+        )
+        .await;
+    assert_eq!(response.status(), 303);
+    let location = response.headers()[LOCATION]
+        .to_str()
+        .expect("location")
+        .to_string();
+    assert!(location.starts_with("/owner/tenants/"), "{location}");
+    let flash = set_cookie(&response, "cp_one_time_password").expect("one-time password cookie");
+    let page = no_redirects()
+        .get(format!("{}{location}", app.address))
+        .header(COOKIE, format!("{}; {flash}", b.cookie))
+        .send()
+        .await
+        .expect("tenant page");
+    assert_eq!(
+        set_cookie(&page, "cp_one_time_password").as_deref(),
+        Some("cp_one_time_password="),
+        "the password is shown once, then its cookie is cleared"
+    );
+    let html = page.text().await.expect("html");
+    let password = flash.trim_start_matches("cp_one_time_password=");
+    assert!(
+        html.contains(password) && html.contains("one-time-password"),
+        "{html}"
+    );
+    assert!(html.contains("Tenant created"), "{html}");
+    // Reloading (without the cleared cookie) shows the page, creates nothing.
+    assert_eq!(b.get(&app, &location).await.status(), 200);
+    assert_eq!(tenant_count(&app).await, 1);
 }
 
 #[tokio::test]
@@ -1098,21 +1170,37 @@ async fn dashboard_sessions_slide_and_an_expired_one_is_told_so() {
     // Idle for 20 of the 30 minutes: a page view is served and moves the session on.
     age(20).await;
     assert_eq!(b.get(&app, "/owner/tenants").await.status(), 200);
-    assert!(idle_for().await < 60.0, "a page view did not slide the session");
+    assert!(
+        idle_for().await < 60.0,
+        "a page view did not slide the session"
+    );
 
     // The live refresh is served but does not count as activity.
     age(20).await;
     let live = b
-        .get(&app, &format!("/owner/migrations/{}/live", uuid::Uuid::new_v4()))
+        .get(
+            &app,
+            &format!("/owner/migrations/{}/live", uuid::Uuid::new_v4()),
+        )
         .await;
-    assert_eq!(live.status(), 404, "signed in, the unknown run is not found");
-    assert!(idle_for().await > 60.0 * 19.0, "the live refresh slid the session");
+    assert_eq!(
+        live.status(),
+        404,
+        "signed in, the unknown run is not found"
+    );
+    assert!(
+        idle_for().await > 60.0 * 19.0,
+        "the live refresh slid the session"
+    );
 
     // Idle past the limit: sent to sign in again, told why, and the cookie goes.
     age(31).await;
     let response = b.get(&app, "/owner/tenants").await;
     assert_eq!(response.status(), 303);
-    let location = response.headers()[LOCATION].to_str().expect("location").to_string();
+    let location = response.headers()[LOCATION]
+        .to_str()
+        .expect("location")
+        .to_string();
     assert!(
         location.starts_with("/owner/login?") && location.contains("expired=1"),
         "{location}"

@@ -4,14 +4,15 @@ use std::collections::HashMap;
 
 use askama::Template;
 use axum::extract::State;
-use axum::http::StatusCode;
-use axum::response::Response;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
 use secrecy::ExposeSecret;
 use serde::Deserialize;
 
-use super::detail::{active_plans, detail_page};
+use super::detail::active_plans;
 use crate::Error;
 use crate::dashboard::page::{Chrome, DashForm, DashResult, DashSession, client_mistake, render};
+use crate::http::ApiError;
 use crate::http::extract::ClientIp;
 use crate::http::state::AppState;
 use crate::provisioning::CreateTenant;
@@ -86,6 +87,59 @@ pub async fn new_form(State(state): State<AppState>, session: DashSession) -> Da
     .await
 }
 
+/// The cookie that carries a new tenant's one-time admin password to its page, once.
+pub const ONE_TIME_COOKIE: &str = "cp_one_time_password";
+
+/// Every mistake the form's fields can have on their own, so the form shows them all at
+/// once; what needs the database (a slug taken, an unknown plan) comes from `create`.
+fn precheck(request: &CreateTenant) -> HashMap<&'static str, String> {
+    let mut mistakes = HashMap::new();
+    let mut note = |field: &'static str, e: Error| {
+        mistakes
+            .entry(field)
+            .or_insert_with(|| ApiError::from(&e).message);
+    };
+    if let Err(e) = owner::TenantSlug::parse(&request.slug) {
+        note("slug", e.into());
+    }
+    let name_chars = request.name.chars().count();
+    if name_chars == 0
+        || name_chars > crate::provisioning::MAX_NAME_CHARS
+        || request.name.chars().any(char::is_control)
+    {
+        note(
+            "name",
+            Error::BadRequest(format!(
+                "the name must be 1 to {} printable characters",
+                crate::provisioning::MAX_NAME_CHARS
+            )),
+        );
+    }
+    for domain in &request.domains {
+        if let Err(e) = owner::DomainName::parse(domain) {
+            note("domains", e.into());
+        }
+    }
+    match &request.admin_email {
+        Some(email) => {
+            if let Err(e) = owner::Email::parse(email) {
+                note("admin_email", e.into());
+            }
+        }
+        None if request.admin_password.is_some() => note(
+            "admin_email",
+            Error::BadRequest("a password needs the admin's email".into()),
+        ),
+        None => {}
+    }
+    if let Some(password) = &request.admin_password
+        && let Err(e) = crate::auth::check_new_password(password.expose_secret())
+    {
+        note("admin_password", e);
+    }
+    mistakes
+}
+
 /// Which form field an error is about, so the form shows it next to that field.
 fn field_of(e: &Error) -> &'static str {
     use owner::Error as O;
@@ -129,21 +183,32 @@ pub async fn create(
             .filter(|p| !p.is_empty())
             .map(secrecy::SecretString::from),
     };
+    let mistakes = precheck(&request);
+    if !mistakes.is_empty() {
+        return new_page(&state, &session, form, mistakes).await;
+    }
     match state.provisioner.create(&request, &session.actor(ip)).await {
         Ok((created, _drive)) => {
-            let secret = created
-                .one_time_password
-                .map(|p| p.expose_secret().to_string());
-            detail_page(
-                &state,
-                &session,
-                created.tenant.id,
-                Some("Tenant created: it is being provisioned.".into()),
-                None,
-                secret,
-                StatusCode::CREATED,
-            )
-            .await
+            // Post/redirect/get: reloading the tenant's page does not post the form again.
+            // A one-time password rides along once in a short-lived cookie for that page
+            // alone, since it must not be in the URL.
+            let path = format!("/owner/tenants/{}", created.tenant.id);
+            let mut response = Redirect::to(&format!("{path}?notice=created")).into_response();
+            if let Some(secret) = created.one_time_password {
+                let secure = if state.config.cookie_secure {
+                    "; Secure"
+                } else {
+                    ""
+                };
+                let value = format!(
+                    "{ONE_TIME_COOKIE}={}; Path={path}; HttpOnly; SameSite=Strict; Max-Age=300{secure}",
+                    secret.expose_secret()
+                );
+                if let Ok(value) = HeaderValue::from_str(&value) {
+                    response.headers_mut().append(header::SET_COOKIE, value);
+                }
+            }
+            Ok(response)
         }
         Err(e) => {
             let field = field_of(&e);

@@ -417,10 +417,10 @@ async fn usage_view(
     Ok((chart(&points), facts))
 }
 
-/// `12 MB of 512 MB (2%)`, `3 of unlimited`, or a dash when unmeasured.
+/// `12 MiB of 512 MiB (2%)`, `3 (no limit)`, or "no sample yet" before metering.
 fn of_limit(used: Option<i64>, limit: Option<i64>, show: impl Fn(i64) -> String) -> String {
     match (used, limit) {
-        (None, _) => "–".into(),
+        (None, _) => "no sample yet".into(),
         (Some(used), None) => format!("{} (no limit)", show(used)),
         (Some(used), Some(limit)) => {
             let share = if limit > 0 {
@@ -458,21 +458,37 @@ pub async fn detail(
     session: DashSession,
     Path(key): Path<String>,
     Query(query): Query<DetailQuery>,
+    headers: axum::http::HeaderMap,
 ) -> DashResult<Response> {
     let id = {
         let conn = state.owner.conn().await?;
         owner::tenants::tenant_find(&**conn, &key).await?.id
     };
-    detail_page(
+    // A new tenant's one-time admin password, shown on this one view and then forgotten.
+    let one_time = crate::http::session::cookie(&headers, super::create::ONE_TIME_COOKIE)
+        .filter(|v| !v.is_empty())
+        .map(str::to_string);
+    let mut response = detail_page(
         &state,
         &session,
         id,
         notice_text(query.notice.as_deref()),
         None,
-        None,
+        one_time.clone(),
         StatusCode::OK,
     )
-    .await
+    .await?;
+    if one_time.is_some()
+        && let Ok(clear) = axum::http::HeaderValue::from_str(&format!(
+            "{}=; Path=/owner/tenants/{id}; HttpOnly; SameSite=Strict; Max-Age=0",
+            super::create::ONE_TIME_COOKIE
+        ))
+    {
+        response
+            .headers_mut()
+            .append(axum::http::header::SET_COOKIE, clear);
+    }
+    Ok(response)
 }
 
 /// `(code, name)` of the plans a tenant can be put on.
