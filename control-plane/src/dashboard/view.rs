@@ -111,50 +111,66 @@ pub fn money(cents: i32, currency: &str) -> String {
     format!("{}.{:02} {currency}", cents / 100, cents % 100)
 }
 
-/// A small two-line chart (inline SVG, no script): `a` and `b` over the same points,
-/// each scaled to its own maximum so both shapes are readable.
+/// A small two-line chart of sizes in bytes (inline SVG, no script): `a` (database) and
+/// `b` (files) over the same points, each scaled to its own maximum so both shapes are
+/// readable; each axis is labelled with its maximum, the time axis with its ends, and
+/// every point carries its values (shown on hover).
 pub type ChartPoint = (DateTime<Utc>, f64, f64);
 
 pub fn chart(points: &[ChartPoint]) -> String {
     const W: f64 = 600.0;
     const H: f64 = 120.0;
+    const TOP: f64 = 16.0;
     if points.len() < 2 {
         return String::new();
     }
     let max_a = points.iter().map(|p| p.1).fold(0.0, f64::max).max(1.0);
     let max_b = points.iter().map(|p| p.2).fold(0.0, f64::max).max(1.0);
     let step = W / (points.len() - 1) as f64;
+    let y = |v: f64, max: f64| H - 4.0 - v / max * (H - 4.0 - TOP);
     let line = |f: &dyn Fn(&ChartPoint) -> f64, max: f64| {
         points
             .iter()
             .enumerate()
-            .map(|(i, p)| {
-                format!(
-                    "{:.1},{:.1}",
-                    i as f64 * step,
-                    H - 4.0 - f(p) / max * (H - 8.0)
-                )
-            })
+            .map(|(i, p)| format!("{:.1},{:.1}", i as f64 * step, y(f(p), max)))
             .collect::<Vec<_>>()
             .join(" ")
     };
-    let first = points
-        .first()
-        .map(|p| p.0.format("%m-%d %H:%M").to_string())
-        .unwrap_or_default();
-    let last = points
-        .last()
-        .map(|p| p.0.format("%m-%d %H:%M").to_string())
-        .unwrap_or_default();
+    let size = |v: f64| crate::views::human_bytes(v as i64);
+    let dots: String = points
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            format!(
+                "<circle class=\"dot1\" cx=\"{x:.1}\" cy=\"{ya:.1}\" r=\"3\"><title>{t}: database {da}, files {fb}</title></circle>",
+                x = i as f64 * step,
+                ya = y(p.1, max_a),
+                t = p.0.format("%Y-%m-%d %H:%M UTC"),
+                da = size(p.1),
+                fb = size(p.2),
+            )
+        })
+        .collect();
+    let time = |p: Option<&ChartPoint>| {
+        p.map(|p| p.0.format("%m-%d %H:%M").to_string())
+            .unwrap_or_default()
+    };
     format!(
-        "<svg class=\"chart\" viewBox=\"0 0 {W} {h}\" preserveAspectRatio=\"none\" role=\"img\" aria-label=\"usage over time\">\
+        "<svg class=\"chart\" viewBox=\"0 0 {W} {h}\" preserveAspectRatio=\"none\" role=\"img\" aria-label=\"database and file sizes over time\">\
          <line class=\"axis\" x1=\"0\" y1=\"{H}\" x2=\"{W}\" y2=\"{H}\"/>\
-         <polyline class=\"line1\" points=\"{a}\"/><polyline class=\"line2\" points=\"{b}\"/>\
+         <line class=\"grid\" x1=\"0\" y1=\"{TOP}\" x2=\"{W}\" y2=\"{TOP}\"/>\
+         <text class=\"t1\" x=\"0\" y=\"11\">database, max {ma}</text>\
+         <text class=\"t2\" x=\"{W}\" y=\"11\" text-anchor=\"end\">files, max {mb}</text>\
+         <polyline class=\"line1\" points=\"{a}\"/><polyline class=\"line2\" points=\"{b}\"/>{dots}\
          <text x=\"0\" y=\"{ty}\">{first}</text><text x=\"{W}\" y=\"{ty}\" text-anchor=\"end\">{last}</text></svg>",
         h = H + 14.0,
         ty = H + 12.0,
+        ma = size(max_a),
+        mb = size(max_b),
         a = line(&|p| p.1, max_a),
         b = line(&|p| p.2, max_b),
+        first = time(points.first()),
+        last = time(points.last()),
     )
 }
 

@@ -386,5 +386,51 @@ async fn an_operator_runs_the_fleet_from_the_dashboard() {
 
     client.goto(&format!("{base}/owner")).await.expect("goto");
     screenshot(&client, "04-overview-after").await;
+
+    // On a phone: every page fits 420 px, the navigation wraps, wide tables scroll inside
+    // their panel instead of widening the page.
+    client.set_window_size(420, 900).await.expect("resize");
+    for path in [
+        "/owner",
+        "/owner/tenants",
+        "/owner/migrations",
+        "/owner/audit",
+    ] {
+        client.goto(&format!("{base}{path}")).await.expect("goto");
+        eventually(&format!("{path} to fit a 420 px screen"), || async {
+            let fits = client
+                .execute(
+                    "return document.readyState === 'complete' && \
+                     document.documentElement.scrollWidth <= window.innerWidth + 1",
+                    vec![],
+                )
+                .await
+                .map_err(|e| e.to_string())?;
+            if fits.as_bool() == Some(true) {
+                Ok(())
+            } else {
+                Err(format!("{path} is wider than the screen"))
+            }
+        })
+        .await;
+    }
+    screenshot(&client, "05-phone-audit").await;
+
+    // An idle session ends: the next page view lands on the login page, which says why.
+    app.owner_client()
+        .await
+        .execute(
+            "UPDATE owner_sessions SET last_seen_at = now() - interval '2 hours' \
+             WHERE kind = 'dashboard'",
+            &[],
+        )
+        .await
+        .expect("age the session");
+    client
+        .goto(&format!("{base}/owner/tenants"))
+        .await
+        .expect("goto");
+    wait_for_contains(&client, "login-notice", "Your session expired").await;
+    screenshot(&client, "06-session-expired").await;
     client.close().await.expect("close browser");
 }

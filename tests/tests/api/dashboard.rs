@@ -378,6 +378,28 @@ async fn the_create_form_shows_every_mistake_and_redirects_after_creating() {
         "{html}"
     );
     assert!(html.contains("Tenant created"), "{html}");
+    // The page names where the tenant lives: its database, roles, files and a connection
+    // template without a password.
+    let row = app
+        .owner_client()
+        .await
+        .query_one(
+            "SELECT db_name, owner_role, runtime_role FROM tenants WHERE slug = 'prg-vets'",
+            &[],
+        )
+        .await
+        .expect("tenant");
+    let (db, owner_role, runtime_role): (String, String, String) =
+        (row.get(0), row.get(1), row.get(2));
+    for fact in [
+        db.clone(),
+        owner_role,
+        format!("postgres://{runtime_role}@"),
+        format!("/{db}"),
+        "prg-vets".to_string(),
+    ] {
+        assert!(html.contains(&fact), "{fact} missing from the tenant page");
+    }
     // Reloading (without the cleared cookie) shows the page, creates nothing.
     assert_eq!(b.get(&app, &location).await.status(), 200);
     assert_eq!(tenant_count(&app).await, 1);

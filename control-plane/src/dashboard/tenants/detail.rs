@@ -93,6 +93,15 @@ pub struct DetailPage {
     pub schema: String,
     pub target_version: i32,
     pub behind: bool,
+    /// The migrations a fleet run would apply to this tenant.
+    pub pending: Vec<String>,
+    /// Where the tenant lives: database, roles, storage tree, and a connection template
+    /// for ops (the passwords stay sealed in the owner database).
+    pub database: String,
+    pub owner_role: String,
+    pub runtime_role: String,
+    pub storage_path: String,
+    pub connection: String,
     pub created: String,
     pub activated: String,
     pub last_error: Option<String>,
@@ -276,7 +285,24 @@ pub async fn detail_page(
     let customisation = state.customiser.show(&tenant).await?;
     let settings = &customisation.settings;
     let backups = backup_views(&**conn, id).await?;
-    let target_version = state.migrations.fresh().await.latest_version();
+    let source = state.migrations.fresh().await;
+    let target_version = source.latest_version();
+    let at = tenant.schema_version.unwrap_or(0);
+    let pending = source
+        .migrations()
+        .filter(|(v, _)| *v > at)
+        .map(|(v, name)| format!("V{v}__{name}"))
+        .collect();
+    let connection = match owner::servers::server_fetch(&**conn, &tenant.server_id).await {
+        Ok(server) => format!(
+            "postgres://{}@{}:{}/{}",
+            tenant.runtime_role, server.host, server.port, tenant.db_name
+        ),
+        Err(_) => "–".into(),
+    };
+    let storage_path = storage::Storage::new(&state.config.storage_root)
+        .tenant(&tenant.slug)
+        .map_or_else(|_| "–".into(), |t| t.dir().display().to_string());
     let mut chrome = session.chrome(state, "tenants");
     chrome.notice = notice;
     let mut response = render(&DetailPage {
@@ -331,6 +357,12 @@ pub async fn detail_page(
             .map_or_else(|| "–".into(), |v| format!("V{v}")),
         target_version,
         behind: tenant.schema_version.is_some_and(|v| v < target_version),
+        pending,
+        database: tenant.db_name.clone(),
+        owner_role: tenant.owner_role.clone(),
+        runtime_role: tenant.runtime_role.clone(),
+        storage_path,
+        connection,
         created: when(tenant.created_at),
         activated: when_opt(tenant.activated_at),
         last_error: tenant.last_error,
