@@ -84,8 +84,16 @@ pub struct AuditFilter {
     pub target_type: Option<String>,
     pub target_id: Option<String>,
     pub before_id: Option<i64>,
+    /// Leave out the reconciler's per-step events (`*.step.*`).
+    pub hide_system: bool,
+    /// Events at or after this time, and before that one.
+    pub from: Option<DateTime<Utc>>,
+    pub until: Option<DateTime<Utc>>,
     pub limit: i64,
 }
+
+/// The most events one search returns (a CSV export; pages ask for 100).
+pub const MAX_EXPORT: i64 = 10_000;
 
 /// Events matching the filter, newest first.
 pub async fn audit_search(client: &impl GenericClient, f: &AuditFilter) -> Result<Vec<AuditEvent>> {
@@ -102,14 +110,20 @@ pub async fn audit_search(client: &impl GenericClient, f: &AuditFilter) -> Resul
             "SELECT id, at, actor, action, target_type, target_id, details, ip FROM audit_log \
              WHERE ($1::text IS NULL OR actor = $1) AND ($2::text IS NULL OR action LIKE $2) \
              AND ($3::text IS NULL OR target_type = $3) AND ($4::text IS NULL OR target_id = $4) \
-             AND ($5::bigint IS NULL OR id < $5) ORDER BY id DESC LIMIT $6",
+             AND ($5::bigint IS NULL OR id < $5) \
+             AND (NOT $7 OR action NOT LIKE '%.step.%') \
+             AND ($8::timestamptz IS NULL OR at >= $8) AND ($9::timestamptz IS NULL OR at < $9) \
+             ORDER BY id DESC LIMIT $6",
             &[
                 &f.actor,
                 &action,
                 &f.target_type,
                 &f.target_id,
                 &f.before_id,
-                &f.limit.clamp(1, 500),
+                &f.limit.clamp(1, MAX_EXPORT),
+                &f.hide_system,
+                &f.from,
+                &f.until,
             ],
         )
         .await?;

@@ -80,6 +80,7 @@ pub fn routes() -> Router<AppState> {
         .route("/owner/servers/{id}/status", post(servers::set_status))
         .route("/owner/servers/{id}/drain", post(servers::drain))
         .route("/owner/audit", get(audit::page))
+        .route("/owner/audit.csv", get(audit::csv))
         .route(
             "/owner/migrations",
             get(migrations::list).post(migrations::start),

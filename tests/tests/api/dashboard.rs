@@ -1262,3 +1262,127 @@ async fn dashboard_sessions_slide_and_an_expired_one_is_told_so() {
             .contains("expired=1")
     );
 }
+
+/// The audit log hides the reconciler's step events on request, takes a date range, and
+/// exports the same selection as CSV, with formula-like cells defused.
+#[tokio::test]
+async fn the_audit_log_filters_by_kind_and_date_and_exports_csv() {
+    let app = spawn_app().await;
+    app.create_tenant("audited").await;
+    // A failed sign-in records the email as given: a spreadsheet formula, here.
+    let response = app
+        .post_json(
+            "/api/owner/auth/login",
+            None,
+            &json!({"email": "=HYPERLINK(\"x\")", "password": "wrong password"}),
+        )
+        .await;
+    assert_eq!(response.status(), 401);
+    let b = browser(&app, "owner@example.com").await;
+
+    let all = b
+        .get(&app, "/owner/audit")
+        .await
+        .text()
+        .await
+        .expect("html");
+    assert!(
+        all.contains("tenant.step."),
+        "step events are listed by default"
+    );
+    let quiet = b
+        .get(&app, "/owner/audit?hide_system=on")
+        .await
+        .text()
+        .await
+        .expect("html");
+    assert!(!quiet.contains("tenant.step."), "step events are hidden");
+    assert!(quiet.contains("tenant.create"), "{quiet}");
+
+    // Days in UTC, as the filter reads them.
+    let days = app
+        .owner_client()
+        .await
+        .query_one(
+            "SELECT d::text, (d + 1)::text, (d - 1)::text \
+             FROM (SELECT (now() AT TIME ZONE 'UTC')::date AS d) t",
+            &[],
+        )
+        .await
+        .expect("days");
+    let (today, tomorrow, yesterday): (String, String, String) =
+        (days.get(0), days.get(1), days.get(2));
+    let future = b
+        .get(&app, &format!("/owner/audit?from={tomorrow}"))
+        .await
+        .text()
+        .await
+        .expect("html");
+    assert!(future.contains("No events match"), "{future}");
+    let past = b
+        .get(&app, &format!("/owner/audit?to={yesterday}"))
+        .await
+        .text()
+        .await
+        .expect("html");
+    assert!(past.contains("No events match"), "{past}");
+    let both = b
+        .get(&app, &format!("/owner/audit?from={today}&to={today}"))
+        .await
+        .text()
+        .await
+        .expect("html");
+    assert!(
+        both.contains("tenant.create"),
+        "today's events are in today's range"
+    );
+    assert_eq!(
+        b.get(&app, "/owner/audit?from=yesterday").await.status(),
+        400
+    );
+    assert_eq!(
+        app.get("/api/owner/audit?from=soon", Some(&app.token))
+            .await
+            .status(),
+        400
+    );
+    let api: Value = app
+        .get("/api/owner/audit?hide_system=true", Some(&app.token))
+        .await
+        .json()
+        .await
+        .expect("json");
+    let actions: Vec<&str> = api["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter_map(|e| e["action"].as_str())
+        .collect();
+    assert!(
+        !actions.is_empty() && actions.iter().all(|a| !a.contains(".step.")),
+        "{actions:?}"
+    );
+
+    let csv = b.get(&app, "/owner/audit.csv?hide_system=on").await;
+    assert_eq!(csv.status(), 200);
+    assert!(
+        csv.headers()["content-type"]
+            .to_str()
+            .expect("type")
+            .starts_with("text/csv")
+    );
+    let text = csv.text().await.expect("csv");
+    let mut lines = text.lines();
+    assert_eq!(
+        lines.next(),
+        Some("id,at,actor,action,target_type,target_id,ip,details")
+    );
+    assert!(text.contains(",tenant.create,"), "{text}");
+    assert!(!text.contains(".step."), "{text}");
+    assert!(
+        text.contains("'=hyperlink")
+            && !text.contains(",=hyperlink")
+            && !text.contains("\"=hyperlink"),
+        "a formula is defused: {text}"
+    );
+}
