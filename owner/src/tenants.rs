@@ -482,6 +482,19 @@ pub async fn tenant_list(
     rows_to_tenants(&rows)
 }
 
+/// How many tenants [`tenant_list`] pages through (its filter without the page).
+pub async fn tenant_count(client: &impl GenericClient, filter: &TenantFilter) -> Result<i64> {
+    let status = filter.status.map(TenantStatus::as_str);
+    Ok(client
+        .query_one(
+            "SELECT count(*) FROM tenants \
+             WHERE ($1::text IS NULL OR status = $1) AND ($2 OR status <> 'deleted')",
+            &[&status, &filter.include_deleted],
+        )
+        .await?
+        .get(0))
+}
+
 /// Tenants whose status is not where it is going: provisioning or deleting.
 pub async fn tenant_list_unsettled(client: &impl GenericClient) -> Result<Vec<Tenant>> {
     let rows = client

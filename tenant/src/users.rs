@@ -219,6 +219,14 @@ pub async fn user_list(
         .collect())
 }
 
+/// Every user, disabled ones too: what [`user_list`] pages through.
+pub async fn user_total(client: &impl GenericClient) -> Result<i64, tokio_postgres::Error> {
+    Ok(client
+        .query_one("SELECT count(*) FROM users", &[])
+        .await?
+        .get(0))
+}
+
 /// The advisory lock that serialises the plan's user-limit check with the write it
 /// guards. Advisory locks are scoped to their database, so this one key serves every
 /// tenant without tenants contending.

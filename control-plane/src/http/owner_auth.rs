@@ -57,7 +57,13 @@ async fn login(
     Ok(Json(json!({
         "token": signed_in.token.expose_secret(),
         "token_type": "Bearer",
-        "expires_at": signed_in.expires_at,
+        // RFC 3339, like every other time the API gives; `expires_in` for clients that
+        // count seconds.
+        "expires_at": chrono::DateTime::from_timestamp(signed_in.expires_at as i64, 0)
+            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+        "expires_in": signed_in
+            .expires_at
+            .saturating_sub(jsonwebtoken::get_current_timestamp()),
         "operator": signed_in.operator,
     })))
 }

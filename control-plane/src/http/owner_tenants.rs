@@ -204,20 +204,22 @@ async fn list(
     let limit = query.limit.unwrap_or(100).clamp(1, MAX_PAGE);
     let offset = query.offset.unwrap_or(0).max(0);
     let conn = state.owner.conn().await?;
-    let tenants = tenant_list(
-        &**conn,
-        &TenantFilter {
-            status,
-            include_deleted: query.include_deleted || status == Some(TenantStatus::Deleted),
-            limit,
-            offset,
-        },
-    )
-    .await?;
+    let filter = TenantFilter {
+        status,
+        include_deleted: query.include_deleted || status == Some(TenantStatus::Deleted),
+        limit,
+        offset,
+    };
+    let tenants = tenant_list(&**conn, &filter).await?;
+    let total = owner::tenants::tenant_count(&**conn, &filter).await?;
     let tenants: Vec<TenantInfo> = tenants.iter().map(TenantInfo::from).collect();
-    Ok(Json(
-        serde_json::json!({ "tenants": tenants, "limit": limit, "offset": offset }),
-    ))
+    // Every paged list answers the same envelope, on the owner and tenant APIs alike.
+    Ok(Json(serde_json::json!({
+        "items": tenants,
+        "total": total,
+        "limit": limit,
+        "offset": offset,
+    })))
 }
 
 async fn show(

@@ -59,7 +59,10 @@ async fn tokens_for(ctx: &TenantContext, user: &User) -> Result<Value, ApiFailur
     Ok(json!({
         "access_token": access,
         "token_type": "Bearer",
-        "expires_at": expires_at,
+        // RFC 3339, like every other time the API gives; `expires_in` in seconds.
+        "expires_at": chrono::DateTime::from_timestamp(expires_at as i64, 0)
+            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+        "expires_in": (expires_at as i64 - chrono::Utc::now().timestamp()).max(0),
         "refresh_token": refresh,
         "must_change_password": user.must_change_password,
     }))

@@ -238,8 +238,15 @@ async fn list(
         )
         .await?;
     let items: Vec<Value> = rows.iter().map(|r| r.get(0)).collect();
+    let total: i64 = conn
+        .query_one(
+            "SELECT count(*) FROM files WHERE ($1::text IS NULL OR folder = $1)",
+            &[&query.folder],
+        )
+        .await?
+        .get(0);
     Ok(Json(
-        json!({ "items": items, "limit": limit, "offset": offset }),
+        json!({ "items": items, "total": total, "limit": limit, "offset": offset }),
     ))
 }
 

@@ -303,6 +303,9 @@ async fn list(
         params.push(Box::new(value.clone()));
         sql.push_str(&format!(" AND t.{column}::text = ${}", params.len()));
     }
+    // The same filter, counted: the page's envelope says how many there are in all.
+    let count_sql = sql.replacen("SELECT to_jsonb(t)", "SELECT count(*)", 1);
+    let filter_count = params.len();
     params.push(Box::new(limit));
     params.push(Box::new(offset));
     sql.push_str(&format!(
@@ -318,8 +321,13 @@ async fn list(
     let conn = ctx.pool.get().await?;
     let rows = conn.query(&sql, &refs).await.map_err(map_db)?;
     let items: Vec<Value> = rows.iter().map(|row| row.get(0)).collect();
+    let total: i64 = conn
+        .query_one(&count_sql, &refs[..filter_count])
+        .await
+        .map_err(map_db)?
+        .get(0);
     Ok(Json(
-        json!({ "items": items, "limit": limit, "offset": offset }),
+        json!({ "items": items, "total": total, "limit": limit, "offset": offset }),
     ))
 }
 

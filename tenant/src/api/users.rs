@@ -78,8 +78,9 @@ async fn list(
     let offset = page.offset.unwrap_or(0).max(0);
     let conn = ctx.pool.get().await?;
     let users = users::user_list(&***conn, limit, offset, ctx.has_roles()).await?;
+    let total = users::user_total(&***conn).await?;
     Ok(Json(
-        json!({ "users": users, "limit": limit, "offset": offset }),
+        json!({ "items": users, "total": total, "limit": limit, "offset": offset }),
     ))
 }
 

@@ -503,3 +503,100 @@ async fn practices_have_members() {
         404
     );
 }
+
+/// Every paged list, owner or tenant side, answers `{items, total, limit, offset}`, and
+/// every time the API gives is RFC 3339 (sign-in expiries included).
+#[tokio::test]
+async fn paged_lists_share_one_envelope_with_a_total_and_times_are_rfc3339() {
+    let app = spawn_app().await;
+    let (_, token) = app.tenant_with_admin("envelope", "pro").await;
+    app.create_tenants("enveloped", 2).await;
+    let page: Value = app
+        .get("/api/owner/tenants?limit=2&offset=1", Some(&app.token))
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        (&page["total"], &page["limit"], &page["offset"]),
+        (&json!(3), &json!(2), &json!(1)),
+        "{page}"
+    );
+    assert_eq!(page["items"].as_array().map(Vec::len), Some(2), "{page}");
+
+    let (s, practice) = call(
+        &app,
+        Method::POST,
+        "envelope",
+        "/api/v1/practices",
+        &token,
+        Some(json!({ "name": "North" })),
+    )
+    .await;
+    assert_eq!(s, 201);
+    let pid = practice["id"].as_str().expect("id").to_string();
+    for (name, species) in [("Rex", "dog"), ("Tom", "cat"), ("Fido", "dog")] {
+        let (s, _) = call(
+            &app,
+            Method::POST,
+            "envelope",
+            "/api/v1/patients",
+            &token,
+            Some(json!({ "practice_id": pid, "name": name, "species": species })),
+        )
+        .await;
+        assert_eq!(s, 201);
+    }
+    for (path, total) in [
+        ("/api/v1/patients?limit=2", 3),
+        ("/api/v1/patients?limit=1&species=dog", 2),
+        ("/api/v1/users?limit=1", 1),
+        ("/api/v1/files?limit=1", 0),
+    ] {
+        let (s, body) = call(&app, Method::GET, "envelope", path, &token, None).await;
+        assert_eq!(s, 200, "{path}: {body}");
+        assert!(body["items"].is_array(), "{path}: {body}");
+        assert_eq!(body["total"], total, "{path}: {body}");
+        assert!(
+            body["limit"].is_number() && body["offset"] == 0,
+            "{path}: {body}"
+        );
+    }
+
+    let rfc3339 = |v: &Value| {
+        v.as_str()
+            .is_some_and(|s| s.len() == 20 && s.as_bytes()[10] == b'T' && s.ends_with('Z'))
+    };
+    let owner: Value = app
+        .post_json(
+            "/api/owner/auth/login",
+            None,
+            &json!({"email": "owner@example.com", "password": crate::helpers::OPERATOR_PASSWORD}),
+        )
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert!(rfc3339(&owner["expires_at"]), "{owner}");
+    assert!(
+        owner["expires_in"].as_u64().is_some_and(|s| s > 0),
+        "{owner}"
+    );
+    let tenant: Value = app
+        .on(
+            Method::POST,
+            "envelope.localhost",
+            "/api/v1/auth/login",
+            None,
+            Some(&json!({"email": "admin@envelope.example", "password": crate::helpers::TENANT_ADMIN_PASSWORD})),
+        )
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert!(rfc3339(&tenant["expires_at"]), "{tenant}");
+    assert!(
+        tenant["expires_in"].as_i64().is_some_and(|s| s > 0),
+        "{tenant}"
+    );
+}
