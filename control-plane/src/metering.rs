@@ -53,6 +53,8 @@ pub struct MeteringReport {
 }
 
 pub struct Metering {
+    /// Daily roll-ups older than this are dropped (`CP_USAGE_RETENTION_DAYS`).
+    retention_days: i32,
     owner: OwnerDb,
     access: Arc<TenantAccess>,
     storage: storage::Storage,
@@ -86,7 +88,14 @@ impl Metering {
             concurrency: concurrency.max(1),
             tenant_timeout: TENANT_TIMEOUT,
             running: tokio::sync::Mutex::new(()),
+            retention_days: crate::config::DEFAULT_USAGE_RETENTION_DAYS,
         }
+    }
+
+    /// Daily usage roll-ups older than this many days are dropped.
+    pub fn with_retention_days(mut self, days: i32) -> Self {
+        self.retention_days = days;
+        self
     }
 
     /// Samples every tenant once and writes the rows. Fails only when the owner database
@@ -204,6 +213,22 @@ impl Metering {
             Ok::<_, Error>(written)
         }
         .await;
+        if written.is_ok() {
+            // Still the leader: keep the history small. A failure here costs nothing but
+            // a later roll-up.
+            match self.roll_up().await {
+                Ok(r) if r != owner::usage::RollUp::default() => {
+                    tracing::info!(
+                        samples_rolled = r.samples_rolled,
+                        hours_rolled = r.hours_rolled,
+                        days_dropped = r.days_dropped,
+                        "usage history rolled up"
+                    );
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "usage roll-up failed"),
+            }
+        }
         drop(leader);
         match written {
             Ok(written) => {
@@ -320,6 +345,14 @@ impl Metering {
 
     /// Hands the request counts over (no tenant is visited): for shutdown, so the
     /// requests since the last sample are in the next one, whichever replica takes it.
+    async fn roll_up(&self) -> Result<owner::usage::RollUp> {
+        let mut conn = self.owner.conn().await?;
+        let tx = crate::services::owner_db::begin(&mut conn).await?;
+        let done = owner::usage::usage_roll_up(&tx, self.retention_days).await?;
+        crate::services::owner_db::commit(tx).await?;
+        Ok(done)
+    }
+
     pub async fn record_requests(&self) -> Result<u64> {
         let _one_at_a_time = self.running.lock().await;
         self.hand_over_requests().await

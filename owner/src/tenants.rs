@@ -774,9 +774,7 @@ pub async fn tenant_search(
                    (SELECT domain FROM tenant_domains d WHERE d.tenant_id = t.id AND d.is_primary) AS primary_domain, \
                    u.database_bytes AS usage_database_bytes, u.storage_bytes AS usage_storage_bytes \
                  FROM page t \
-                 LEFT JOIN LATERAL (SELECT database_bytes, storage_bytes FROM tenant_usage \
-                   WHERE tenant_id = t.id AND database_bytes IS NOT NULL \
-                   ORDER BY sampled_at DESC LIMIT 1) u ON true \
+                 LEFT JOIN tenant_usage_latest u ON u.tenant_id = t.id \
                  ORDER BY {order}"
             ),
             &[

@@ -1,4 +1,6 @@
-//! `tenant_usage`: what each tenant used, one row per tenant per metering sample.
+//! `tenant_usage`: what each tenant used, one row per tenant per metering sample, with
+//! `tenant_usage_latest` (each tenant's latest known figures) kept by every insert and
+//! `tenant_usage_rollups` (hourly, then daily) fed by [`usage_roll_up`].
 //!
 //! A figure that could not be measured (the tenant's database did not answer, say) is
 //! NULL, never zero, so a chart or a total can tell "nothing" from "unknown".
@@ -62,28 +64,36 @@ pub async fn usage_insert(client: &impl GenericClient, samples: &[UsageSample]) 
     let users: Vec<Option<i32>> = samples.iter().map(|s| s.users).collect();
     let requests: Vec<i64> = samples.iter().map(|s| s.requests).collect();
     Ok(client
-        .execute(
-            "INSERT INTO tenant_usage (tenant_id, sampled_at, database_bytes, storage_bytes, users, requests) \
-             SELECT s.id, s.at, s.db, s.st, s.users, s.requests \
-             FROM unnest($1::uuid[], $2::timestamptz[], $3::bigint[], $4::bigint[], $5::integer[], $6::bigint[]) \
-                  AS s(id, at, db, st, users, requests) \
-             WHERE EXISTS (SELECT 1 FROM tenants t WHERE t.id = s.id)",
+        .query_one(
+            "WITH s AS (SELECT * FROM unnest($1::uuid[], $2::timestamptz[], $3::bigint[], \
+                          $4::bigint[], $5::integer[], $6::bigint[]) AS s(id, at, db, st, users, requests) \
+                        WHERE EXISTS (SELECT 1 FROM tenants t WHERE t.id = s.id)), \
+             raw AS (INSERT INTO tenant_usage (tenant_id, sampled_at, database_bytes, storage_bytes, users, requests) \
+                     SELECT id, at, db, st, users, requests FROM s RETURNING 1), \
+             latest AS (INSERT INTO tenant_usage_latest AS l \
+                          (tenant_id, sampled_at, database_bytes, storage_bytes, users, requests) \
+                        SELECT id, at, db, st, users, requests FROM s \
+                        ON CONFLICT (tenant_id) DO UPDATE SET sampled_at = EXCLUDED.sampled_at, \
+                          database_bytes = coalesce(EXCLUDED.database_bytes, l.database_bytes), \
+                          storage_bytes = coalesce(EXCLUDED.storage_bytes, l.storage_bytes), \
+                          users = coalesce(EXCLUDED.users, l.users), \
+                          requests = EXCLUDED.requests \
+                        RETURNING 1) \
+             SELECT (SELECT count(*) FROM raw), (SELECT count(*) FROM latest)",
             &[&ids, &at, &db, &st, &users, &requests],
         )
-        .await?)
+        .await?
+        .get::<_, i64>(0) as u64)
 }
 
-/// The newest sample of each of these tenants (tenants never sampled are absent).
+/// The latest known figures of each of these tenants (tenants never sampled are absent).
 pub async fn usage_latest_per_tenant(
     client: &impl GenericClient,
     tenant_ids: &[Uuid],
 ) -> Result<HashMap<Uuid, UsageSample>> {
     let rows = client
         .query(
-            &format!(
-                "SELECT DISTINCT ON (tenant_id) {COLUMNS} FROM tenant_usage \
-                 WHERE tenant_id = ANY($1) ORDER BY tenant_id, sampled_at DESC, id DESC"
-            ),
+            &format!("SELECT {COLUMNS} FROM tenant_usage_latest WHERE tenant_id = ANY($1)"),
             &[&tenant_ids],
         )
         .await?;
@@ -94,7 +104,9 @@ pub async fn usage_latest_per_tenant(
         .collect())
 }
 
-/// The last `limit` samples of a tenant, oldest first (ready to draw).
+/// The last `limit` points of a tenant's history, oldest first (ready to draw): raw
+/// samples, and before them the hourly and daily roll-ups (each at its bucket's start,
+/// with the bucket's largest figures and its requests).
 pub async fn usage_series(
     client: &impl GenericClient,
     tenant_id: Uuid,
@@ -103,13 +115,97 @@ pub async fn usage_series(
     let rows = client
         .query(
             &format!(
-                "SELECT {COLUMNS} FROM (SELECT id, {COLUMNS} FROM tenant_usage WHERE tenant_id = $1 \
-                 ORDER BY sampled_at DESC, id DESC LIMIT $2) s ORDER BY sampled_at, id"
+                "SELECT {COLUMNS} FROM ( \
+                   SELECT {COLUMNS}, id AS tie FROM tenant_usage WHERE tenant_id = $1 \
+                   UNION ALL \
+                   SELECT tenant_id, bucket, database_bytes, storage_bytes, users, requests, 0 \
+                   FROM tenant_usage_rollups WHERE tenant_id = $1 \
+                   ORDER BY sampled_at DESC, tie DESC LIMIT $2) s ORDER BY sampled_at, tie"
             ),
             &[&tenant_id, &limit.max(0)],
         )
         .await?;
     Ok(rows.iter().map(from_row).collect())
+}
+
+/// Raw samples are kept this long before they are rolled up by hour...
+pub const RAW_KEPT: &str = "48 hours";
+/// ...and hourly roll-ups this long before they are rolled up by day.
+pub const HOURLY_KEPT: &str = "30 days";
+
+/// What one [`usage_roll_up`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct RollUp {
+    pub samples_rolled: i64,
+    pub hours_rolled: i64,
+    pub days_dropped: i64,
+}
+
+/// Rolls raw samples older than [`RAW_KEPT`] into hourly rows and hourly rows older than
+/// [`HOURLY_KEPT`] into daily rows (adding to a bucket already there), and drops daily
+/// rows older than `retention_days`. Callers hold the metering lock.
+pub async fn usage_roll_up(client: &impl GenericClient, retention_days: i32) -> Result<RollUp> {
+    let roll = |from: &str, period: &str, unit: &str, age: &str| {
+        format!(
+            "WITH moved AS (DELETE FROM {from} RETURNING *), \
+             ins AS (INSERT INTO tenant_usage_rollups AS r \
+                       (tenant_id, period, bucket, samples, database_bytes, storage_bytes, users, requests) \
+                     SELECT tenant_id, '{period}', date_trunc('{unit}', {age}), {samples}, \
+                            max(database_bytes), max(storage_bytes), max(users), sum(requests) \
+                     FROM moved GROUP BY tenant_id, date_trunc('{unit}', {age}) \
+                     ON CONFLICT (tenant_id, period, bucket) DO UPDATE SET \
+                       samples = r.samples + EXCLUDED.samples, \
+                       database_bytes = greatest(r.database_bytes, EXCLUDED.database_bytes), \
+                       storage_bytes = greatest(r.storage_bytes, EXCLUDED.storage_bytes), \
+                       users = greatest(r.users, EXCLUDED.users), \
+                       requests = r.requests + EXCLUDED.requests \
+                     RETURNING 1) \
+             SELECT (SELECT count(*) FROM moved), (SELECT count(*) FROM ins)",
+            samples = if from.starts_with("tenant_usage ") {
+                "count(*)"
+            } else {
+                "sum(samples)"
+            },
+        )
+    };
+    let samples_rolled: i64 = client
+        .query_one(
+            &roll(
+                &format!("tenant_usage WHERE sampled_at < now() - interval '{RAW_KEPT}'"),
+                "hour",
+                "hour",
+                "sampled_at",
+            ),
+            &[],
+        )
+        .await?
+        .get(0);
+    let hours_rolled: i64 = client
+        .query_one(
+            &roll(
+                &format!(
+                    "tenant_usage_rollups WHERE period = 'hour' AND bucket < now() - interval '{HOURLY_KEPT}'"
+                ),
+                "day",
+                "day",
+                "bucket",
+            ),
+            &[],
+        )
+        .await?
+        .get(0);
+    let days_dropped = client
+        .execute(
+            "DELETE FROM tenant_usage_rollups WHERE period = 'day' \
+             AND bucket < now() - make_interval(days => $1)",
+            &[&retention_days],
+        )
+        .await? as i64;
+    Ok(RollUp {
+        samples_rolled,
+        hours_rolled,
+        days_dropped,
+    })
 }
 
 /// Totals over the active tenants. Each figure is the tenant's latest *known* value, so
@@ -118,20 +214,12 @@ pub async fn usage_totals(client: &impl GenericClient) -> Result<UsageTotals> {
     let row = client
         .query_one(
             "SELECT count(*)::bigint, \
-                    coalesce(sum(db.v), 0)::bigint, coalesce(sum(st.v), 0)::bigint, \
-                    coalesce(sum(us.v), 0)::bigint, \
+                    coalesce(sum(l.database_bytes), 0)::bigint, coalesce(sum(l.storage_bytes), 0)::bigint, \
+                    coalesce(sum(l.users), 0)::bigint, \
                     (SELECT coalesce(sum(requests), 0)::bigint FROM tenant_usage \
                       WHERE sampled_at > now() - interval '24 hours') \
              FROM tenants t \
-             LEFT JOIN LATERAL (SELECT database_bytes AS v FROM tenant_usage u \
-                 WHERE u.tenant_id = t.id AND u.database_bytes IS NOT NULL \
-                 ORDER BY u.sampled_at DESC LIMIT 1) db ON true \
-             LEFT JOIN LATERAL (SELECT storage_bytes AS v FROM tenant_usage u \
-                 WHERE u.tenant_id = t.id AND u.storage_bytes IS NOT NULL \
-                 ORDER BY u.sampled_at DESC LIMIT 1) st ON true \
-             LEFT JOIN LATERAL (SELECT users AS v FROM tenant_usage u \
-                 WHERE u.tenant_id = t.id AND u.users IS NOT NULL \
-                 ORDER BY u.sampled_at DESC LIMIT 1) us ON true \
+             LEFT JOIN tenant_usage_latest l ON l.tenant_id = t.id \
              WHERE t.status = 'active'",
             &[],
         )
@@ -206,10 +294,7 @@ pub async fn database_quota_refresh(
              FROM (SELECT t2.id, COALESCE(u.database_bytes > p.max_database_bytes, false) AS over \
                    FROM tenants t2 \
                    JOIN subscription_plans p ON p.code = t2.plan_code \
-                   LEFT JOIN LATERAL ( \
-                       SELECT database_bytes FROM tenant_usage \
-                       WHERE tenant_id = t2.id AND database_bytes IS NOT NULL \
-                       ORDER BY sampled_at DESC LIMIT 1) u ON true \
+                   LEFT JOIN tenant_usage_latest u ON u.tenant_id = t2.id \
                    WHERE t2.status NOT IN ('deleting', 'deleted') \
                      AND ($1::uuid IS NULL OR t2.id = $1)) q \
              WHERE t.id = q.id AND t.database_over_quota IS DISTINCT FROM q.over \

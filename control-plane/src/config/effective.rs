@@ -102,6 +102,10 @@ impl Config {
                 "CP_METERING_CONCURRENCY",
                 self.metering_concurrency.to_string(),
             ),
+            (
+                "CP_USAGE_RETENTION_DAYS",
+                self.usage_retention_days.to_string(),
+            ),
             ("CP_COOKIE_SECURE", self.cookie_secure.to_string()),
             ("CP_MAX_CONNECTIONS", self.max_connections.to_string()),
             (

@@ -29,6 +29,8 @@ pub const DEFAULT_BASE_DOMAIN: &str = "localhost";
 pub const DEFAULT_TENANT_DB_PREFIX: &str = "tenant_";
 pub const DEFAULT_RECONCILE_INTERVAL: Duration = Duration::from_secs(5);
 pub const DEFAULT_OWNER_TOKEN_TTL: Duration = Duration::from_secs(900);
+/// Daily usage roll-ups are kept this many days.
+pub const DEFAULT_USAGE_RETENTION_DAYS: i32 = 400;
 /// A dashboard session ends after this long without a page view...
 pub const DEFAULT_DASHBOARD_IDLE: Duration = Duration::from_secs(30 * 60);
 /// ...and after this long in any case.
@@ -118,6 +120,8 @@ pub struct Config {
     pub metering_interval: Duration,
     /// Tenants one metering sample visits at once.
     pub metering_concurrency: usize,
+    /// Days the daily usage roll-ups are kept.
+    pub usage_retention_days: i32,
     /// The dashboard cookie is sent over HTTPS only.
     pub cookie_secure: bool,
     /// CA certificates for `sslmode=verify-ca|verify-full` (and for checking the chain
@@ -421,6 +425,15 @@ impl Config {
         let metering_interval = number("CP_METERING_INTERVAL_SECS", true)?
             .map_or(DEFAULT_METERING_INTERVAL, Duration::from_secs);
         let metering_concurrency = count("CP_METERING_CONCURRENCY", DEFAULT_METERING_CONCURRENCY)?;
+        let usage_retention_days = match number("CP_USAGE_RETENTION_DAYS", false)? {
+            None => DEFAULT_USAGE_RETENTION_DAYS,
+            Some(n) => i32::try_from(n).ok().filter(|n| *n >= 31).ok_or_else(|| {
+                v.invalid(
+                    "CP_USAGE_RETENTION_DAYS",
+                    "must be at least 31 (hourly roll-ups are kept 30 days)",
+                )
+            })?,
+        };
         let cookie_secure = match v.get("CP_COOKIE_SECURE").map(str::to_ascii_lowercase) {
             None => environment == Environment::Production,
             Some(b) if matches!(b.as_str(), "true" | "1" | "yes" | "on") => true,
@@ -510,6 +523,7 @@ impl Config {
             cookie_secure,
             metering_interval,
             metering_concurrency,
+            usage_retention_days,
             trusted_proxies,
             max_upload_bytes,
             owner_hosts,

@@ -64,6 +64,22 @@ fn describe() {
             "Idle tenant connections closed to stay within a server's connection budget.",
         ),
         (
+            "tenant_connections_opened_total",
+            "Tenant database connections opened (each a login).",
+        ),
+        (
+            "tenant_extra_connections_closed_total",
+            "Connections above a tenant pool's steady size closed once idle.",
+        ),
+        (
+            "tenant_pool_timeouts_total",
+            "Tenant requests that waited too long for a pool connection (503).",
+        ),
+        (
+            "tenant_connection_budget_exhausted_total",
+            "Tenant requests refused because the server's connection budget was spent (503).",
+        ),
+        (
             "gateway_domain_lookups_total",
             "Domain lookups in the owner database, by outcome.",
         ),
@@ -100,6 +116,10 @@ fn describe() {
         "tenant_requests_retried_total",
         "tenant_pools_created_total",
         "tenant_connections_relieved_total",
+        "tenant_connections_opened_total",
+        "tenant_extra_connections_closed_total",
+        "tenant_pool_timeouts_total",
+        "tenant_connection_budget_exhausted_total",
         "gateway_domain_cache_requests_total",
         "gateway_domain_cache_misses_total",
         "owner_change_feed_reconnects_total",

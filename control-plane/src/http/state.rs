@@ -66,13 +66,16 @@ impl AppState {
             &services.events,
             services.traffic.clone(),
         );
-        let metering = Arc::new(Metering::new(
-            services.owner.clone(),
-            Arc::clone(&services.access),
-            services.storage.clone(),
-            Arc::clone(&gateway),
-            services.config.metering_concurrency,
-        ));
+        let metering = Arc::new(
+            Metering::new(
+                services.owner.clone(),
+                Arc::clone(&services.access),
+                services.storage.clone(),
+                Arc::clone(&gateway),
+                services.config.metering_concurrency,
+            )
+            .with_retention_days(services.config.usage_retention_days),
+        );
         Self {
             config: Arc::clone(&services.config),
             owner: services.owner.clone(),

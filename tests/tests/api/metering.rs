@@ -330,3 +330,104 @@ async fn with_two_replicas_one_samples_and_every_request_is_counted_once() {
         "nothing left waiting"
     );
 }
+
+/// The usage history stays small: samples older than two days become hourly rows,
+/// hourly rows older than 30 days daily ones, daily ones past the retention go; the
+/// figures survive the roll-up (largest size, summed requests), the latest figures are
+/// one row per tenant, and the chart's series reads the roll-ups too.
+#[tokio::test]
+async fn usage_history_is_rolled_up_and_the_latest_figures_are_kept_apart() {
+    let app = spawn_app().await;
+    let tenant = app.create_tenant("rolled").await;
+    let tenant = id(&tenant);
+    let owner = app.owner_client().await;
+    // Three samples in one hour three days ago, two on one day forty days ago, and a
+    // daily row from before the retention.
+    owner
+        .batch_execute(&format!(
+            "INSERT INTO tenant_usage (tenant_id, sampled_at, database_bytes, storage_bytes, users, requests) VALUES \
+             ('{tenant}', date_trunc('hour', now() - interval '3 days') + interval '5 minutes', 100, 10, 1, 4), \
+             ('{tenant}', date_trunc('hour', now() - interval '3 days') + interval '10 minutes', 300, NULL, 2, 5), \
+             ('{tenant}', date_trunc('hour', now() - interval '3 days') + interval '15 minutes', 200, 30, NULL, 6), \
+             ('{tenant}', date_trunc('day', now() - interval '40 days') + interval '1 hour', 50, 5, 1, 7), \
+             ('{tenant}', date_trunc('day', now() - interval '40 days') + interval '9 hours', 70, 5, 1, 8); \
+             INSERT INTO tenant_usage_rollups (tenant_id, period, bucket, samples, database_bytes, storage_bytes, users, requests) \
+             VALUES ('{tenant}', 'day', now() - interval '500 days', 288, 1, 1, 1, 1000);"
+        ))
+        .await
+        .expect("history");
+    app.state.metering.sample_once().await.expect("sample");
+
+    let old_raw = app
+        .count("SELECT count(*) FROM tenant_usage WHERE sampled_at < now() - interval '47 hours'")
+        .await;
+    assert_eq!(old_raw, 0, "raw samples past two days are rolled up");
+    let hour = owner
+        .query_one(
+            &format!(
+                "SELECT samples, database_bytes, storage_bytes, users, requests FROM tenant_usage_rollups \
+                 WHERE tenant_id = '{tenant}' AND period = 'hour'"
+            ),
+            &[],
+        )
+        .await
+        .expect("one hourly row");
+    assert_eq!(
+        (
+            hour.get::<_, i32>(0),
+            hour.get::<_, Option<i64>>(1),
+            hour.get::<_, Option<i64>>(2),
+            hour.get::<_, Option<i32>>(3),
+            hour.get::<_, i64>(4)
+        ),
+        (3, Some(300), Some(30), Some(2), 15)
+    );
+    let day = owner
+        .query_one(
+            &format!(
+                "SELECT samples, database_bytes, requests FROM tenant_usage_rollups \
+                 WHERE tenant_id = '{tenant}' AND period = 'day'"
+            ),
+            &[],
+        )
+        .await
+        .expect("one daily row: the 40-day-old one; the 500-day-old one is gone");
+    assert_eq!(
+        (
+            day.get::<_, i32>(0),
+            day.get::<_, Option<i64>>(1),
+            day.get::<_, i64>(2)
+        ),
+        (2, Some(70), 15)
+    );
+
+    // The latest figures are the fresh sample's, one row per tenant.
+    let latest = owner::usage::usage_latest_per_tenant(&owner, &[tenant])
+        .await
+        .expect("latest");
+    let fresh = &latest[&tenant];
+    assert!(
+        std::time::SystemTime::from(fresh.sampled_at) > chrono_free_recent(&owner).await,
+        "the latest row is the new sample"
+    );
+    assert!(fresh.database_bytes.is_some_and(|b| b > 1000), "{fresh:?}");
+    // The chart's series: the daily row, the hourly row, then the raw sample.
+    let series = owner::usage::usage_series(&owner, tenant, 10)
+        .await
+        .expect("series");
+    assert_eq!(
+        series.iter().map(|s| s.requests).collect::<Vec<_>>()[..2],
+        [15, 15],
+        "{series:?}"
+    );
+    assert_eq!(series.len(), 3, "{series:?}");
+}
+
+/// A moment a minute ago, by the database's clock.
+async fn chrono_free_recent(owner: &tokio_postgres::Client) -> std::time::SystemTime {
+    owner
+        .query_one("SELECT now() - interval '1 minute'", &[])
+        .await
+        .expect("now")
+        .get(0)
+}
