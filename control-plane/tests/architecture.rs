@@ -34,6 +34,7 @@ const PROVISIONING_OFFERS: &[&str] = &[
     "names",
     "TenantNames",
     "DEFAULT_PLAN",
+    "MAX_NAME_CHARS",
     "Created",
     "Servers",
     "AddServer",

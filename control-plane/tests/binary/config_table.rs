@@ -50,6 +50,8 @@ const ROWS: &[(&str, &str, &str, &str)] = &[
     ("CP_TENANT_DB_PREFIX", "acme_", "acme_", "Bad-"),
     ("CP_RECONCILE_INTERVAL_SECS", "17", "17", "0"),
     ("CP_OWNER_TOKEN_TTL_SECS", "1800", "1800", "-5"),
+    ("CP_DASHBOARD_IDLE_SECS", "600", "600", "0"),
+    ("CP_DASHBOARD_SESSION_SECS", "7200", "7200", "never"),
     ("CP_LOG_FORMAT", "json", "json", "xml"),
     (
         "CP_TENANT_MIGRATIONS_DIR",
@@ -77,6 +79,7 @@ const ROWS: &[(&str, &str, &str, &str)] = &[
     ),
     ("CP_METERING_INTERVAL_SECS", "0", "0", "soon"),
     ("CP_METERING_CONCURRENCY", "8", "8", "0"),
+    ("CP_USAGE_RETENTION_DAYS", "90", "90", "7"),
     ("CP_COOKIE_SECURE", "true", "true", "maybe"),
     ("CP_BACKUP_ROOT", "{dir}/backups", "{dir}/backups", "{file}"),
     ("CP_BACKUP_CONCURRENCY", "3", "3", "0"),

@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use secrecy::ExposeSecret;
 use serde::Deserialize;
 
-use super::detail::active_plans;
+use super::detail::{ONE_TIME_COOKIE, active_plans};
 use crate::Error;
 use crate::dashboard::page::{Chrome, DashForm, DashResult, DashSession, client_mistake, render};
 use crate::http::ApiError;
@@ -86,9 +86,6 @@ pub async fn new_form(State(state): State<AppState>, session: DashSession) -> Da
     )
     .await
 }
-
-/// The cookie that carries a new tenant's one-time admin password to its page, once.
-pub const ONE_TIME_COOKIE: &str = "cp_one_time_password";
 
 /// Every mistake the form's fields can have on their own, so the form shows them all at
 /// once; what needs the database (a slug taken, an unknown plan) comes from `create`.

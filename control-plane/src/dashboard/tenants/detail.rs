@@ -480,6 +480,10 @@ pub async fn usage_totals(client: &impl GenericClient) -> Result<Vec<(String, St
     ])
 }
 
+/// The cookie that carries a new tenant's one-time admin password from the create form
+/// to the tenant's page, once.
+pub const ONE_TIME_COOKIE: &str = "cp_one_time_password";
+
 #[derive(Deserialize, Default)]
 pub struct DetailQuery {
     notice: Option<String>,
@@ -497,7 +501,7 @@ pub async fn detail(
         owner::tenants::tenant_find(&**conn, &key).await?.id
     };
     // A new tenant's one-time admin password, shown on this one view and then forgotten.
-    let one_time = crate::http::session::cookie(&headers, super::create::ONE_TIME_COOKIE)
+    let one_time = crate::http::session::cookie(&headers, ONE_TIME_COOKIE)
         .filter(|v| !v.is_empty())
         .map(str::to_string);
     let mut response = detail_page(
@@ -513,7 +517,7 @@ pub async fn detail(
     if one_time.is_some()
         && let Ok(clear) = axum::http::HeaderValue::from_str(&format!(
             "{}=; Path=/owner/tenants/{id}; HttpOnly; SameSite=Strict; Max-Age=0",
-            super::create::ONE_TIME_COOKIE
+            ONE_TIME_COOKIE
         ))
     {
         response
