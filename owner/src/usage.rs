@@ -70,16 +70,15 @@ pub async fn usage_insert(client: &impl GenericClient, samples: &[UsageSample]) 
                         WHERE EXISTS (SELECT 1 FROM tenants t WHERE t.id = s.id)), \
              raw AS (INSERT INTO tenant_usage (tenant_id, sampled_at, database_bytes, storage_bytes, users, requests) \
                      SELECT id, at, db, st, users, requests FROM s RETURNING 1), \
-             latest AS (INSERT INTO tenant_usage_latest AS l \
+             _latest AS (INSERT INTO tenant_usage_latest AS l \
                           (tenant_id, sampled_at, database_bytes, storage_bytes, users, requests) \
                         SELECT id, at, db, st, users, requests FROM s \
                         ON CONFLICT (tenant_id) DO UPDATE SET sampled_at = EXCLUDED.sampled_at, \
                           database_bytes = coalesce(EXCLUDED.database_bytes, l.database_bytes), \
                           storage_bytes = coalesce(EXCLUDED.storage_bytes, l.storage_bytes), \
                           users = coalesce(EXCLUDED.users, l.users), \
-                          requests = EXCLUDED.requests \
-                        RETURNING 1) \
-             SELECT (SELECT count(*) FROM raw), (SELECT count(*) FROM latest)",
+                          requests = EXCLUDED.requests) \
+             SELECT count(*) FROM raw",
             &[&ids, &at, &db, &st, &users, &requests],
         )
         .await?
@@ -145,36 +144,32 @@ pub struct RollUp {
 /// [`HOURLY_KEPT`] into daily rows (adding to a bucket already there), and drops daily
 /// rows older than `retention_days`. Callers hold the metering lock.
 pub async fn usage_roll_up(client: &impl GenericClient, retention_days: i32) -> Result<RollUp> {
-    let roll = |from: &str, period: &str, unit: &str, age: &str| {
+    // `from` selects the rows to move; `at` is their time column and `samples` how many
+    // samples each stands for. The bucket is the time truncated to `period`.
+    let roll = |from: String, period: &str, at: &str, samples: &str| {
         format!(
             "WITH moved AS (DELETE FROM {from} RETURNING *), \
-             ins AS (INSERT INTO tenant_usage_rollups AS r \
+             _rolled AS (INSERT INTO tenant_usage_rollups AS r \
                        (tenant_id, period, bucket, samples, database_bytes, storage_bytes, users, requests) \
-                     SELECT tenant_id, '{period}', date_trunc('{unit}', {age}), {samples}, \
+                     SELECT tenant_id, '{period}', date_trunc('{period}', {at}), {samples}, \
                             max(database_bytes), max(storage_bytes), max(users), sum(requests) \
-                     FROM moved GROUP BY tenant_id, date_trunc('{unit}', {age}) \
+                     FROM moved GROUP BY tenant_id, date_trunc('{period}', {at}) \
                      ON CONFLICT (tenant_id, period, bucket) DO UPDATE SET \
                        samples = r.samples + EXCLUDED.samples, \
                        database_bytes = greatest(r.database_bytes, EXCLUDED.database_bytes), \
                        storage_bytes = greatest(r.storage_bytes, EXCLUDED.storage_bytes), \
                        users = greatest(r.users, EXCLUDED.users), \
-                       requests = r.requests + EXCLUDED.requests \
-                     RETURNING 1) \
-             SELECT (SELECT count(*) FROM moved), (SELECT count(*) FROM ins)",
-            samples = if from.starts_with("tenant_usage ") {
-                "count(*)"
-            } else {
-                "sum(samples)"
-            },
+                       requests = r.requests + EXCLUDED.requests) \
+             SELECT count(*) FROM moved"
         )
     };
     let samples_rolled: i64 = client
         .query_one(
             &roll(
-                &format!("tenant_usage WHERE sampled_at < now() - interval '{RAW_KEPT}'"),
-                "hour",
+                format!("tenant_usage WHERE sampled_at < now() - interval '{RAW_KEPT}'"),
                 "hour",
                 "sampled_at",
+                "count(*)",
             ),
             &[],
         )
@@ -183,12 +178,12 @@ pub async fn usage_roll_up(client: &impl GenericClient, retention_days: i32) -> 
     let hours_rolled: i64 = client
         .query_one(
             &roll(
-                &format!(
+                format!(
                     "tenant_usage_rollups WHERE period = 'hour' AND bucket < now() - interval '{HOURLY_KEPT}'"
                 ),
                 "day",
-                "day",
                 "bucket",
+                "sum(samples)",
             ),
             &[],
         )

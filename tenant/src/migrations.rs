@@ -170,12 +170,13 @@ impl Source {
             .collect()
     }
 
-    /// The SQL of version `version`, if the set has it.
-    pub fn sql(&self, version: i32) -> Option<&str> {
+    /// `(version, name, sql)` of every migration above `version`, oldest first: what a
+    /// database at `version` has still to apply.
+    pub fn after(&self, version: i32) -> impl Iterator<Item = (i32, &str, &str)> {
         self.migrations
             .iter()
-            .find(|m| m.version() == version)
-            .and_then(|m| m.sql())
+            .filter(move |m| m.version() > version)
+            .map(|m| (m.version(), m.name(), m.sql().unwrap_or_default()))
     }
 
     pub fn origin(&self) -> &str {
@@ -424,7 +425,10 @@ mod tests {
             .with_recorded(std::slice::from_ref(&entry))
             .expect("merged");
         assert_eq!(source.latest_version(), next);
-        assert_eq!(source.sql(next), Some("SELECT 1;"));
+        assert_eq!(
+            source.after(next - 1).collect::<Vec<_>>(),
+            [(next, "add_col", "SELECT 1;")]
+        );
         assert!(source.entries().contains(&entry));
         assert!(source.origin().contains("recorded"), "{}", source.origin());
 

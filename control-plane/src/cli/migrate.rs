@@ -229,12 +229,13 @@ async fn run_fleet(args: RunArgs, mut config: Config) -> Result<()> {
     // A dry run shows the SQL a real run would execute, once per migration.
     let pending_sql: Vec<serde_json::Value> = if args.dry_run {
         let source = run_source.as_ref();
-        let lowest = details.iter().filter_map(|t| t.from_version).min();
-        source
-            .migrations()
-            .filter(|(v, _)| lowest.is_some_and(|low| *v > low))
-            .map(|(v, name)| json!({"version": v, "name": name, "sql": source.sql(v)}))
-            .collect()
+        match details.iter().filter_map(|t| t.from_version).min() {
+            Some(lowest) => source
+                .after(lowest)
+                .map(|(v, name, sql)| json!({"version": v, "name": name, "sql": sql}))
+                .collect(),
+            None => Vec::new(),
+        }
     } else {
         Vec::new()
     };

@@ -58,15 +58,16 @@ async fn list_page(
         .map(|(_, n)| n)
         .sum();
     // What a real run would execute: every migration above the least advanced tenant.
-    let lowest = histogram.iter().map(|(v, _)| v.unwrap_or(0)).min();
-    let pending = source
-        .migrations()
-        .filter(|(v, _)| lowest.is_some_and(|low| *v > low))
-        .map(|(v, name)| PendingMigration {
-            name: format!("V{v}__{name}"),
-            sql: source.sql(v).unwrap_or_default().trim_end().to_string(),
-        })
-        .collect();
+    let pending = match histogram.iter().map(|(v, _)| v.unwrap_or(0)).min() {
+        Some(lowest) => source
+            .after(lowest)
+            .map(|(v, name, sql)| PendingMigration {
+                name: format!("V{v}__{name}"),
+                sql: sql.trim_end().to_string(),
+            })
+            .collect(),
+        None => Vec::new(),
+    };
     let runs = runs::run_list(&**conn, 50)
         .await?
         .into_iter()

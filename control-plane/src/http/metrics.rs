@@ -108,33 +108,31 @@ fn describe() {
         ("backups_taken_total", "Backups taken, by kind."),
         ("backups_failed_total", "Backups that failed, by kind."),
     ];
+    // Counters with labels start at zero only for label sets known in advance (below).
+    const LABELLED: [&str; 6] = [
+        "http_requests_total",
+        "tenant_pool_evictions_total",
+        "gateway_domain_lookups_total",
+        "metering_runs_total",
+        "backups_taken_total",
+        "backups_failed_total",
+    ];
     for (name, help) in counters {
         describe_counter!(*name, Count, *help);
-    }
-    for name in [
-        "http_connections_refused_total",
-        "tenant_requests_retried_total",
-        "tenant_pools_created_total",
-        "tenant_connections_relieved_total",
-        "tenant_connections_opened_total",
-        "tenant_extra_connections_closed_total",
-        "tenant_pool_timeouts_total",
-        "tenant_connection_budget_exhausted_total",
-        "gateway_domain_cache_requests_total",
-        "gateway_domain_cache_misses_total",
-        "owner_change_feed_reconnects_total",
-        "owner_change_notifications_total",
-        "metering_samples_total",
-        "metering_failures_total",
-    ] {
-        metrics::counter!(name).absolute(0);
+        if !LABELLED.contains(name) {
+            metrics::counter!(*name).absolute(0);
+        }
     }
     for outcome in ["ok", "error"] {
         metrics::counter!("metering_runs_total", "outcome" => outcome).absolute(0);
     }
-    for kind in ["manual", "scheduled", "pre_migration"] {
-        metrics::counter!("backups_taken_total", "kind" => kind).absolute(0);
-        metrics::counter!("backups_failed_total", "kind" => kind).absolute(0);
+    for kind in [
+        owner::backups::BackupKind::Manual,
+        owner::backups::BackupKind::Scheduled,
+        owner::backups::BackupKind::PreMigration,
+    ] {
+        metrics::counter!("backups_taken_total", "kind" => kind.as_str()).absolute(0);
+        metrics::counter!("backups_failed_total", "kind" => kind.as_str()).absolute(0);
     }
     let gauges: &[(&'static str, Unit, &'static str)] = &[
         (

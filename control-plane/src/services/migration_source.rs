@@ -39,10 +39,6 @@ impl MigrationSource {
         Arc::clone(&self.current.read().unwrap_or_else(|p| p.into_inner()))
     }
 
-    pub fn latest_version(&self) -> i32 {
-        self.current().latest_version()
-    }
-
     /// Reads the recorded set again.
     pub async fn refresh(&self) -> Result<Arc<Source>> {
         let source = Arc::new(read(&self.owner, self.dir.as_ref()).await?);

@@ -297,23 +297,23 @@ async fn list(
     let limit = limit.clamp(1, MAX_PAGE);
     let offset = offset.max(0);
     // Filters compare as text, so PostgreSQL parses nothing from the query string.
-    let mut sql = format!("SELECT to_jsonb(t) FROM {} t WHERE true", r.table);
+    let mut matching = format!("FROM {} t WHERE true", r.table);
     let mut params: Vec<Box<dyn ToSql + Sync + Send>> = Vec::new();
     for (column, value) in &filters {
         params.push(Box::new(value.clone()));
-        sql.push_str(&format!(" AND t.{column}::text = ${}", params.len()));
+        matching.push_str(&format!(" AND t.{column}::text = ${}", params.len()));
     }
-    // The same filter, counted: the page's envelope says how many there are in all.
-    let count_sql = sql.replacen("SELECT to_jsonb(t)", "SELECT count(*)", 1);
+    // The page, and how many match in all (the envelope's `total`).
+    let count_sql = format!("SELECT count(*) {matching}");
     let filter_count = params.len();
     params.push(Box::new(limit));
     params.push(Box::new(offset));
-    sql.push_str(&format!(
-        " ORDER BY {} LIMIT ${} OFFSET ${}",
+    let sql = format!(
+        "SELECT to_jsonb(t) {matching} ORDER BY {} LIMIT ${} OFFSET ${}",
         r.order,
         params.len() - 1,
         params.len()
-    ));
+    );
     let refs: Vec<&(dyn ToSql + Sync)> = params
         .iter()
         .map(|p| p.as_ref() as &(dyn ToSql + Sync))

@@ -769,7 +769,7 @@ async fn a_run_records_its_migration_set_and_every_process_follows_it() {
     // The serving process (started before the run, without the folder) follows too:
     // first through the change feed alone, then on its owner API.
     eventually("the serving process to adopt the recorded set", || async {
-        let target = app.state.migrations.latest_version();
+        let target = app.state.migrations.current().latest_version();
         if target == next_version() {
             Ok(())
         } else {

@@ -287,11 +287,9 @@ pub async fn detail_page(
     let backups = backup_views(&**conn, id).await?;
     let source = state.migrations.fresh().await;
     let target_version = source.latest_version();
-    let at = tenant.schema_version.unwrap_or(0);
     let pending = source
-        .migrations()
-        .filter(|(v, _)| *v > at)
-        .map(|(v, name)| format!("V{v}__{name}"))
+        .after(tenant.schema_version.unwrap_or(0))
+        .map(|(v, name, _)| format!("V{v}__{name}"))
         .collect();
     let connection = match owner::servers::server_fetch(&**conn, &tenant.server_id).await {
         Ok(server) => format!(
