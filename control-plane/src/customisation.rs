@@ -14,12 +14,13 @@ use crate::audit::{self, Actor, Target};
 use crate::services::{OwnerDb, TenantEvents, owner_db};
 
 /// A tenant's settings and features as operators see them.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Customisation {
     pub settings: Settings,
     /// What its plan carries.
     pub plan_features: Vec<String>,
     /// Operators' overrides: `true` adds, `false` takes away.
+    #[schema(value_type = std::collections::BTreeMap<String, bool>)]
     pub feature_overrides: FeatureOverrides,
     /// What the tenant has: the plan's, with the overrides.
     pub features: Vec<String>,

@@ -8,7 +8,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 /// A tenant as operators see it: never its credentials or its first admin's hash.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct TenantInfo {
     pub id: Uuid,
     pub slug: String,
@@ -60,7 +60,7 @@ impl From<&Tenant> for TenantInfo {
 }
 
 /// A backup as operators see it: the row with its size and duration worked out.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct BackupInfo {
     #[serde(flatten)]
     pub backup: owner::backups::Backup,

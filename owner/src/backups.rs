@@ -47,7 +47,7 @@ text_status! {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Backup {
     pub id: Uuid,
     pub tenant_id: Uuid,
@@ -303,7 +303,7 @@ pub async fn backup_list_due(client: &impl GenericClient, limit: i64) -> Result<
         .collect())
 }
 
-#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct Policy {
     pub every_secs: i32,
     pub keep_daily: i32,
@@ -383,7 +383,7 @@ pub async fn policy_set(client: &impl GenericClient, plan_code: &str, p: &Policy
     Ok(())
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Restore {
     pub id: Uuid,
     pub backup_id: Uuid,
@@ -498,7 +498,7 @@ pub async fn restore_list_running(client: &impl GenericClient) -> Result<Vec<Res
     rows.iter().map(restore_from).collect()
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct RestoreTest {
     pub id: Uuid,
     pub backup_id: Uuid,

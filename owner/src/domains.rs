@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use crate::{DomainName, Result};
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct TenantDomain {
     pub domain: String,
     pub tenant_id: Uuid,

@@ -12,7 +12,7 @@ use uuid::Uuid;
 use crate::Result;
 
 /// Who holds a tenant's maintenance.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Holder {
     /// Set and cleared by hand (CLI, owner API, dashboard).
@@ -47,7 +47,7 @@ impl Holder {
 }
 
 /// A tenant's maintenance, while it is in it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Maintenance {
     pub by: Holder,
     /// What the operator said about it, if anything.

@@ -38,7 +38,7 @@ text_status! {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct MigrationRun {
     pub id: Uuid,
     pub status: RunStatus,
@@ -51,7 +51,7 @@ pub struct MigrationRun {
     pub halt_reason: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct RunTenant {
     pub tenant_id: Uuid,
     pub slug: String,

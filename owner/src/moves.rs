@@ -18,7 +18,7 @@ text_status! {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct TenantMove {
     pub id: Uuid,
     pub tenant_id: Uuid,

@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 use crate::{Email, Error, Result};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum OperatorRole {
     Owner,
@@ -39,7 +39,7 @@ impl OperatorRole {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Operator {
     pub id: Uuid,
     pub email: String,

@@ -5,7 +5,7 @@ use tokio_postgres::{GenericClient, Row};
 
 use crate::{Error, Result};
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Plan {
     pub code: String,
     pub name: String,
@@ -104,15 +104,23 @@ pub async fn plan_terms(client: &impl GenericClient, code: &str) -> Result<Optio
 
 /// What an operator may set on a plan. The code is fixed once a plan exists: tenants and
 /// subscriptions point at it.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PlanFields {
+    #[schema(min_length = 1, max_length = 100)]
     pub name: String,
+    /// Unlimited when absent or null.
+    #[schema(minimum = 1)]
     pub max_users: Option<i32>,
+    #[schema(minimum = 0)]
     pub max_storage_bytes: Option<i64>,
+    #[schema(minimum = 0)]
     pub max_database_bytes: Option<i64>,
+    #[schema(minimum = 0)]
     pub price_cents: i32,
+    /// A three-letter ISO code (default USD).
     #[serde(default = "default_currency")]
+    #[schema(pattern = "^[A-Z]{3}$")]
     pub currency: String,
     #[serde(default)]
     pub features: Vec<String>,
@@ -120,6 +128,7 @@ pub struct PlanFields {
     pub active: bool,
     /// Pins the plan's new tenants to the servers of this group.
     #[serde(default)]
+    #[schema(pattern = "^[a-z][a-z0-9-]{0,39}$")]
     pub server_group: Option<String>,
 }
 

@@ -23,7 +23,7 @@ text_status! {
 }
 
 /// A server as recorded.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct DatabaseServer {
     pub id: String,
     pub host: String,
@@ -144,7 +144,7 @@ pub async fn server_fetch(client: &impl GenericClient, id: &str) -> Result<Datab
 }
 
 /// A server with how many living (not deleted) tenants it holds.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ServerLoad {
     #[serde(flatten)]
     pub server: DatabaseServer,

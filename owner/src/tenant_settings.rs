@@ -15,7 +15,7 @@ use uuid::Uuid;
 use crate::{Error, Result};
 
 /// What the tenant app reads. Every field has a default, so `{}` is valid.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
     /// An IANA time zone name, as PostgreSQL knows them (`Europe/Rome`).
@@ -34,6 +34,26 @@ pub struct Settings {
     /// `GET /api/v1/settings/logo`, when it is a PNG, JPEG, GIF or WebP image.
     #[serde(default)]
     pub logo_file_id: Option<Uuid>,
+}
+
+/// A patch of [`Settings`], as the owner API documents it: a field given replaces, `null`
+/// resets it to the default, a field left out stays. [`Settings::patched`] applies it; a
+/// test keeps the two field lists the same.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct SettingsPatch {
+    /// An IANA time zone name such as `Europe/Rome` (default `UTC`).
+    time_zone: Option<String>,
+    /// A BCP 47 tag such as `it-IT` (default `en`).
+    locale: Option<String>,
+    /// Default: the tenant's name.
+    #[schema(max_length = 100)]
+    brand_name: Option<String>,
+    #[schema(pattern = "^#[0-9a-fA-F]{6}$")]
+    brand_colour: Option<String>,
+    /// A PNG, JPEG, GIF or WebP file of the tenant's, served publicly at
+    /// `GET /api/v1/settings/logo`.
+    logo_file_id: Option<Uuid>,
 }
 
 fn default_time_zone() -> String {
@@ -278,6 +298,21 @@ pub async fn features_update(
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn the_documented_patch_names_every_setting() {
+        let schema = serde_json::to_value(<SettingsPatch as utoipa::PartialSchema>::schema())
+            .expect("schema");
+        let documented: std::collections::BTreeSet<&String> = schema["properties"]
+            .as_object()
+            .expect("properties")
+            .keys()
+            .collect();
+        let settings = serde_json::to_value(Settings::default()).expect("settings");
+        let actual: std::collections::BTreeSet<&String> =
+            settings.as_object().expect("object").keys().collect();
+        assert_eq!(documented, actual);
+    }
 
     #[test]
     fn a_patch_replaces_given_fields_resets_nulls_and_keeps_the_rest() {

@@ -9,7 +9,7 @@ use crate::maintenance::Maintenance;
 use crate::{Error, Result};
 
 /// Where a tenant is, or is going.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum TenantStatus {
     /// Being created; `provisioning_step` says how far it got.
@@ -48,7 +48,7 @@ impl TenantStatus {
 
 /// The last step a tenant completed. Creation runs top to bottom through the first six,
 /// deletion through the last five.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Step {
     RowInserted,

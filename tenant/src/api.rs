@@ -4,9 +4,12 @@
 use axum::extract::Extension;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use axum::{Json, Router};
-use serde_json::json;
+use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
 
 use crate::context::TenantContext;
 use crate::pool::{ConnectError, PoolError};
@@ -18,6 +21,7 @@ pub mod extract;
 mod files;
 mod integrations;
 mod members;
+pub mod openapi;
 mod records;
 mod roles;
 mod settings;
@@ -26,9 +30,26 @@ mod users;
 pub use auth::AuthUser;
 pub use extract::{ApiJson, ApiQuery};
 
+/// The tenant API's routes.
 pub fn router() -> Router {
-    Router::new()
-        .route("/api/v1/status", get(status))
+    let (router, _) = api().split_for_parts();
+    router
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+}
+
+/// The OpenAPI 3.1 document of [`router`]'s routes (served at [`openapi::DOCUMENT_PATH`]).
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    let mut document = api().into_openapi();
+    openapi::standard_errors(&mut document);
+    document
+}
+
+/// The routes and their document, from one construction.
+fn api() -> OpenApiRouter {
+    OpenApiRouter::with_openapi(openapi::base())
+        .routes(routes!(status))
+        .routes(routes!(openapi::document))
         .merge(auth::routes())
         .merge(users::routes())
         .merge(records::routes())
@@ -47,21 +68,72 @@ pub fn router() -> Router {
                 settings::requires,
             )),
         )
-        .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
 }
 
 const STATUS_QUERY: &str = "SELECT current_database(), current_user, \
      (SELECT count(*) FROM practices), (SELECT count(*) FROM users)";
 
-/// The tenant as its own database sees it. Anyone may ask whether the tenant is up (the
-/// same query runs either way, so the answer proves the database answers); only its admins
-/// see which database and role serve it and the counts, which say too much to strangers.
+/// Whether the tenant is up; with `status:details`, how it is served.
+#[derive(Serialize, ToSchema)]
+struct StatusBody {
+    /// The tenant's database (with `status:details`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    database: Option<String>,
+    /// How many practices (with `status:details`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    practices: Option<i64>,
+    /// The database role serving it (with `status:details`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    role: Option<String>,
+    status: Up,
+    tenant: StatusTenant,
+    /// How many users (with `status:details`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    users: Option<i64>,
+}
+
+/// What the status says when it answers at all.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+enum Up {
+    Ok,
+}
+
+#[derive(Serialize, ToSchema)]
+struct StatusTenant {
+    /// With `status:details`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    id: Option<Uuid>,
+    slug: String,
+}
+
+/// The tenant as its own database sees it.
+///
+/// Anyone may ask whether the tenant is up (the same query runs either way, so the answer
+/// proves the database answers); only its admins see which database and role serve it and
+/// the counts, which say too much to strangers.
+#[utoipa::path(
+    get,
+    path = "/api/v1/status",
+    operation_id = "status",
+    tag = "meta",
+    security((), ("bearer" = [])),
+    responses(
+        (status = 200, description = "Up; the details only with a token granting `status:details`", body = StatusBody),
+        (status = 401, description = "A token was sent and is not valid", body = openapi::ErrorBody),
+        (status = 403, description = "The token's role does not grant `status:details`, or the tenant is suspended", body = openapi::ErrorBody),
+    ),
+)]
 async fn status(
     Extension(ctx): Extension<TenantContext>,
     headers: axum::http::HeaderMap,
     auth: Result<AuthUser, ApiFailure>,
-) -> Result<Json<serde_json::Value>, ApiFailure> {
+) -> Result<Json<StatusBody>, ApiFailure> {
     let detailed = match auth {
         Ok(user) => {
             user.require("status:details")?;
@@ -82,23 +154,38 @@ async fn status(
     .await
     .map_err(ApiFailure::Db)?;
     if !detailed {
-        return Ok(Json(json!({
-            "tenant": { "slug": ctx.slug },
-            "status": "ok",
-        })));
+        return Ok(Json(StatusBody {
+            database: None,
+            practices: None,
+            role: None,
+            status: Up::Ok,
+            tenant: StatusTenant {
+                id: None,
+                slug: ctx.slug,
+            },
+            users: None,
+        }));
     }
-    let database: String = row.get(0);
-    let role: String = row.get(1);
-    let practices: i64 = row.get(2);
-    let users: i64 = row.get(3);
-    Ok(Json(json!({
-        "tenant": { "id": ctx.id, "slug": ctx.slug },
-        "status": "ok",
-        "database": database,
-        "role": role,
-        "practices": practices,
-        "users": users,
-    })))
+    Ok(Json(StatusBody {
+        database: Some(row.get(0)),
+        practices: Some(row.get(2)),
+        role: Some(row.get(1)),
+        status: Up::Ok,
+        tenant: StatusTenant {
+            id: Some(ctx.id),
+            slug: ctx.slug,
+        },
+        users: Some(row.get(3)),
+    }))
+}
+
+/// Lists answer a page of items, with how many there are in all.
+#[derive(Serialize, ToSchema)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub limit: i64,
+    pub offset: i64,
+    pub total: i64,
 }
 
 async fn not_found() -> Response {

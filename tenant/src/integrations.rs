@@ -139,14 +139,20 @@ impl Operation {
 }
 
 /// A call's outcome, as it is logged and answered.
-#[derive(Debug, Clone, serde::Serialize)]
+// Fields in the order answers have always given them.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct Outcome {
+    pub duration_ms: i32,
+    /// Why the call failed, if it did.
+    #[schema(required = true)]
+    pub error: Option<String>,
     pub ok: bool,
+    /// `test` or `sync`.
+    #[schema(value_type = String)]
     pub operation: &'static str,
     /// The provider's HTTP status, when it answered.
+    #[schema(required = true)]
     pub status: Option<i32>,
-    pub error: Option<String>,
-    pub duration_ms: i32,
 }
 
 /// What an integration's sealed credentials are bound to: it, in this tenant.

@@ -5,7 +5,7 @@ use serde::Serialize;
 use tokio_postgres::{GenericClient, Row};
 use uuid::Uuid;
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct User {
     pub id: Uuid,
     pub email: String,
@@ -19,6 +19,7 @@ pub struct User {
     /// Tokens issued before this are void (a password, role or status change).
     #[serde(skip)]
     pub updated_at: DateTime<Utc>,
+    #[schema(required = true)]
     pub last_login_at: Option<DateTime<Utc>>,
     /// What the user's role allows (see `crate::permissions`).
     pub permissions: Vec<String>,

@@ -33,7 +33,7 @@ pub struct Progress {
 }
 
 /// How a run ended.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct RunSummary {
     pub run_id: Uuid,
     pub status: RunStatus,
@@ -51,6 +51,7 @@ pub struct RunSummary {
     /// Tenants already at the target version, skipped without a connection.
     pub up_to_date: usize,
     pub halt_reason: Option<String>,
+    #[schema(value_type = u64)]
     pub elapsed_ms: u128,
 }
 

@@ -10,27 +10,31 @@ use super::{DEFAULT_CONCURRENCY, Fleet};
 use crate::Result;
 use crate::services::TenantRole;
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct FleetStatus {
     pub target_version: i32,
     pub source: String,
     /// The set's migrations, `V{version}__{name}`, oldest first.
     pub migrations: Vec<String>,
-    /// `(schema version, tenants)` among active and suspended tenants.
+    /// `[schema version, tenants]` pairs among active and suspended tenants.
+    #[schema(value_type = Vec<Vec<Option<i64>>>)]
     pub histogram: Vec<(Option<i32>, i64)>,
-    /// Tenants whose recorded version is below the target.
+    /// `[slug, recorded version]` of the tenants whose recorded version is below the target.
+    #[schema(value_type = Vec<Vec<serde_json::Value>>)]
     pub behind: Vec<(String, Option<i32>)>,
     /// With `verify`: tenants whose database disagrees with the source or the record.
     pub drift: Vec<TenantDrift>,
     pub verified: bool,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct TenantDrift {
     pub tenant_id: Uuid,
     pub slug: String,
     pub recorded_version: Option<i32>,
     pub actual_version: Option<i32>,
+    /// How the database differs: migrations missing, unknown, or changed.
+    #[schema(value_type = Option<serde_json::Value>)]
     pub drift: Option<Drift>,
     pub error: Option<String>,
 }

@@ -1,11 +1,12 @@
 //! `/api/owner/audit`: the audit log, newest first, with filters.
 
+use axum::Json;
 use axum::extract::State;
-use axum::routing::get;
-use axum::{Json, Router};
-use owner::audit::{AuditFilter, audit_search};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use owner::audit::{AuditEvent, AuditFilter, audit_search};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::extract::ApiQuery;
 use super::owner_auth::CurrentOperator;
@@ -13,12 +14,13 @@ use crate::http::state::AppState;
 use crate::{Error, Result};
 use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
 
-pub fn routes() -> Router<AppState> {
-    Router::new().route("/audit", get(list))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(list))
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct AuditQuery {
     pub actor: Option<String>,
     /// A prefix: `tenant.` matches every tenant event.
@@ -27,6 +29,7 @@ pub struct AuditQuery {
     pub target_id: Option<String>,
     /// Events older than this id (the `next_before` of the previous page).
     pub before: Option<i64>,
+    /// At most this many events (1 to 500, default 100).
     pub limit: Option<i64>,
     /// `true` (or a checked box's `on`): leave out the reconciler's `*.step.*` events.
     pub hide_system: Option<String>,
@@ -90,18 +93,28 @@ fn moment(text: &str, field: &str, end_of_day: bool) -> Result<DateTime<Utc>> {
     Ok(day.and_time(NaiveTime::MIN).and_utc())
 }
 
+#[derive(Serialize, ToSchema)]
+struct AuditPage {
+    events: Vec<AuditEvent>,
+    /// Pass as `before` for the next page; null on the last one.
+    next_before: Option<i64>,
+}
+
+/// The audit log, newest first.
+#[utoipa::path(get, path = "/audit", tag = "audit", params(AuditQuery), responses((status = 200, body = AuditPage)))]
 async fn list(
     State(state): State<AppState>,
     _operator: CurrentOperator,
     ApiQuery(query): ApiQuery<AuditQuery>,
-) -> Result<Json<Value>> {
+) -> Result<Json<AuditPage>> {
     let filter = query.filter()?;
     let conn = state.owner.conn().await?;
     let events = audit_search(&**conn, &filter).await?;
     let next_before = (events.len() as i64 == filter.limit)
         .then(|| events.last().map(|e| e.id))
         .flatten();
-    Ok(Json(
-        json!({ "events": events, "next_before": next_before }),
-    ))
+    Ok(Json(AuditPage {
+        events,
+        next_before,
+    }))
 }

@@ -1,16 +1,17 @@
 //! Operator sign-in and sign-out, the operator's own account, and the extractor that
 //! authenticates every other owner-API request.
 
+use axum::Json;
 use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use owner::operators::Operator;
 use owner::sessions::SessionKind;
 use secrecy::ExposeSecret;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::extract::{ApiJson, ClientIp};
 use super::session::{Session, authenticate, require_csrf_header};
@@ -18,30 +19,49 @@ use crate::http::state::AppState;
 use crate::sign_in::{Attempt, sign_in, sign_out};
 use crate::{Error, Result};
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/auth/login", post(login))
-        .route("/auth/logout", post(logout))
-        .route("/me", get(me))
-        .route("/me/password", post(change_password))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(login))
+        .routes(routes!(logout))
+        .routes(routes!(me))
+        .routes(routes!(change_password))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct LoginRequest {
     email: String,
     password: String,
 }
 
-/// Email + password -> a short-lived bearer token (audience `owner`) naming a new
-/// session. Every attempt is audited; the answer does not say whether the email exists;
-/// repeated failures are throttled (429 with Retry-After).
+#[derive(Serialize, ToSchema)]
+struct LoginAnswer {
+    token: String,
+    /// Always `Bearer`.
+    token_type: String,
+    /// When the token stops working (RFC 3339).
+    expires_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// Seconds from now until then.
+    expires_in: u64,
+    operator: Operator,
+}
+
+/// Sign in: email and password give a short-lived bearer token.
+///
+/// The token (audience `owner`) names a new session. Every attempt is audited; the answer
+/// does not say whether the email exists; repeated failures are throttled (429 with
+/// Retry-After).
+#[utoipa::path(post, path = "/auth/login", tag = "auth", security(()), request_body = LoginRequest, responses(
+    (status = 200, body = LoginAnswer),
+    (status = 401, description = "Wrong email or password", body = super::openapi::ErrorBody),
+    (status = 429, description = "Too many failed attempts; retry after Retry-After seconds", body = super::openapi::ErrorBody),
+))]
 async fn login(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
     headers: axum::http::HeaderMap,
     ApiJson(req): ApiJson<LoginRequest>,
-) -> Result<Json<Value>> {
+) -> Result<Json<LoginAnswer>> {
     let signed_in = sign_in(
         &state.owner,
         &state.tokens,
@@ -54,18 +74,17 @@ async fn login(
         },
     )
     .await?;
-    Ok(Json(json!({
-        "token": signed_in.token.expose_secret(),
-        "token_type": "Bearer",
+    Ok(Json(LoginAnswer {
+        token: signed_in.token.expose_secret().to_string(),
+        token_type: "Bearer".into(),
         // RFC 3339, like every other time the API gives; `expires_in` for clients that
         // count seconds.
-        "expires_at": chrono::DateTime::from_timestamp(signed_in.expires_at as i64, 0)
-            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
-        "expires_in": signed_in
+        expires_at: chrono::DateTime::from_timestamp(signed_in.expires_at as i64, 0),
+        expires_in: signed_in
             .expires_at
             .saturating_sub(jsonwebtoken::get_current_timestamp()),
-        "operator": signed_in.operator,
-    })))
+        operator: signed_in.operator,
+    }))
 }
 
 pub fn user_agent(headers: &axum::http::HeaderMap) -> Option<String> {
@@ -75,7 +94,8 @@ pub fn user_agent(headers: &axum::http::HeaderMap) -> Option<String> {
         .map(str::to_string)
 }
 
-/// Revokes the session of the token (or cookie) used: it is refused from now on.
+/// Revoke the session of the token (or cookie) used: it is refused from now on.
+#[utoipa::path(post, path = "/auth/logout", tag = "auth", responses((status = 204, description = "Revoked")))]
 async fn logout(
     State(state): State<AppState>,
     AnyOperator(session): AnyOperator,
@@ -85,19 +105,25 @@ async fn logout(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// The operator behind the token.
+#[utoipa::path(get, path = "/me", tag = "auth", responses((status = 200, body = Operator)))]
 async fn me(AnyOperator(session): AnyOperator) -> Json<Operator> {
     Json(session.operator)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct PasswordRequest {
     current_password: String,
+    #[schema(min_length = 10)]
     new_password: String,
 }
 
-/// Sets the operator's own password (required after signing in with a one-time one) and
-/// ends the operator's other sessions; the one making the request goes on.
+/// Set one's own password.
+///
+/// Required after signing in with a one-time password. Ends the operator's other
+/// sessions; the one making the request goes on.
+#[utoipa::path(post, path = "/me/password", tag = "auth", request_body = PasswordRequest, responses((status = 204, description = "Changed")))]
 async fn change_password(
     State(state): State<AppState>,
     AnyOperator(session): AnyOperator,

@@ -7,21 +7,22 @@
 //! answer, so a tampered backup is refused (422) with nothing touched. An export is
 //! streamed as it is read from disk, never held whole in memory.
 
+use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
-use owner::backups::{BackupKind, Restore};
+use owner::backups::{BackupKind, Restore, RestoreTest};
 use owner::tenants::{Tenant, TenantStatus, tenant_find};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::extract::{ApiJson, ApiQuery, ClientIp};
 use super::owner_auth::CurrentOperator;
-use super::owner_tenants::WAIT_LIMIT;
+use super::owner_tenants::{WAIT_LIMIT, WaitQuery};
 use crate::backups::BackupRequest;
 use crate::http::state::AppState;
 use crate::views::{BackupInfo, TenantInfo};
@@ -29,15 +30,15 @@ use crate::{Error, Result};
 
 const MAX_PAGE: i64 = 500;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/backups", get(list_all))
-        .route("/backups/restore-test", get(restore_test))
-        .route("/tenants/{id}/backups", get(list).post(create))
-        .route("/tenants/{id}/backups/{backup}", get(show))
-        .route("/tenants/{id}/restore", post(restore))
-        .route("/tenants/{id}/restores/{restore}", get(restore_show))
-        .route("/tenants/{id}/export", get(export))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_all))
+        .routes(routes!(restore_test))
+        .routes(routes!(list, create))
+        .routes(routes!(show))
+        .routes(routes!(restore))
+        .routes(routes!(restore_show))
+        .routes(routes!(export))
 }
 
 async fn find(state: &AppState, key: &str) -> Result<Tenant> {
@@ -50,19 +51,16 @@ fn parse_id(text: &str) -> Result<Uuid> {
     Uuid::parse_str(text).map_err(|_| owner::Error::NotFound.into())
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct ListQuery {
+    /// At most this many, newest first (1 to 500, default 100).
     limit: Option<i64>,
 }
 
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct WaitQuery {
-    #[serde(default)]
-    wait: bool,
-}
-
+/// The fleet's backups, newest first.
+#[utoipa::path(get, path = "/backups", tag = "backups", params(ListQuery), responses((status = 200, body = Vec<BackupInfo>)))]
 async fn list_all(
     State(state): State<AppState>,
     _operator: CurrentOperator,
@@ -73,6 +71,8 @@ async fn list_all(
     Ok(Json(backups.iter().map(BackupInfo::from).collect()))
 }
 
+/// A tenant's backups, newest first.
+#[utoipa::path(get, path = "/tenants/{id}/backups", tag = "backups", params(("id" = String, Path, description = "The tenant's id or slug"), ListQuery), responses((status = 200, body = Vec<BackupInfo>)))]
 async fn list(
     State(state): State<AppState>,
     _operator: CurrentOperator,
@@ -85,6 +85,8 @@ async fn list(
     Ok(Json(backups.iter().map(BackupInfo::from).collect()))
 }
 
+/// One backup of a tenant.
+#[utoipa::path(get, path = "/tenants/{id}/backups/{backup}", tag = "backups", params(("id" = String, Path, description = "The tenant's id or slug"), ("backup" = String, Path, description = "The backup's id")), responses((status = 200, body = BackupInfo)))]
 async fn show(
     State(state): State<AppState>,
     _operator: CurrentOperator,
@@ -98,6 +100,13 @@ async fn show(
     Ok(Json(BackupInfo::from(&backup)))
 }
 
+/// Back the tenant up now: its database dump and its files, with a checksummed manifest.
+///
+/// 202 with the running backup; with `?wait=true`, 201 with the finished one.
+#[utoipa::path(post, path = "/tenants/{id}/backups", tag = "backups", params(("id" = String, Path, description = "The tenant's id or slug"), WaitQuery), responses(
+    (status = 201, description = "Finished (with `?wait=true`)", body = BackupInfo),
+    (status = 202, description = "Started", body = BackupInfo),
+))]
 async fn create(
     State(state): State<AppState>,
     operator: CurrentOperator,
@@ -132,14 +141,32 @@ async fn create(
     Ok((StatusCode::ACCEPTED, Json(BackupInfo::from(&running))))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct RestoreRequest {
+    #[schema(format = Uuid)]
     backup_id: String,
     /// Restore into a new tenant with this slug instead.
+    #[schema(pattern = "^[a-z][a-z0-9-]{1,39}$")]
     into: Option<String>,
 }
 
+#[derive(Serialize, ToSchema)]
+struct RestoreAnswer {
+    restore: Restore,
+    /// The tenant restored into (a new one with `into`).
+    tenant: TenantInfo,
+}
+
+/// Restore a backup into the tenant, or into a new tenant (`into`).
+///
+/// The backup is checked against its checksums first: a tampered one is refused (422
+/// `backup_corrupt`) with nothing touched. 202 with the running restore; with
+/// `?wait=true`, 200 with the finished one.
+#[utoipa::path(post, path = "/tenants/{id}/restore", tag = "backups", params(("id" = String, Path, description = "The tenant's id or slug"), WaitQuery), request_body = RestoreRequest, responses(
+    (status = 200, description = "Finished (with `?wait=true`)", body = RestoreAnswer),
+    (status = 202, description = "Started", body = RestoreAnswer),
+))]
 async fn restore(
     State(state): State<AppState>,
     operator: CurrentOperator,
@@ -147,7 +174,7 @@ async fn restore(
     Path(key): Path<String>,
     ApiQuery(query): ApiQuery<WaitQuery>,
     ApiJson(body): ApiJson<RestoreRequest>,
-) -> Result<(StatusCode, Json<Value>)> {
+) -> Result<(StatusCode, Json<RestoreAnswer>)> {
     operator.require_write()?;
     let tenant = find(&state, &key).await?;
     if let Some(slug) = &body.into {
@@ -178,16 +205,21 @@ async fn restore(
     let handle = state
         .tasks
         .spawn(async move { backups.finish_restore(started).await });
-    let answer = |tenant: &Tenant, restore: &Restore| json!({ "restore": restore, "tenant": TenantInfo::from(tenant) });
+    let answer = |tenant: &Tenant, restore: Restore| RestoreAnswer {
+        restore,
+        tenant: TenantInfo::from(tenant),
+    };
     if query.wait
         && let Ok(Ok(result)) = tokio::time::timeout(WAIT_LIMIT, handle).await
     {
         let (tenant, restore) = result?;
-        return Ok((StatusCode::OK, Json(answer(&tenant, &restore))));
+        return Ok((StatusCode::OK, Json(answer(&tenant, restore))));
     }
-    Ok((StatusCode::ACCEPTED, Json(answer(&target, &running))))
+    Ok((StatusCode::ACCEPTED, Json(answer(&target, running))))
 }
 
+/// One restore of a tenant.
+#[utoipa::path(get, path = "/tenants/{id}/restores/{restore}", tag = "backups", params(("id" = String, Path, description = "The tenant's id or slug"), ("restore" = String, Path, description = "The restore's id")), responses((status = 200, body = Restore)))]
 async fn restore_show(
     State(state): State<AppState>,
     _operator: CurrentOperator,
@@ -202,14 +234,30 @@ async fn restore_show(
     Ok(Json(restore))
 }
 
+#[derive(Serialize, ToSchema)]
+struct RestoreTestAnswer {
+    /// Null before the first test.
+    latest: Option<RestoreTest>,
+}
+
+/// The latest scheduled restore test: a recent backup restored into a scratch database
+/// and checked.
+#[utoipa::path(get, path = "/backups/restore-test", tag = "backups", responses((status = 200, body = RestoreTestAnswer)))]
 async fn restore_test(
     State(state): State<AppState>,
     _operator: CurrentOperator,
-) -> Result<Json<Value>> {
+) -> Result<Json<RestoreTestAnswer>> {
     let latest = state.backups.latest_restore_test().await?;
-    Ok(Json(json!({ "latest": latest })))
+    Ok(Json(RestoreTestAnswer { latest }))
 }
 
+/// The tenant's data as a tar archive (database dump and files), streamed.
+///
+/// Owners and admins only: it is a full copy of a customer's data.
+#[utoipa::path(get, path = "/tenants/{id}/export", tag = "backups", params(("id" = String, Path, description = "The tenant's id or slug")), responses(
+    (status = 200, description = "The archive", content_type = "application/x-tar"),
+    (status = 409, description = "The tenant is not active or suspended", body = super::openapi::ErrorBody),
+))]
 async fn export(
     State(state): State<AppState>,
     operator: CurrentOperator,

@@ -2,15 +2,16 @@
 //! owners and admins may change a server's status and limits; only owners add servers
 //! (a server's admin URL is the keys to every tenant on it).
 
+use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::get;
-use axum::{Json, Router};
 use owner::operators::OperatorRole;
 use owner::servers::ServerStatus;
 use secrecy::SecretString;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::extract::{ApiJson, ClientIp};
 use super::owner_auth::CurrentOperator;
@@ -19,17 +20,34 @@ use crate::provisioning::AddServer;
 use crate::provisioning::ServerReport;
 use crate::{Error, Result};
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/servers", get(list).post(add))
-        .route("/servers/{id}", get(show).patch(update))
-        .route("/servers/{id}/drain", axum::routing::post(drain))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list, add))
+        .routes(routes!(show, update))
+        .routes(routes!(drain))
 }
 
-async fn list(State(state): State<AppState>, _operator: CurrentOperator) -> Result<Json<Value>> {
-    Ok(Json(json!({ "servers": state.servers.report().await? })))
+#[derive(Serialize, ToSchema)]
+struct ServerList {
+    servers: Vec<ServerReport>,
 }
 
+/// The database servers tenants live on.
+///
+/// Each with its status, limits and tenants, and as it answers now (reachable, version,
+/// databases, connections, disk used).
+#[utoipa::path(get, path = "/servers", tag = "servers", responses((status = 200, body = ServerList)))]
+async fn list(
+    State(state): State<AppState>,
+    _operator: CurrentOperator,
+) -> Result<Json<ServerList>> {
+    Ok(Json(ServerList {
+        servers: state.servers.report().await?,
+    }))
+}
+
+/// One server.
+#[utoipa::path(get, path = "/servers/{id}", tag = "servers", params(("id" = String, Path, description = "The server's name")), responses((status = 200, body = ServerReport)))]
 async fn show(
     State(state): State<AppState>,
     _operator: CurrentOperator,
@@ -38,22 +56,33 @@ async fn show(
     Ok(Json(state.servers.show(&id).await?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct AddRequest {
+struct ServerAdd {
+    #[schema(pattern = "^[a-z][a-z0-9-]{0,39}$")]
     name: String,
-    /// The admin connection URL (never shown again).
+    /// The admin connection URL, such as postgres://admin:secret@db2:5432/postgres; stored
+    /// sealed and never shown again.
     url: String,
+    #[schema(minimum = 1)]
     max_tenants: Option<i32>,
+    #[schema(minimum = 1)]
     connection_budget: Option<i32>,
+    /// Only plans pinned to this group place tenants here.
+    #[schema(pattern = "^[a-z][a-z0-9-]{0,39}$")]
     server_group: Option<String>,
 }
 
+/// Register a server (owners only).
+///
+/// It is checked first (it answers; its role is a superuser or has CREATEROLE and
+/// CREATEDB), hardened and given the template database; 409 `server_exists`.
+#[utoipa::path(post, path = "/servers", tag = "servers", request_body = ServerAdd, responses((status = 201, body = ServerReport)))]
 async fn add(
     State(state): State<AppState>,
     operator: CurrentOperator,
     ClientIp(ip): ClientIp,
-    ApiJson(req): ApiJson<AddRequest>,
+    ApiJson(req): ApiJson<ServerAdd>,
 ) -> Result<(StatusCode, Json<ServerReport>)> {
     if operator.0.role != OperatorRole::Owner {
         return Err(Error::Forbidden);
@@ -77,8 +106,11 @@ async fn add(
     ))
 }
 
-/// Sets the server draining and moves its tenants off in the background: 202 with the
-/// server; `GET /tenants/{id}/moves` (or the server's tenant count) shows the progress.
+/// Drain a server: no new tenants, and every tenant moved off in the background.
+///
+/// 202 with the server; `GET /tenants/{id}/moves` (or the server's tenant count) shows
+/// the progress.
+#[utoipa::path(post, path = "/servers/{id}/drain", tag = "servers", params(("id" = String, Path, description = "The server's name")), responses((status = 202, body = ServerReport)))]
 async fn drain(
     State(state): State<AppState>,
     operator: CurrentOperator,
@@ -92,15 +124,20 @@ async fn drain(
 }
 
 /// `null` removes a limit; a field left out keeps it.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct UpdateRequest {
+struct ServerUpdate {
+    /// `draining`: no new tenants; `disabled`: none, and skipped by fleet-wide passes.
+    #[schema(value_type = Option<ServerStatus>)]
     status: Option<String>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<i32>, minimum = 1)]
     max_tenants: Option<Option<i32>>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<i32>, minimum = 1)]
     connection_budget: Option<Option<i32>>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>, pattern = "^[a-z][a-z0-9-]{0,39}$")]
     server_group: Option<Option<String>>,
 }
 
@@ -111,12 +148,14 @@ fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(
     Option::<T>::deserialize(deserializer).map(Some)
 }
 
+/// Change a server's status or limits.
+#[utoipa::path(patch, path = "/servers/{id}", tag = "servers", params(("id" = String, Path, description = "The server's name")), request_body = ServerUpdate, responses((status = 200, body = ServerReport)))]
 async fn update(
     State(state): State<AppState>,
     operator: CurrentOperator,
     ClientIp(ip): ClientIp,
     Path(id): Path<String>,
-    ApiJson(req): ApiJson<UpdateRequest>,
+    ApiJson(req): ApiJson<ServerUpdate>,
 ) -> Result<Json<ServerReport>> {
     operator.require_write()?;
     let status = match req.status.as_deref() {

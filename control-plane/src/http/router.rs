@@ -14,33 +14,23 @@ use tower_http::trace::TraceLayer;
 use super::dispatch::{Dispatch, dispatch};
 use super::error::ApiError;
 use super::state::AppState;
-use super::{
-    health, metrics, openapi, owner_audit, owner_auth, owner_backups, owner_migrations,
-    owner_moves, owner_operators, owner_plans, owner_servers, owner_tenants, public,
-};
+use super::{health, metrics, openapi, public};
 
 static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// The whole service: tenant hosts go to the tenant API (through `dispatch`), owner
 /// hosts to health, metrics, the owner API and the dashboard.
 pub fn router(state: AppState) -> Router {
-    let owner_api = Router::new()
-        .merge(owner_auth::routes())
-        .merge(owner_tenants::routes())
-        .merge(owner_backups::routes())
-        .merge(owner_migrations::routes())
-        .merge(owner_operators::routes())
-        .merge(owner_plans::routes())
-        .merge(owner_servers::routes())
-        .merge(owner_moves::routes())
-        .merge(owner_audit::routes())
-        .route("/openapi.json", axum::routing::get(openapi::serve))
+    let (owner_api, document) = openapi::owner_api();
+    let owner_api = owner_api
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed);
     metrics::install();
     Router::new()
         .merge(health::routes())
         .route("/metrics", axum::routing::get(metrics::render))
+        .merge(openapi::document_route(document))
+        .merge(openapi::docs_ui())
         .nest("/api/owner", owner_api)
         .nest(
             "/api/public",

@@ -311,7 +311,7 @@ impl Servers {
 const PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// A server as recorded, and what it says of itself when it answers.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct ServerReport {
     #[serde(flatten)]
     pub load: ServerLoad,
@@ -321,15 +321,21 @@ pub struct ServerReport {
     pub live: Option<ServerFacts>,
 }
 
-/// What a server says of the databases the control plane keeps there.
-#[derive(Debug, Clone, serde::Serialize)]
+/// What a server says of the databases the control plane keeps there. Its fields are
+/// absent from a report when the server did not answer, hence not required.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct ServerFacts {
+    #[schema(required = false)]
     pub version: String,
     /// Databases carrying this installation's prefix (tenants, template, scratch).
+    #[schema(required = false)]
     pub databases: i64,
+    #[schema(required = false)]
     pub database_bytes: i64,
     /// Sessions open in those databases now.
+    #[schema(required = false)]
     pub connections: i64,
+    #[schema(required = false)]
     pub max_connections: i64,
 }
 

@@ -1,13 +1,16 @@
 //! `/api/v1/auth/*` and `/api/v1/me`: log in, refresh, log out, change password.
 
+use axum::Json;
 use axum::extract::{Extension, FromRequestParts};
 use axum::http::header;
 use axum::http::request::Parts;
-use axum::routing::{get, post};
-use axum::{Json, Router};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
+use super::openapi::ErrorBody;
 use super::{ApiFailure, ApiJson};
 use crate::audit::{AuditEntry, audit_insert};
 use crate::auth::{
@@ -18,37 +21,70 @@ use crate::context::TenantContext;
 use crate::sign_in;
 use crate::users::{self, User};
 
-pub fn routes() -> Router {
-    Router::new()
-        .route("/api/v1/auth/login", post(login))
-        .route("/api/v1/auth/refresh", post(refresh))
-        .route("/api/v1/auth/logout", post(logout))
-        .route("/api/v1/auth/password", post(change_password))
-        .route("/api/v1/me", get(me))
+pub fn routes() -> OpenApiRouter {
+    OpenApiRouter::new()
+        .routes(routes!(login))
+        .routes(routes!(refresh))
+        .routes(routes!(logout))
+        .routes(routes!(change_password))
+        .routes(routes!(me))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct LoginRequest {
+    /// Compared without case and surrounding spaces.
     email: String,
     password: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct RefreshRequest {
     refresh_token: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct PasswordRequest {
     current_password: String,
+    #[schema(schema_with = new_password)]
     new_password: String,
 }
 
+/// A password the server takes: at least [`MIN_PASSWORD_CHARS`] characters.
+pub(super) fn new_password() -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .min_length(Some(MIN_PASSWORD_CHARS))
+        .build()
+}
+
+/// A signed-in session: a short-lived access token and the refresh token that renews it.
+#[derive(Serialize, ToSchema)]
+struct Tokens {
+    /// Send as `Authorization: Bearer <access_token>`.
+    access_token: String,
+    /// When the access token expires (RFC 3339).
+    #[schema(required = true, format = DateTime)]
+    expires_at: Option<String>,
+    /// Seconds until the access token expires.
+    expires_in: i64,
+    /// Only `POST /api/v1/auth/password` is allowed until the password is changed.
+    must_change_password: bool,
+    /// For `POST /api/v1/auth/refresh` (once) and `POST /api/v1/auth/logout`.
+    refresh_token: String,
+    #[schema(value_type = String, pattern = "^Bearer$")]
+    token_type: &'static str,
+}
+
+#[derive(Serialize, ToSchema)]
+struct LoggedOut {
+    logged_out: bool,
+}
+
 /// Access and refresh tokens for a user, the refresh token stored hashed.
-async fn tokens_for(ctx: &TenantContext, user: &User) -> Result<Value, ApiFailure> {
+async fn tokens_for(ctx: &TenantContext, user: &User) -> Result<Tokens, ApiFailure> {
     let (access, expires_at) = ctx
         .keys
         .issue(user.id, &user.role, user.must_change_password)
@@ -56,25 +92,41 @@ async fn tokens_for(ctx: &TenantContext, user: &User) -> Result<Value, ApiFailur
     let refresh = random_token();
     let conn = ctx.pool.get().await?;
     users::session_create(&***conn, user.id, &token_hash(&refresh), REFRESH_TTL).await?;
-    Ok(json!({
-        "access_token": access,
-        "token_type": "Bearer",
+    Ok(Tokens {
+        access_token: access,
         // RFC 3339, like every other time the API gives; `expires_in` in seconds.
-        "expires_at": chrono::DateTime::from_timestamp(expires_at as i64, 0)
+        expires_at: chrono::DateTime::from_timestamp(expires_at as i64, 0)
             .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
-        "expires_in": (expires_at as i64 - chrono::Utc::now().timestamp()).max(0),
-        "refresh_token": refresh,
-        "must_change_password": user.must_change_password,
-    }))
+        expires_in: (expires_at as i64 - chrono::Utc::now().timestamp()).max(0),
+        must_change_password: user.must_change_password,
+        refresh_token: refresh,
+        token_type: "Bearer",
+    })
 }
 
-/// Email + password -> tokens. Failed sign-ins are throttled per account and per client
-/// address (429 with `Retry-After`; see [`crate::sign_in`]), and every attempt is in the
-/// tenant's audit log. The answer does not say whether the email exists.
+/// Email + password -> tokens.
+///
+/// Failed sign-ins are throttled per account and per client address (429 with
+/// `Retry-After`; see [`crate::sign_in`]), and every attempt is in the tenant's audit log.
+/// The answer does not say whether the email exists.
+#[utoipa::path(
+    post,
+    path = "/api/v1/auth/login",
+    operation_id = "login",
+    tag = "auth",
+    security(()),
+    request_body = LoginRequest,
+    responses(
+        (status = 200, description = "Signed in", body = Tokens),
+        (status = 401, description = "Wrong email or password, or the user is disabled", body = ErrorBody),
+        (status = 429, description = "Too many failed sign-ins for the account or from the address", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+    ),
+)]
 async fn login(
     Extension(ctx): Extension<TenantContext>,
     ApiJson(req): ApiJson<LoginRequest>,
-) -> Result<Json<Value>, ApiFailure> {
+) -> Result<Json<Tokens>, ApiFailure> {
     let email = req.email.trim().to_lowercase();
     let ip = ctx.client_ip.map(|ip| ip.to_string());
     let (user, attempt) = sign_in::begin(&ctx.pool, &email, ip, ctx.has_roles()).await?;
@@ -102,10 +154,22 @@ async fn login(
 }
 
 /// Trades a refresh token for a new pair; the old one stops working.
+#[utoipa::path(
+    post,
+    path = "/api/v1/auth/refresh",
+    operation_id = "refresh",
+    tag = "auth",
+    security(()),
+    request_body = RefreshRequest,
+    responses(
+        (status = 200, description = "A new pair", body = Tokens),
+        (status = 401, description = "Unknown, used or revoked refresh token, or the user is disabled", body = ErrorBody),
+    ),
+)]
 async fn refresh(
     Extension(ctx): Extension<TenantContext>,
     ApiJson(req): ApiJson<RefreshRequest>,
-) -> Result<Json<Value>, ApiFailure> {
+) -> Result<Json<Tokens>, ApiFailure> {
     let user = {
         let conn = ctx.pool.get().await?;
         let Some(user_id) =
@@ -121,28 +185,52 @@ async fn refresh(
     Ok(Json(tokens_for(&ctx, &user).await?))
 }
 
+/// Revokes a refresh token.
+#[utoipa::path(
+    post,
+    path = "/api/v1/auth/logout",
+    operation_id = "logout",
+    tag = "auth",
+    security(()),
+    request_body = RefreshRequest,
+    responses((status = 200, description = "Logged out (also for unknown or revoked tokens)", body = LoggedOut)),
+)]
 async fn logout(
     Extension(ctx): Extension<TenantContext>,
     ApiJson(req): ApiJson<RefreshRequest>,
-) -> Result<Json<Value>, ApiFailure> {
+) -> Result<Json<LoggedOut>, ApiFailure> {
     let conn = ctx.pool.get().await?;
     // Unknown or already revoked tokens log out just the same.
     users::session_consume(&***conn, &token_hash(&req.refresh_token)).await?;
-    Ok(Json(json!({ "logged_out": true })))
+    Ok(Json(LoggedOut { logged_out: true }))
 }
 
-/// Changes the caller's password (the only thing a one-time password allows) and ends
-/// every session of the user, in one transaction: all refresh tokens issued so far are
-/// revoked, and access tokens issued before the change are refused from now on
-/// ([`AuthUser`] compares their `iat` with the user's `updated_at`). The caller's session
+/// Changes the caller's password and ends every other session.
+///
+/// The only thing a one-time password allows. Ends every session of the user, in one
+/// transaction: all refresh tokens issued so far are
+/// revoked, and access tokens issued before the change are refused from now on (their
+/// issue time is before the user's last change). The caller's session
 /// is the one kept: it goes on with the new pair in the response. (An access token names
 /// no session, so the caller's old refresh token cannot be told from the others; it is
 /// revoked with them and replaced by the new one.)
+#[utoipa::path(
+    post,
+    path = "/api/v1/auth/password",
+    operation_id = "change_password",
+    tag = "auth",
+    request_body = PasswordRequest,
+    responses(
+        (status = 200, description = "Changed; the new pair of the caller's session", body = Tokens),
+        (status = 403, description = "The current password is wrong, or the tenant is suspended", body = ErrorBody),
+        (status = 422, description = "The new password is too short, or the body is of the wrong shape", body = ErrorBody),
+    ),
+)]
 async fn change_password(
     Extension(ctx): Extension<TenantContext>,
     user: AuthUser,
     ApiJson(req): ApiJson<PasswordRequest>,
-) -> Result<Json<Value>, ApiFailure> {
+) -> Result<Json<Tokens>, ApiFailure> {
     if req.new_password.chars().count() < MIN_PASSWORD_CHARS {
         return Err(ApiFailure::Unprocessable(
             "weak_password",
@@ -185,6 +273,14 @@ async fn change_password(
     Ok(Json(tokens_for(&ctx, &updated).await?))
 }
 
+/// The user behind the token, with what their role allows.
+#[utoipa::path(
+    get,
+    path = "/api/v1/me",
+    operation_id = "me",
+    tag = "auth",
+    responses((status = 200, description = "The signed-in user", body = User)),
+)]
 async fn me(user: AuthUser) -> Result<Json<User>, ApiFailure> {
     user.require_password_changed()?;
     Ok(Json(user.user))

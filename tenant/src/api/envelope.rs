@@ -5,7 +5,8 @@
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+
+use super::openapi::{ErrorBody, ErrorDetail};
 
 /// How long a client is told to wait after a 503: long enough for a pool or an owner
 /// database to recover, short enough that nobody gives up.
@@ -20,7 +21,9 @@ pub fn error_response(
 ) -> Response {
     let mut response = (
         status,
-        Json(json!({ "error": { "code": code, "message": message } })),
+        Json(ErrorBody {
+            error: ErrorDetail { code, message },
+        }),
     )
         .into_response();
     let retry_after =

@@ -9,20 +9,25 @@
 //! parallel uploads: each reserves its bytes in the tenant's ledger before writing them
 //! (see `crate::ledger`).
 
+use axum::Json;
 use axum::body::Body;
 use axum::extract::{Extension, Path, Request};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
 use futures_util::StreamExt;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
+use utoipa::openapi::ObjectBuilder;
+use utoipa::openapi::path::{Parameter, ParameterIn};
+use utoipa::openapi::schema::{Schema, Type};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::{ApiFailure, ApiQuery, AuthUser};
+use super::openapi::{CONTROL, ErrorBody, int64, one_of, parameter, uuid_schema};
+use super::{ApiFailure, ApiQuery, AuthUser, Page};
 use crate::context::TenantContext;
 use crate::ledger::{self, Reservation};
 
@@ -30,11 +35,16 @@ use crate::ledger::{self, Reservation};
 pub const FOLDERS: [&str; 3] = ["documents", "uploads", "medical-imaging"];
 const MAX_NAME_BYTES: usize = 255;
 
-pub fn routes() -> Router {
-    Router::new()
-        .route("/api/v1/files", get(list))
-        .route("/api/v1/files/{folder}", axum::routing::post(upload))
-        .route("/api/v1/files/id/{id}", get(download).delete(remove))
+pub fn routes() -> OpenApiRouter {
+    OpenApiRouter::new()
+        .routes(routes!(list))
+        .routes(routes!(upload))
+        .routes(routes!(download, remove))
+}
+
+#[derive(Deserialize)]
+struct UploadPath {
+    folder: String,
 }
 
 #[derive(Deserialize)]
@@ -50,6 +60,110 @@ struct ListQuery {
     folder: Option<String>,
     limit: Option<i64>,
     offset: Option<i64>,
+}
+
+// Written out rather than derived: a derived parameter with its own schema loses its
+// description and whether it is required.
+impl IntoParams for UploadPath {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        vec![parameter(
+            "folder",
+            ParameterIn::Path,
+            true,
+            "Where the file goes",
+            one_of(&FOLDERS, false),
+        )]
+    }
+}
+
+impl IntoParams for UploadQuery {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        vec![
+            parameter(
+                "name",
+                ParameterIn::Query,
+                true,
+                "The file's name: 1 to 255 bytes, without slashes, backslashes, `..`, a leading dot or control characters",
+                file_name(),
+            ),
+            parameter(
+                "patient_id",
+                ParameterIn::Query,
+                false,
+                "The patient the file belongs to",
+                uuid_schema(),
+            ),
+        ]
+    }
+}
+
+impl IntoParams for ListQuery {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        vec![
+            parameter(
+                "folder",
+                ParameterIn::Query,
+                false,
+                "Only the files of this folder",
+                one_of(&FOLDERS, false),
+            ),
+            parameter(
+                "limit",
+                ParameterIn::Query,
+                false,
+                "At most this many (1 to 200; default 50)",
+                int64(),
+            ),
+            parameter(
+                "offset",
+                ParameterIn::Query,
+                false,
+                "Skip this many (default 0)",
+                int64(),
+            ),
+        ]
+    }
+}
+
+/// A file's metadata, as `to_jsonb` gives the row (without its storage path and digest).
+#[derive(Deserialize, Serialize, ToSchema)]
+struct FileInfo {
+    content_type: String,
+    #[schema(format = DateTime)]
+    created_at: String,
+    #[schema(schema_with = folder_of_file)]
+    folder: String,
+    id: Uuid,
+    name: String,
+    #[schema(required = true)]
+    patient_id: Option<Uuid>,
+    size_bytes: i64,
+    /// The user who uploaded it (null once that user is deleted).
+    #[schema(required = true)]
+    uploaded_by: Option<Uuid>,
+}
+
+impl FileInfo {
+    fn of(row: &tokio_postgres::Row) -> Result<Self, ApiFailure> {
+        serde_json::from_value(row.get(0)).map_err(|e| ApiFailure::Internal(e.to_string()))
+    }
+}
+
+/// What [`check_name`] lets through (counting characters: a schema cannot count bytes).
+fn file_name() -> Schema {
+    let allowed = format!(r"[^./\\{CONTROL}]");
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .min_length(Some(1))
+        .max_length(Some(MAX_NAME_BYTES))
+        // No leading dot and no "..": every dot but a last one comes before another character.
+        .pattern(Some(format!(r"^{allowed}(?:{allowed}|\.{allowed})*\.?$")))
+        .build()
+        .into()
+}
+
+fn folder_of_file() -> Schema {
+    one_of(&FOLDERS, false)
 }
 
 fn check_name(name: &str) -> Result<(), ApiFailure> {
@@ -79,14 +193,33 @@ fn check_folder(folder: &str) -> Result<(), ApiFailure> {
     }
 }
 
+/// Uploads a file (streamed), within the per-file limit and the storage quota.
+#[utoipa::path(
+    post,
+    path = "/api/v1/files/{folder}",
+    operation_id = "files_upload",
+    tag = "files",
+    params(UploadPath, UploadQuery),
+    request_body(
+        description = "The file's bytes; the request's Content-Type is kept as the file's (`application/octet-stream` without one)",
+        content(("application/octet-stream")),
+    ),
+    responses(
+        (status = 201, description = "Stored", body = FileInfo),
+        (status = 400, description = "An unknown folder, a name refused, or a malformed query string", body = ErrorBody),
+        (status = 413, description = "`file_too_large`: over the plan's per-file limit", body = ErrorBody),
+        (status = 422, description = "`unknown_reference`: no such patient", body = ErrorBody),
+        (status = 507, description = "`storage_quota`: over the plan's storage quota, or `database_quota`", body = ErrorBody),
+    ),
+)]
 async fn upload(
     Extension(ctx): Extension<TenantContext>,
     user: AuthUser,
-    Path(folder): Path<String>,
+    Path(UploadPath { folder }): Path<UploadPath>,
     ApiQuery(query): ApiQuery<UploadQuery>,
     headers: HeaderMap,
     request: Request,
-) -> Result<(StatusCode, Json<Value>), ApiFailure> {
+) -> Result<(StatusCode, Json<FileInfo>), ApiFailure> {
     user.require("files:write")?;
     check_folder(&folder)?;
     check_name(&query.name)?;
@@ -156,7 +289,7 @@ async fn upload(
         })
         .await;
     match row {
-        Ok(row) => Ok((StatusCode::CREATED, Json(row.get(0)))),
+        Ok(row) => Ok((StatusCode::CREATED, Json(FileInfo::of(&row)?))),
         Err(e) => {
             // The metadata is the record of the file: no row, no file.
             let _ = tokio::fs::remove_file(&final_path).await;
@@ -218,11 +351,23 @@ async fn stream_to(
     Ok((size, hasher.finalize().to_vec()))
 }
 
+/// The tenant's files, newest first, a page at a time.
+#[utoipa::path(
+    get,
+    path = "/api/v1/files",
+    operation_id = "files_list",
+    tag = "files",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "A page of files", body = Page<FileInfo>),
+        (status = 400, description = "An unknown folder or a malformed query string", body = ErrorBody),
+    ),
+)]
 async fn list(
     Extension(ctx): Extension<TenantContext>,
     user: AuthUser,
     ApiQuery(query): ApiQuery<ListQuery>,
-) -> Result<Json<Value>, ApiFailure> {
+) -> Result<Json<Page<FileInfo>>, ApiFailure> {
     user.require("files:read")?;
     if let Some(folder) = &query.folder {
         check_folder(folder)?;
@@ -237,7 +382,7 @@ async fn list(
             &[&query.folder, &limit, &offset],
         )
         .await?;
-    let items: Vec<Value> = rows.iter().map(|r| r.get(0)).collect();
+    let items = rows.iter().map(FileInfo::of).collect::<Result<_, _>>()?;
     let total: i64 = conn
         .query_one(
             "SELECT count(*) FROM files WHERE ($1::text IS NULL OR folder = $1)",
@@ -245,11 +390,23 @@ async fn list(
         )
         .await?
         .get(0);
-    Ok(Json(
-        json!({ "items": items, "total": total, "limit": limit, "offset": offset }),
-    ))
+    Ok(Json(Page {
+        items,
+        limit,
+        offset,
+        total,
+    }))
 }
 
+/// A file's bytes, as an attachment of the type it was uploaded with.
+#[utoipa::path(
+    get,
+    path = "/api/v1/files/id/{id}",
+    operation_id = "files_download",
+    tag = "files",
+    params(("id" = Uuid, Path, description = "The file's id")),
+    responses((status = 200, description = "The file", content(("*/*")))),
+)]
 async fn download(
     Extension(ctx): Extension<TenantContext>,
     user: AuthUser,
@@ -304,6 +461,15 @@ async fn download(
     Ok(response)
 }
 
+/// Deletes a file and its bytes.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/files/id/{id}",
+    operation_id = "files_delete",
+    tag = "files",
+    params(("id" = Uuid, Path, description = "The file's id")),
+    responses((status = 204, description = "Deleted")),
+)]
 async fn remove(
     Extension(ctx): Extension<TenantContext>,
     user: AuthUser,

@@ -3,31 +3,33 @@
 //! characters of the secret), and only to those who manage integrations. Testing or
 //! syncing one calls the provider and logs the call; the log keeps 30 days.
 
+use axum::Json;
 use axum::extract::{Extension, Path};
 use axum::http::StatusCode;
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 use tokio_postgres::error::SqlState;
+use utoipa::openapi::ObjectBuilder;
+use utoipa::openapi::schema::{AdditionalProperties, Schema, SchemaType, Type};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
+use super::openapi::{ErrorBody, one_of, trimmed_text};
 use super::{ApiFailure, ApiJson, ApiQuery, AuthUser};
 use crate::context::TenantContext;
-use crate::integrations::{self, Operation, PROVIDERS, Provider, provider};
+use crate::integrations::{self, Operation, Outcome, PROVIDERS, Provider, provider};
 
-pub fn routes() -> Router {
-    Router::new()
-        .route("/api/v1/integrations/providers", get(providers))
-        .route("/api/v1/integrations", get(list).post(create))
-        .route(
-            "/api/v1/integrations/{id}",
-            get(show).patch(update).delete(remove),
-        )
-        .route("/api/v1/integrations/{id}/test", post(test))
-        .route("/api/v1/integrations/{id}/sync", post(sync))
-        .route("/api/v1/integrations/{id}/calls", get(calls))
+pub fn routes() -> OpenApiRouter {
+    OpenApiRouter::new()
+        .routes(routes!(providers))
+        .routes(routes!(list, create))
+        .routes(routes!(show, update, remove))
+        .routes(routes!(test))
+        .routes(routes!(sync))
+        .routes(routes!(calls))
         .route_layer(axum::middleware::from_fn(schema_ready))
 }
 
@@ -57,21 +59,71 @@ async fn schema_ready(
 const COLUMNS: &str = "id, provider, name, status, credentials_hint, last_checked_at, \
     last_sync_at, last_error, created_at, updated_at";
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct Integration {
     id: Uuid,
     provider: String,
     name: String,
     /// `connected`, `error` or `disabled`.
     status: String,
-    /// Only for those who manage integrations.
+    /// The secret's last characters; only for those who manage integrations.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     credentials_hint: Option<String>,
+    #[schema(required = true)]
     last_checked_at: Option<DateTime<Utc>>,
+    #[schema(required = true)]
     last_sync_at: Option<DateTime<Utc>>,
+    #[schema(required = true)]
     last_error: Option<String>,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
+}
+
+#[derive(Serialize, ToSchema)]
+struct Integrations {
+    items: Vec<Integration>,
+}
+
+#[derive(Serialize, ToSchema)]
+struct Providers {
+    providers: Vec<ProviderInfo>,
+}
+
+/// A provider and the credentials an integration of it takes.
+#[derive(Serialize, ToSchema)]
+struct ProviderInfo {
+    code: &'static str,
+    fields: Vec<FieldInfo>,
+    name: &'static str,
+}
+
+#[derive(Serialize, ToSchema)]
+struct FieldInfo {
+    name: &'static str,
+    /// Sealed and never shown again; a field that is not secret is an identifier
+    /// (1 to 64 of A-Z, a-z, 0-9, `_` and `-`).
+    secret: bool,
+}
+
+/// One call to the provider, from the log.
+#[derive(Serialize, ToSchema)]
+struct Call {
+    at: DateTime<Utc>,
+    duration_ms: i32,
+    #[schema(required = true)]
+    error: Option<String>,
+    /// `test` or `sync`.
+    operation: String,
+    provider: String,
+    /// The provider's HTTP status, when it answered.
+    #[schema(required = true)]
+    status: Option<i32>,
+}
+
+#[derive(Serialize, ToSchema)]
+struct Calls {
+    items: Vec<Call>,
 }
 
 fn integration_of(row: &tokio_postgres::Row, hints: bool) -> Integration {
@@ -114,31 +166,60 @@ fn vault(ctx: &TenantContext) -> Result<&dyn crate::integrations::Vault, ApiFail
     })
 }
 
-async fn providers(user: AuthUser) -> Result<Json<Value>, ApiFailure> {
+/// The providers an integration may be of.
+#[utoipa::path(
+    get,
+    path = "/api/v1/integrations/providers",
+    operation_id = "integrations_providers",
+    tag = "integrations",
+    responses(
+        (status = 200, description = "The providers", body = Providers),
+        (status = 409, description = "`schema_behind`: the tenant's database has no integrations until its pending migrations run", body = ErrorBody),
+    ),
+)]
+async fn providers(user: AuthUser) -> Result<Json<Providers>, ApiFailure> {
     user.require("integrations:read")?;
-    let list: Vec<Value> = PROVIDERS
+    let providers = PROVIDERS
         .iter()
-        .map(|p| {
-            json!({
-                "code": p.code,
-                "name": p.name,
-                "fields": p.fields.iter().map(|f| json!({ "name": f.name, "secret": f.secret })).collect::<Vec<_>>(),
-            })
+        .map(|p| ProviderInfo {
+            code: p.code,
+            fields: p
+                .fields
+                .iter()
+                .map(|f| FieldInfo {
+                    name: f.name,
+                    secret: f.secret,
+                })
+                .collect(),
+            name: p.name,
         })
         .collect();
-    Ok(Json(json!({ "providers": list })))
+    Ok(Json(Providers { providers }))
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct Page {
+    /// At most this many, newest first (1 to 500; default 50).
     limit: Option<i64>,
 }
 
+/// The tenant's integrations.
+#[utoipa::path(
+    get,
+    path = "/api/v1/integrations",
+    operation_id = "integrations_list",
+    tag = "integrations",
+    responses(
+        (status = 200, description = "The integrations, by provider and name", body = Integrations),
+        (status = 409, description = "`schema_behind`", body = ErrorBody),
+    ),
+)]
 async fn list(
     Extension(ctx): Extension<TenantContext>,
     user: AuthUser,
-) -> Result<Json<Value>, ApiFailure> {
+) -> Result<Json<Integrations>, ApiFailure> {
     user.require("integrations:read")?;
     let conn = ctx.pool.get().await?;
     let items: Vec<Integration> = conn
@@ -150,9 +231,21 @@ async fn list(
         .iter()
         .map(|r| integration_of(r, managing(&user)))
         .collect();
-    Ok(Json(json!({ "items": items })))
+    Ok(Json(Integrations { items }))
 }
 
+/// One integration.
+#[utoipa::path(
+    get,
+    path = "/api/v1/integrations/{id}",
+    operation_id = "integrations_show",
+    tag = "integrations",
+    params(("id" = Uuid, Path, description = "The integration's id")),
+    responses(
+        (status = 200, description = "The integration", body = Integration),
+        (status = 409, description = "`schema_behind`", body = ErrorBody),
+    ),
+)]
 async fn show(
     Extension(ctx): Extension<TenantContext>,
     user: AuthUser,
@@ -170,27 +263,75 @@ async fn show(
     .ok_or(ApiFailure::NotFound)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CreateIntegration {
+    /// A provider's code (`GET /api/v1/integrations/providers`).
+    #[schema(schema_with = provider_code)]
     provider: String,
+    /// Unique per provider; 1 to 100 characters once trimmed, without control characters.
+    #[schema(schema_with = name)]
     name: String,
+    /// Each of the provider's fields, as a string, and no other.
+    #[schema(schema_with = credentials)]
     credentials: Map<String, Value>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct UpdateIntegration {
+    #[schema(schema_with = nullable_name)]
     name: Option<String>,
+    /// All of the provider's fields, replacing the sealed ones.
+    #[schema(schema_with = nullable_credentials)]
     credentials: Option<Map<String, Value>>,
     /// false: disabled (never called); true: connected again.
     enabled: Option<bool>,
 }
 
+/// The longest integration name, in characters.
+const MAX_NAME: usize = 100;
+
+fn provider_code() -> Schema {
+    let codes: Vec<&str> = PROVIDERS.iter().map(|p| p.code).collect();
+    one_of(&codes, false)
+}
+
+fn name() -> Schema {
+    trimmed_text(1, MAX_NAME, false)
+}
+
+fn nullable_name() -> Schema {
+    trimmed_text(1, MAX_NAME, true)
+}
+
+/// What [`checked_credentials`] lets through whatever the provider: strings of 1 to 1000
+/// bytes (which fields, and the shape of those that are not secret, depend on it).
+fn credentials_of(schema_type: SchemaType) -> Schema {
+    ObjectBuilder::new()
+        .schema_type(schema_type)
+        .additional_properties(Some(AdditionalProperties::from(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .min_length(Some(1))
+                .max_length(Some(1000)),
+        )))
+        .build()
+        .into()
+}
+
+fn credentials() -> Schema {
+    credentials_of(SchemaType::new(Type::Object))
+}
+
+fn nullable_credentials() -> Schema {
+    credentials_of([Type::Object, Type::Null].into_iter().collect())
+}
+
 fn checked_name(name: &str) -> Result<String, ApiFailure> {
     let name = name.trim();
     let count = name.chars().count();
-    if count == 0 || count > 100 || name.chars().any(char::is_control) {
+    if count == 0 || count > MAX_NAME || name.chars().any(char::is_control) {
         return Err(ApiFailure::Unprocessable(
             "invalid_value",
             "name: 1 to 100 characters, without control characters".into(),
@@ -290,6 +431,19 @@ fn exists(e: tokio_postgres::Error) -> ApiFailure {
     }
 }
 
+/// Adds an integration; its credentials are sealed.
+#[utoipa::path(
+    post,
+    path = "/api/v1/integrations",
+    operation_id = "integrations_create",
+    tag = "integrations",
+    request_body = CreateIntegration,
+    responses(
+        (status = 201, description = "Created", body = Integration),
+        (status = 409, description = "`integration_exists`, `no_data_key` or `schema_behind`", body = ErrorBody),
+        (status = 422, description = "`unknown_provider`, a bad name, `invalid_credentials`, or the body is of the wrong shape", body = ErrorBody),
+    ),
+)]
 async fn create(
     Extension(ctx): Extension<TenantContext>,
     user: AuthUser,
@@ -323,6 +477,20 @@ async fn create(
     Ok((StatusCode::CREATED, Json(integration_of(&row, true))))
 }
 
+/// Renames, re-keys, disables or re-enables an integration.
+#[utoipa::path(
+    patch,
+    path = "/api/v1/integrations/{id}",
+    operation_id = "integrations_update",
+    tag = "integrations",
+    params(("id" = Uuid, Path, description = "The integration's id")),
+    request_body = UpdateIntegration,
+    responses(
+        (status = 200, description = "Changed", body = Integration),
+        (status = 409, description = "`integration_exists`, `no_data_key` or `schema_behind`", body = ErrorBody),
+        (status = 422, description = "A bad name, `invalid_credentials`, or the body is of the wrong shape", body = ErrorBody),
+    ),
+)]
 async fn update(
     Extension(ctx): Extension<TenantContext>,
     user: AuthUser,
@@ -370,6 +538,18 @@ async fn update(
     Ok(Json(integration_of(&row, true)))
 }
 
+/// Deletes an integration and its call log.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/integrations/{id}",
+    operation_id = "integrations_delete",
+    tag = "integrations",
+    params(("id" = Uuid, Path, description = "The integration's id")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 409, description = "`schema_behind`", body = ErrorBody),
+    ),
+)]
 async fn remove(
     Extension(ctx): Extension<TenantContext>,
     user: AuthUser,
@@ -387,20 +567,44 @@ async fn remove(
     }
 }
 
+/// Calls the provider to check the credentials.
+#[utoipa::path(
+    post,
+    path = "/api/v1/integrations/{id}/test",
+    operation_id = "integrations_test",
+    tag = "integrations",
+    params(("id" = Uuid, Path, description = "The integration's id")),
+    responses(
+        (status = 200, description = "The call's outcome (also when the provider refused)", body = Outcome),
+        (status = 409, description = "`integration_disabled`, `no_data_key` or `schema_behind`", body = ErrorBody),
+    ),
+)]
 async fn test(
     Extension(ctx): Extension<TenantContext>,
     user: AuthUser,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiFailure> {
+) -> Result<Json<Outcome>, ApiFailure> {
     user.require("integrations:manage")?;
     call(&ctx, &parse_id(&id)?, Operation::Test).await
 }
 
+/// Calls the provider for a sync now.
+#[utoipa::path(
+    post,
+    path = "/api/v1/integrations/{id}/sync",
+    operation_id = "integrations_sync",
+    tag = "integrations",
+    params(("id" = Uuid, Path, description = "The integration's id")),
+    responses(
+        (status = 200, description = "The call's outcome (also when the provider refused)", body = Outcome),
+        (status = 409, description = "`integration_disabled`, `no_data_key` or `schema_behind`", body = ErrorBody),
+    ),
+)]
 async fn sync(
     Extension(ctx): Extension<TenantContext>,
     user: AuthUser,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiFailure> {
+) -> Result<Json<Outcome>, ApiFailure> {
     user.require("integrations:manage")?;
     call(&ctx, &parse_id(&id)?, Operation::Sync).await
 }
@@ -411,7 +615,7 @@ async fn call(
     ctx: &TenantContext,
     id: &Uuid,
     operation: Operation,
-) -> Result<Json<Value>, ApiFailure> {
+) -> Result<Json<Outcome>, ApiFailure> {
     let (code, blob, status): (String, Vec<u8>, String) = {
         let conn = ctx.pool.get().await?;
         let row = conn
@@ -439,15 +643,27 @@ async fn call(
     let tx = conn.transaction().await?;
     integrations::record(&*tx, *id, provider, &outcome).await?;
     tx.commit().await?;
-    Ok(Json(json!(outcome)))
+    Ok(Json(outcome))
 }
 
+/// The integration's calls of the last 30 days, newest first.
+#[utoipa::path(
+    get,
+    path = "/api/v1/integrations/{id}/calls",
+    operation_id = "integrations_calls",
+    tag = "integrations",
+    params(("id" = Uuid, Path, description = "The integration's id"), Page),
+    responses(
+        (status = 200, description = "The calls", body = Calls),
+        (status = 409, description = "`schema_behind`", body = ErrorBody),
+    ),
+)]
 async fn calls(
     Extension(ctx): Extension<TenantContext>,
     user: AuthUser,
     Path(id): Path<String>,
     ApiQuery(page): ApiQuery<Page>,
-) -> Result<Json<Value>, ApiFailure> {
+) -> Result<Json<Calls>, ApiFailure> {
     user.require("integrations:read")?;
     let id = parse_id(&id)?;
     let limit = page.limit.unwrap_or(50).clamp(1, 500);
@@ -459,7 +675,7 @@ async fn calls(
     {
         return Err(ApiFailure::NotFound);
     }
-    let items: Vec<Value> = conn
+    let items = conn
         .query(
             "SELECT provider, operation, status, error, duration_ms, at FROM integration_calls \
              WHERE integration_id = $1 ORDER BY at DESC, id DESC LIMIT $2",
@@ -467,16 +683,14 @@ async fn calls(
         )
         .await?
         .iter()
-        .map(|r| {
-            json!({
-                "provider": r.get::<_, String>(0),
-                "operation": r.get::<_, String>(1),
-                "status": r.get::<_, Option<i32>>(2),
-                "error": r.get::<_, Option<String>>(3),
-                "duration_ms": r.get::<_, i32>(4),
-                "at": r.get::<_, DateTime<Utc>>(5),
-            })
+        .map(|r| Call {
+            at: r.get(5),
+            duration_ms: r.get(4),
+            error: r.get(3),
+            operation: r.get(1),
+            provider: r.get(0),
+            status: r.get(2),
         })
         .collect();
-    Ok(Json(json!({ "items": items })))
+    Ok(Json(Calls { items }))
 }

@@ -1,34 +1,58 @@
 //! `/api/v1/practices/{id}/members`: which users work at which practice
 //! (`user_practices`).
 
+use axum::Json;
 use axum::extract::{Extension, Path};
 use axum::http::StatusCode;
-use axum::routing::{get, put};
-use axum::{Json, Router};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
 use tokio_postgres::error::SqlState;
+use utoipa::ToSchema;
+use utoipa::openapi::schema::Schema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
+use super::openapi::{ErrorBody, one_of};
 use super::{ApiFailure, ApiJson, AuthUser};
 use crate::context::TenantContext;
 
 const MEMBER_ROLES: [&str; 3] = ["member", "manager", "vet"];
 
-pub fn routes() -> Router {
-    Router::new()
-        .route("/api/v1/practices/{id}/members", get(list))
-        .route(
-            "/api/v1/practices/{id}/members/{user_id}",
-            put(upsert).delete(remove),
-        )
+pub fn routes() -> OpenApiRouter {
+    OpenApiRouter::new()
+        .routes(routes!(list))
+        .routes(routes!(upsert, remove))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct Membership {
+    /// `member` when left out.
     #[serde(default = "default_role")]
+    #[schema(schema_with = member_role)]
     role: String,
+}
+
+fn member_role() -> Schema {
+    one_of(&MEMBER_ROLES, false)
+}
+
+#[derive(Serialize, ToSchema)]
+struct Members {
+    members: Vec<Member>,
+}
+
+/// A user who works at the practice, as `jsonb_build_object` gives it.
+#[derive(Deserialize, Serialize, ToSchema)]
+struct Member {
+    email: String,
+    name: String,
+    /// `member`, `manager` or `vet`.
+    role: String,
+    /// When the user joined the practice.
+    #[schema(format = DateTime)]
+    since: String,
+    user_id: Uuid,
 }
 
 fn default_role() -> String {
@@ -43,11 +67,20 @@ fn ids(practice: &str, user: Option<&str>) -> Result<(Uuid, Option<Uuid>), ApiFa
     Ok((p, u))
 }
 
+/// The practice's members, by email.
+#[utoipa::path(
+    get,
+    path = "/api/v1/practices/{id}/members",
+    operation_id = "members_list",
+    tag = "members",
+    params(("id" = Uuid, Path, description = "The practice's id")),
+    responses((status = 200, description = "The members", body = Members)),
+)]
 async fn list(
     Extension(ctx): Extension<TenantContext>,
     user: AuthUser,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiFailure> {
+) -> Result<Json<Members>, ApiFailure> {
     user.require("members:read")?;
     let (practice, _) = ids(&id, None)?;
     let conn = ctx.pool.get().await?;
@@ -65,10 +98,30 @@ async fn list(
             &[&practice],
         )
         .await?;
-    let members: Vec<Value> = rows.iter().map(|r| r.get(0)).collect();
-    Ok(Json(json!({ "members": members })))
+    let members = rows
+        .iter()
+        .map(|r| serde_json::from_value(r.get(0)).map_err(|e| ApiFailure::Internal(e.to_string())))
+        .collect::<Result<_, _>>()?;
+    Ok(Json(Members { members }))
 }
 
+/// Adds the user to the practice, or changes their role there.
+#[utoipa::path(
+    put,
+    path = "/api/v1/practices/{id}/members/{user_id}",
+    operation_id = "members_put",
+    tag = "members",
+    params(
+        ("id" = Uuid, Path, description = "The practice's id"),
+        ("user_id" = Uuid, Path, description = "The user's id"),
+    ),
+    request_body = Membership,
+    responses(
+        (status = 204, description = "A member, with that role"),
+        (status = 404, description = "No such practice or user", body = ErrorBody),
+        (status = 422, description = "An unknown role, or the body is of the wrong shape", body = ErrorBody),
+    ),
+)]
 async fn upsert(
     Extension(ctx): Extension<TenantContext>,
     user: AuthUser,
@@ -99,6 +152,21 @@ async fn upsert(
     }
 }
 
+/// Removes the user from the practice.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/practices/{id}/members/{user_id}",
+    operation_id = "members_delete",
+    tag = "members",
+    params(
+        ("id" = Uuid, Path, description = "The practice's id"),
+        ("user_id" = Uuid, Path, description = "The user's id"),
+    ),
+    responses(
+        (status = 204, description = "Removed"),
+        (status = 404, description = "No such practice, user or membership", body = ErrorBody),
+    ),
+)]
 async fn remove(
     Extension(ctx): Extension<TenantContext>,
     user: AuthUser,

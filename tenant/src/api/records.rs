@@ -6,17 +6,29 @@
 //! PostgreSQL types and checks the values (`jsonb_populate_record` against the table's
 //! own row type), and its errors become clear 4xx answers. Table and column names come
 //! from the descriptors only, never from the request.
+//!
+//! The routes take no `#[utoipa::path]`: they are made per descriptor, and so is their
+//! part of the OpenAPI document ([`document`]), in the same loop.
 
+use axum::Json;
 use axum::extract::{Extension, Path, RawQuery};
 use axum::http::StatusCode;
 use axum::routing::get;
-use axum::{Json, Router};
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
+use utoipa::openapi::path::{HttpMethod, OperationBuilder, Parameter, ParameterIn};
+use utoipa::openapi::request_body::RequestBodyBuilder;
+use utoipa::openapi::schema::{AdditionalProperties, SchemaType, Type};
+use utoipa::openapi::{
+    ArrayBuilder, ContentBuilder, KnownFormat, ObjectBuilder, OpenApi, Ref, RefOr, Required,
+    Response, ResponseBuilder, Schema, SchemaFormat,
+};
+use utoipa_axum::router::OpenApiRouter;
 use uuid::Uuid;
 
-use super::{ApiFailure, ApiJson, AuthUser};
+use super::openapi::{error_response, int64, parameter, uuid_schema};
+use super::{ApiFailure, ApiJson, AuthUser, Page};
 use crate::context::TenantContext;
 
 struct Resource {
@@ -147,23 +159,247 @@ const RESOURCES: [Resource; 6] = [
 ];
 
 const MAX_PAGE: i64 = 200;
-pub fn routes() -> Router {
-    let mut router = Router::new();
+
+pub fn routes() -> OpenApiRouter {
+    let mut router = OpenApiRouter::new();
     for (index, r) in RESOURCES.iter().enumerate() {
         router = router
             .route(
-                &format!("/api/v1/{}", r.table),
+                &collection_path(r),
                 get(move |ctx, user, query| list(index, ctx, user, query))
                     .post(move |ctx, user, body| create(index, ctx, user, body)),
             )
             .route(
-                &format!("/api/v1/{}/{{id}}", r.table),
+                &item_path(r),
                 get(move |ctx, user, id| show(index, ctx, user, id))
                     .patch(move |ctx, user, id, body| update(index, ctx, user, id, body))
                     .delete(move |ctx, user, id| remove(index, ctx, user, id)),
             );
+        document(r, router.get_openapi_mut());
     }
     router
+}
+
+fn collection_path(r: &Resource) -> String {
+    format!("/api/v1/{}", r.table)
+}
+
+fn item_path(r: &Resource) -> String {
+    format!("/api/v1/{}/{{id}}", r.table)
+}
+
+/// Adds the resource's operations (those [`routes`] registers) and schemas to `openapi`:
+/// `<Table>Record` (a row: `id` and the writable columns, and any other columns the table
+/// has), `<Table>Fields` (what create takes: the writable columns, each of its [`Kind`] or
+/// null), `<Table>Changes` (what update takes: the same, at least one) and `<Table>Page`.
+fn document(r: &Resource, openapi: &mut OpenApi) {
+    let stem: String = r
+        .table
+        .split('_')
+        .map(|word| {
+            let mut chars = word.chars();
+            chars.next().map_or_else(String::new, |first| {
+                first.to_ascii_uppercase().to_string() + chars.as_str()
+            })
+        })
+        .collect();
+    let [record, fields, changes, page] =
+        ["Record", "Fields", "Changes", "Page"].map(|suffix| format!("{stem}{suffix}"));
+    let schemas = &mut openapi
+        .components
+        .get_or_insert_with(Default::default)
+        .schemas;
+    schemas.insert(record.clone(), record_schema(r).into());
+    schemas.insert(fields.clone(), fields_schema(r).build().into());
+    schemas.insert(
+        changes.clone(),
+        fields_schema(r).min_properties(Some(1)).build().into(),
+    );
+    schemas.insert(page.clone(), page_schema(&record).into());
+
+    let json = |schema: &str| {
+        ContentBuilder::new()
+            .schema(Some(Ref::from_schema_name(schema)))
+            .build()
+    };
+    let answer = |description: &str, schema: &str| -> RefOr<Response> {
+        ResponseBuilder::new()
+            .description(description)
+            .content("application/json", json(schema))
+            .build()
+            .into()
+    };
+    let body = |schema: &str| {
+        RequestBodyBuilder::new()
+            .content("application/json", json(schema))
+            .required(Some(Required::True))
+            .build()
+    };
+    let operation = |verb: &str, summary: String| {
+        OperationBuilder::new()
+            .operation_id(Some(format!("{}_{verb}", r.table)))
+            .tag(r.table)
+            .summary(Some(summary))
+    };
+    let conflict = |why: &str| error_response(why);
+    let invalid = error_response(
+        "`missing_field`, `unknown_reference`, `invalid_value` (wrong JSON type, unparsable or out of range), \
+         or `invalid_body` (an unknown or read-only field)",
+    );
+    let writes = format!("Needs `{}`.", r.write);
+    let reads = format!("Needs `{}`.", r.read);
+
+    let mut list_parameters = vec![
+        parameter(
+            "limit",
+            ParameterIn::Query,
+            false,
+            "At most this many (1 to 200; default 50)",
+            int64(),
+        ),
+        parameter(
+            "offset",
+            ParameterIn::Query,
+            false,
+            "Skip this many (default 0)",
+            int64(),
+        ),
+    ];
+    list_parameters.extend(r.filters.iter().map(|column| {
+        parameter(
+            column,
+            ParameterIn::Query,
+            false,
+            &format!("Only those whose {column} is this (compared as text)"),
+            ObjectBuilder::new().schema_type(Type::String),
+        )
+    }));
+    let paths = &mut openapi.paths;
+    paths.add_path_operation(
+        collection_path(r),
+        vec![HttpMethod::Get],
+        operation("list", format!("List {}", r.table))
+            .description(Some(reads.clone()))
+            .parameters(Some(list_parameters))
+            .response("200", answer("A page", &page)),
+    );
+    paths.add_path_operation(
+        collection_path(r),
+        vec![HttpMethod::Post],
+        operation("create", format!("Create one of {}", r.table))
+            .description(Some(writes.clone()))
+            .request_body(Some(body(&fields)))
+            .response("201", answer("Created", &record))
+            .response(
+                "409",
+                conflict("`duplicate`: a record with these values exists"),
+            )
+            .response("422", invalid.clone()),
+    );
+    paths.add_path_operation(
+        item_path(r),
+        vec![HttpMethod::Get],
+        operation("show", format!("One of {}", r.table))
+            .description(Some(reads))
+            .parameter(id_parameter())
+            .response("200", answer("The record", &record)),
+    );
+    paths.add_path_operation(
+        item_path(r),
+        vec![HttpMethod::Patch],
+        operation("update", format!("Change one of {}", r.table))
+            .description(Some(format!("Sets the fields given. {writes}")))
+            .parameter(id_parameter())
+            .request_body(Some(body(&changes)))
+            .response("200", answer("Changed", &record))
+            .response(
+                "409",
+                conflict("`duplicate`: a record with these values exists"),
+            )
+            .response("422", invalid),
+    );
+    paths.add_path_operation(
+        item_path(r),
+        vec![HttpMethod::Delete],
+        operation("delete", format!("Delete one of {}", r.table))
+            .description(Some(writes))
+            .parameter(id_parameter())
+            .response("204", ResponseBuilder::new().description("Deleted").build())
+            .response(
+                "409",
+                conflict("`in_use`: other records refer to this one; delete them first"),
+            ),
+    );
+}
+
+/// The JSON a column of `kind` holds (or null): what [`fields`] lets through.
+fn kind_schema(kind: Kind) -> Schema {
+    let nullable = |t: Type| [t, Type::Null].into_iter().collect::<SchemaType>();
+    match kind {
+        Text => ObjectBuilder::new().schema_type(nullable(Type::String)),
+        // `fields` takes what fits an i64; PostgreSQL then refuses what its column cannot hold.
+        Integer => int64().schema_type(nullable(Type::Integer)),
+        Any => ObjectBuilder::new().schema_type(SchemaType::AnyValue),
+    }
+    .build()
+    .into()
+}
+
+fn fields_schema(r: &Resource) -> ObjectBuilder {
+    r.writable.iter().fold(
+        ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .additional_properties(Some(AdditionalProperties::FreeForm(false))),
+        |object, (column, kind)| object.property(*column, kind_schema(*kind)),
+    )
+}
+
+/// A row as `to_jsonb` gives it: every column, so `id` and the writable ones always, and
+/// the others (`created_at`, `updated_at`) the descriptors do not name.
+fn record_schema(r: &Resource) -> ObjectBuilder {
+    r.writable.iter().fold(
+        ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .property("id", uuid_schema())
+            .required("id")
+            .additional_properties(Some(AdditionalProperties::FreeForm(true))),
+        |object, (column, kind)| {
+            object
+                .property(*column, kind_schema(*kind))
+                .required(*column)
+        },
+    )
+}
+
+fn page_schema(record: &str) -> ObjectBuilder {
+    let count = || {
+        ObjectBuilder::new()
+            .schema_type(Type::Integer)
+            .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
+    };
+    ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .property(
+            "items",
+            ArrayBuilder::new().items(Ref::from_schema_name(record)),
+        )
+        .property("limit", count())
+        .property("offset", count())
+        .property("total", count())
+        .required("items")
+        .required("limit")
+        .required("offset")
+        .required("total")
+}
+
+fn id_parameter() -> Parameter {
+    parameter(
+        "id",
+        ParameterIn::Path,
+        true,
+        "The record's id",
+        uuid_schema(),
+    )
 }
 
 fn parse_id(raw: &str) -> Result<Uuid, ApiFailure> {
@@ -248,7 +484,7 @@ async fn list(
     Extension(ctx): Extension<TenantContext>,
     user: AuthUser,
     RawQuery(query): RawQuery,
-) -> Result<Json<Value>, ApiFailure> {
+) -> Result<Json<Page<Value>>, ApiFailure> {
     let r = &RESOURCES[index];
     user.require(r.read)?;
     let mut limit = 50i64;
@@ -326,9 +562,12 @@ async fn list(
         .await
         .map_err(map_db)?
         .get(0);
-    Ok(Json(
-        json!({ "items": items, "total": total, "limit": limit, "offset": offset }),
-    ))
+    Ok(Json(Page {
+        items,
+        limit,
+        offset,
+        total,
+    }))
 }
 
 async fn create(

@@ -3,29 +3,34 @@
 //! define others. A role's permissions apply from its users' next request; every change
 //! is in the tenant's audit log.
 
+use axum::Json;
 use axum::extract::{Extension, Path};
 use axum::http::StatusCode;
-use axum::routing::get;
-use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio_postgres::error::SqlState;
+use utoipa::ToSchema;
+use utoipa::openapi::ObjectBuilder;
+use utoipa::openapi::schema::Schema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
+use super::openapi::{ErrorBody, array_of, string_type, trimmed_text};
 use super::{ApiFailure, ApiJson, AuthUser};
 use crate::audit::{AuditEntry, audit_insert};
 use crate::context::TenantContext;
 use crate::permissions;
 
-pub fn routes() -> Router {
-    Router::new()
-        .route("/api/v1/roles", get(list).post(create))
-        .route(
-            "/api/v1/roles/{name}",
-            get(show).patch(update).delete(remove),
-        )
+pub fn routes() -> OpenApiRouter {
+    OpenApiRouter::new()
+        .routes(routes!(list, create))
+        .routes(routes!(show, update, remove))
 }
 
-#[derive(Debug, Serialize)]
+/// The longest role description, in characters.
+const MAX_DESCRIPTION: usize = 200;
+
+#[derive(Debug, Serialize, ToSchema)]
 struct Role {
     name: String,
     description: String,
@@ -44,20 +49,64 @@ fn role_of(row: &tokio_postgres::Row) -> Role {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CreateRole {
+    #[schema(schema_with = role_name)]
     name: String,
+    /// Up to 200 characters once trimmed, without control characters.
     #[serde(default)]
+    #[schema(schema_with = description)]
     description: String,
+    /// Duplicates count once.
+    #[schema(schema_with = permission_list)]
     permissions: Vec<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct UpdateRole {
+    #[schema(schema_with = nullable_description)]
     description: Option<String>,
+    #[schema(schema_with = nullable_permission_list)]
     permissions: Option<Vec<String>>,
+}
+
+/// The roles, and every permission a role may grant.
+#[derive(Serialize, ToSchema)]
+struct Roles {
+    #[schema(value_type = Vec<String>)]
+    permissions: &'static [&'static str],
+    roles: Vec<Role>,
+}
+
+/// A role name as [`valid_name`] takes it.
+pub fn name_schema(nullable: bool) -> Schema {
+    ObjectBuilder::new()
+        .schema_type(string_type(nullable))
+        .pattern(Some("^[a-z][a-z0-9_-]{0,39}$"))
+        .build()
+        .into()
+}
+
+fn role_name() -> Schema {
+    name_schema(false)
+}
+
+fn description() -> Schema {
+    trimmed_text(0, MAX_DESCRIPTION, false)
+}
+
+fn nullable_description() -> Schema {
+    trimmed_text(0, MAX_DESCRIPTION, true)
+}
+
+fn permission_list() -> Schema {
+    array_of(permissions::ALL, false)
+}
+
+fn nullable_permission_list() -> Schema {
+    array_of(permissions::ALL, true)
 }
 
 /// A role name: what `users.role` holds.
@@ -87,7 +136,7 @@ fn checked(permissions: Vec<String>) -> Result<Vec<String>, ApiFailure> {
 
 fn checked_description(description: &str) -> Result<String, ApiFailure> {
     let description = description.trim();
-    if description.chars().count() > 200 || description.chars().any(char::is_control) {
+    if description.chars().count() > MAX_DESCRIPTION || description.chars().any(char::is_control) {
         return Err(ApiFailure::Unprocessable(
             "invalid_value",
             "description: at most 200 characters, without control characters".into(),
@@ -117,10 +166,20 @@ fn built_in(name: &str) -> ApiFailure {
 }
 
 /// The roles and every permission there is: what a user manager assigns.
+#[utoipa::path(
+    get,
+    path = "/api/v1/roles",
+    operation_id = "roles_list",
+    tag = "roles",
+    responses(
+        (status = 200, description = "The roles, built-in first", body = Roles),
+        (status = 409, description = "`schema_behind`: the tenant's database has only the built-in roles until its pending migrations run", body = ErrorBody),
+    ),
+)]
 async fn list(
     Extension(ctx): Extension<TenantContext>,
     user: AuthUser,
-) -> Result<Json<serde_json::Value>, ApiFailure> {
+) -> Result<Json<Roles>, ApiFailure> {
     user.require("users:manage")?;
     migrated(&ctx)?;
     let conn = ctx.pool.get().await?;
@@ -133,11 +192,25 @@ async fn list(
         .iter()
         .map(role_of)
         .collect();
-    Ok(Json(
-        json!({ "roles": roles, "permissions": permissions::ALL }),
-    ))
+    Ok(Json(Roles {
+        permissions: permissions::ALL,
+        roles,
+    }))
 }
 
+/// One role.
+#[utoipa::path(
+    get,
+    path = "/api/v1/roles/{name}",
+    operation_id = "roles_show",
+    tag = "roles",
+    params(("name" = String, Path, description = "The role's name")),
+    responses(
+        (status = 200, description = "The role", body = Role),
+        (status = 409, description = "`schema_behind`", body = ErrorBody),
+        (status = 422, description = "The name holds a NUL character", body = ErrorBody),
+    ),
+)]
 async fn show(
     Extension(ctx): Extension<TenantContext>,
     user: AuthUser,
@@ -155,6 +228,19 @@ async fn show(
     .ok_or(ApiFailure::NotFound)
 }
 
+/// Defines a role.
+#[utoipa::path(
+    post,
+    path = "/api/v1/roles",
+    operation_id = "roles_create",
+    tag = "roles",
+    request_body = CreateRole,
+    responses(
+        (status = 201, description = "Created", body = Role),
+        (status = 409, description = "`role_exists`, or `schema_behind`", body = ErrorBody),
+        (status = 422, description = "A bad name or description, an unknown permission, or the body is of the wrong shape", body = ErrorBody),
+    ),
+)]
 async fn create(
     Extension(ctx): Extension<TenantContext>,
     user: AuthUser,
@@ -201,6 +287,20 @@ async fn create(
     Ok((StatusCode::CREATED, Json(role)))
 }
 
+/// Changes a role's description or permissions (not a built-in role's).
+#[utoipa::path(
+    patch,
+    path = "/api/v1/roles/{name}",
+    operation_id = "roles_update",
+    tag = "roles",
+    params(("name" = String, Path, description = "The role's name")),
+    request_body = UpdateRole,
+    responses(
+        (status = 200, description = "Changed", body = Role),
+        (status = 409, description = "`built_in_role`, or `schema_behind`", body = ErrorBody),
+        (status = 422, description = "A bad description, an unknown permission, a NUL in the name, or the body is of the wrong shape", body = ErrorBody),
+    ),
+)]
 async fn update(
     Extension(ctx): Extension<TenantContext>,
     user: AuthUser,
@@ -252,6 +352,19 @@ async fn update(
     Ok(Json(role))
 }
 
+/// Deletes a role no user has (not a built-in role).
+#[utoipa::path(
+    delete,
+    path = "/api/v1/roles/{name}",
+    operation_id = "roles_delete",
+    tag = "roles",
+    params(("name" = String, Path, description = "The role's name")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 409, description = "`built_in_role`, `role_in_use`, or `schema_behind`", body = ErrorBody),
+        (status = 422, description = "The name holds a NUL character", body = ErrorBody),
+    ),
+)]
 async fn remove(
     Extension(ctx): Extension<TenantContext>,
     user: AuthUser,

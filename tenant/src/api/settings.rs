@@ -6,41 +6,92 @@
 //! Also the feature gate: routes of a feature the tenant lacks answer 403
 //! `feature_disabled`, whoever asks.
 
+use std::collections::BTreeSet;
+
+use axum::Json;
 use axum::body::Body;
 use axum::extract::{Extension, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
-use serde_json::json;
+use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
+use super::openapi::ErrorBody;
 use super::{ApiFailure, error};
 use crate::context::TenantContext;
 
-pub fn routes() -> Router {
-    Router::new()
-        .route("/api/v1/settings", get(show))
-        .route("/api/v1/settings/logo", get(logo))
+pub fn routes() -> OpenApiRouter {
+    OpenApiRouter::new()
+        .routes(routes!(show))
+        .routes(routes!(logo))
 }
 
-async fn show(Extension(ctx): Extension<TenantContext>) -> Json<serde_json::Value> {
+/// What the tenant's app shows before and after sign-in.
+#[derive(Serialize, ToSchema)]
+struct Settings {
+    /// `#rrggbb`, if set.
+    #[schema(required = true)]
+    brand_colour: Option<String>,
+    brand_name: String,
+    /// The features the tenant has (`core`, `files`, `integrations`, ...).
+    features: BTreeSet<String>,
+    locale: String,
+    /// Where the logo is served, if the tenant has one.
+    #[schema(required = true, value_type = Option<String>)]
+    logo_url: Option<&'static str>,
+    tenant: SettingsTenant,
+    /// An IANA time zone, such as `Europe/Paris`.
+    time_zone: String,
+}
+
+#[derive(Serialize, ToSchema)]
+struct SettingsTenant {
+    slug: String,
+}
+
+/// The tenant's settings and features.
+#[utoipa::path(
+    get,
+    path = "/api/v1/settings",
+    operation_id = "settings",
+    tag = "settings",
+    security(()),
+    responses((status = 200, description = "The settings", body = Settings)),
+)]
+async fn show(Extension(ctx): Extension<TenantContext>) -> Json<Settings> {
     let profile = &ctx.profile;
-    Json(json!({
-        "tenant": { "slug": ctx.slug },
-        "time_zone": profile.time_zone,
-        "locale": profile.locale,
-        "brand_name": profile.brand_name,
-        "brand_colour": profile.brand_colour,
-        "logo_url": profile.logo_file_id.map(|_| "/api/v1/settings/logo"),
-        "features": profile.features,
-    }))
+    Json(Settings {
+        brand_colour: profile.brand_colour.clone(),
+        brand_name: profile.brand_name.clone(),
+        features: profile.features.clone(),
+        locale: profile.locale.clone(),
+        logo_url: profile.logo_file_id.map(|_| "/api/v1/settings/logo"),
+        tenant: SettingsTenant { slug: ctx.slug },
+        time_zone: profile.time_zone.clone(),
+    })
 }
 
 /// Image types served as a logo. Not SVG: an SVG can carry script, and this answer is
 /// public and on the tenant's own origin.
 const LOGO_TYPES: &[&str] = &["image/png", "image/jpeg", "image/gif", "image/webp"];
 
+/// The tenant's logo.
+#[utoipa::path(
+    get,
+    path = "/api/v1/settings/logo",
+    operation_id = "logo",
+    tag = "settings",
+    security(()),
+    responses(
+        (status = 200, description = "The logo", content(
+            ("image/png"), ("image/jpeg"), ("image/gif"), ("image/webp"),
+        )),
+        (status = 404, description = "The tenant has no logo", body = ErrorBody),
+    ),
+)]
 async fn logo(Extension(ctx): Extension<TenantContext>) -> Result<Response, ApiFailure> {
     let id = ctx.profile.logo_file_id.ok_or(ApiFailure::NotFound)?;
     let conn = ctx.pool.get().await?;

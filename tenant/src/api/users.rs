@@ -1,50 +1,88 @@
 //! `/api/v1/users`: user management, for admins only. The plan's user limit applies.
 
+use axum::Json;
 use axum::extract::{Extension, Path};
 use axum::http::StatusCode;
-use axum::routing::get;
-use axum::{Json, Router};
 use serde::Deserialize;
-use serde_json::{Value, json};
 use tokio_postgres::error::SqlState;
+use utoipa::openapi::ObjectBuilder;
+use utoipa::openapi::schema::Schema;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::{ApiFailure, ApiJson, ApiQuery, AuthUser};
+use super::openapi::{ErrorBody, one_of, string_type};
+use super::{ApiFailure, ApiJson, ApiQuery, AuthUser, Page};
 use crate::auth::{MIN_PASSWORD_CHARS, hash_password_async};
 use crate::context::TenantContext;
 use crate::users::{self, User};
 
 const MAX_PAGE: i64 = 200;
 
-pub fn routes() -> Router {
-    Router::new()
-        .route("/api/v1/users", get(list).post(create))
-        .route("/api/v1/users/{id}", get(show).patch(update).delete(remove))
+pub fn routes() -> OpenApiRouter {
+    OpenApiRouter::new()
+        .routes(routes!(list, create))
+        .routes(routes!(show, update, remove))
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, IntoParams)]
 #[serde(deny_unknown_fields)]
-struct Page {
+#[into_params(parameter_in = Query)]
+struct PageQuery {
+    /// At most this many (1 to 200; default 50).
     limit: Option<i64>,
+    /// Skip this many (default 0).
     offset: Option<i64>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CreateUser {
+    /// Stored lowercased, without surrounding spaces.
+    #[schema(schema_with = email)]
     email: String,
     #[serde(default)]
     name: String,
+    /// `admin`, `staff`, `viewer`, or a role `GET /api/v1/roles` lists.
+    #[schema(schema_with = role_name)]
     role: String,
+    #[schema(schema_with = super::auth::new_password)]
     password: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct UpdateUser {
     name: Option<String>,
+    #[schema(schema_with = nullable_role_name)]
     role: Option<String>,
+    #[schema(schema_with = user_status)]
     status: Option<String>,
+}
+
+/// What [`create`] takes as an email: `local@domain.tld` without whitespace, once trimmed.
+fn email() -> Schema {
+    const WS: &str = super::openapi::WHITESPACE;
+    ObjectBuilder::new()
+        .schema_type(string_type(false))
+        .pattern(Some(format!(
+            "^[{WS}]*[^@{WS}]+@[^.{WS}][^{WS}]*\\.[^{WS}]*[^.{WS}][{WS}]*$"
+        )))
+        .build()
+        .into()
+}
+
+fn role_name() -> Schema {
+    super::roles::name_schema(false)
+}
+
+fn nullable_role_name() -> Schema {
+    super::roles::name_schema(true)
+}
+
+fn user_status() -> Schema {
+    one_of(&["active", "disabled"], true)
 }
 
 fn parse_id(raw: &str) -> Result<Uuid, ApiFailure> {
@@ -68,22 +106,47 @@ fn unknown_role(role: &str) -> ApiFailure {
     )
 }
 
+/// The tenant's users, a page at a time.
+#[utoipa::path(
+    get,
+    path = "/api/v1/users",
+    operation_id = "users_list",
+    tag = "users",
+    params(PageQuery),
+    responses((status = 200, description = "A page of users", body = Page<User>)),
+)]
 async fn list(
     Extension(ctx): Extension<TenantContext>,
     user: AuthUser,
-    ApiQuery(page): ApiQuery<Page>,
-) -> Result<Json<Value>, ApiFailure> {
+    ApiQuery(page): ApiQuery<PageQuery>,
+) -> Result<Json<Page<User>>, ApiFailure> {
     user.require("users:manage")?;
     let limit = page.limit.unwrap_or(50).clamp(1, MAX_PAGE);
     let offset = page.offset.unwrap_or(0).max(0);
     let conn = ctx.pool.get().await?;
     let users = users::user_list(&***conn, limit, offset, ctx.has_roles()).await?;
     let total = users::user_total(&***conn).await?;
-    Ok(Json(
-        json!({ "items": users, "total": total, "limit": limit, "offset": offset }),
-    ))
+    Ok(Json(Page {
+        items: users,
+        limit,
+        offset,
+        total,
+    }))
 }
 
+/// Adds a user, within the plan's user limit.
+#[utoipa::path(
+    post,
+    path = "/api/v1/users",
+    operation_id = "users_create",
+    tag = "users",
+    request_body = CreateUser,
+    responses(
+        (status = 201, description = "Created", body = User),
+        (status = 409, description = "`email_taken`, or `plan_limit`: the plan's user limit is reached", body = ErrorBody),
+        (status = 422, description = "Not an email, an unknown role, a short password, or the body is of the wrong shape", body = ErrorBody),
+    ),
+)]
 async fn create(
     Extension(ctx): Extension<TenantContext>,
     user: AuthUser,
@@ -166,6 +229,15 @@ fn plan_limit(max: i32) -> ApiFailure {
     )
 }
 
+/// One user.
+#[utoipa::path(
+    get,
+    path = "/api/v1/users/{id}",
+    operation_id = "users_show",
+    tag = "users",
+    params(("id" = Uuid, Path, description = "The user's id")),
+    responses((status = 200, description = "The user", body = User)),
+)]
 async fn show(
     Extension(ctx): Extension<TenantContext>,
     user: AuthUser,
@@ -180,6 +252,20 @@ async fn show(
         .ok_or(ApiFailure::NotFound)
 }
 
+/// Changes a user's name, role or status; disabling ends their sessions.
+#[utoipa::path(
+    patch,
+    path = "/api/v1/users/{id}",
+    operation_id = "users_update",
+    tag = "users",
+    params(("id" = Uuid, Path, description = "The user's id")),
+    request_body = UpdateUser,
+    responses(
+        (status = 200, description = "Changed", body = User),
+        (status = 409, description = "`self_lockout`: one's own role or status, or `plan_limit` when re-activating", body = ErrorBody),
+        (status = 422, description = "An unknown role or status, or the body is of the wrong shape", body = ErrorBody),
+    ),
+)]
 async fn update(
     Extension(ctx): Extension<TenantContext>,
     user: AuthUser,
@@ -249,6 +335,18 @@ async fn update(
     Ok(Json(updated))
 }
 
+/// Deletes a user.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/users/{id}",
+    operation_id = "users_delete",
+    tag = "users",
+    params(("id" = Uuid, Path, description = "The user's id")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 409, description = "`self_lockout`: one cannot delete oneself", body = ErrorBody),
+    ),
+)]
 async fn remove(
     Extension(ctx): Extension<TenantContext>,
     user: AuthUser,

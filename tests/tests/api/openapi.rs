@@ -1,4 +1,6 @@
-//! The OpenAPI document matches the owner API's routes, in both directions.
+//! The owner API's OpenAPI document: generated from the handlers, so it names every route
+//! and nothing else; complete enough to call the API from; and readable offline in the
+//! docs UI.
 
 use std::collections::BTreeSet;
 
@@ -7,113 +9,199 @@ use serde_json::Value;
 
 use crate::helpers::spawn_app;
 
-/// `(METHOD, /path)` of every route registered in `control-plane/src/http/owner_*.rs`,
-/// read from the routers' source: `.route("/path", get(h).post(h))`.
-fn routed() -> BTreeSet<(String, String)> {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../control-plane/src/http");
-    let mut found = BTreeSet::new();
-    for entry in std::fs::read_dir(&dir).expect("http dir") {
-        let path = entry.expect("entry").path();
-        let name = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or_default();
-        if !name.starts_with("owner_") {
-            continue;
-        }
-        let source = std::fs::read_to_string(&path).expect("source");
-        for call in source.split(".route(").skip(1) {
-            // The call's text up to its closing parenthesis.
-            let mut depth = 1;
-            let end = call
-                .char_indices()
-                .find(|(_, c)| {
-                    match c {
-                        '(' => depth += 1,
-                        ')' => depth -= 1,
-                        _ => {}
-                    }
-                    depth == 0
-                })
-                .map(|(i, _)| i)
-                .expect("closed .route(");
-            let call = &call[..end];
-            let route = call.split('"').nth(1).expect("path literal").to_string();
-            for method in ["get", "post", "put", "patch", "delete"] {
-                let used = call.match_indices(&format!("{method}(")).any(|(i, _)| {
-                    i == 0 || !call[..i].ends_with(|c: char| c.is_alphanumeric() || c == '_')
-                });
-                if used {
-                    found.insert((method.to_uppercase(), route.clone()));
-                }
+const METHODS: [&str; 5] = ["get", "post", "put", "patch", "delete"];
+
+/// Every `$ref` in `value`.
+fn refs<'a>(value: &'a Value, out: &mut Vec<&'a str>) {
+    match value {
+        Value::Object(map) => {
+            if let Some(Value::String(r)) = map.get("$ref") {
+                out.push(r);
             }
+            map.values().for_each(|v| refs(v, out));
         }
+        Value::Array(items) => items.iter().for_each(|v| refs(v, out)),
+        _ => {}
     }
-    found
 }
 
 #[tokio::test]
-async fn the_openapi_document_matches_the_routes() {
+async fn the_openapi_document_describes_every_route_and_answer() {
     let app = spawn_app().await;
     let response = app.get("/api/owner/openapi.json", None).await;
     assert_eq!(response.status(), 200);
     let doc: Value = response.json().await.expect("json");
     assert_eq!(doc["openapi"], "3.1.0");
+    assert_eq!(doc["servers"][0]["url"], "/api/owner");
+
+    // Every reference resolves.
+    let mut found = Vec::new();
+    refs(&doc, &mut found);
+    assert!(found.len() > 50, "too few references: {}", found.len());
+    for r in found {
+        let name = r
+            .strip_prefix("#/components/schemas/")
+            .unwrap_or_else(|| panic!("unexpected reference {r}"));
+        assert!(
+            doc["components"]["schemas"][name].is_object(),
+            "{r} is not defined"
+        );
+    }
+
     let mut documented = BTreeSet::new();
     for (path, item) in doc["paths"].as_object().expect("paths") {
-        for (method, operation) in item.as_object().expect("path item") {
-            assert!(
-                operation["responses"].is_object(),
-                "{method} {path} has no responses"
-            );
-            if let Some(schema) =
-                operation["requestBody"]["content"]["application/json"]["schema"]["$ref"].as_str()
-            {
-                let name = schema.rsplit('/').next().unwrap_or_default();
+        for method in METHODS {
+            let Some(operation) = item.get(method) else {
+                continue;
+            };
+            let what = format!("{method} {path}");
+            let responses = operation["responses"].as_object().expect("responses");
+            // A success answer, described, with its body's schema unless it has none.
+            let (status, success) = responses
+                .iter()
+                .find(|(status, _)| status.starts_with('2'))
+                .unwrap_or_else(|| panic!("{what} has no success answer"));
+            assert!(success["description"].is_string(), "{what} {status}");
+            if status != "204" {
                 assert!(
-                    doc["components"]["schemas"][name].is_object(),
-                    "{schema} is not defined"
+                    success["content"].is_object(),
+                    "{what} {status} has no body schema"
                 );
             }
+            // The errors every request can meet.
+            for status in ["400", "503"] {
+                assert!(responses.contains_key(status), "{what} lacks {status}");
+            }
+            let public = operation["security"] == serde_json::json!([{}]);
+            if !public {
+                for status in ["401", "403"] {
+                    assert!(responses.contains_key(status), "{what} lacks {status}");
+                }
+            }
+            if operation.get("requestBody").is_some() {
+                for status in ["413", "415"] {
+                    assert!(responses.contains_key(status), "{what} lacks {status}");
+                }
+            }
+            // Every path parameter is declared.
+            let declared: BTreeSet<&str> = operation["parameters"]
+                .as_array()
+                .map(|p| {
+                    p.iter()
+                        .filter(|p| p["in"] == "path")
+                        .filter_map(|p| p["name"].as_str())
+                        .collect()
+                })
+                .unwrap_or_default();
+            let in_path: BTreeSet<&str> = path
+                .split('/')
+                .filter_map(|seg| seg.strip_prefix('{')?.strip_suffix('}'))
+                .collect();
+            assert_eq!(declared, in_path, "{what}: path parameters");
+            assert!(operation["summary"].is_string(), "{what} has no summary");
             documented.insert((method.to_uppercase(), path.clone()));
         }
     }
-    let mut routed = routed();
-    routed.insert(("GET".into(), "/openapi.json".into()));
-    assert!(
-        routed.len() > 20,
-        "the route scan found too little: {routed:?}"
+    assert!(documented.len() > 45, "too few operations: {documented:?}");
+
+    // Request schemas are as strict as the server where it matters.
+    let schemas = &doc["components"]["schemas"];
+    assert_eq!(
+        schemas["MigrationStart"]["properties"]["concurrency"]["minimum"],
+        1
     );
-    let undocumented: Vec<_> = routed.difference(&documented).collect();
-    assert!(
-        undocumented.is_empty(),
-        "routes missing from the document: {undocumented:?}"
+    assert_eq!(
+        schemas["PlanFields"]["properties"]["price_cents"]["minimum"],
+        0
     );
-    let unrouted: Vec<_> = documented.difference(&routed).collect();
+    assert!(schemas["TenantCreate"]["properties"]["slug"]["pattern"].is_string());
     assert!(
-        unrouted.is_empty(),
-        "documented but not routed: {unrouted:?}"
+        schemas["TenantView"].to_string().contains("TenantInfo"),
+        "a tenant's answer shows the tenant"
     );
-    // And every documented operation answers as a route (never 404 or 405), unauthenticated.
+
+    // Every documented operation is routed: it answers as a route (never the fallback's
+    // 404 or a 405), and an undocumented path under the API is not.
+    let token = app.token.clone();
     for (method, path) in &documented {
         let concrete = path
             .replace("{id}", "00000000-0000-0000-0000-000000000000")
+            .replace("{backup}", "00000000-0000-0000-0000-000000000000")
+            .replace("{restore}", "00000000-0000-0000-0000-000000000000")
             .replace("{domain}", "x.example.com")
-            .replace("{code}", "free");
+            .replace("{code}", "nope");
         let response = app
             .on(
                 Method::from_bytes(method.as_bytes()).expect("method"),
                 "127.0.0.1",
                 &format!("/api/owner{concrete}"),
-                None,
+                Some(&token),
                 (method != "GET" && method != "DELETE")
                     .then_some(&Value::Object(Default::default())),
             )
             .await;
         let status = response.status().as_u16();
+        let body: Value = response.json().await.unwrap_or_default();
         assert!(
-            status != 404 && status != 405,
-            "{method} {path} answered {status}"
+            status != 405 && body["error"]["message"] != "no such route",
+            "{method} {path} answered {status} {body}"
         );
     }
+    let response = app
+        .get("/api/owner/tenants/x/not-a-route", Some(&token))
+        .await;
+    assert_eq!(response.status(), 404);
+    let body: Value = response.json().await.expect("json");
+    assert_eq!(body["error"]["message"], "no such route");
+}
+
+/// The docs UI is served from the binary: its page and scripts load from the service
+/// itself, never from the internet, and it reads the owner API's document.
+#[tokio::test]
+async fn the_docs_ui_works_offline() {
+    let app = spawn_app().await;
+    let response = app.get("/api/owner/docs/", None).await;
+    assert_eq!(response.status(), 200);
+    assert!(
+        response
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("text/html"))
+    );
+    let page = response.text().await.expect("page");
+    let mut assets = Vec::new();
+    for attribute in ["src=\"", "href=\""] {
+        for part in page.split(attribute).skip(1) {
+            let target = part.split('"').next().unwrap_or_default();
+            assert!(
+                !target.contains("://") && !target.starts_with("//"),
+                "the page loads {target} from elsewhere"
+            );
+            assets.push(target.trim_start_matches("./").to_string());
+        }
+    }
+    assert!(
+        assets.iter().any(|a| a.ends_with(".js")),
+        "no script in {page}"
+    );
+    for asset in &assets {
+        let response = app.get(&format!("/api/owner/docs/{asset}"), None).await;
+        assert_eq!(response.status(), 200, "{asset}");
+        if asset.contains("initializer") {
+            let script = response.text().await.expect("script");
+            assert!(
+                script.contains("/api/owner/openapi.json"),
+                "the UI does not read the document: {script}"
+            );
+            assert!(
+                !script.contains("validator.swagger.io"),
+                "the UI sends the document away"
+            );
+        }
+    }
+    assert!(
+        assets.iter().any(|a| a.contains("initializer")),
+        "no initializer among {assets:?}"
+    );
 }
