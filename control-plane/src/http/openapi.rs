@@ -9,11 +9,11 @@
 //! one place.
 
 use axum::Json;
-use serde::Serialize;
+use tenant::api::openapi::{ErrorBody, error_response as error};
+use utoipa::Modify;
 use utoipa::openapi::path::Operation;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::openapi::{OpenApi, Ref, RefOr, Response, ResponseBuilder};
-use utoipa::{Modify, ToSchema};
+use utoipa::openapi::{OpenApi, RefOr};
 use utoipa_axum::router::OpenApiRouter;
 
 use super::state::AppState;
@@ -25,21 +25,6 @@ use super::{
 /// Where the document and its UI are served.
 pub const DOCUMENT_PATH: &str = "/api/owner/openapi.json";
 pub const DOCS_PATH: &str = "/api/owner/docs";
-
-/// Every error answer: `{"error": {"code": "...", "message": "..."}}`.
-#[derive(Serialize, ToSchema)]
-#[schema(as = Error)]
-pub struct ErrorBody {
-    pub error: ErrorDetail,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct ErrorDetail {
-    /// Stable and machine-readable, such as `slug_taken` or `not_found`.
-    pub code: String,
-    /// For people.
-    pub message: String,
-}
 
 #[derive(utoipa::OpenApi)]
 #[openapi(
@@ -135,18 +120,6 @@ impl Modify for Conventions {
 ///   - 404 where the path names something; 409 and 422 on writes;
 ///   - 413 and 415 where there is a body.
 fn conventions(openapi: &mut OpenApi) {
-    let error = |description: &str| -> RefOr<Response> {
-        ResponseBuilder::new()
-            .description(description)
-            .content(
-                "application/json",
-                utoipa::openapi::ContentBuilder::new()
-                    .schema(Some(Ref::from_schema_name("Error")))
-                    .build(),
-            )
-            .build()
-            .into()
-    };
     for (path, item) in openapi.paths.paths.iter_mut() {
         let names_something = path.contains('{');
         let operations: [(&str, &mut Option<Operation>); 5] = [

@@ -256,7 +256,7 @@ async fn restore_test(
 /// Owners and admins only: it is a full copy of a customer's data.
 #[utoipa::path(get, path = "/tenants/{id}/export", tag = "backups", params(("id" = String, Path, description = "The tenant's id or slug")), responses(
     (status = 200, description = "The archive", content_type = "application/x-tar"),
-    (status = 409, description = "The tenant is not active or suspended", body = super::openapi::ErrorBody),
+    (status = 409, description = "The tenant is not active or suspended", body = tenant::api::openapi::ErrorBody),
 ))]
 async fn export(
     State(state): State<AppState>,

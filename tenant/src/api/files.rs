@@ -26,7 +26,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::openapi::{CONTROL, ErrorBody, int64, one_of, parameter, uuid_schema};
+use super::openapi::{CONTROL, ErrorBody, one_of, parameter, uuid_schema};
 use super::{ApiFailure, ApiQuery, AuthUser, Page};
 use crate::context::TenantContext;
 use crate::ledger::{self, Reservation};
@@ -99,29 +99,16 @@ impl IntoParams for UploadQuery {
 
 impl IntoParams for ListQuery {
     fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
-        vec![
-            parameter(
-                "folder",
-                ParameterIn::Query,
-                false,
-                "Only the files of this folder",
-                one_of(&FOLDERS, false),
-            ),
-            parameter(
-                "limit",
-                ParameterIn::Query,
-                false,
-                "At most this many (1 to 200; default 50)",
-                int64(),
-            ),
-            parameter(
-                "offset",
-                ParameterIn::Query,
-                false,
-                "Skip this many (default 0)",
-                int64(),
-            ),
-        ]
+        vec![parameter(
+            "folder",
+            ParameterIn::Query,
+            false,
+            "Only the files of this folder",
+            one_of(&FOLDERS, false),
+        )]
+        .into_iter()
+        .chain(super::openapi::page_parameters())
+        .collect()
     }
 }
 

@@ -349,6 +349,26 @@ pub fn uuid_schema() -> ObjectBuilder {
 }
 
 /// Any integer an `i64` holds (`limit`, `offset`: parsed as such, then clamped).
+/// `limit` and `offset`, the query parameters of every paged list.
+pub fn page_parameters() -> Vec<Parameter> {
+    vec![
+        parameter(
+            "limit",
+            ParameterIn::Query,
+            false,
+            "At most this many (1 to 200; default 50)",
+            int64(),
+        ),
+        parameter(
+            "offset",
+            ParameterIn::Query,
+            false,
+            "Skip this many (default 0)",
+            int64(),
+        ),
+    ]
+}
+
 pub fn int64() -> ObjectBuilder {
     ObjectBuilder::new()
         .schema_type(Type::Integer)

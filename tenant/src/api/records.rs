@@ -249,22 +249,7 @@ fn document(r: &Resource, openapi: &mut OpenApi) {
     let writes = format!("Needs `{}`.", r.write);
     let reads = format!("Needs `{}`.", r.read);
 
-    let mut list_parameters = vec![
-        parameter(
-            "limit",
-            ParameterIn::Query,
-            false,
-            "At most this many (1 to 200; default 50)",
-            int64(),
-        ),
-        parameter(
-            "offset",
-            ParameterIn::Query,
-            false,
-            "Skip this many (default 0)",
-            int64(),
-        ),
-    ];
+    let mut list_parameters = super::openapi::page_parameters();
     list_parameters.extend(r.filters.iter().map(|column| {
         parameter(
             column,

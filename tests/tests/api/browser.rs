@@ -416,6 +416,25 @@ async fn an_operator_runs_the_fleet_from_the_dashboard() {
     }
     screenshot(&client, "05-phone-audit").await;
 
+    // The API docs, linked from the nav: Swagger UI runs from the binary's own files (the
+    // browser reaches nothing else) and renders the owner API's document.
+    click(&client, "nav a[href='/api/owner/docs/']").await;
+    wait_for_xpath(
+        &client,
+        "//*[contains(@class, 'info')]//*[contains(@class, 'title')][contains(., 'control-plane owner API')]",
+        "swagger-ui",
+        "the docs UI to render the owner API's document",
+    )
+    .await;
+    wait_for_xpath(
+        &client,
+        "//*[contains(@class, 'opblock-summary-path')][contains(., '/tenants/{id}/backups')]",
+        "swagger-ui",
+        "the docs UI to list the operations",
+    )
+    .await;
+    screenshot(&client, "07-api-docs").await;
+
     // An idle session ends: the next page view lands on the login page, which says why.
     app.owner_client()
         .await
