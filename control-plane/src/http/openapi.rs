@@ -9,7 +9,7 @@
 //! one place.
 
 use axum::Json;
-use tenant::api::openapi::{ErrorBody, error_response as error};
+use tenant::api::openapi::{ErrorBody, error_response as error, is_empty_requirement, with_header};
 use utoipa::Modify;
 use utoipa::openapi::path::Operation;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -112,9 +112,10 @@ impl Modify for Conventions {
 /// - its success answers described by their status when the handler gave no words;
 /// - the error answers every operation of a kind can give, so no handler has to list
 ///   them and none is forgotten:
-///   - 400: a malformed path, query or body; 503: the owner database is unavailable or
-///     the request timed out;
-///   - 401 and 403 on every operation that needs a token (403: the role does not allow
+///   - 400: a malformed path, query or body; 503 (with `Retry-After`): the owner
+///     database is unavailable or the request timed out;
+///   - 401 (with `WWW-Authenticate`) and 403 on every operation that needs a token (403:
+///     the role does not allow
 ///     it, a password must be changed first, or a cookie write came without its CSRF
 ///     token);
 ///   - 404 where the path names something; 409 and 422 on writes;
@@ -154,40 +155,43 @@ fn conventions(openapi: &mut OpenApi) {
                 .security
                 .as_ref()
                 .is_some_and(|requirements| requirements.iter().all(is_empty_requirement));
-            let mut add = |status: &str, description: &str| {
-                operation
-                    .responses
-                    .responses
-                    .entry(status.to_string())
-                    .or_insert_with(|| error(description));
+            let has_body = operation.request_body.is_some();
+            let responses = &mut operation.responses.responses;
+            let mut add = |status: &str, response: RefOr<utoipa::openapi::Response>| {
+                responses.entry(status.to_string()).or_insert(response);
             };
-            add("400", "Malformed path, query or body");
+            add("400", error("Malformed path, query or body"));
             if !public {
-                add("401", "No valid token or session");
+                add(
+                    "401",
+                    with_header("No valid token or session", "WWW-Authenticate", "`Bearer`"),
+                );
                 add(
                     "403",
-                    "The operator's role does not allow this, a new password must be chosen first, or a cookie session sent no CSRF token",
+                    error(
+                        "The operator's role does not allow this, a new password must be chosen first, or a cookie session sent no CSRF token",
+                    ),
                 );
             }
             if names_something {
-                add("404", "No such resource");
+                add("404", error("No such resource"));
             }
             if method != "get" {
-                add("409", "Conflicts with the current state");
-                add("422", "Invalid values");
+                add("409", error("Conflicts with the current state"));
+                add("422", error("Invalid values"));
             }
-            if operation.request_body.is_some() {
-                add("413", "The body is over the limit");
-                add("415", "The body is not application/json");
+            if has_body {
+                add("413", error("The body is over the limit"));
+                add("415", error("The body is not application/json"));
             }
             add(
                 "503",
-                "The owner database is unavailable or the request took too long; retry (see Retry-After)",
+                with_header(
+                    "The owner database is unavailable or the request took too long; retry",
+                    "Retry-After",
+                    "Seconds to wait",
+                ),
             );
         }
     }
-}
-
-fn is_empty_requirement(requirement: &utoipa::openapi::security::SecurityRequirement) -> bool {
-    serde_json::to_value(requirement).is_ok_and(|v| v.as_object().is_some_and(|o| o.is_empty()))
 }

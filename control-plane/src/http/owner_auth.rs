@@ -54,7 +54,8 @@ struct LoginAnswer {
 #[utoipa::path(post, path = "/auth/login", tag = "auth", security(()), request_body = LoginRequest, responses(
     (status = 200, body = LoginAnswer),
     (status = 401, description = "Wrong email or password", body = tenant::api::openapi::ErrorBody),
-    (status = 429, description = "Too many failed attempts; retry after Retry-After seconds", body = tenant::api::openapi::ErrorBody),
+    (status = 429, description = "Too many failed attempts; retry after Retry-After seconds", body = tenant::api::openapi::ErrorBody,
+        headers(("Retry-After" = u64, description = "Seconds to wait"))),
 ))]
 async fn login(
     State(state): State<AppState>,

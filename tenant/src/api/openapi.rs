@@ -225,7 +225,7 @@ pub fn standard_errors(openapi: &mut OpenApi) {
 }
 
 /// An `Error` answer with a header (`Retry-After`, `WWW-Authenticate`).
-fn with_header(description: &str, name: &str, header_description: &str) -> RefOr<Response> {
+pub fn with_header(description: &str, name: &str, header_description: &str) -> RefOr<Response> {
     let schema = if name == "Retry-After" {
         ObjectBuilder::new()
             .schema_type(Type::Integer)
@@ -233,8 +233,9 @@ fn with_header(description: &str, name: &str, header_description: &str) -> RefOr
     } else {
         ObjectBuilder::new().schema_type(Type::String)
     };
-    let RefOr::T(mut response) = error_response(description) else {
-        unreachable!("error_response builds the response inline");
+    let mut response = match error_response(description) {
+        RefOr::T(response) => response,
+        other => return other,
     };
     response.headers.insert(
         name.to_string(),
@@ -247,7 +248,8 @@ fn with_header(description: &str, name: &str, header_description: &str) -> RefOr
     response.into()
 }
 
-fn is_empty_requirement(requirement: &SecurityRequirement) -> bool {
+/// Whether a security requirement is the empty one (`{}`): the operation takes no token.
+pub fn is_empty_requirement(requirement: &SecurityRequirement) -> bool {
     *requirement == SecurityRequirement::default()
 }
 

@@ -77,7 +77,15 @@ async fn the_openapi_document_describes_every_route_and_answer() {
                 for status in ["401", "403"] {
                     assert!(responses.contains_key(status), "{what} lacks {status}");
                 }
+                assert!(
+                    responses["401"]["headers"]["WWW-Authenticate"].is_object(),
+                    "{what}: 401 without WWW-Authenticate"
+                );
             }
+            assert!(
+                responses["503"]["headers"]["Retry-After"].is_object(),
+                "{what}: 503 without Retry-After"
+            );
             if operation.get("requestBody").is_some() {
                 for status in ["413", "415"] {
                     assert!(responses.contains_key(status), "{what} lacks {status}");

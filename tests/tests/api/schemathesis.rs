@@ -100,7 +100,10 @@ async fn check(
         .args(["--max-examples", MAX_EXAMPLES])
         .args(["--seed", "1"])
         .args(["--phases", "examples,coverage,fuzzing"])
-        .args(["--workers", "2"])
+        // One worker: with two threads, CPython 3.11 now and then fails inside
+        // schemathesis' own code ("AST constructor recursion depth mismatch"), a runtime
+        // error that says nothing about the API.
+        .args(["--workers", "1"])
         .args(["--request-timeout", "60"])
         .args(["--generation-database", "none"])
         .args(["--suppress-health-check", "all"])
