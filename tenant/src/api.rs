@@ -146,7 +146,8 @@ async fn status(
         }
         Err(e) => return Err(e),
     };
-    let conn = ctx.pool.get().await.map_err(ApiFailure::Pool)?;
+    // One statement, no transaction: it may share a busy connection (see `shared`).
+    let conn = ctx.pool.shared().await.map_err(ApiFailure::Pool)?;
     let row = crate::prepared::with_prepared(&conn, STATUS_QUERY, |statement| {
         let conn = &conn;
         async move { conn.query_one(&statement, &[]).await }

@@ -27,8 +27,8 @@
 //! is safe to (see `ConnectionLost` in the tenant API).
 
 use std::ops::{Deref, DerefMut};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use deadpool::managed::{self, Metrics, RecycleError, RecycleResult, TimeoutType};
@@ -298,6 +298,27 @@ pub struct TenantPool {
     /// Woken each time a connection of this pool is handed back.
     returned: Arc<Notify>,
     wait: Duration,
+    /// The connection most recently checked out for shared reads, while it is out.
+    shared: Arc<std::sync::Mutex<Weak<TenantConnection>>>,
+    /// Requests waiting for a connection of their own while the tenant may not grow.
+    exclusive_waiting: Arc<AtomicUsize>,
+}
+
+/// A connection serving single statements that read outside any transaction, possibly
+/// several requests' at once: tokio-postgres pipelines them on the one session, which
+/// runs them one after another. It goes back to the pool when its last holder drops
+/// it. Only [`TenantPool::shared`] makes one, and nothing that holds one can open a
+/// transaction (that takes the connection exclusively), so a statement pipelined here
+/// never runs inside another request's transaction.
+#[derive(Clone)]
+pub struct SharedConnection(Arc<TenantConnection>);
+
+impl Deref for SharedConnection {
+    type Target = BudgetedClient;
+
+    fn deref(&self) -> &BudgetedClient {
+        &self.0
+    }
 }
 
 /// A connection of a tenant's pool; handed back to the pool when dropped.
@@ -334,6 +355,12 @@ impl TenantPool {
     /// to come back (see the module notes) instead of failing or taking another
     /// tenant's budget.
     pub async fn get(&self) -> Result<TenantConnection, PoolError> {
+        self.wait_for(true).await
+    }
+
+    /// [`Self::get`]; an `exclusive` caller waiting for its tenant's busy connections
+    /// stops shared reads from joining them, so they come back to the pool.
+    async fn wait_for(&self, exclusive: bool) -> Result<TenantConnection, PoolError> {
         let deadline = tokio::time::Instant::now() + self.wait;
         loop {
             let returned = self.returned.notified();
@@ -349,19 +376,72 @@ impl TenantPool {
                 ..self.inner.timeouts()
             };
             match self.inner.timeout_get(&timeouts).await {
-                Ok(object) => {
-                    return Ok(TenantConnection {
-                        object: Some(object),
-                        returned: Arc::clone(&self.returned),
-                    });
-                }
+                Ok(object) => return Ok(self.connection(object)),
                 Err(managed::PoolError::Backend(ConnectError::Saturated)) => {
+                    let _waiting = exclusive.then(|| Held::count(&self.exclusive_waiting).0);
                     let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
                     let _ = tokio::time::timeout(SATURATED_RECHECK.min(remaining), returned).await;
                 }
                 Err(e) => return Err(e),
             }
         }
+    }
+
+    /// A connection for one statement that reads outside any transaction (see
+    /// [`SharedConnection`]): an idle connection of this tenant, or a new one when the
+    /// policy lets the tenant grow; when it may not, the connection already serving
+    /// such reads, with this statement pipelined behind theirs. A busy tenant's reads are
+    /// then not held up by its connection count (a tenant of a full budget has one):
+    /// waiting costs the statements ahead on that session, not whole requests.
+    pub async fn shared(&self) -> Result<SharedConnection, PoolError> {
+        let now = managed::Timeouts {
+            wait: Some(Duration::ZERO),
+            ..self.inner.timeouts()
+        };
+        let connection = match self.inner.timeout_get(&now).await {
+            Ok(object) => self.connection(object),
+            Err(
+                managed::PoolError::Timeout(TimeoutType::Wait)
+                | managed::PoolError::Backend(ConnectError::Saturated),
+            ) => {
+                if let Some(serving) = self.serving() {
+                    return Ok(SharedConnection(serving));
+                }
+                self.wait_for(false).await?
+            }
+            Err(e) => return Err(e),
+        };
+        let connection = Arc::new(connection);
+        *self.shared.lock().unwrap_or_else(|p| p.into_inner()) = Arc::downgrade(&connection);
+        Ok(SharedConnection(connection))
+    }
+
+    /// The connection serving shared reads now, unless it is gone or its session closed.
+    fn serving(&self) -> Option<Arc<TenantConnection>> {
+        // A request waiting for a connection of its own would otherwise wait for as long
+        // as reads keep coming.
+        if self.exclusive_waiting.load(Ordering::SeqCst) > 0 {
+            return None;
+        }
+        let serving = self
+            .shared
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .upgrade()?;
+        (!serving.client.is_closed()).then_some(serving)
+    }
+
+    fn connection(&self, object: managed::Object<BudgetedManager>) -> TenantConnection {
+        TenantConnection {
+            object: Some(object),
+            returned: Arc::clone(&self.returned),
+        }
+    }
+
+    /// Requests waiting for a connection of their own while the tenant may not grow;
+    /// while there are any, shared reads do not join busy connections.
+    pub fn exclusive_waiting(&self) -> usize {
+        self.exclusive_waiting.load(Ordering::SeqCst)
     }
 
     pub fn status(&self) -> managed::Status {
@@ -475,5 +555,7 @@ pub fn build_pool(
         inner,
         returned: Arc::new(Notify::new()),
         wait: settings.wait,
+        shared: Arc::default(),
+        exclusive_waiting: Arc::default(),
     })
 }

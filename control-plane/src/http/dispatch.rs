@@ -1,4 +1,4 @@
-//! The tenant dispatch middleware: a request for a tenant host is admitted by the
+//! The tenant dispatch: a request for a tenant host is admitted by the
 //! gateway and served by the tenant API with its tenant's context; a request for an
 //! owner host goes on to the owner routes.
 
@@ -6,9 +6,8 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::{Method, StatusCode};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use tower::ServiceExt;
 
@@ -17,7 +16,7 @@ use tenant::api::ConnectionLost;
 use super::error::ApiError;
 use crate::gateway::{ClientAddr, Effect, Gateway, client_addr, forwarded_host, request_host};
 
-/// What the middleware needs.
+/// What dispatching needs.
 #[derive(Clone)]
 pub struct Dispatch {
     pub gateway: Arc<Gateway>,
@@ -27,7 +26,9 @@ pub struct Dispatch {
     pub tenant_api: axum::Router,
 }
 
-pub async fn dispatch(State(dispatch): State<Dispatch>, mut req: Request, next: Next) -> Response {
+/// Serves `req`: on an owner host with `owner`, on a tenant host with the tenant API once
+/// the gateway has admitted it.
+pub async fn dispatch(dispatch: &Dispatch, owner: &axum::Router, mut req: Request) -> Response {
     let peer = req
         .extensions()
         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
@@ -46,7 +47,7 @@ pub async fn dispatch(State(dispatch): State<Dispatch>, mut req: Request, next: 
         }
     };
     if dispatch.gateway.is_owner_host(&host) {
-        return next.run(req).await;
+        return serve(owner, req).await;
     }
     let effect = effect_of(&req);
     match dispatch.gateway.admit(&host, client, effect).await {
@@ -79,8 +80,8 @@ fn effect_of(req: &Request) -> Effect {
     }
 }
 
-async fn serve(tenant_api: &axum::Router, req: Request) -> Response {
-    tenant_api
+async fn serve(router: &axum::Router, req: Request) -> Response {
+    router
         .clone()
         .oneshot(req)
         .await

@@ -1,15 +1,18 @@
-//! `GET /metrics` in the Prometheus text format, and the middleware that counts requests.
+//! `GET /metrics` in the Prometheus text format, and the route layer that counts requests.
 //!
 //! No metric carries a tenant label: a fleet has too many tenants for that. Per-tenant
 //! request counts go to metering instead. Every family is described (HELP) when the
 //! recorder is installed, and those without labels (or with a fixed set) start at zero,
 //! so an alert on them sees 0 rather than "no data" before the first event.
 
-use std::sync::OnceLock;
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::{Arc, LazyLock, OnceLock, RwLock};
+use std::task::Poll;
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
-use axum::middleware::Next;
+use axum::http::Method;
 use axum::response::{IntoResponse, Response};
 use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
@@ -41,7 +44,7 @@ fn describe() {
     let counters: &[(&'static str, &'static str)] = &[
         (
             "http_requests_total",
-            "Requests answered, by surface (owner or tenant), route template, method and status.",
+            "Requests answered, by surface (owner or tenant), route template, method (OTHER for non-standard ones) and status.",
         ),
         (
             "http_connections_refused_total",
@@ -239,38 +242,126 @@ fn describe() {
         .describe();
 }
 
-/// Counts a request by surface (owner or tenant), route template, method and status.
-pub async fn track(surface: &'static str, req: Request, next: Next) -> Response {
-    let started = Instant::now();
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_string())
-        .unwrap_or_else(|| "unmatched".to_string());
-    let method = req.method().to_string();
-    let mut response = next.run(req).await;
-    response
-        .extensions_mut()
-        .insert(super::access_log::Route(route.clone()));
-    let status = response.status().as_u16().to_string();
+/// Counts each request by surface (owner or tenant), route template, method and status,
+/// and leaves the route template on the response for the access log. A route layer, so
+/// it sees the matched template; a plain tower service rather than `from_fn` and with
+/// the metric handles kept per label set, because every request pays for it (see the
+/// 1-tenant profile in bench/results/gateway-fleet.txt).
+#[derive(Clone, Copy)]
+pub struct Track(pub &'static str);
+
+impl<S> tower::Layer<S> for Track {
+    type Service = Tracked<S>;
+
+    fn layer(&self, inner: S) -> Tracked<S> {
+        Tracked {
+            inner,
+            surface: self.0,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Tracked<S> {
+    inner: S,
+    surface: &'static str,
+}
+
+impl<S> tower::Service<Request> for Tracked<S>
+where
+    S: tower::Service<Request, Response = Response, Error = Infallible>,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = futures::future::BoxFuture<'static, Result<Response, Infallible>>;
+
+    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request) -> Self::Future {
+        let started = Instant::now();
+        let route = req.extensions().get::<MatchedPath>().cloned();
+        let method = req.method().clone();
+        let surface = self.surface;
+        let answer = self.inner.call(req);
+        Box::pin(async move {
+            let mut response = answer.await?;
+            let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
+            let handles = handles(surface, route, &method, response.status().as_u16());
+            handles.requests.increment(1);
+            handles.duration.record(started.elapsed().as_secs_f64());
+            response
+                .extensions_mut()
+                .insert(super::access_log::Route(handles.route));
+            Ok(response)
+        })
+    }
+}
+
+/// The request metrics of one label set.
+#[derive(Clone)]
+struct Handles {
+    requests: metrics::Counter,
+    duration: metrics::Histogram,
+    route: Arc<str>,
+}
+
+/// One route's label sets: (surface, method, status) and their handles. Few per route.
+type RouteHandles = Vec<(&'static str, &'static str, u16, Handles)>;
+
+static HANDLES: LazyLock<RwLock<HashMap<String, RouteHandles>>> = LazyLock::new(Default::default);
+
+/// The handles for a label set, registered with the recorder on first use. Route
+/// templates, methods (others count as "OTHER") and statuses are bounded sets, so the
+/// map is too.
+fn handles(surface: &'static str, route: &str, method: &Method, status: u16) -> Handles {
+    let method = method_label(method);
+    let find = |sets: &RouteHandles| {
+        sets.iter()
+            .find(|(s, m, st, _)| *s == surface && *m == method && *st == status)
+            .map(|(.., h)| h.clone())
+    };
+    if let Some(found) = HANDLES
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(route)
+        .and_then(find)
+    {
+        return found;
+    }
+    let mut all = HANDLES.write().unwrap_or_else(|p| p.into_inner());
+    let sets = all.entry(route.to_string()).or_default();
+    if let Some(found) = find(sets) {
+        return found;
+    }
     let labels = [
         ("surface", surface.to_string()),
-        ("route", route),
-        ("method", method),
-        ("status", status),
+        ("route", route.to_string()),
+        ("method", method.to_string()),
+        ("status", status.to_string()),
     ];
-    metrics::counter!("http_requests_total", &labels).increment(1);
-    metrics::histogram!("http_request_duration_seconds", &labels)
-        .record(started.elapsed().as_secs_f64());
-    response
+    let made = Handles {
+        requests: metrics::counter!("http_requests_total", &labels),
+        duration: metrics::histogram!("http_request_duration_seconds", &labels),
+        route: Arc::from(route),
+    };
+    sets.push((surface, method, status, made.clone()));
+    made
 }
 
-pub async fn track_owner(req: Request, next: Next) -> Response {
-    track("owner", req, next).await
-}
-
-pub async fn track_tenant(req: Request, next: Next) -> Response {
-    track("tenant", req, next).await
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        _ => "OTHER",
+    }
 }
 
 /// The exposition, with the gateway's gauges refreshed first.

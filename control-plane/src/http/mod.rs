@@ -1,6 +1,6 @@
 //! The web layer, on top of everything else: the state handlers see ([`state`]), the
-//! router and the layers every request goes through ([`router`]), the tenant dispatch
-//! middleware ([`dispatch`]), the error envelope ([`error`]), the owner API
+//! router ([`router`]), what every request goes through ([`front`]), the tenant dispatch
+//! ([`dispatch`]), the error envelope ([`error`]), the owner API
 //! (`owner_*`), health and metrics, and the server loop ([`serve`]). The dashboard
 //! (`crate::dashboard`) is the other half of the web layer. Nothing below the web layer
 //! imports it.
@@ -9,6 +9,7 @@ pub mod access_log;
 pub mod dispatch;
 pub mod error;
 pub mod extract;
+pub mod front;
 mod health;
 pub mod metrics;
 pub mod openapi;

@@ -20,7 +20,6 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::Router;
 use axum::extract::ConnectInfo;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -31,6 +30,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
+
+use super::front::Front;
 
 /// A client must send its request headers within this time of connecting (or of
 /// starting them).
@@ -101,7 +102,7 @@ impl Connections {
 
 pub async fn serve(
     listener: TcpListener,
-    router: Router,
+    front: Front,
     shutdown: CancellationToken,
     max_connections: usize,
 ) {
@@ -143,7 +144,7 @@ pub async fn serve(
         let service = {
             let slot = Arc::clone(&slot);
             let connections = Arc::clone(&connections);
-            let router = router.clone();
+            let front = front.clone();
             tower::service_fn(move |mut req: axum::http::Request<Incoming>| {
                 req.extensions_mut().insert(ConnectInfo::<SocketAddr>(peer));
                 slot.in_flight.fetch_add(1, Ordering::AcqRel);
@@ -152,7 +153,7 @@ pub async fn serve(
                     slot: Arc::clone(&slot),
                     connections: Arc::clone(&connections),
                 };
-                let call = router.clone().oneshot(req);
+                let call = front.clone().oneshot(req);
                 async move {
                     let response = call.await;
                     drop(done);

@@ -319,11 +319,6 @@ impl<S: Send + Sync> FromRequestParts<S> for AuthUser {
     type Rejection = ApiFailure;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiFailure> {
-        let ctx = parts
-            .extensions
-            .get::<TenantContext>()
-            .cloned()
-            .ok_or_else(|| ApiFailure::Internal("no tenant context".into()))?;
         let token = parts
             .headers
             .get(header::AUTHORIZATION)
@@ -331,8 +326,13 @@ impl<S: Send + Sync> FromRequestParts<S> for AuthUser {
             .and_then(|v| v.strip_prefix("Bearer "))
             .map(str::trim)
             .ok_or(ApiFailure::Unauthenticated)?;
+        let ctx = parts
+            .extensions
+            .get::<TenantContext>()
+            .ok_or_else(|| ApiFailure::Internal("no tenant context".into()))?;
         let claims = ctx.keys.verify(token).ok_or(ApiFailure::Unauthenticated)?;
-        let conn = ctx.pool.get().await?;
+        // One statement, no transaction: it may share a busy connection.
+        let conn = ctx.pool.shared().await?;
         match users::user_fetch_pooled(&conn, claims.sub, ctx.has_roles()).await? {
             // Tokens issued before the user last changed (password, role, status) are void.
             Some(user)

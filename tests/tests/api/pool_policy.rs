@@ -1,6 +1,6 @@
 //! The tenant pool's connection policy against a real server, with connections held by
 //! the test itself so every step is deterministic: first connections before anyone's
-//! extras (the reserve), extras closed first.
+//! extras (the reserve), extras closed first, shared reads joining a busy connection.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -100,4 +100,88 @@ async fn extra_connections_close_after_their_idle_time_and_the_first_stays() {
     assert_eq!(pool.sweep(Duration::ZERO), 1);
     assert_eq!(pool.status().size, 1);
     drop(in_use);
+}
+
+/// Waits (bounded) until `pool` has a request waiting for a connection of its own.
+async fn until_exclusive_waiting(pool: &TenantPool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while pool.exclusive_waiting() == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no exclusive waiter registered"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+async fn backend_pid(client: &tokio_postgres::Client) -> i32 {
+    client
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .expect("query")
+        .get(0)
+}
+
+#[tokio::test]
+async fn shared_reads_join_the_busy_connection_until_someone_needs_it_alone() {
+    let app = spawn_app().await;
+    // A budget of one: the tenant can never have a second connection.
+    let budget = Budget::new(1);
+    let pool = pool(&app, &budget, Arc::new(|| false));
+
+    // The first read opens the connection; the second cannot grow the tenant and
+    // shares it, its statement pipelined on the same session.
+    let first = pool.shared().await.expect("first read");
+    let second = tokio::time::timeout(Duration::from_secs(30), pool.shared())
+        .await
+        .expect("a read joins the busy connection instead of waiting")
+        .expect("second read");
+    assert_eq!(pool.status().size, 1);
+    assert_eq!(budget.in_use(), 1);
+    let (a, b) = tokio::join!(backend_pid(&first), backend_pid(&second));
+    assert_eq!(a, b, "both reads ran on the one connection");
+
+    // A request that needs the connection alone (a transaction) waits, and from then on
+    // reads stop joining, so the connection comes back to the pool.
+    let exclusive = tokio::spawn({
+        let pool = pool.clone();
+        async move {
+            let mut conn = pool.get().await.expect("exclusive connection");
+            let tx = conn.transaction().await.expect("begin");
+            tx.execute("SET LOCAL application_name = 'inside a transaction'", &[])
+                .await
+                .expect("set local");
+            let pid: i32 = tx
+                .query_one("SELECT pg_backend_pid()", &[])
+                .await
+                .expect("pid")
+                .get(0);
+            tx.commit().await.expect("commit");
+            pid
+        }
+    });
+    until_exclusive_waiting(&pool).await;
+    let third = tokio::spawn({
+        let pool = pool.clone();
+        async move {
+            let conn = pool.shared().await.expect("third read");
+            conn.query_one("SELECT current_setting('application_name')", &[])
+                .await
+                .expect("query")
+                .get::<_, String>(0)
+        }
+    });
+    assert!(!exclusive.is_finished(), "the connection is still shared");
+    drop(first);
+    drop(second);
+    let pid = exclusive.await.expect("task");
+    assert_eq!(
+        pid, a,
+        "the exclusive request got the tenant's one connection"
+    );
+    // The read that came while the transaction waited ran after it, outside it.
+    let seen = third.await.expect("task");
+    assert_ne!(seen, "inside a transaction");
+    assert_eq!(pool.status().size, 1);
+    assert_eq!(budget.in_use(), 1);
 }
