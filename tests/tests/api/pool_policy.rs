@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use tenant::pool::{Budget, PoolSettings, Relief, TenantPool, build_pool};
+use tenant::pool::{Budget, PIPELINE_DEPTH, PoolSettings, Relief, TenantPool, build_pool};
 
 use crate::helpers::spawn_app;
 
@@ -184,4 +184,31 @@ async fn shared_reads_join_the_busy_connection_until_someone_needs_it_alone() {
     assert_ne!(seen, "inside a transaction");
     assert_eq!(pool.status().size, 1);
     assert_eq!(budget.in_use(), 1);
+}
+
+#[tokio::test]
+async fn reads_share_one_connection_up_to_the_pipeline_depth_then_spread() {
+    let app = spawn_app().await;
+    let budget = Budget::new(20);
+    let pool = pool(&app, &budget, Arc::new(|| false));
+    // Reads held at once share one connection while its queue has room, even though the
+    // tenant could open more.
+    let mut held = Vec::new();
+    for _ in 0..PIPELINE_DEPTH {
+        held.push(pool.shared().await.expect("read"));
+    }
+    assert_eq!(pool.status().size, 1, "one connection for the whole depth");
+    let pids = futures::future::join_all(held.iter().map(|c| backend_pid(c))).await;
+    assert!(pids.iter().all(|pid| *pid == pids[0]));
+    // One more would queue too deep: it takes a connection of its own, which then serves
+    // the reads that follow.
+    let next = pool.shared().await.expect("read");
+    assert_eq!(pool.status().size, 2);
+    let other = backend_pid(&next).await;
+    assert_ne!(other, pids[0]);
+    let after = pool.shared().await.expect("read");
+    assert_eq!(backend_pid(&after).await, other);
+    // Once they are done, both connections are back in the pool.
+    drop((held, next, after));
+    assert_eq!(pool.status().available, 2);
 }
