@@ -37,3 +37,10 @@ pub use config::Config;
 pub use error::{Error, Result};
 pub use http::state::AppState;
 pub use wiring::Services;
+
+/// The allocator of every program that links the service (its binary, the benches that
+/// run it in-process, the tests). A request allocates and frees many small buffers across
+/// worker threads; glibc's allocator spent over a tenth of the gateway's CPU time on them
+/// (malloc, free and their consolidation in a profile of bench/src/gateway.rs).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
