@@ -299,9 +299,13 @@ pub struct TenantPool {
     returned: Arc<Notify>,
     wait: Duration,
     /// The connection most recently checked out for shared reads, while it is out.
-    shared: Arc<std::sync::Mutex<Weak<TenantConnection>>>,
+    shared: Arc<std::sync::Mutex<Weak<Serving>>>,
     /// Requests waiting for a connection of their own while the tenant may not grow.
     exclusive_waiting: Arc<AtomicUsize>,
+    /// Shared connections whose last holder is handing them back.
+    returning: Arc<AtomicUsize>,
+    /// Held by the read choosing the next serving connection.
+    choosing: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// Statements a shared connection may have queued before a read takes another
@@ -320,14 +324,61 @@ pub const PIPELINE_DEPTH: usize = 64;
 /// it. Only [`TenantPool::shared`] makes one, and nothing that holds one can open a
 /// transaction (that takes the connection exclusively), so a statement pipelined here
 /// never runs inside another request's transaction.
-#[derive(Clone)]
-pub struct SharedConnection(Arc<TenantConnection>);
+pub struct SharedConnection(Option<Arc<Serving>>);
+
+/// A connection out for shared reads, and how many hold it (counted apart from the
+/// `Arc`'s references, which a look at the serving connection takes too).
+struct Serving {
+    connection: TenantConnection,
+    holders: AtomicUsize,
+    /// The pool's count of shared connections being handed back (see `shared`).
+    returning: Arc<AtomicUsize>,
+}
+
+impl SharedConnection {
+    /// A hold on `serving`, unless it has `limit` holders already.
+    fn join(serving: Arc<Serving>, limit: Option<usize>) -> Option<Self> {
+        let before = serving.holders.fetch_add(1, Ordering::SeqCst);
+        if limit.is_some_and(|limit| before >= limit) {
+            serving.holders.fetch_sub(1, Ordering::SeqCst);
+            return None;
+        }
+        Some(Self(Some(serving)))
+    }
+
+    fn serving(&self) -> &Serving {
+        self.0.as_ref().expect("held until dropped")
+    }
+}
+
+impl Clone for SharedConnection {
+    fn clone(&self) -> Self {
+        self.serving().holders.fetch_add(1, Ordering::SeqCst);
+        Self(self.0.clone())
+    }
+}
+
+impl Drop for SharedConnection {
+    fn drop(&mut self) {
+        let Some(serving) = self.0.take() else {
+            return;
+        };
+        serving.holders.fetch_sub(1, Ordering::SeqCst);
+        // Announced before the last reference goes: a read that then finds no serving
+        // connection knows this one is on its way back to the pool, and waits for it
+        // rather than opening another.
+        let returning = Arc::clone(&serving.returning);
+        returning.fetch_add(1, Ordering::SeqCst);
+        drop(Arc::into_inner(serving));
+        returning.fetch_sub(1, Ordering::SeqCst);
+    }
+}
 
 impl Deref for SharedConnection {
     type Target = BudgetedClient;
 
     fn deref(&self) -> &BudgetedClient {
-        &self.0
+        &self.serving().connection
     }
 }
 
@@ -365,13 +416,17 @@ impl TenantPool {
     /// to come back (see the module notes) instead of failing or taking another
     /// tenant's budget.
     pub async fn get(&self) -> Result<TenantConnection, PoolError> {
-        self.wait_for(true).await
+        self.wait_for(true, tokio::time::Instant::now() + self.wait)
+            .await
     }
 
     /// [`Self::get`]; an `exclusive` caller waiting for its tenant's busy connections
     /// stops shared reads from joining them, so they come back to the pool.
-    async fn wait_for(&self, exclusive: bool) -> Result<TenantConnection, PoolError> {
-        let deadline = tokio::time::Instant::now() + self.wait;
+    async fn wait_for(
+        &self,
+        exclusive: bool,
+        deadline: tokio::time::Instant,
+    ) -> Result<TenantConnection, PoolError> {
         loop {
             let returned = self.returned.notified();
             tokio::pin!(returned);
@@ -406,8 +461,26 @@ impl TenantPool {
     /// one): waiting costs the statements ahead on that session, not whole requests.
     /// While a request waits for a connection of its own, reads join no connection.
     pub async fn shared(&self) -> Result<SharedConnection, PoolError> {
-        if let Some(serving) = self.serving(Some(PIPELINE_DEPTH)) {
-            return Ok(SharedConnection(serving));
+        if let Some(joined) = self.join_serving(Some(PIPELINE_DEPTH)) {
+            return Ok(joined);
+        }
+        // One read at a time picks the next serving connection; the others then join it
+        // instead of each taking (or opening) one of their own.
+        let deadline = tokio::time::Instant::now() + self.wait;
+        let _turn = tokio::time::timeout_at(deadline, self.choosing.lock())
+            .await
+            .map_err(|_| managed::PoolError::Timeout(TimeoutType::Wait))?;
+        loop {
+            if let Some(joined) = self.join_serving(Some(PIPELINE_DEPTH)) {
+                return Ok(joined);
+            }
+            // The serving connection's last holder is handing it back, on another thread:
+            // a matter of instructions. Without this wait, the read would find no idle
+            // connection and open one, to be closed idle later (churn under steady load).
+            if self.returning.load(Ordering::SeqCst) == 0 {
+                break;
+            }
+            tokio::task::yield_now().await;
         }
         let now = managed::Timeouts {
             wait: Some(Duration::ZERO),
@@ -419,21 +492,25 @@ impl TenantPool {
                 managed::PoolError::Timeout(TimeoutType::Wait)
                 | managed::PoolError::Backend(ConnectError::Saturated),
             ) => {
-                if let Some(serving) = self.serving(None) {
-                    return Ok(SharedConnection(serving));
+                if let Some(joined) = self.join_serving(None) {
+                    return Ok(joined);
                 }
-                self.wait_for(false).await?
+                self.wait_for(false, deadline).await?
             }
             Err(e) => return Err(e),
         };
-        let connection = Arc::new(connection);
-        *self.shared.lock().unwrap_or_else(|p| p.into_inner()) = Arc::downgrade(&connection);
-        Ok(SharedConnection(connection))
+        let serving = Arc::new(Serving {
+            connection,
+            holders: AtomicUsize::new(1),
+            returning: Arc::clone(&self.returning),
+        });
+        *self.shared.lock().unwrap_or_else(|p| p.into_inner()) = Arc::downgrade(&serving);
+        Ok(SharedConnection(Some(serving)))
     }
 
-    /// The connection serving shared reads now, unless it is gone or its session closed,
-    /// or it has `below` holders or more.
-    fn serving(&self, below: Option<usize>) -> Option<Arc<TenantConnection>> {
+    /// A hold on the connection serving shared reads now, unless it is gone, its session
+    /// closed, or it has `limit` holders already.
+    fn join_serving(&self, limit: Option<usize>) -> Option<SharedConnection> {
         // A request waiting for a connection of its own would otherwise wait for as long
         // as reads keep coming.
         if self.exclusive_waiting.load(Ordering::SeqCst) > 0 {
@@ -444,8 +521,10 @@ impl TenantPool {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .upgrade()?;
-        let room = below.is_none_or(|depth| Arc::strong_count(&serving) <= depth);
-        (room && !serving.client.is_closed()).then_some(serving)
+        if serving.connection.client.is_closed() {
+            return None;
+        }
+        SharedConnection::join(serving, limit)
     }
 
     fn connection(&self, object: managed::Object<BudgetedManager>) -> TenantConnection {
@@ -574,5 +653,7 @@ pub fn build_pool(
         wait: settings.wait,
         shared: Arc::default(),
         exclusive_waiting: Arc::default(),
+        returning: Arc::default(),
+        choosing: Arc::default(),
     })
 }

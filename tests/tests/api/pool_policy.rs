@@ -212,3 +212,20 @@ async fn reads_share_one_connection_up_to_the_pipeline_depth_then_spread() {
     drop((held, next, after));
     assert_eq!(pool.status().available, 2);
 }
+
+#[tokio::test]
+async fn a_burst_of_reads_on_a_cold_tenant_opens_one_connection() {
+    let app = spawn_app().await;
+    let budget = Budget::new(20);
+    let pool = pool(&app, &budget, Arc::new(|| false));
+    // Reads arriving together while the tenant has no connection: one of them opens it,
+    // the others wait for it and join, rather than each opening one of their own.
+    let held: Vec<_> = futures::future::join_all((0..20).map(|_| pool.shared()))
+        .await
+        .into_iter()
+        .map(|c| c.expect("read"))
+        .collect();
+    assert_eq!(pool.status().size, 1);
+    assert_eq!(budget.in_use(), 1);
+    drop(held);
+}
