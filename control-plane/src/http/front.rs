@@ -11,7 +11,7 @@ use std::convert::Infallible;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::body::{Body, HttpBody};
 use axum::extract::Request;
@@ -24,6 +24,9 @@ use tracing::Instrument;
 use super::access_log;
 use super::dispatch::{Dispatch, dispatch};
 use super::error::ApiError;
+
+/// Longest a request may take before it is answered 503.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -78,7 +81,7 @@ impl Inner {
         let quiet = access_log::is_quiet(req.uri().path());
         let this = Arc::clone(&self);
         let answer = async move {
-            let limited = tokio::time::timeout(super::REQUEST_TIMEOUT, async {
+            let limited = tokio::time::timeout(REQUEST_TIMEOUT, async {
                 dispatch(&this.dispatch, &this.owner, req).await
             });
             match AssertUnwindSafe(limited).catch_unwind().await {

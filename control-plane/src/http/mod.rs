@@ -28,14 +28,11 @@ mod serve;
 pub mod session;
 pub mod state;
 
-use std::time::Duration;
-
 pub use error::ApiError;
+pub use front::REQUEST_TIMEOUT;
 pub use owner_auth::{CurrentOperator, actor_of as owner_actor, user_agent};
 pub use serve::{HEADER_READ_TIMEOUT, KEEP_ALIVE_IDLE, raise_open_file_limit, serve};
 pub use state::AppState;
 
 /// Largest request body the owner API accepts.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
-/// Longest a request may take before it is answered 503.
-pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
