@@ -512,6 +512,10 @@ impl Service {
         config.listen = "127.0.0.1:0".parse()?;
         config.tenant_pool_size = pool_size;
         config.tenant_connection_budget = Some(budget);
+        // Scheduled backups off: they would take the new tenants' first backups during the
+        // runs, and their sessions (an admin connection and pg_dump's, per tenant) would
+        // count as connections opened and take CPU from the requests.
+        config.backup_schedule_interval = Duration::ZERO;
         let app = Application::build(config, Arc::new(Faults::default())).await?;
         let port = app.port();
         let state = app.state().clone();
@@ -685,6 +689,7 @@ async fn run(
         config.listen = "127.0.0.1:0".parse()?;
         // The runtime roles' CONNECTION LIMIT follows the pool size.
         config.tenant_pool_size = args.pool_size;
+        config.backup_schedule_interval = Duration::ZERO;
         let app = Application::build(config, Arc::new(Faults::default())).await?;
         let owner = app.state().owner.clone();
         let existing: Vec<String> = {
