@@ -311,8 +311,8 @@ pub struct TenantPool {
 /// Statements a shared connection may have queued before a read takes another
 /// connection of its tenant (if it may have one). One session pipelining many small reads
 /// answers them faster than as many sessions each running one: on the 2-core bench
-/// machine, one pipelined connection served about 1.6x the requests per second of the
-/// best static pool, and the gateway with a depth of 64 about 1.3x what it served with
+/// machine, one pipelined connection served about 1.9x the requests per second of the
+/// best static pool, and the gateway with a depth of 64 about 1.2x what it served with
 /// 16 (bench/src/gateway.rs, 1 tenant, 64 clients). A statement waits for those ahead
 /// of it on the session, so the depth bounds that wait; only small reads share (the
 /// status check, the user behind a token).
@@ -348,13 +348,6 @@ impl SharedConnection {
 
     fn serving(&self) -> &Serving {
         self.0.as_ref().expect("held until dropped")
-    }
-}
-
-impl Clone for SharedConnection {
-    fn clone(&self) -> Self {
-        self.serving().holders.fetch_add(1, Ordering::SeqCst);
-        Self(self.0.clone())
     }
 }
 
@@ -420,13 +413,15 @@ impl TenantPool {
             .await
     }
 
-    /// [`Self::get`]; an `exclusive` caller waiting for its tenant's busy connections
-    /// stops shared reads from joining them, so they come back to the pool.
+    /// [`Self::get`]; an `exclusive` caller that cannot have a connection at once counts
+    /// as waiting until it has one, which stops shared reads from joining busy
+    /// connections, so they come back to the pool.
     async fn wait_for(
         &self,
         exclusive: bool,
         deadline: tokio::time::Instant,
     ) -> Result<TenantConnection, PoolError> {
+        let mut waiting: Option<Held> = None;
         loop {
             let returned = self.returned.notified();
             tokio::pin!(returned);
@@ -436,14 +431,26 @@ impl TenantPool {
             if remaining.is_zero() {
                 return Err(PoolError::Timeout(TimeoutType::Wait));
             }
+            // An exclusive caller's first look does not wait, so it is counted as waiting
+            // (below) before it waits for the pool too.
+            let first_look = exclusive && waiting.is_none();
             let timeouts = managed::Timeouts {
-                wait: Some(remaining),
+                wait: Some(if first_look {
+                    Duration::ZERO
+                } else {
+                    remaining
+                }),
                 ..self.inner.timeouts()
             };
             match self.inner.timeout_get(&timeouts).await {
                 Ok(object) => return Ok(self.connection(object)),
+                Err(managed::PoolError::Timeout(TimeoutType::Wait)) if first_look => {
+                    waiting = Some(Held::count(&self.exclusive_waiting).0);
+                }
                 Err(managed::PoolError::Backend(ConnectError::Saturated)) => {
-                    let _waiting = exclusive.then(|| Held::count(&self.exclusive_waiting).0);
+                    if exclusive && waiting.is_none() {
+                        waiting = Some(Held::count(&self.exclusive_waiting).0);
+                    }
                     let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
                     let _ = tokio::time::timeout(SATURATED_RECHECK.min(remaining), returned).await;
                 }

@@ -229,3 +229,37 @@ async fn a_burst_of_reads_on_a_cold_tenant_opens_one_connection() {
     assert_eq!(budget.in_use(), 1);
     drop(held);
 }
+
+#[tokio::test]
+async fn a_request_waiting_on_a_full_pool_stops_reads_joining_so_it_is_served() {
+    let app = spawn_app().await;
+    let budget = Budget::new(20);
+    let pool = pool(&app, &budget, Arc::new(|| false));
+    // The pool at its size (10): nine connections held alone, one serving reads.
+    let mut held = Vec::new();
+    for _ in 0..9 {
+        held.push(pool.get().await.expect("connection"));
+    }
+    let read = pool.shared().await.expect("read");
+    assert_eq!(pool.status().size, 10);
+    // A request for a connection of its own now waits on the pool itself; it counts as
+    // waiting, so the busy connection takes no more reads and can come back.
+    let exclusive = tokio::spawn({
+        let pool = pool.clone();
+        async move { pool.get().await.map(|_| ()) }
+    });
+    until_exclusive_waiting(&pool).await;
+    let late = tokio::spawn({
+        let pool = pool.clone();
+        async move { pool.shared().await.map(|_| ()) }
+    });
+    drop(read);
+    // Served by the connection the reads gave back, while the nine are still held.
+    exclusive
+        .await
+        .expect("task")
+        .expect("served by the returned connection");
+    assert_eq!(pool.exclusive_waiting(), 0);
+    drop(held);
+    late.await.expect("task").expect("the late read is served");
+}
