@@ -79,10 +79,9 @@ impl Inner {
         );
         let method = req.method().clone();
         let quiet = access_log::is_quiet(req.uri().path());
-        let this = Arc::clone(&self);
         let answer = async move {
             let limited = tokio::time::timeout(REQUEST_TIMEOUT, async {
-                dispatch(&this.dispatch, &this.owner, req).await
+                dispatch(&self.dispatch, &self.owner, req).await
             });
             match AssertUnwindSafe(limited).catch_unwind().await {
                 Ok(Ok(response)) => response,
