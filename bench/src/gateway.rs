@@ -71,6 +71,10 @@ struct Args {
     /// Pipelined baselines to try: connection counts (see `Baseline::Pipelined`).
     #[arg(long, value_delimiter = ',', default_value = "1,2,5")]
     baseline_pipelined: Vec<usize>,
+    /// Direct-fleet baselines to run for each tenant count above 1 (see `Fleet`): limits
+    /// on the queries in flight over the fleet, 0 for none.
+    #[arg(long, value_delimiter = ',', default_value = "0")]
+    fleet_in_flight: Vec<usize>,
     /// Cold tenants timed per service (taken from the tail of the tenant set).
     #[arg(long, default_value_t = 20)]
     cold: usize,
@@ -492,6 +496,94 @@ async fn baseline(
     result
 }
 
+/// The fleet without the gateway: one connection per tenant database, opened once with the
+/// statement prepared, requests routed by Host straight to their tenant's connection and
+/// pipelined on it. What PostgreSQL itself does with this many busy databases on this
+/// machine, with no connection ever opened during the run: the ceiling of any gateway.
+struct Fleet {
+    by_host: std::collections::HashMap<String, usize>,
+    connections: Vec<(tokio_postgres::Client, tokio_postgres::Statement)>,
+    /// At most this many queries in flight over the whole fleet, if set.
+    in_flight: Option<tokio::sync::Semaphore>,
+}
+
+async fn fleet_status(
+    State(fleet): State<Arc<Fleet>>,
+    headers: axum::http::HeaderMap,
+) -> Result<axum::Json<serde_json::Value>, StatusCode> {
+    let host = headers
+        .get(axum::http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .ok_or(StatusCode::BAD_REQUEST)?;
+    let index = *fleet.by_host.get(host).ok_or(StatusCode::NOT_FOUND)?;
+    let (client, statement) = &fleet.connections[index];
+    let _permit = match &fleet.in_flight {
+        Some(s) => Some(
+            s.acquire()
+                .await
+                .map_err(|_| StatusCode::SERVICE_UNAVAILABLE)?,
+        ),
+        None => None,
+    };
+    let row = client
+        .query_one(statement, &[])
+        .await
+        .map_err(|_| StatusCode::INTERNAL_SERVER_ERROR)?;
+    let practices: i64 = row.get(2);
+    Ok(axum::Json(
+        serde_json::json!({ "database": row.get::<_, String>(0), "practices": practices }),
+    ))
+}
+
+/// Runs the direct-fleet baseline over the tenants of `endpoints` (see `Fleet`).
+async fn fleet_baseline(
+    endpoints: &[Endpoint],
+    hosts: Vec<String>,
+    in_flight: Option<usize>,
+    args: &Args,
+    stats: &tokio_postgres::Client,
+    server: &str,
+) -> anyhow::Result<RunResult> {
+    let mut connections = Vec::with_capacity(endpoints.len());
+    for endpoint in endpoints {
+        let client = endpoint.connect().await?;
+        let statement = client.prepare(QUERY).await?;
+        connections.push((client, statement));
+    }
+    let fleet = Arc::new(Fleet {
+        by_host: hosts.iter().cloned().zip(0..).collect(),
+        connections,
+        in_flight: in_flight.map(tokio::sync::Semaphore::new),
+    });
+    let router = Router::new()
+        .route("/api/v1/status", get(fleet_status))
+        .with_state(fleet);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let port = listener.local_addr()?.port();
+    let stop = CancellationToken::new();
+    let served = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(stop.cancelled_owned())
+                .await
+        })
+    };
+    let result = measure(
+        &format!("http://127.0.0.1:{port}/api/v1/status"),
+        hosts.clone(),
+        args,
+        hosts.len(),
+        stats,
+        server,
+    )
+    .await;
+    stop.cancel();
+    // The connections close with the router, dropped with the server.
+    let _ = served.await;
+    result
+}
+
 /// A service built for `budget` on the bench's owner database, serving.
 struct Service {
     port: u16,
@@ -684,7 +776,7 @@ async fn run(
     let most = *args.tenants.iter().max().expect("checked");
 
     // The fleet, provisioned once for the largest count (reused if a kept run left it).
-    let (slugs, first_endpoint, first_role) = {
+    let (slugs, endpoints, first_role) = {
         let mut config = bench::config(server, OWNER_DB, PREFIX, storage)?;
         config.listen = "127.0.0.1:0".parse()?;
         // The runtime roles' CONNECTION LIMIT follows the pool size.
@@ -711,15 +803,27 @@ async fn run(
             slugs.sort();
         }
         slugs.truncate(most);
+        // Every tenant's runtime endpoint, for the direct-fleet baselines (the first
+        // tenant's alone when there are none).
+        let fleet_wanted = !args.fleet_in_flight.is_empty() && most > 1;
         let conn = owner.conn().await?;
-        let first = owner::tenants::tenant_fetch_by_slug(&**conn, &slugs[0]).await?;
-        let endpoint = app
-            .services()
-            .access
-            .endpoint(&first, TenantRole::Runtime)
-            .await?;
-        (slugs, endpoint, first.runtime_role)
+        let mut endpoints = Vec::new();
+        let mut first_role = String::new();
+        for slug in slugs.iter().take(if fleet_wanted { most } else { 1 }) {
+            let tenant = owner::tenants::tenant_fetch_by_slug(&**conn, slug).await?;
+            if first_role.is_empty() {
+                first_role = tenant.runtime_role.clone();
+            }
+            endpoints.push(
+                app.services()
+                    .access
+                    .endpoint(&tenant, TenantRole::Runtime)
+                    .await?,
+            );
+        }
+        (slugs, endpoints, first_role)
     };
+    let first_endpoint = &endpoints[0];
 
     let mut out = String::new();
     let _ = writeln!(
@@ -767,7 +871,7 @@ async fn run(
         .await?;
     let mut baselines = Vec::new();
     for kind in kinds {
-        let r = baseline(&first_endpoint, kind, args, &stats, server).await;
+        let r = baseline(first_endpoint, kind, args, &stats, server).await;
         let r = match r {
             Ok(r) => r,
             Err(e) => {
@@ -804,11 +908,35 @@ async fn run(
         .map(|(_, r)| r.rps)
         .fold(0.0f64, f64::max);
 
-    let mut rows = Vec::new();
-    let mut colds = Vec::new();
     let mut counts = args.tenants.clone();
     counts.sort_unstable();
     counts.dedup();
+    let mut fleets = Vec::new();
+    for &n in counts.iter().filter(|n| **n > 1 && **n <= endpoints.len()) {
+        for &limit in &args.fleet_in_flight {
+            let hosts: Vec<String> = slugs[..n]
+                .iter()
+                .map(|s| format!("{s}.localhost"))
+                .collect();
+            let in_flight = (limit > 0).then_some(limit);
+            let r = fleet_baseline(&endpoints[..n], hosts, in_flight, args, &stats, server).await?;
+            println!(
+                "direct fleet {n:>4} tenants, in flight {:>4}: {:>7.0} req/s ({:.2}x the best pool)  p50 {:>6.2} ms  p99 {:>7.2} ms  errors {}  new connections {:.1}/s  peak tenant connections {}",
+                in_flight.map_or("any".to_string(), |l| l.to_string()),
+                r.rps,
+                r.rps / best_pool,
+                ms(r.p50),
+                ms(r.p99),
+                r.busy + r.other,
+                r.opens_per_sec,
+                r.peak_tenant_connections
+            );
+            fleets.push((n, in_flight, r));
+        }
+    }
+
+    let mut rows = Vec::new();
+    let mut colds = Vec::new();
     for &budget in &args.budgets {
         let service = Service::start(server, storage, args.pool_size, budget).await?;
         let cold_slugs = &slugs[slugs.len() - args.cold.min(slugs.len())..];
@@ -891,6 +1019,35 @@ async fn run(
             r.opens_per_sec,
             r.peak_tenant_connections
         );
+    }
+    if !fleets.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nDirect fleet, no gateway: one connection per tenant database opened before the run (statement prepared), \
+             requests routed by Host to their tenant's connection and pipelined on it, optionally at most N queries in \
+             flight over the fleet. What PostgreSQL does with this many busy databases here, with no connection opened: \
+             the ceiling of any gateway.\n"
+        );
+        let _ = writeln!(
+            out,
+            "| tenants | in flight | req/s | x best baseline | x best pool | p50 ms | p99 ms | errors | new conn/s | peak tenant conns |"
+        );
+        let _ = writeln!(out, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+        for (n, in_flight, r) in &fleets {
+            let _ = writeln!(
+                out,
+                "| {n} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {:.1} | {} |",
+                in_flight.map_or("any".to_string(), |l| l.to_string()),
+                r.rps,
+                r.rps / best,
+                r.rps / best_pool,
+                ms(r.p50),
+                ms(r.p99),
+                r.busy + r.other,
+                r.opens_per_sec,
+                r.peak_tenant_connections
+            );
+        }
     }
     let _ = writeln!(out, "\nGateway (the real service, in-process):\n");
     let _ = writeln!(
