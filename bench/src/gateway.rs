@@ -75,6 +75,10 @@ struct Args {
     /// on the queries in flight over the fleet, 0 for none.
     #[arg(long, value_delimiter = ',', default_value = "0")]
     fleet_in_flight: Vec<usize>,
+    /// Before each gateway row, run the fastest baseline and the fastest static pool
+    /// again, for ratios side by side (the machine's speed drifts over a long run).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    neighbours: bool,
     /// Cold tenants timed per service (taken from the tail of the tenant set).
     #[arg(long, default_value_t = 20)]
     cold: usize,
@@ -92,6 +96,12 @@ struct Args {
 const PREFIX: &str = "cpbg_";
 const OWNER_DB: &str = "cpbg_owner";
 const QUERY: &str = "SELECT current_database(), current_user, (SELECT count(*) FROM practices), (SELECT count(*) FROM users)";
+/// How often the peak of tenant connections is sampled. Reading pg_stat_activity walks
+/// every backend: at 1000 backends a sample every 20 ms showed in the server's profile
+/// (BackendPidGetProc, pg_stat_get_activity), a cost the fleet rows paid and the
+/// single-database baselines hardly did. Connections above a tenant's first live at least
+/// `Budget::EXTRA_IDLE` (10 s), so 100 ms still sees every peak that matters.
+const PEAK_SAMPLE_EVERY: Duration = Duration::from_millis(100);
 /// Backends report to the statistics with a delay of up to about a second.
 const STATS_SETTLE: Duration = Duration::from_millis(1500);
 
@@ -106,6 +116,13 @@ struct Drive {
     /// Requests per tenant index (the trace, as counts).
     per_tenant: Vec<u64>,
     elapsed: Duration,
+}
+
+/// The reference baselines measured again just before a gateway row (req/s).
+#[derive(Default)]
+struct Neighbours {
+    best: Option<f64>,
+    pool: Option<f64>,
 }
 
 struct RunResult {
@@ -295,7 +312,7 @@ async fn measure(
                 if let Ok(n) = tenant_sessions(&watcher).await {
                     peak = peak.max(n);
                 }
-                tokio::time::sleep(Duration::from_millis(20)).await;
+                tokio::time::sleep(PEAK_SAMPLE_EVERY).await;
             }
             peak
         })
@@ -584,6 +601,33 @@ async fn fleet_baseline(
     result
 }
 
+/// [`baseline`] with the first tenant's runtime role's CONNECTION LIMIT (2 x pool size +
+/// 5, which would refuse the larger pools) lifted, and put back after, errors included.
+async fn lifted_baseline(
+    endpoint: &Endpoint,
+    role: &str,
+    kind: Baseline,
+    args: &Args,
+    stats: &tokio_postgres::Client,
+    server: &str,
+) -> anyhow::Result<RunResult> {
+    let limit: i32 = stats
+        .query_one(
+            "SELECT rolconnlimit FROM pg_roles WHERE rolname = $1",
+            &[&role],
+        )
+        .await?
+        .get(0);
+    stats
+        .batch_execute(&format!("ALTER ROLE \"{role}\" CONNECTION LIMIT -1"))
+        .await?;
+    let result = baseline(endpoint, kind, args, stats, server).await;
+    stats
+        .batch_execute(&format!("ALTER ROLE \"{role}\" CONNECTION LIMIT {limit}"))
+        .await?;
+    result
+}
+
 /// A service built for `budget` on the bench's owner database, serving.
 struct Service {
     port: u16,
@@ -857,8 +901,6 @@ async fn run(
             .iter()
             .map(|&n| Baseline::Pipelined(n)),
     );
-    // The runtime role's CONNECTION LIMIT (2 x pool size + 5) would refuse the larger
-    // pools: lifted for the baselines, put back after.
     let role_limit: i32 = stats
         .query_one(
             "SELECT rolconnlimit FROM pg_roles WHERE rolname = $1",
@@ -866,23 +908,9 @@ async fn run(
         )
         .await?
         .get(0);
-    stats
-        .batch_execute(&format!("ALTER ROLE \"{first_role}\" CONNECTION LIMIT -1"))
-        .await?;
     let mut baselines = Vec::new();
     for kind in kinds {
-        let r = baseline(first_endpoint, kind, args, &stats, server).await;
-        let r = match r {
-            Ok(r) => r,
-            Err(e) => {
-                let _ = stats
-                    .batch_execute(&format!(
-                        "ALTER ROLE \"{first_role}\" CONNECTION LIMIT {role_limit}"
-                    ))
-                    .await;
-                return Err(e);
-            }
-        };
+        let r = lifted_baseline(first_endpoint, &first_role, kind, args, &stats, server).await?;
         println!(
             "baseline {:>13}: {:>7.0} req/s  p50 {:>6.2} ms  p99 {:>7.2} ms  errors {}  new connections {:.1}/s  peak tenant connections {}",
             kind.to_string(),
@@ -895,18 +923,17 @@ async fn run(
         );
         baselines.push((kind, r));
     }
-    stats
-        .batch_execute(&format!(
-            "ALTER ROLE \"{first_role}\" CONNECTION LIMIT {role_limit}"
-        ))
-        .await?;
-    let best = baselines.iter().map(|(_, r)| r.rps).fold(0.0f64, f64::max);
+    let fastest = |pools_only: bool| {
+        baselines
+            .iter()
+            .filter(|(kind, _)| !pools_only || matches!(kind, Baseline::Pool(_)))
+            .max_by(|(_, a), (_, b)| a.rps.total_cmp(&b.rps))
+            .map(|(kind, r)| (*kind, r.rps))
+    };
+    let (best_kind, best) = fastest(false).context("no baseline ran")?;
     // The best where each query has a connection to itself, the reference of earlier runs.
-    let best_pool = baselines
-        .iter()
-        .filter(|(kind, _)| matches!(kind, Baseline::Pool(_)))
-        .map(|(_, r)| r.rps)
-        .fold(0.0f64, f64::max);
+    let best_pool_kind = fastest(true).map(|(kind, _)| kind);
+    let best_pool = fastest(true).map_or(0.0, |(_, rps)| rps);
 
     let mut counts = args.tenants.clone();
     counts.sort_unstable();
@@ -960,6 +987,29 @@ async fn run(
                 .iter()
                 .map(|s| format!("{s}.localhost"))
                 .collect();
+            // The machine's speed drifts over a run of many minutes: the two reference
+            // baselines again, just before the row, for ratios taken side by side.
+            let mut neighbours = Neighbours::default();
+            if args.neighbours {
+                for (kind, slot) in [
+                    (Some(best_kind), &mut neighbours.best),
+                    (best_pool_kind, &mut neighbours.pool),
+                ] {
+                    if let Some(kind) = kind {
+                        let r = lifted_baseline(
+                            first_endpoint,
+                            &first_role,
+                            kind,
+                            args,
+                            &stats,
+                            server,
+                        )
+                        .await?;
+                        println!("  neighbour {kind}: {:.0} req/s", r.rps);
+                        *slot = Some(r.rps);
+                    }
+                }
+            }
             let r = measure(
                 &format!("http://127.0.0.1:{}/api/v1/status", service.port),
                 hosts,
@@ -987,7 +1037,14 @@ async fn run(
                 r.hindsight_opens_per_sec,
                 r.peak_tenant_connections,
             );
-            rows.push((n, budget, r, pools, rss));
+            if let (Some(b), Some(p)) = (neighbours.best, neighbours.pool) {
+                println!(
+                    "  side by side: {:.2}x the best baseline, {:.2}x the best pool",
+                    r.rps / b,
+                    r.rps / p
+                );
+            }
+            rows.push((n, budget, r, pools, rss, neighbours));
         }
         service.stop(&stats).await?;
     }
@@ -1049,16 +1106,24 @@ async fn run(
             );
         }
     }
-    let _ = writeln!(out, "\nGateway (the real service, in-process):\n");
     let _ = writeln!(
         out,
-        "| tenants | budget | req/s | x best baseline | x best pool | p50 ms | p99 ms | 200 | 503 busy | other | new conn/s | ideal conn/s | actual/ideal | hindsight conn/s | actual/hindsight | peak tenant conns | tenants hit | pools open | RSS MiB |"
+        "\nGateway (the real service, in-process). \"x best baseline\" and \"x best pool\" are against the baselines above, \
+         measured at the start of the run; \"side by side\" against the fastest baseline ({best_kind}) and the fastest static \
+         pool run again just before the row, with the service up and idle (the machine's speed drifts by tens of percent \
+         over a run of many minutes):\n"
     );
     let _ = writeln!(
         out,
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        "| tenants | budget | req/s | x best baseline | x best pool | x best baseline, side by side | x best pool, side by side | p50 ms | p99 ms | 200 | 503 busy | other | new conn/s | ideal conn/s | actual/ideal | hindsight conn/s | actual/hindsight | peak tenant conns | tenants hit | pools open | RSS MiB |"
     );
-    for (n, budget, r, pools, rss) in &rows {
+    let _ = writeln!(
+        out,
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    );
+    for (n, budget, r, pools, rss, neighbours) in &rows {
+        let side = |rps: Option<f64>| rps.map_or("-".to_string(), |b| format!("{:.2}", r.rps / b));
+        let (side_best, side_pool) = (side(neighbours.best), side(neighbours.pool));
         let ratio = |ideal: f64| {
             if ideal > 0.0 {
                 format!("{:.2}", r.opens_per_sec / ideal)
@@ -1072,7 +1137,7 @@ async fn run(
         );
         let _ = writeln!(
             out,
-            "| {n} | {budget} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {} | {} | {:.1} | {:.1} | {ratio} | {:.1} | {hindsight_ratio} | {} | {} | {pools} | {rss:.0} |",
+            "| {n} | {budget} | {:.0} | {:.2} | {:.2} | {side_best} | {side_pool} | {:.2} | {:.2} | {} | {} | {} | {:.1} | {:.1} | {ratio} | {:.1} | {hindsight_ratio} | {} | {} | {pools} | {rss:.0} |",
             r.rps,
             r.rps / best,
             r.rps / best_pool,
@@ -1120,7 +1185,8 @@ async fn run(
          the baselines' leftovers and earlier services: an upper bound on the service's own.",
         STATS_SETTLE.as_secs_f64()
     );
-    if let Some((_, _, _, pools, rss)) = rows.iter().find(|(n, b, ..)| *n == 1000 && *b == 1000) {
+    if let Some((_, _, _, pools, rss, _)) = rows.iter().find(|(n, b, ..)| *n == 1000 && *b == 1000)
+    {
         let _ = writeln!(
             out,
             "With 1000 tenants and budget 1000: RSS {rss:.0} MiB (upper bound, see above), {pools} tenant pools open."
