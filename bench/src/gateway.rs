@@ -42,6 +42,7 @@ use control_plane::Application;
 use control_plane::pg::Endpoint;
 use control_plane::provisioning::Faults;
 use control_plane::services::TenantRole;
+use futures::StreamExt;
 use scratch_cluster::ScratchCluster;
 use tokio_util::sync::CancellationToken;
 
@@ -79,6 +80,12 @@ struct Args {
     /// again, for ratios side by side (the machine's speed drifts over a long run).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     neighbours: bool,
+    /// Internal: serve alone with this budget (see `service_alone`).
+    #[arg(long, hide = true)]
+    serve_budget: Option<usize>,
+    /// Internal: the storage of the service serving alone.
+    #[arg(long, hide = true)]
+    serve_storage: Option<PathBuf>,
     /// Cold tenants timed per service (taken from the tail of the tenant set).
     #[arg(long, default_value_t = 20)]
     cold: usize,
@@ -356,15 +363,114 @@ fn median(mut values: Vec<Duration>) -> Duration {
 
 /// Resident memory of this process, in MiB.
 fn rss_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
+    memory_mib("self", "VmRSS:")
+}
+
+/// A memory figure (`VmRSS:`, `VmHWM:`) of process `pid` ("self" for this one), in MiB.
+fn memory_mib(pid: &str, field: &str) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
             s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
+                .find(|l| l.starts_with(field))
                 .and_then(|l| l.split_whitespace().nth(1))
                 .and_then(|kb| kb.parse::<f64>().ok())
         })
         .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+/// Where the child serving alone finds the server (not on its command line, where `ps`
+/// would show the scratch cluster's password).
+const SERVE_SERVER_ENV: &str = "CPBG_SERVE_SERVER";
+
+/// The child's side of [`service_alone`]: the service for `budget`, nothing else in the
+/// process; prints its port, serves until its standard input closes.
+async fn serve_alone(
+    budget: usize,
+    storage: &std::path::Path,
+    pool_size: usize,
+) -> anyhow::Result<()> {
+    let server = std::env::var(SERVE_SERVER_ENV).context("the server to serve from")?;
+    let service = Service::start(&server, storage, pool_size, budget).await?;
+    println!("port {}", service.port);
+    let mut rest = Vec::new();
+    tokio::io::AsyncReadExt::read_to_end(&mut tokio::io::stdin(), &mut rest).await?;
+    let stats = bench::connect(&format!("{server}/postgres")).await?;
+    service.stop(&stats).await
+}
+
+struct Alone {
+    tenants: usize,
+    budget: usize,
+    rss: f64,
+    peak: f64,
+    connections: i64,
+}
+
+/// The service's own memory: the same service in a process of its own (this binary
+/// again, see [`serve_alone`]), every one of `slugs` requested once (a pool and a domain
+/// cached for each), then its VmRSS and VmHWM.
+async fn service_alone(
+    server: &str,
+    storage: &std::path::Path,
+    slugs: &[String],
+    budget: usize,
+    args: &Args,
+    stats: &tokio_postgres::Client,
+) -> anyhow::Result<Alone> {
+    use tokio::io::AsyncBufReadExt;
+    let mut child = tokio::process::Command::new(std::env::current_exe()?)
+        .arg("--serve-budget")
+        .arg(budget.to_string())
+        .arg("--serve-storage")
+        .arg(storage)
+        .arg("--pool-size")
+        .arg(args.pool_size.to_string())
+        .env(SERVE_SERVER_ENV, server)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()?;
+    let pid = child.id().context("the child's pid")?.to_string();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().context("its output")?).lines();
+    let port: u16 = loop {
+        let line = lines
+            .next_line()
+            .await?
+            .context("the child ended before serving")?;
+        if let Some(port) = line.strip_prefix("port ") {
+            break port.parse()?;
+        }
+    };
+    let client = reqwest::Client::new();
+    let url = format!("http://127.0.0.1:{port}/api/v1/status");
+    let failed = futures::stream::iter(slugs)
+        .map(|slug| {
+            let (client, url) = (&client, &url);
+            async move {
+                let r = client
+                    .get(url)
+                    .header("host", format!("{slug}.localhost"))
+                    .send()
+                    .await;
+                !matches!(r, Ok(r) if r.status() == StatusCode::OK)
+            }
+        })
+        .buffer_unordered(32)
+        .filter(|failed| std::future::ready(*failed))
+        .count()
+        .await;
+    anyhow::ensure!(failed == 0, "{failed} requests failed in the service alone");
+    let alone = Alone {
+        tenants: slugs.len(),
+        budget,
+        rss: memory_mib(&pid, "VmRSS:"),
+        peak: memory_mib(&pid, "VmHWM:"),
+        connections: tenant_sessions(stats).await?,
+    };
+    drop(child.stdin.take());
+    child.wait().await?;
+    Ok(alone)
 }
 
 async fn baseline_status(
@@ -755,6 +861,9 @@ async fn cold_requests(service: &Service, slugs: &[String]) -> anyhow::Result<Co
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if let (Some(budget), Some(storage)) = (args.serve_budget, &args.serve_storage) {
+        return serve_alone(budget, storage, args.pool_size).await;
+    }
     anyhow::ensure!(
         !args.tenants.is_empty() && !args.budgets.is_empty(),
         "--tenants and --budgets need at least one value each"
@@ -1049,6 +1158,14 @@ async fn run(
         service.stop(&stats).await?;
     }
 
+    // The service's own memory, in a process of its own, at the most tenants and budget.
+    let largest_budget = args.budgets.iter().copied().max().expect("checked");
+    let alone = service_alone(server, storage, &slugs, largest_budget, args, &stats).await?;
+    println!(
+        "service alone, {} tenants requested once each, budget {}: RSS {:.0} MiB (peak {:.0} MiB), {} tenant connections",
+        alone.tenants, alone.budget, alone.rss, alone.peak, alone.connections
+    );
+
     // The tables.
     let _ = writeln!(
         out,
@@ -1192,6 +1309,12 @@ async fn run(
             "With 1000 tenants and budget 1000: RSS {rss:.0} MiB (upper bound, see above), {pools} tenant pools open."
         );
     }
+    let _ = writeln!(
+        out,
+        "The service alone (the same service in a process of its own, each of the {} tenants requested once, so a pool \
+         and a domain are cached for each; budget {}): RSS {:.0} MiB, peak {:.0} MiB, {} tenant connections open.",
+        alone.tenants, alone.budget, alone.rss, alone.peak, alone.connections
+    );
     println!("\n{out}");
     if let Some(path) = &args.out {
         std::fs::write(path, &out).with_context(|| format!("write {}", path.display()))?;
