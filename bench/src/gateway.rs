@@ -485,14 +485,31 @@ async fn baseline_status(
         .prepare_cached(QUERY)
         .await
         .map_err(|_| StatusCode::INTERNAL_SERVER_ERROR)?;
-    let row = conn
-        .query_one(&statement, &[])
+    status_answer(&conn, &statement).await
+}
+
+/// The prepared status query on `client`, answered as the baselines answer it.
+async fn status_answer(
+    client: &tokio_postgres::Client,
+    statement: &tokio_postgres::Statement,
+) -> Result<axum::Json<serde_json::Value>, StatusCode> {
+    let row = client
+        .query_one(statement, &[])
         .await
         .map_err(|_| StatusCode::INTERNAL_SERVER_ERROR)?;
     let practices: i64 = row.get(2);
     Ok(axum::Json(
         serde_json::json!({ "database": row.get::<_, String>(0), "practices": practices }),
     ))
+}
+
+/// A connection to `endpoint` with the status query prepared on it.
+async fn prepared(
+    endpoint: &Endpoint,
+) -> anyhow::Result<(tokio_postgres::Client, tokio_postgres::Statement)> {
+    let client = endpoint.connect().await?;
+    let statement = client.prepare(QUERY).await?;
+    Ok((client, statement))
 }
 
 /// Connections opened once, each with the statement prepared, shared by all requests.
@@ -506,14 +523,7 @@ async fn pipelined_status(
 ) -> Result<axum::Json<serde_json::Value>, StatusCode> {
     let turn = shared.next.fetch_add(1, Ordering::Relaxed) % shared.connections.len();
     let (client, statement) = &shared.connections[turn];
-    let row = client
-        .query_one(statement, &[])
-        .await
-        .map_err(|_| StatusCode::INTERNAL_SERVER_ERROR)?;
-    let practices: i64 = row.get(2);
-    Ok(axum::Json(
-        serde_json::json!({ "database": row.get::<_, String>(0), "practices": practices }),
-    ))
+    status_answer(client, statement).await
 }
 
 /// How a baseline server reaches the database, logging in as the first tenant's runtime
@@ -546,6 +556,42 @@ impl std::fmt::Display for Baseline {
     }
 }
 
+/// Serves `router` on a free port, [`measure`]s it, and stops it; the connections it
+/// holds close with the router, dropped with the server, so they do not count in the
+/// runs after.
+async fn serve_and_measure(
+    router: Router,
+    hosts: Vec<String>,
+    args: &Args,
+    budget: usize,
+    stats: &tokio_postgres::Client,
+    server: &str,
+) -> anyhow::Result<RunResult> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let port = listener.local_addr()?.port();
+    let stop = CancellationToken::new();
+    let served = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(stop.cancelled_owned())
+                .await
+        })
+    };
+    let result = measure(
+        &format!("http://127.0.0.1:{port}/api/v1/status"),
+        hosts,
+        args,
+        budget,
+        stats,
+        server,
+    )
+    .await;
+    stop.cancel();
+    let _ = served.await;
+    result
+}
+
 /// Runs the `kind` baseline against `endpoint`.
 async fn baseline(
     endpoint: &Endpoint,
@@ -575,9 +621,7 @@ async fn baseline(
         Baseline::Pipelined(count) => {
             let mut connections = Vec::with_capacity(count);
             for _ in 0..count {
-                let client = endpoint.connect().await?;
-                let statement = client.prepare(QUERY).await?;
-                connections.push((client, statement));
+                connections.push(prepared(endpoint).await?);
             }
             let shared = Arc::new(Pipelined {
                 connections,
@@ -589,19 +633,8 @@ async fn baseline(
             (router, None)
         }
     };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let port = listener.local_addr()?.port();
-    let stop = CancellationToken::new();
-    let served = {
-        let stop = stop.clone();
-        tokio::spawn(async move {
-            axum::serve(listener, router)
-                .with_graceful_shutdown(stop.cancelled_owned())
-                .await
-        })
-    };
-    let result = measure(
-        &format!("http://127.0.0.1:{port}/api/v1/status"),
+    let result = serve_and_measure(
+        router,
         vec!["baseline.localhost".into()],
         args,
         kind.connections(),
@@ -609,10 +642,6 @@ async fn baseline(
         server,
     )
     .await;
-    stop.cancel();
-    // Its connections would otherwise count in the service's runs (the pipelined ones
-    // close with the router, dropped with the server).
-    let _ = served.await;
     if let Some(pool) = pool {
         pool.close();
     }
@@ -648,14 +677,7 @@ async fn fleet_status(
         ),
         None => None,
     };
-    let row = client
-        .query_one(statement, &[])
-        .await
-        .map_err(|_| StatusCode::INTERNAL_SERVER_ERROR)?;
-    let practices: i64 = row.get(2);
-    Ok(axum::Json(
-        serde_json::json!({ "database": row.get::<_, String>(0), "practices": practices }),
-    ))
+    status_answer(client, statement).await
 }
 
 /// Runs the direct-fleet baseline over the tenants of `endpoints` (see `Fleet`).
@@ -669,9 +691,7 @@ async fn fleet_baseline(
 ) -> anyhow::Result<RunResult> {
     let mut connections = Vec::with_capacity(endpoints.len());
     for endpoint in endpoints {
-        let client = endpoint.connect().await?;
-        let statement = client.prepare(QUERY).await?;
-        connections.push((client, statement));
+        connections.push(prepared(endpoint).await?);
     }
     let fleet = Arc::new(Fleet {
         by_host: hosts.iter().cloned().zip(0..).collect(),
@@ -681,30 +701,19 @@ async fn fleet_baseline(
     let router = Router::new()
         .route("/api/v1/status", get(fleet_status))
         .with_state(fleet);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let port = listener.local_addr()?.port();
-    let stop = CancellationToken::new();
-    let served = {
-        let stop = stop.clone();
-        tokio::spawn(async move {
-            axum::serve(listener, router)
-                .with_graceful_shutdown(stop.cancelled_owned())
-                .await
-        })
-    };
-    let result = measure(
-        &format!("http://127.0.0.1:{port}/api/v1/status"),
-        hosts.clone(),
-        args,
-        hosts.len(),
-        stats,
-        server,
-    )
-    .await;
-    stop.cancel();
-    // The connections close with the router, dropped with the server.
-    let _ = served.await;
-    result
+    let count = hosts.len();
+    serve_and_measure(router, hosts, args, count, stats, server).await
+}
+
+/// The CONNECTION LIMIT of `role`.
+async fn connection_limit(stats: &tokio_postgres::Client, role: &str) -> anyhow::Result<i32> {
+    Ok(stats
+        .query_one(
+            "SELECT rolconnlimit FROM pg_roles WHERE rolname = $1",
+            &[&role],
+        )
+        .await?
+        .get(0))
 }
 
 /// [`baseline`] with the first tenant's runtime role's CONNECTION LIMIT (2 x pool size +
@@ -717,13 +726,7 @@ async fn lifted_baseline(
     stats: &tokio_postgres::Client,
     server: &str,
 ) -> anyhow::Result<RunResult> {
-    let limit: i32 = stats
-        .query_one(
-            "SELECT rolconnlimit FROM pg_roles WHERE rolname = $1",
-            &[&role],
-        )
-        .await?
-        .get(0);
+    let limit = connection_limit(stats, role).await?;
     stats
         .batch_execute(&format!("ALTER ROLE \"{role}\" CONNECTION LIMIT -1"))
         .await?;
@@ -1010,13 +1013,7 @@ async fn run(
             .iter()
             .map(|&n| Baseline::Pipelined(n)),
     );
-    let role_limit: i32 = stats
-        .query_one(
-            "SELECT rolconnlimit FROM pg_roles WHERE rolname = $1",
-            &[&first_role],
-        )
-        .await?
-        .get(0);
+    let role_limit = connection_limit(&stats, &first_role).await?;
     let mut baselines = Vec::new();
     for kind in kinds {
         let r = lifted_baseline(first_endpoint, &first_role, kind, args, &stats, server).await?;
