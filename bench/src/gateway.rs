@@ -528,7 +528,7 @@ async fn pipelined_status(
 
 /// How a baseline server reaches the database, logging in as the first tenant's runtime
 /// role, behind a bare handler.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq)]
 enum Baseline {
     /// A static deadpool-postgres pool of this size (fast recycling, statements prepared
     /// once per connection): each query has a connection to itself.
@@ -875,6 +875,13 @@ async fn main() -> anyhow::Result<()> {
         args.tenants.iter().all(|n| *n > 0),
         "tenant counts must be positive"
     );
+    anyhow::ensure!(
+        args.baseline_sizes
+            .iter()
+            .chain(&args.baseline_pipelined)
+            .all(|n| *n > 0),
+        "baseline pool sizes and pipelined connection counts must be positive"
+    );
     // The cluster lives until the end of main, errors included; Drop stops and removes it.
     let cluster = match &args.pg {
         Some(_) => None,
@@ -1097,24 +1104,24 @@ async fn run(
             // baselines again, just before the row, for ratios taken side by side.
             let mut neighbours = Neighbours::default();
             if args.neighbours {
-                for (kind, slot) in [
-                    (Some(best_kind), &mut neighbours.best),
-                    (best_pool_kind, &mut neighbours.pool),
-                ] {
-                    if let Some(kind) = kind {
-                        let r = lifted_baseline(
-                            first_endpoint,
-                            &first_role,
-                            kind,
-                            args,
-                            &stats,
-                            server,
-                        )
-                        .await?;
+                let neighbour = |kind: Baseline| {
+                    let (first_role, stats) = (&first_role, &stats);
+                    async move {
+                        let r =
+                            lifted_baseline(first_endpoint, first_role, kind, args, stats, server)
+                                .await?;
                         println!("  neighbour {kind}: {:.0} req/s", r.rps);
-                        *slot = Some(r.rps);
+                        anyhow::Ok(r.rps)
                     }
-                }
+                };
+                let best_now = neighbour(best_kind).await?;
+                neighbours.best = Some(best_now);
+                // When a static pool is the fastest baseline, one run serves as both.
+                neighbours.pool = match best_pool_kind {
+                    Some(kind) if kind == best_kind => Some(best_now),
+                    Some(kind) => Some(neighbour(kind).await?),
+                    None => None,
+                };
             }
             let r = measure(
                 &format!("http://127.0.0.1:{}/api/v1/status", service.port),
